@@ -24,7 +24,11 @@ pub struct Batch {
 
 impl Batch {
     pub fn with_capacity(capacity: usize) -> Self {
-        Batch { buf: vec![0; capacity * FRAME_CAPACITY], meta: Vec::with_capacity(capacity), capacity }
+        Batch {
+            buf: vec![0; capacity * FRAME_CAPACITY],
+            meta: Vec::with_capacity(capacity),
+            capacity,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -60,14 +64,23 @@ impl Batch {
 
     /// Lets `fill` write the next frame straight into its slot and return its length (avoids a copy for
     /// ports that receive into a buffer). Returns false when the batch is full.
-    pub fn push_with(&mut self, port: u16, kernel_has_copy: bool, fill: impl FnOnce(&mut [u8]) -> usize) -> bool {
+    pub fn push_with(
+        &mut self,
+        port: u16,
+        kernel_has_copy: bool,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> bool {
         let i = self.meta.len();
         if i == self.capacity {
             return false;
         }
         let slot = &mut self.buf[i * FRAME_CAPACITY..(i + 1) * FRAME_CAPACITY];
         let len = fill(slot).min(FRAME_CAPACITY);
-        self.meta.push(FrameMeta { len: len as u16, port, kernel_has_copy });
+        self.meta.push(FrameMeta {
+            len: len as u16,
+            port,
+            kernel_has_copy,
+        });
         true
     }
 
@@ -107,7 +120,14 @@ mod tests {
         assert!(b.push(&[4; 10], 1, true));
         assert!(!b.push(&[5], 0, false));
         assert_eq!(b.frame(0), &[1, 2, 3]);
-        assert_eq!(b.meta(1), FrameMeta { len: 10, port: 1, kernel_has_copy: true });
+        assert_eq!(
+            b.meta(1),
+            FrameMeta {
+                len: 10,
+                port: 1,
+                kernel_has_copy: true
+            }
+        );
         b.clear();
         assert!(b.is_empty());
     }

@@ -5,7 +5,12 @@
 //! implementations of that one trait, so the dataplane runs unchanged from byte buffers.
 
 pub mod batch;
+pub mod iface;
 pub mod mem;
+pub mod netns;
+pub mod packet;
+pub mod wait;
+pub mod xdp;
 
 pub use batch::{Batch, FrameMeta, FRAME_CAPACITY};
 
@@ -39,11 +44,26 @@ pub enum HwError {
     },
     #[error("{0}")]
     Unsupported(String),
+    /// The kernel refused a BPF object; `log` is the verifier's log when it gave one.
+    #[error("{what}: {source}{}", if log.is_empty() { String::new() } else { format!("\nverifier log:\n{log}") })]
+    Bpf {
+        what: String,
+        #[source]
+        source: io::Error,
+        log: String,
+    },
+    /// Another XDP program is attached to the interface already (ours is never left behind: it is attached
+    /// through a BPF link that dies with the process).
+    #[error("interface {0} already has an XDP program attached; remove it with `ip link set dev {0} xdp off`")]
+    XdpAlreadyAttached(String),
 }
 
 impl HwError {
     pub fn io(what: impl Into<String>, source: io::Error) -> Self {
-        HwError::Io { what: what.into(), source }
+        HwError::Io {
+            what: what.into(),
+            source,
+        }
     }
     pub fn last_os(what: impl Into<String>) -> Self {
         HwError::io(what, io::Error::last_os_error())

@@ -29,9 +29,20 @@ impl MemPort {
     /// answers ARP for its own addresses itself.
     pub fn new(name: &str, mac: [u8; 6]) -> (MemPort, MemHandle) {
         let queues = Arc::new(Mutex::new(Queues::default()));
-        let info = PortInfo { name: name.to_string(), ifindex: 0, mac, mtu: 1500, queue: 0 };
+        let info = PortInfo {
+            name: name.to_string(),
+            ifindex: 0,
+            mac,
+            mtu: 1500,
+            queue: 0,
+        };
         (
-            MemPort { info, queues: queues.clone(), pending: Vec::new(), kernel_shares: false },
+            MemPort {
+                info,
+                queues: queues.clone(),
+                pending: Vec::new(),
+                kernel_shares: false,
+            },
             MemHandle { queues },
         )
     }

@@ -1,0 +1,461 @@
+//! The XDP redirect program: hand-assembled eBPF, loaded and attached with the bpf(2) syscall (no libbpf).
+//!
+//! ```text
+//!  r6 = r1                              ; ctx (struct xdp_md *)
+//!  r2 = *(u32 *)(r1 + 0)                ; data
+//!  r3 = *(u32 *)(r1 + 4)                ; data_end
+//!  r4 = r2 ; r4 += 34
+//!  if r4 > r3 goto pass                 ; shorter than Ethernet + IPv4 header
+//!  r5 = *(u16 *)(r2 + 12)
+//!  if r5 != htons(0x0800) goto pass     ; not IPv4 (ARP, IPv6, VLAN-tagged …)
+//!  r5 = *(u32 *)(r2 + 30)               ; destination address, network order
+//!  *(u32 *)(r10 - 4) = r5
+//!  r1 = map[local_v4] ; r2 = r10 ; r2 += -4
+//!  call bpf_map_lookup_elem
+//!  if r0 != 0 goto pass                 ; addressed to the box itself: the kernel stack takes it
+//!  r2 = *(u32 *)(r6 + 16)               ; ctx->rx_queue_index
+//!  r1 = map[xsks] ; r3 = XDP_PASS       ; XDP_PASS when no socket sits on that queue
+//!  call bpf_redirect_map
+//!  exit
+//! pass:
+//!  r0 = XDP_PASS ; exit
+//! ```
+
+use crate::{HwError, Result};
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+
+const BPF_MAP_CREATE: i32 = 0;
+const BPF_MAP_UPDATE_ELEM: i32 = 2;
+const BPF_MAP_DELETE_ELEM: i32 = 3;
+const BPF_PROG_LOAD: i32 = 5;
+const BPF_LINK_CREATE: i32 = 28;
+
+const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_XDP: u32 = 37;
+
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_DRV_MODE: u32 = 1 << 2;
+const XDP_PASS: i32 = 2;
+
+const FN_MAP_LOOKUP_ELEM: i32 = 1;
+const FN_REDIRECT_MAP: i32 = 51;
+
+/// Capacity of the `local_v4` map.
+pub const MAX_LOCAL_ADDRS: u32 = 1024;
+
+/// How the program is attached to the interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttachMode {
+    /// In the driver (XDP_FLAGS_DRV_MODE); veth supports it. The default.
+    #[default]
+    Native,
+    /// Generic XDP on the skb path (XDP_FLAGS_SKB_MODE): works on any interface, slower.
+    Skb,
+}
+
+impl AttachMode {
+    fn flags(self) -> u32 {
+        match self {
+            AttachMode::Native => XDP_FLAGS_DRV_MODE,
+            AttachMode::Skb => XDP_FLAGS_SKB_MODE,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Insn {
+    code: u8,
+    regs: u8,
+    off: i16,
+    imm: i32,
+}
+
+const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn {
+        code,
+        regs: (src << 4) | dst,
+        off,
+        imm,
+    }
+}
+
+// Opcodes (class | op | source).
+const MOV64_X: u8 = 0xbf;
+const MOV64_K: u8 = 0xb7;
+const ADD64_K: u8 = 0x07;
+const LDX_W: u8 = 0x61;
+const LDX_H: u8 = 0x69;
+const STX_W: u8 = 0x63;
+const JGT_X: u8 = 0x2d;
+const JNE_K: u8 = 0x55;
+const CALL: u8 = 0x85;
+const EXIT: u8 = 0x95;
+const LD_DW_IMM: u8 = 0x18;
+const PSEUDO_MAP_FD: u8 = 1;
+
+/// Assembles the program with the two map fds patched in.
+fn program(local_v4: RawFd, xsks: RawFd) -> Vec<Insn> {
+    let ipv4 = u16::from_ne_bytes([0x08, 0x00]) as i32; // the ethertype as a native load sees it
+    let mut p = vec![
+        insn(MOV64_X, 6, 1, 0, 0),
+        insn(LDX_W, 2, 1, 0, 0),
+        insn(LDX_W, 3, 1, 4, 0),
+        insn(MOV64_X, 4, 2, 0, 0),
+        insn(ADD64_K, 4, 0, 0, 34),
+        insn(JGT_X, 4, 3, 0, 0), // → pass, patched below
+        insn(LDX_H, 5, 2, 12, 0),
+        insn(JNE_K, 5, 0, 0, ipv4), // → pass
+        insn(LDX_W, 5, 2, 30, 0),
+        insn(STX_W, 10, 5, -4, 0),
+        insn(LD_DW_IMM, 1, PSEUDO_MAP_FD, 0, local_v4),
+        insn(0, 0, 0, 0, 0),
+        insn(MOV64_X, 2, 10, 0, 0),
+        insn(ADD64_K, 2, 0, 0, -4),
+        insn(CALL, 0, 0, 0, FN_MAP_LOOKUP_ELEM),
+        insn(JNE_K, 0, 0, 0, 0), // → pass
+        insn(LDX_W, 2, 6, 16, 0),
+        insn(LD_DW_IMM, 1, PSEUDO_MAP_FD, 0, xsks),
+        insn(0, 0, 0, 0, 0),
+        insn(MOV64_K, 3, 0, 0, XDP_PASS),
+        insn(CALL, 0, 0, 0, FN_REDIRECT_MAP),
+        insn(EXIT, 0, 0, 0, 0),
+    ];
+    let pass = p.len();
+    p.push(insn(MOV64_K, 0, 0, 0, XDP_PASS));
+    p.push(insn(EXIT, 0, 0, 0, 0));
+    for i in [5usize, 7, 15] {
+        p[i].off = (pass - i - 1) as i16;
+    }
+    p
+}
+
+fn bpf<T>(cmd: i32, attr: &mut T) -> std::io::Result<RawFd> {
+    // SAFETY: `attr` is a repr(C) prefix of union bpf_attr with all unused bytes zero, valid for the call;
+    // pointers inside it reference buffers the callers keep alive.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T,
+            std::mem::size_of::<T>() as u32,
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc as RawFd)
+    }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapCreate {
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    inner_map_fd: u32,
+    numa_node: u32,
+    map_name: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct MapElem {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct LinkCreate {
+    prog_fd: u32,
+    target_ifindex: u32,
+    attach_type: u32,
+    flags: u32,
+}
+
+fn name16(s: &str) -> [u8; 16] {
+    let mut n = [0u8; 16];
+    for (d, b) in n.iter_mut().zip(s.bytes().take(15)) {
+        *d = b;
+    }
+    n
+}
+
+fn owned(fd: RawFd) -> OwnedFd {
+    // SAFETY: fd was just returned by bpf(2) and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn map_create(
+    map_type: u32,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    name: &str,
+) -> Result<OwnedFd> {
+    let mut a = MapCreate {
+        map_type,
+        key_size,
+        value_size,
+        max_entries,
+        map_name: name16(name),
+        ..Default::default()
+    };
+    bpf(BPF_MAP_CREATE, &mut a)
+        .map(owned)
+        .map_err(|e| HwError::Bpf {
+            what: format!("BPF_MAP_CREATE {name}"),
+            source: e,
+            log: String::new(),
+        })
+}
+
+fn map_update<K, V>(map: &OwnedFd, key: &K, value: &V, what: &str) -> Result<()> {
+    let mut a = MapElem {
+        map_fd: map.as_raw_fd() as u32,
+        key: key as *const K as u64,
+        value: value as *const V as u64,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_UPDATE_ELEM, &mut a)
+        .map(drop)
+        .map_err(|e| HwError::Bpf {
+            what: what.to_string(),
+            source: e,
+            log: String::new(),
+        })
+}
+
+fn map_delete<K>(map: &OwnedFd, key: &K) -> std::io::Result<()> {
+    let mut a = MapElem {
+        map_fd: map.as_raw_fd() as u32,
+        key: key as *const K as u64,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_DELETE_ELEM, &mut a).map(drop)
+}
+
+/// The redirect program attached to one interface, with its maps. Shared (in an `Arc`) by every AF_XDP port
+/// of that interface; the program detaches when the last reference drops or the process exits (it is held
+/// by a BPF link, never by a bare netlink attachment).
+pub struct XdpProgram {
+    ifname: String,
+    ifindex: u32,
+    mode: AttachMode,
+    queues: u32,
+    xsks: OwnedFd,
+    local_v4: OwnedFd,
+    local: Mutex<HashSet<Ipv4Addr>>,
+    _prog: OwnedFd,
+    _link: OwnedFd,
+}
+
+impl std::fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field("ifname", &self.ifname)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl XdpProgram {
+    /// Loads the program and attaches it to `ifname` (in the calling thread's namespace) in `mode`. The
+    /// `local_v4` map starts with every IPv4 address of the namespace ([`crate::iface::local_ipv4_addrs`]);
+    /// replace it with [`XdpProgram::set_local_addresses`].
+    pub fn attach(ifname: &str, mode: AttachMode) -> Result<XdpProgram> {
+        let iface = crate::iface::lookup(ifname)?;
+        let queues = iface.rx_queues.max(1);
+        let xsks = map_create(BPF_MAP_TYPE_XSKMAP, 4, 4, queues, "xsks")?;
+        let local_v4 = map_create(BPF_MAP_TYPE_HASH, 4, 1, MAX_LOCAL_ADDRS, "local_v4")?;
+
+        let insns = program(local_v4.as_raw_fd(), xsks.as_raw_fd());
+        let license = c"GPL";
+        let mut log = vec![0u8; 64 * 1024];
+        let load = |log_level: u32, log: &mut Vec<u8>| {
+            let mut a = ProgLoad {
+                prog_type: BPF_PROG_TYPE_XDP,
+                insn_cnt: insns.len() as u32,
+                insns: insns.as_ptr() as u64,
+                license: license.as_ptr() as u64,
+                log_level,
+                log_size: if log_level > 0 { log.len() as u32 } else { 0 },
+                log_buf: if log_level > 0 {
+                    log.as_mut_ptr() as u64
+                } else {
+                    0
+                },
+                prog_name: name16("sluice_xsk"),
+                expected_attach_type: BPF_XDP,
+                ..Default::default()
+            };
+            bpf(BPF_PROG_LOAD, &mut a)
+        };
+        let prog = match load(0, &mut log) {
+            Ok(fd) => owned(fd),
+            Err(_) => {
+                // Load again with the verifier log on, so the error says why.
+                let err = load(1, &mut log).map(|fd| drop(owned(fd))).err();
+                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+                return Err(HwError::Bpf {
+                    what: "BPF_PROG_LOAD of the XDP redirect program".into(),
+                    source: err
+                        .unwrap_or_else(|| std::io::Error::other("failed once, then loaded")),
+                    log: String::from_utf8_lossy(&log[..end]).into_owned(),
+                });
+            }
+        };
+
+        let mut a = LinkCreate {
+            prog_fd: prog.as_raw_fd() as u32,
+            target_ifindex: iface.ifindex,
+            attach_type: BPF_XDP,
+            flags: mode.flags(),
+        };
+        let link = match bpf(BPF_LINK_CREATE, &mut a) {
+            Ok(fd) => owned(fd),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EEXIST)) => {
+                return Err(HwError::XdpAlreadyAttached(ifname.to_string()));
+            }
+            Err(e) => {
+                return Err(HwError::Bpf {
+                    what: format!(
+                        "attach XDP program to {ifname} ({mode:?} mode, BPF_LINK_CREATE)"
+                    ),
+                    source: e,
+                    log: String::new(),
+                });
+            }
+        };
+        tracing::debug!(ifname, ?mode, queues, "XDP redirect program attached");
+
+        let prog = XdpProgram {
+            ifname: ifname.to_string(),
+            ifindex: iface.ifindex,
+            mode,
+            queues,
+            xsks,
+            local_v4,
+            local: Mutex::new(HashSet::new()),
+            _prog: prog,
+            _link: link,
+        };
+        prog.set_local_addresses(&crate::iface::local_ipv4_addrs()?)?;
+        Ok(prog)
+    }
+
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    pub fn mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// Number of queue slots in the `xsks` map (the interface's RX queues when attached).
+    pub fn queues(&self) -> u32 {
+        self.queues
+    }
+
+    /// Replaces the set of IPv4 destinations the program leaves to the kernel stack. Additions go in
+    /// before removals, so an address present in both the old and new sets never leaks to user space.
+    pub fn set_local_addresses(&self, addrs: &[Ipv4Addr]) -> Result<()> {
+        if addrs.len() > MAX_LOCAL_ADDRS as usize {
+            return Err(HwError::Unsupported(format!(
+                "more than {MAX_LOCAL_ADDRS} local addresses"
+            )));
+        }
+        let mut cur = self.local.lock().unwrap();
+        let new: HashSet<Ipv4Addr> = addrs.iter().copied().collect();
+        for a in new.difference(&cur) {
+            map_update(
+                &self.local_v4,
+                &a.octets(),
+                &1u8,
+                &format!("insert {a} into local_v4"),
+            )?;
+        }
+        for a in cur.difference(&new) {
+            let _ = map_delete(&self.local_v4, &a.octets());
+        }
+        *cur = new;
+        Ok(())
+    }
+
+    /// The addresses currently in `local_v4`.
+    pub fn local_addresses(&self) -> Vec<Ipv4Addr> {
+        let mut v: Vec<_> = self.local.lock().unwrap().iter().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Points queue `queue` of the interface at the AF_XDP socket `fd`.
+    pub(crate) fn register(&self, queue: u32, fd: RawFd) -> Result<()> {
+        if queue >= self.queues {
+            return Err(HwError::Unsupported(format!(
+                "{} has {} RX queues, no queue {queue}",
+                self.ifname, self.queues
+            )));
+        }
+        map_update(
+            &self.xsks,
+            &queue,
+            &(fd as u32),
+            &format!("insert the socket of queue {queue} into xsks"),
+        )
+    }
+
+    pub(crate) fn unregister(&self, queue: u32) {
+        let _ = map_delete(&self.xsks, &queue);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jumps_land_on_pass() {
+        let p = program(3, 4);
+        for i in [5usize, 7, 15] {
+            let target = i + 1 + p[i].off as usize;
+            assert_eq!(p[target].code, MOV64_K);
+            assert_eq!(p[target].imm, XDP_PASS);
+            assert_eq!(p[target + 1].code, EXIT);
+        }
+        assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
+}
