@@ -94,7 +94,7 @@ impl XdpConfig {
                 self.ring_size
             ));
         }
-        if self.frame_count < 128 || self.frame_count % 2 != 0 {
+        if self.frame_count < 128 || self.frame_count & 1 == 1 {
             return bad(format!(
                 "frame_count {} must be even and >= 128",
                 self.frame_count
