@@ -78,13 +78,23 @@ struct Counts {
 
 struct Forwarder {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<Counts>,
+    handle: Option<std::thread::JoinHandle<Counts>>,
 }
 
 impl Forwarder {
-    fn stop(self) -> Counts {
+    fn stop(mut self) -> Counts {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap()
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Forwarder {
+    /// On a failing test: stop the loop before the namespaces go away.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -177,7 +187,10 @@ fn start_forwarder(lab: &Lab, backend: Backend, busy: bool) -> Forwarder {
     ready_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("forwarder did not start");
-    Forwarder { stop, handle }
+    Forwarder {
+        stop,
+        handle: Some(handle),
+    }
 }
 
 fn ping(net: &TestNet, from: &Netns, to: &str, count: u32) -> bool {
@@ -338,9 +351,9 @@ fn measure(backend: Backend) {
     assert!(ping(&lab.net, &lab.a, C_IP, 1));
     let mac = |m: [u8; 6]| {
         m.iter()
-            .map(|b| format!("0x{b:02x}"))
+            .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(":")
     };
     let cfg = format!(
         "{{ eth(da={}, sa={}), ipv4(saddr={A_IP}, daddr={C_IP}, ttl=64), udp(sp=dinc(1024, 1100), dp=9), fill(0x41, 18) }}\n",
@@ -379,13 +392,52 @@ fn measure(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     let got = link_rx_packets(&lab.net, &lab.c, "c1") - before;
+    let tcp = iperf(&lab);
     let counts = fwd.stop();
     eprintln!(
-        "MEASURE {backend:?}: sent {n} in {elapsed:.2}s, received at c1 {got} ({:.0} pps, {:.1}% delivered); {counts:?}",
+        "MEASURE {backend:?}: sent {n} in {elapsed:.2}s, received at c1 {got} ({:.0} pps, {:.1}% delivered); TCP A->C {tcp}; {counts:?}",
         got as f64 / elapsed,
         100.0 * got as f64 / n as f64
     );
     assert!(got > n / 10, "most frames lost: {got} of {n}");
+}
+
+/// Two seconds of iperf3 TCP from A to C through the forwarder; the receiver's summary line.
+fn iperf(lab: &Lab) -> String {
+    let mut server = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            lab.c.name(),
+            "iperf3",
+            "-s",
+            "-1",
+            "-p",
+            "5201",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = lab
+        .net
+        .exec(
+            &lab.a,
+            &["iperf3", "-c", C_IP, "-p", "5201", "-t", "2", "-f", "m"],
+        )
+        .unwrap();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("receiver"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(4)
+                .take(4)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| format!("iperf3 failed: {}", String::from_utf8_lossy(&out.stderr)))
 }
 
 #[test]

@@ -114,6 +114,8 @@ pub struct XdpPortStats {
     pub tx_full: u64,
     /// sendto() kicks issued.
     pub tx_kicks: u64,
+    /// Kicks answered EAGAIN/EBUSY/ENOBUFS (in copy mode: after every 32 frames).
+    pub tx_kick_again: u64,
     /// recvfrom() wakeups for the fill ring.
     pub fill_wakeups: u64,
 }
@@ -471,8 +473,9 @@ impl XdpPort {
     }
 
     fn kick_tx(&mut self) -> Result<()> {
-        // In copy mode the kernel transmits at most 32 frames per sendto(): keep kicking while the ring holds
-        // frames and the kernel makes progress. In zero-copy mode with need_wakeup, one kick when flagged.
+        // In copy mode the kernel transmits at most 32 frames per sendto() and then answers EAGAIN even though
+        // it made progress: keep kicking while the ring holds frames and the kernel's consumer index moves.
+        // In zero-copy mode the driver drains the ring itself: one kick, and only when it asks (need_wakeup).
         let mut pending = self.tx.prod_pending();
         let mut rounds = 0;
         while pending > 0 {
@@ -494,16 +497,21 @@ impl XdpPort {
             if rc < 0 {
                 let err = std::io::Error::last_os_error();
                 match err.raw_os_error() {
-                    // Transient: the device or completion ring is busy; the next flush retries.
-                    Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS)
-                    | Some(libc::ENETDOWN) => break,
+                    // Batch limit reached, device busy, completion ring full: retry below if it progressed.
+                    Some(libc::EAGAIN) | Some(libc::EBUSY) | Some(libc::ENOBUFS) => {
+                        self.stats.tx_kick_again += 1
+                    }
+                    Some(libc::ENETDOWN) | Some(libc::ENXIO) => break,
                     _ => return Err(HwError::io(format!("TX kick on {}", self.info.name), err)),
                 }
             }
+            if self.zero_copy {
+                break;
+            }
             let now = self.tx.prod_pending();
             rounds += 1;
-            if now >= pending || self.zero_copy || rounds > 256 {
-                break;
+            if now >= pending || rounds > 256 {
+                break; // no progress: the next flush tries again
             }
             pending = now;
         }
