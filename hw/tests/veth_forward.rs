@@ -60,9 +60,9 @@ fn lab() -> Lab {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Backend {
-    Xdp(AttachMode),
+    Xdp(XdpConfig),
     Packet,
 }
 
@@ -102,27 +102,22 @@ fn ipv4_dst(f: &[u8]) -> Option<Ipv4Addr> {
     (f.len() >= 34 && f[12..14] == [0x08, 0x00]).then(|| Ipv4Addr::new(f[30], f[31], f[32], f[33]))
 }
 
-fn open(backend: Backend, ifname: &str) -> hw::Result<Box<dyn Port>> {
+fn open(backend: &Backend, ifname: &str) -> hw::Result<Box<dyn Port>> {
     Ok(match backend {
-        Backend::Xdp(mode) => {
-            let cfg = XdpConfig {
-                attach_mode: mode,
-                ..XdpConfig::default()
-            };
-            Box::new(XdpPort::open(ifname, &cfg)?)
-        }
+        Backend::Xdp(cfg) => Box::new(XdpPort::open(ifname, cfg)?),
         Backend::Packet => Box::new(hw::packet::PacketPort::open(ifname)?),
     })
 }
 
 /// Starts the forwarder in B; returns once both ports are open.
-fn start_forwarder(lab: &Lab, backend: Backend, busy: bool) -> Forwarder {
+fn start_forwarder(lab: &Lab, backend: &Backend, busy: bool) -> Forwarder {
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel();
     let (a0_mac, c1_mac) = (lab.a0_mac, lab.c1_mac);
     let stop2 = stop.clone();
+    let backend = backend.clone();
     let handle = lab.b.spawn(move || {
-        let mut ports = [open(backend, "b0").unwrap(), open(backend, "b1").unwrap()];
+        let mut ports = [open(&backend, "b0").unwrap(), open(&backend, "b1").unwrap()];
         if let Backend::Xdp(_) = backend {
             // A second program on the same interface is refused with a clear error.
             let err = XdpProgram::attach("b0", AttachMode::Skb).unwrap_err();
@@ -215,7 +210,7 @@ fn forwards_pings(backend: Backend) {
         return;
     }
     let lab = lab();
-    let fwd = start_forwarder(&lab, backend, false);
+    let fwd = start_forwarder(&lab, &backend, false);
     if let Backend::Xdp(_) = backend {
         assert!(xdp_attached(&lab.net, &lab.b, "b0"));
         assert!(xdp_attached(&lab.net, &lab.b, "b1"));
@@ -247,12 +242,27 @@ fn forwards_pings(backend: Backend) {
 
 #[test]
 fn xdp_native_forwards_a_to_c_and_passes_local_traffic() {
-    forwards_pings(Backend::Xdp(AttachMode::Native));
+    forwards_pings(Backend::Xdp(XdpConfig::default()));
 }
 
 #[test]
 fn xdp_skb_mode_forwards_too() {
-    forwards_pings(Backend::Xdp(AttachMode::Skb));
+    forwards_pings(Backend::Xdp(XdpConfig {
+        attach_mode: AttachMode::Skb,
+        ..XdpConfig::default()
+    }));
+}
+
+#[test]
+fn xdp_copy_mode_without_need_wakeup_and_small_rings_forwards_too() {
+    let cfg = XdpConfig {
+        bind_mode: BindMode::Copy,
+        need_wakeup: false,
+        frame_count: 256,
+        ring_size: 64,
+        ..XdpConfig::default()
+    };
+    forwards_pings(Backend::Xdp(cfg));
 }
 
 #[test]
@@ -347,7 +357,7 @@ fn measure(backend: Backend) {
     }
     let lab = lab();
     let b0_mac = lab.b.run(|| hw::iface::lookup("b0").unwrap().mac);
-    let fwd = start_forwarder(&lab, backend, true);
+    let fwd = start_forwarder(&lab, &backend, true);
     assert!(ping(&lab.net, &lab.a, C_IP, 1));
     let mac = |m: [u8; 6]| {
         m.iter()
@@ -442,7 +452,7 @@ fn iperf(lab: &Lab) -> String {
 
 #[test]
 fn measure_xdp_native() {
-    measure(Backend::Xdp(AttachMode::Native));
+    measure(Backend::Xdp(XdpConfig::default()));
 }
 
 #[test]

@@ -215,6 +215,41 @@ fn owned(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// Loads an XDP program; on failure loads it again with the verifier log on and returns the log in the error.
+fn load_xdp(insns: &[Insn]) -> Result<OwnedFd> {
+    let license = c"GPL";
+    let mut log = vec![0u8; 64 * 1024];
+    let mut load = |log_level: u32| {
+        let mut a = ProgLoad {
+            prog_type: BPF_PROG_TYPE_XDP,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            log_level,
+            log_size: if log_level > 0 { log.len() as u32 } else { 0 },
+            log_buf: if log_level > 0 {
+                log.as_mut_ptr() as u64
+            } else {
+                0
+            },
+            prog_name: name16("sluice_xsk"),
+            expected_attach_type: BPF_XDP,
+            ..Default::default()
+        };
+        bpf(BPF_PROG_LOAD, &mut a)
+    };
+    if let Ok(fd) = load(0) {
+        return Ok(owned(fd));
+    }
+    let err = load(1).map(|fd| drop(owned(fd))).err();
+    let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    Err(HwError::Bpf {
+        what: "BPF_PROG_LOAD of the XDP program".into(),
+        source: err.unwrap_or_else(|| std::io::Error::other("failed once, then loaded")),
+        log: String::from_utf8_lossy(&log[..end]).into_owned(),
+    })
+}
+
 fn map_create(
     map_type: u32,
     key_size: u32,
@@ -298,42 +333,7 @@ impl XdpProgram {
         let xsks = map_create(BPF_MAP_TYPE_XSKMAP, 4, 4, queues, "xsks")?;
         let local_v4 = map_create(BPF_MAP_TYPE_HASH, 4, 1, MAX_LOCAL_ADDRS, "local_v4")?;
 
-        let insns = program(local_v4.as_raw_fd(), xsks.as_raw_fd());
-        let license = c"GPL";
-        let mut log = vec![0u8; 64 * 1024];
-        let load = |log_level: u32, log: &mut Vec<u8>| {
-            let mut a = ProgLoad {
-                prog_type: BPF_PROG_TYPE_XDP,
-                insn_cnt: insns.len() as u32,
-                insns: insns.as_ptr() as u64,
-                license: license.as_ptr() as u64,
-                log_level,
-                log_size: if log_level > 0 { log.len() as u32 } else { 0 },
-                log_buf: if log_level > 0 {
-                    log.as_mut_ptr() as u64
-                } else {
-                    0
-                },
-                prog_name: name16("sluice_xsk"),
-                expected_attach_type: BPF_XDP,
-                ..Default::default()
-            };
-            bpf(BPF_PROG_LOAD, &mut a)
-        };
-        let prog = match load(0, &mut log) {
-            Ok(fd) => owned(fd),
-            Err(_) => {
-                // Load again with the verifier log on, so the error says why.
-                let err = load(1, &mut log).map(|fd| drop(owned(fd))).err();
-                let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-                return Err(HwError::Bpf {
-                    what: "BPF_PROG_LOAD of the XDP redirect program".into(),
-                    source: err
-                        .unwrap_or_else(|| std::io::Error::other("failed once, then loaded")),
-                    log: String::from_utf8_lossy(&log[..end]).into_owned(),
-                });
-            }
-        };
+        let prog = load_xdp(&program(local_v4.as_raw_fd(), xsks.as_raw_fd()))?;
 
         let mut a = LinkCreate {
             prog_fd: prog.as_raw_fd() as u32,
@@ -457,5 +457,24 @@ mod tests {
             assert_eq!(p[target + 1].code, EXIT);
         }
         assert_eq!(std::mem::size_of::<Insn>(), 8);
+    }
+
+    #[test]
+    fn verifier_log_is_in_the_error() {
+        if !crate::netns::is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        // `exit` with r0 never written: the verifier refuses it and says why.
+        let err = load_xdp(&[insn(EXIT, 0, 0, 0, 0)]).unwrap_err();
+        match &err {
+            HwError::Bpf { log, .. } => assert!(log.contains("R0 !read_ok"), "{err}"),
+            _ => panic!("{err}"),
+        }
+        assert!(err.to_string().contains("verifier log"));
+        // And the real program passes the verifier.
+        let a = map_create(BPF_MAP_TYPE_HASH, 4, 1, 4, "t_local").unwrap();
+        let x = map_create(BPF_MAP_TYPE_XSKMAP, 4, 4, 1, "t_xsks").unwrap();
+        load_xdp(&program(a.as_raw_fd(), x.as_raw_fd())).unwrap();
     }
 }
