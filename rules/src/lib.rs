@@ -1,1 +1,82 @@
-//! placeholder
+//! The nft language: lexer, parser, AST, checks, canonical printer, compiled rule IR and evaluation.
+//!
+//! This crate does no I/O: no files, no clock, no syscalls. `include` goes through a [`Loader`] the
+//! caller supplies.
+//!
+//! Pipeline (like nftables): [`parse_ruleset`] (parse + type check, located [`Diagnostic`]s) →
+//! [`Ruleset`] (the AST, printable with [`print_ruleset`]) → [`compile`] → [`CompiledRuleset`]
+//! (immutable IR, evaluated with [`CompiledRuleset::eval_chain`]).
+
+pub mod ast;
+pub mod compile;
+pub mod diag;
+pub mod eval;
+pub mod expr;
+pub mod lex;
+pub mod parse;
+pub mod print;
+pub mod stmt;
+pub mod types;
+
+pub use ast::{Family, Hook, Ruleset};
+pub use compile::{compile, CompiledRuleset};
+pub use diag::Diagnostic;
+pub use eval::{ChainId, NfProto, PacketCtx, Verdict};
+pub use parse::{Loader, NoIncludes};
+pub use print::PrintOptions;
+
+/// A counter's value (per slot).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct CounterValue {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Parses and type-checks `src`: the ruleset that results from applying its commands to an empty
+/// ruleset. Includes are refused; use [`parse_ruleset_with`] to supply a loader.
+pub fn parse_ruleset(src: &str, filename: &str) -> Result<Ruleset, Diagnostic> {
+    parse_ruleset_with(src, filename, &NoIncludes)
+}
+
+/// Like [`parse_ruleset`], resolving `include` through `loader`.
+pub fn parse_ruleset_with(
+    src: &str,
+    filename: &str,
+    loader: &dyn Loader,
+) -> Result<Ruleset, Diagnostic> {
+    let mut rs = Ruleset::default();
+    apply(&mut rs, src, filename, loader)?;
+    Ok(rs)
+}
+
+/// Applies the commands in `src` (e.g. `add rule ...`, `flush ruleset`) to an existing ruleset. On
+/// error the ruleset is left unchanged (commands apply as one transaction, like `nft -f`).
+pub fn apply(
+    rs: &mut Ruleset,
+    src: &str,
+    filename: &str,
+    loader: &dyn Loader,
+) -> Result<(), Diagnostic> {
+    let mut work = rs.clone();
+    let mut p = parse::Parser::new(&mut work, loader, src, filename);
+    p.parse_file()?;
+    *rs = work;
+    Ok(())
+}
+
+/// Prints the ruleset exactly like `nft list ruleset` (with the matching flags). With `counters`,
+/// slot i's value is printed for the i-th counter statement; otherwise the values in the AST.
+pub fn print_ruleset(
+    rs: &Ruleset,
+    opts: &PrintOptions,
+    counters: Option<&[CounterValue]>,
+) -> String {
+    let mut p = print::Printer {
+        opts,
+        counters,
+        slot: 0,
+        out: String::new(),
+    };
+    p.ruleset(rs);
+    p.out
+}

@@ -1,0 +1,268 @@
+//! The ruleset: tables, chains, rules. This is what `nft list ruleset` shows.
+
+use crate::stmt::Stmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    Ip,
+    Ip6,
+    Inet,
+    Arp,
+    Bridge,
+    Netdev,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ip => "ip",
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+            Family::Arp => "arp",
+            Family::Bridge => "bridge",
+            Family::Netdev => "netdev",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Family> {
+        Some(match s {
+            "ip" => Family::Ip,
+            "ip6" => Family::Ip6,
+            "inet" => Family::Inet,
+            "arp" => Family::Arp,
+            "bridge" => Family::Bridge,
+            "netdev" => Family::Netdev,
+            _ => return None,
+        })
+    }
+}
+
+/// Netfilter hooks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hook {
+    Prerouting,
+    Input,
+    Forward,
+    Output,
+    Postrouting,
+    Ingress,
+    Egress,
+}
+
+impl Hook {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Prerouting => "prerouting",
+            Hook::Input => "input",
+            Hook::Forward => "forward",
+            Hook::Output => "output",
+            Hook::Postrouting => "postrouting",
+            Hook::Ingress => "ingress",
+            Hook::Egress => "egress",
+        }
+    }
+    pub fn from_name(s: &str) -> Option<Hook> {
+        Some(match s {
+            "prerouting" => Hook::Prerouting,
+            "input" => Hook::Input,
+            "forward" => Hook::Forward,
+            "output" => Hook::Output,
+            "postrouting" => Hook::Postrouting,
+            "ingress" => Hook::Ingress,
+            "egress" => Hook::Egress,
+            _ => return None,
+        })
+    }
+    /// Is the hook valid for base chains of this family?
+    pub fn valid_for(self, f: Family) -> bool {
+        use Hook::*;
+        match f {
+            Family::Ip | Family::Ip6 | Family::Bridge => {
+                matches!(self, Prerouting | Input | Forward | Output | Postrouting)
+            }
+            Family::Inet => matches!(
+                self,
+                Prerouting | Input | Forward | Output | Postrouting | Ingress
+            ),
+            Family::Arp => matches!(self, Input | Output),
+            Family::Netdev => matches!(self, Ingress | Egress),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainType {
+    Filter,
+    Nat,
+    Route,
+}
+
+impl ChainType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ChainType::Filter => "filter",
+            ChainType::Nat => "nat",
+            ChainType::Route => "route",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Accept,
+    Drop,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BaseChain {
+    pub ty: ChainType,
+    pub hook: Hook,
+    pub priority: i32,
+    pub policy: Policy,
+    pub devices: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub handle: u64,
+    pub stmts: Vec<Stmt>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub name: String,
+    pub handle: u64,
+    pub base: Option<BaseChain>,
+    pub rules: Vec<Rule>,
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub family: Family,
+    pub name: String,
+    pub handle: u64,
+    pub flags: Vec<String>,
+    pub comment: Option<String>,
+    pub chains: Vec<Chain>,
+    /// per-table handle generator (chains, rules, sets share it, like the kernel's)
+    pub(crate) next_handle: u64,
+}
+
+impl Table {
+    pub fn new(family: Family, name: &str, handle: u64) -> Table {
+        Table {
+            family,
+            name: name.to_string(),
+            handle,
+            flags: Vec::new(),
+            comment: None,
+            chains: Vec::new(),
+            next_handle: 1,
+        }
+    }
+    pub fn chain(&self, name: &str) -> Option<&Chain> {
+        self.chains.iter().find(|c| c.name == name)
+    }
+    pub fn chain_mut(&mut self, name: &str) -> Option<&mut Chain> {
+        self.chains.iter_mut().find(|c| c.name == name)
+    }
+    pub(crate) fn alloc_handle(&mut self) -> u64 {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        h
+    }
+}
+
+/// A whole ruleset: the result of applying commands to an empty ruleset.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub tables: Vec<Table>,
+    pub(crate) next_table_handle: u64,
+}
+
+impl Ruleset {
+    pub fn table(&self, family: Family, name: &str) -> Option<&Table> {
+        self.tables
+            .iter()
+            .find(|t| t.family == family && t.name == name)
+    }
+    pub fn table_mut(&mut self, family: Family, name: &str) -> Option<&mut Table> {
+        self.tables
+            .iter_mut()
+            .find(|t| t.family == family && t.name == name)
+    }
+    pub(crate) fn alloc_table_handle(&mut self) -> u64 {
+        self.next_table_handle += 1;
+        self.next_table_handle
+    }
+
+    /// Visits every counter in counter-slot order (tables, chains, rules, statements).
+    pub fn counters(&self) -> impl Iterator<Item = &crate::stmt::counter::Counter> {
+        self.tables
+            .iter()
+            .flat_map(|t| t.chains.iter())
+            .flat_map(|c| c.rules.iter())
+            .flat_map(|r| r.stmts.iter())
+            .filter_map(|s| match s {
+                Stmt::Counter(c) => Some(c),
+                _ => None,
+            })
+    }
+}
+
+/// Standard priority names (nft's `std_prios`).
+pub fn std_prios(f: Family) -> &'static [(&'static str, i32)] {
+    match f {
+        Family::Bridge => &[
+            ("dstnat", -300),
+            ("filter", -200),
+            ("out", 100),
+            ("srcnat", 300),
+        ],
+        _ => &[
+            ("raw", -300),
+            ("mangle", -150),
+            ("dstnat", -100),
+            ("filter", 0),
+            ("security", 50),
+            ("srcnat", 100),
+        ],
+    }
+}
+
+/// May the named standard priority be used (and printed) for this family and hook?
+pub fn std_prio_ok(f: Family, hook: Hook, name: &str) -> bool {
+    match f {
+        Family::Bridge => match name {
+            "dstnat" => hook == Hook::Prerouting,
+            "filter" => true,
+            "out" => hook == Hook::Output,
+            "srcnat" => hook == Hook::Postrouting,
+            _ => false,
+        },
+        Family::Arp | Family::Netdev => name == "filter",
+        _ => match name {
+            "dstnat" => hook == Hook::Prerouting,
+            "srcnat" => hook == Hook::Postrouting,
+            _ => true,
+        },
+    }
+}
+
+/// `filter`, `filter + 5`, `raw - 10` or a number, like nft's `prio2str`.
+pub fn priority_str(f: Family, hook: Hook, prio: i32, numeric: bool) -> String {
+    if !numeric {
+        for &(name, v) in std_prios(f) {
+            if std_prio_ok(f, hook, name) && (prio - v).abs() <= 10 {
+                let d = prio - v;
+                return match d {
+                    0 => name.to_string(),
+                    d if d > 0 => format!("{name} + {d}"),
+                    d => format!("{name} - {}", -d),
+                };
+            }
+        }
+    }
+    prio.to_string()
+}

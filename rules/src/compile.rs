@@ -1,0 +1,550 @@
+//! Lowering the ruleset to a small IR: per rule, a list of `load → test` compares and actions.
+//!
+//! Like nft's linearizer, implicit protocol dependencies (`meta l4proto tcp` before `tcp dport`,
+//! `meta nfproto ipv4` before `ip saddr` in inet tables) are inserted here.
+
+use std::ops::Range;
+
+use crate::ast::*;
+use crate::diag::Diagnostic;
+use crate::eval::{ChainId, NfProto, Verdict};
+use crate::expr::{ct, meta, payload, BinOp, Elem, Lhs, Match, Part, RelOp, Rhs, Selector};
+use crate::stmt::verdict::VerdictExpr;
+use crate::stmt::Stmt;
+use crate::types::Val;
+use crate::CounterValue;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Load {
+    Payload(payload::Load),
+    Meta(&'static meta::Key),
+    Ct(&'static ct::Key, Option<ct::Dir>),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Bin {
+    /// x = (x & and) ^ xor
+    Mask {
+        and: Box<[u8]>,
+        xor: Box<[u8]>,
+    },
+    Shl(u8),
+    Shr(u8),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Test {
+    Eq(Box<[u8]>),
+    Ne(Box<[u8]>),
+    Lt(Box<[u8]>),
+    Gt(Box<[u8]>),
+    Le(Box<[u8]>),
+    Ge(Box<[u8]>),
+    Range {
+        lo: Box<[u8]>,
+        hi: Box<[u8]>,
+        neg: bool,
+    },
+    /// any of the mask bits set (bitmask types, implicit op); `neg`: none set
+    AnyBits {
+        mask: Box<[u8]>,
+        neg: bool,
+    },
+    Set {
+        set: u32,
+        neg: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum VOp {
+    Accept,
+    Drop,
+    Continue,
+    Return,
+    Jump(u32),
+    Goto(u32),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Op {
+    Cmp {
+        loads: Box<[Load]>,
+        bin: Option<Bin>,
+        test: Test,
+    },
+    Counter(u32),
+    Verdict(VOp),
+}
+
+pub(crate) struct CChain {
+    pub rules: Range<u32>,
+    /// base chains: the policy
+    pub policy: Option<Verdict>,
+}
+
+pub(crate) struct CRule {
+    pub ops: Range<u32>,
+}
+
+/// A compiled set: sorted exact keys, sorted disjoint intervals, and per-component interval
+/// elements for concatenations.
+type Bounds = (Box<[u8]>, Box<[u8]>);
+
+pub(crate) struct CSet {
+    width: usize,
+    exact: Vec<u8>,
+    ranges: Vec<Bounds>,
+    comp_ranges: Vec<Vec<Bounds>>,
+}
+
+impl CSet {
+    #[inline]
+    pub fn contains(&self, k: &[u8]) -> bool {
+        let w = self.width;
+        if k.len() != w || w == 0 {
+            return false;
+        }
+        let n = self.exact.len() / w;
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.exact[mid * w..mid * w + w].cmp(k) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        // intervals are disjoint and sorted: the candidate is the last with lo <= k
+        let idx = self.ranges.partition_point(|(l, _)| &l[..] <= k);
+        if idx > 0 && k <= &self.ranges[idx - 1].1[..] {
+            return true;
+        }
+        self.comp_ranges.iter().any(|comps| {
+            let mut off = 0;
+            comps.iter().all(|(l, h)| {
+                let part = &k[off..off + l.len()];
+                off += l.len();
+                part >= &l[..] && part <= &h[..]
+            })
+        })
+    }
+}
+
+/// An immutable, compiled ruleset. `Send + Sync`; meant to be published in an `ArcSwap`.
+pub struct CompiledRuleset {
+    rs: Ruleset,
+    pub(crate) chains: Vec<CChain>,
+    pub(crate) rules: Vec<CRule>,
+    pub(crate) ops: Vec<Op>,
+    pub(crate) sets: Vec<CSet>,
+    hooks: Vec<Vec<ChainId>>,
+    names: Vec<(&'static str, String, String)>,
+    initial: Vec<CounterValue>,
+}
+
+const HOOKS: [Hook; 7] = [
+    Hook::Prerouting,
+    Hook::Input,
+    Hook::Forward,
+    Hook::Output,
+    Hook::Postrouting,
+    Hook::Ingress,
+    Hook::Egress,
+];
+
+fn hook_index(h: Hook) -> usize {
+    HOOKS.iter().position(|&x| x == h).unwrap()
+}
+
+impl CompiledRuleset {
+    /// The AST it came from, for printing.
+    pub fn ruleset(&self) -> &Ruleset {
+        &self.rs
+    }
+    pub fn counter_slots(&self) -> usize {
+        self.initial.len()
+    }
+    /// The literal counter values from the source, by slot.
+    pub fn initial_counters(&self) -> Vec<CounterValue> {
+        self.initial.clone()
+    }
+    /// Base chains registered on (family, hook), in priority order (ties: table order). IPv4 packets
+    /// see the chains of `ip` and `inet` tables, IPv6 packets those of `ip6` and `inet` tables.
+    pub fn hook_chains(&self, nfproto: NfProto, hook: Hook) -> &[ChainId] {
+        &self.hooks[nfproto.index() * HOOKS.len() + hook_index(hook)]
+    }
+    /// (family, table, chain) names of a chain.
+    pub fn chain_name(&self, c: ChainId) -> (&str, &str, &str) {
+        let (f, t, n) = &self.names[c.0 as usize];
+        (f, t, n)
+    }
+    /// Looks a chain up by name.
+    pub fn chain_id(&self, family: Family, table: &str, chain: &str) -> Option<ChainId> {
+        self.names
+            .iter()
+            .position(|(f, t, c)| *f == family.name() && t == table && c == chain)
+            .map(|i| ChainId(i as u32))
+    }
+}
+
+struct Compiler {
+    chains: Vec<CChain>,
+    rules: Vec<CRule>,
+    ops: Vec<Op>,
+    sets: Vec<CSet>,
+    slot: u32,
+    initial: Vec<CounterValue>,
+}
+
+pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
+    let mut names = Vec::new();
+    let mut chain_base = Vec::new();
+    for t in &rs.tables {
+        chain_base.push(names.len());
+        for c in &t.chains {
+            names.push((t.family.name(), t.name.clone(), c.name.clone()));
+        }
+    }
+    check_loops(rs, &chain_base)?;
+    let mut cc = Compiler {
+        chains: Vec::new(),
+        rules: Vec::new(),
+        ops: Vec::new(),
+        sets: Vec::new(),
+        slot: 0,
+        initial: Vec::new(),
+    };
+    let mut hooks: Vec<Vec<(i32, usize, ChainId)>> = vec![Vec::new(); 2 * HOOKS.len()];
+    for (ti, t) in rs.tables.iter().enumerate() {
+        for c in &t.chains {
+            let id = ChainId(cc.chains.len() as u32);
+            let start = cc.rules.len() as u32;
+            for r in &c.rules {
+                let ops_start = cc.ops.len() as u32;
+                cc.rule(t, r, chain_base[ti])?;
+                cc.rules.push(CRule {
+                    ops: ops_start..cc.ops.len() as u32,
+                });
+            }
+            let policy = c.base.as_ref().map(|b| match b.policy {
+                Policy::Accept => Verdict::Accept,
+                Policy::Drop => Verdict::Drop,
+            });
+            cc.chains.push(CChain {
+                rules: start..cc.rules.len() as u32,
+                policy,
+            });
+            if let Some(b) = &c.base {
+                let protos: &[NfProto] = match t.family {
+                    Family::Ip => &[NfProto::Ipv4],
+                    Family::Ip6 => &[NfProto::Ipv6],
+                    Family::Inet => &[NfProto::Ipv4, NfProto::Ipv6],
+                    _ => &[],
+                };
+                for p in protos {
+                    hooks[p.index() * HOOKS.len() + hook_index(b.hook)].push((b.priority, ti, id));
+                }
+            }
+        }
+    }
+    let hooks = hooks
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by_key(|&(p, ti, id)| (p, ti, id.0));
+            v.into_iter().map(|(_, _, id)| id).collect()
+        })
+        .collect();
+    Ok(CompiledRuleset {
+        rs: rs.clone(),
+        chains: cc.chains,
+        rules: cc.rules,
+        ops: cc.ops,
+        sets: cc.sets,
+        hooks,
+        names,
+        initial: cc.initial,
+    })
+}
+
+/// Rejects jump/goto loops (the kernel's ELOOP) and jumps to unknown chains.
+fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
+    for (ti, t) in rs.tables.iter().enumerate() {
+        let n = t.chains.len();
+        let mut edges = vec![Vec::new(); n];
+        for (ci, c) in t.chains.iter().enumerate() {
+            for r in &c.rules {
+                for s in &r.stmts {
+                    if let Stmt::Verdict(v) = s {
+                        if let Some(target) = v.target() {
+                            let Some(j) = t.chains.iter().position(|x| x.name == target) else {
+                                return Err(Diagnostic::bare(format!(
+                                    "Could not process rule: No such file or directory: chain {target} in table {} {}",
+                                    t.family.name(),
+                                    t.name
+                                )));
+                            };
+                            edges[ci].push(j);
+                        }
+                    }
+                }
+            }
+        }
+        // colour DFS
+        let mut state = vec![0u8; n];
+        fn dfs(i: usize, edges: &[Vec<usize>], state: &mut [u8]) -> bool {
+            state[i] = 1;
+            for &j in &edges[i] {
+                if state[j] == 1 || (state[j] == 0 && dfs(j, edges, state)) {
+                    return true;
+                }
+            }
+            state[i] = 2;
+            false
+        }
+        for i in 0..n {
+            if state[i] == 0 && dfs(i, &edges, &mut state) {
+                return Err(Diagnostic::bare(format!(
+                    "Could not process rule: Too many levels of symbolic links (chain {} in table {} {} loops)",
+                    t.chains[i].name,
+                    t.family.name(),
+                    t.name
+                )));
+            }
+        }
+        let _ = chain_base[ti];
+    }
+    Ok(())
+}
+
+fn bx(v: &[u8]) -> Box<[u8]> {
+    v.to_vec().into_boxed_slice()
+}
+
+impl Compiler {
+    fn rule(&mut self, t: &Table, r: &Rule, chain_base: usize) -> Result<(), Diagnostic> {
+        let mut have_l3 = matches!(t.family, Family::Ip | Family::Ip6 | Family::Arp);
+        let mut have_l4: Option<u8> = None;
+        for s in &r.stmts {
+            match s {
+                Stmt::Match(m) => {
+                    for sel in &m.left.sels {
+                        self.deps(t.family, sel, &mut have_l3, &mut have_l4);
+                    }
+                    self.matching(m)?;
+                }
+                Stmt::Counter(c) => {
+                    self.ops.push(Op::Counter(self.slot));
+                    self.slot += 1;
+                    self.initial.push(CounterValue {
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    });
+                }
+                Stmt::Verdict(v) => {
+                    let target = |name: &str| {
+                        let i = t.chains.iter().position(|c| c.name == name).unwrap_or(0);
+                        (chain_base + i) as u32
+                    };
+                    let op = match v {
+                        VerdictExpr::Accept => VOp::Accept,
+                        VerdictExpr::Drop => VOp::Drop,
+                        VerdictExpr::Continue => VOp::Continue,
+                        VerdictExpr::Return => VOp::Return,
+                        VerdictExpr::Jump(c) => VOp::Jump(target(c)),
+                        VerdictExpr::Goto(c) => VOp::Goto(target(c)),
+                    };
+                    self.ops.push(Op::Verdict(op));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn eq(&mut self, loads: Vec<Load>, v: &[u8]) {
+        self.ops.push(Op::Cmp {
+            loads: loads.into_boxed_slice(),
+            bin: None,
+            test: Test::Eq(bx(v)),
+        });
+    }
+
+    /// Inserts the implicit protocol checks a selector needs.
+    fn deps(
+        &mut self,
+        family: Family,
+        sel: &Selector,
+        have_l3: &mut bool,
+        have_l4: &mut Option<u8>,
+    ) {
+        let Selector::Payload { proto, .. } = sel else {
+            return;
+        };
+        let l3_dep = |c: &mut Self, name: &str| {
+            let (ethertype, nfproto) = match name {
+                "ip" => (0x0800u16, 2u8),
+                "ip6" => (0x86dd, 10),
+                _ => (0x0806, 3),
+            };
+            match family {
+                Family::Inet => c.eq(vec![Load::Meta(meta::key("nfproto").unwrap())], &[nfproto]),
+                Family::Bridge | Family::Netdev => c.eq(
+                    vec![Load::Meta(meta::key("protocol").unwrap())],
+                    &ethertype.to_be_bytes(),
+                ),
+                _ => {}
+            }
+        };
+        match proto.layer {
+            payload::Layer::Link => {}
+            payload::Layer::Network { .. } => {
+                if !*have_l3 {
+                    l3_dep(self, proto.name);
+                    *have_l3 = true;
+                }
+            }
+            payload::Layer::Transport { ipproto, l3 } => {
+                if let Some(l3) = l3 {
+                    if !*have_l3 {
+                        l3_dep(self, l3);
+                        *have_l3 = true;
+                    }
+                }
+                if *have_l4 != Some(ipproto) {
+                    self.eq(vec![Load::Meta(meta::key("l4proto").unwrap())], &[ipproto]);
+                    *have_l4 = Some(ipproto);
+                }
+            }
+        }
+    }
+
+    fn loads(lhs: &Lhs) -> Vec<Load> {
+        lhs.sels
+            .iter()
+            .map(|s| match s {
+                Selector::Payload { proto, field } => Load::Payload(field.load(proto.base)),
+                Selector::Meta { key, .. } => Load::Meta(key),
+                Selector::Ct { key, dir, .. } => Load::Ct(key, *dir),
+            })
+            .collect()
+    }
+
+    fn matching(&mut self, m: &Match) -> Result<(), Diagnostic> {
+        let loads = Self::loads(&m.left).into_boxed_slice();
+        let width: usize = m.left.sels.iter().map(|s| s.dtype().bytes()).sum();
+        if width > 64 {
+            return Err(Diagnostic::bare("concatenation too long"));
+        }
+        let bin = m.left.binop.as_ref().map(|(op, v)| {
+            let all = vec![0xffu8; v.len as usize];
+            match op {
+                BinOp::And => Bin::Mask {
+                    and: bx(v.bytes()),
+                    xor: bx(&vec![0; v.len as usize]),
+                },
+                BinOp::Or => Bin::Mask {
+                    and: bx(v.not().bytes()),
+                    xor: bx(v.bytes()),
+                },
+                BinOp::Xor => Bin::Mask {
+                    and: bx(&all),
+                    xor: bx(v.bytes()),
+                },
+                BinOp::Shl => Bin::Shl(v.to_u64() as u8),
+                BinOp::Shr => Bin::Shr(v.to_u64() as u8),
+            }
+        });
+        let bitmask =
+            m.left.sels.len() == 1 && m.left.sels[0].dtype().is_bitmask() && m.left.binop.is_none();
+        let neg = m.op == RelOp::Ne;
+        let test = match &m.right {
+            Rhs::Elem(e) => {
+                let single = e.parts.iter().all(|p| p.is_single());
+                let (lo, hi) = bounds(e);
+                if single {
+                    if bitmask && matches!(m.op, RelOp::Implicit | RelOp::Ne) {
+                        Test::AnyBits { mask: lo, neg }
+                    } else {
+                        match m.op {
+                            RelOp::Implicit | RelOp::Eq => Test::Eq(lo),
+                            RelOp::Ne => Test::Ne(lo),
+                            RelOp::Lt => Test::Lt(lo),
+                            RelOp::Gt => Test::Gt(lo),
+                            RelOp::Le => Test::Le(lo),
+                            RelOp::Ge => Test::Ge(lo),
+                        }
+                    }
+                } else if e.parts.len() == 1 {
+                    Test::Range { lo, hi, neg }
+                } else {
+                    let set = self.set(std::slice::from_ref(e), width);
+                    Test::Set { set, neg }
+                }
+            }
+            Rhs::Set(elems) => {
+                let set = self.set(elems, width);
+                Test::Set { set, neg }
+            }
+            Rhs::SetRef(name) => {
+                return Err(Diagnostic::bare(format!(
+                    "named sets are not compiled yet: @{name}"
+                )));
+            }
+        };
+        self.ops.push(Op::Cmp { loads, bin, test });
+        Ok(())
+    }
+
+    fn set(&mut self, elems: &[Elem], width: usize) -> u32 {
+        let mut exact = Vec::new();
+        let mut ranges = Vec::new();
+        let mut comp_ranges = Vec::new();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for e in elems {
+            if e.parts.iter().all(|p| p.is_single()) {
+                keys.push(bounds(e).0.to_vec());
+            } else if e.parts.len() == 1 {
+                let (lo, hi) = bounds(e);
+                ranges.push((lo, hi));
+            } else {
+                comp_ranges.push(
+                    e.parts
+                        .iter()
+                        .map(|p| {
+                            let (l, h) = p.bounds();
+                            (bx(l.bytes()), bx(h.bytes()))
+                        })
+                        .collect(),
+                );
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            exact.extend_from_slice(&k);
+        }
+        ranges.sort();
+        self.sets.push(CSet {
+            width,
+            exact,
+            ranges,
+            comp_ranges,
+        });
+        (self.sets.len() - 1) as u32
+    }
+}
+
+/// Concatenated lower and upper bounds of an element.
+fn bounds(e: &Elem) -> (Box<[u8]>, Box<[u8]>) {
+    let mut lo = Vec::new();
+    let mut hi = Vec::new();
+    for p in &e.parts {
+        let (l, h): (Val, Val) = match p {
+            Part::Val(v) => (*v, *v),
+            _ => p.bounds(),
+        };
+        lo.extend_from_slice(l.bytes());
+        hi.extend_from_slice(h.bytes());
+    }
+    (lo.into_boxed_slice(), hi.into_boxed_slice())
+}

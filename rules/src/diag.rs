@@ -1,0 +1,163 @@
+//! Located errors in nft's format.
+//!
+//! `nft -c -f bad.nft` prints
+//! ```text
+//! bad.nft:4:24-29: Error: Could not parse conntrack state
+//! \t\tct state established,relatd accept
+//! \t\t                     ^^^^^^
+//! ```
+//! Columns are 1-based byte columns, the end column is inclusive, and the caret line copies tabs from
+//! the source line so the carets line up whatever the tab width.
+
+use std::fmt;
+
+/// A byte range in one source text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Span {
+    /// Index into the parser's list of sources (0 = the main file).
+    pub src: u16,
+    pub lo: u32,
+    pub hi: u32,
+}
+
+impl Span {
+    pub fn new(src: u16, lo: usize, hi: usize) -> Span {
+        Span {
+            src,
+            lo: lo as u32,
+            hi: hi as u32,
+        }
+    }
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        if self.src != other.src {
+            return self;
+        }
+        Span {
+            src: self.src,
+            lo: self.lo.min(other.lo),
+            hi: self.hi.max(other.hi),
+        }
+    }
+}
+
+/// One error, located in a source file, printed exactly like nft prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: u32,
+    pub col_start: u32,
+    pub col_end: u32,
+    pub message: String,
+    pub source_line: String,
+}
+
+impl Diagnostic {
+    /// Builds a diagnostic for `span` (byte offsets) in `text`.
+    pub fn at(
+        file: &str,
+        text: &str,
+        lo: usize,
+        hi: usize,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let lo = lo.min(text.len());
+        let hi = hi.max(lo + 1);
+        let line_start = text[..lo].rfind('\n').map(|i| i + 1).unwrap_or(0);
+        let line_end = text[line_start..]
+            .find('\n')
+            .map(|i| line_start + i)
+            .unwrap_or(text.len());
+        let line = text[..line_start].bytes().filter(|&b| b == b'\n').count() as u32 + 1;
+        let col_start = (lo - line_start) as u32 + 1;
+        // nft never marks past the end of the first line of the span.
+        let hi_clamped = hi.min(line_end.max(lo + 1));
+        let col_end = (hi_clamped - line_start) as u32;
+        Diagnostic {
+            file: file.to_string(),
+            line,
+            col_start,
+            col_end,
+            message: message.into(),
+            source_line: text[line_start..line_end].to_string(),
+        }
+    }
+
+    /// A diagnostic with no location in any source (printed as `Error: message`).
+    pub fn bare(message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            file: String::new(),
+            line: 0,
+            col_start: 0,
+            col_end: 0,
+            message: message.into(),
+            source_line: String::new(),
+        }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            return write!(f, "Error: {}", self.message);
+        }
+        writeln!(
+            f,
+            "{}:{}:{}-{}: Error: {}",
+            self.file, self.line, self.col_start, self.col_end, self.message
+        )?;
+        writeln!(f, "{}", self.source_line)?;
+        let mut caret = String::new();
+        for (i, b) in self.source_line.bytes().enumerate() {
+            if i + 1 >= self.col_start as usize {
+                break;
+            }
+            caret.push(if b == b'\t' { '\t' } else { ' ' });
+        }
+        while caret.len() + 1 < self.col_start as usize {
+            caret.push(' ');
+        }
+        for _ in self.col_start..=self.col_end.max(self.col_start) {
+            caret.push('^');
+        }
+        write!(f, "{caret}")
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caret_line_copies_tabs() {
+        let src =
+            "table inet filter {\n\tchain forward {\n\t\tct state established,relatd accept\n";
+        let lo = src.find("relatd").unwrap();
+        let d = Diagnostic::at("a.nft", src, lo, lo + 6, "Could not parse conntrack state");
+        assert_eq!(
+            d.to_string(),
+            "a.nft:3:24-29: Error: Could not parse conntrack state\n\
+             \t\tct state established,relatd accept\n\
+             \t\t                     ^^^^^^"
+        );
+    }
+
+    #[test]
+    fn end_of_file_after_newline_is_next_line() {
+        let src = "table ip x {\n";
+        let d = Diagnostic::at(
+            "f",
+            src,
+            src.len(),
+            src.len(),
+            "syntax error, unexpected end of file",
+        );
+        assert_eq!((d.line, d.col_start, d.col_end), (2, 1, 1));
+        assert_eq!(
+            d.to_string(),
+            "f:2:1-1: Error: syntax error, unexpected end of file\n\n^"
+        );
+    }
+}

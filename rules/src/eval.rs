@@ -1,0 +1,232 @@
+//! Evaluation: what a packet looks like to the rules, and the chain walker.
+
+use crate::ast::Hook;
+use crate::compile::{Bin, CompiledRuleset, Load, Op, Test, VOp};
+use crate::CounterValue;
+
+/// Network protocol of a packet at an IP hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NfProto {
+    Ipv4,
+    Ipv6,
+}
+
+impl NfProto {
+    /// NFPROTO_* value (`meta nfproto`).
+    pub fn value(self) -> u8 {
+        match self {
+            NfProto::Ipv4 => 2,
+            NfProto::Ipv6 => 10,
+        }
+    }
+    /// Ethertype (`meta protocol`).
+    pub fn ethertype(self) -> u16 {
+        match self {
+            NfProto::Ipv4 => 0x0800,
+            NfProto::Ipv6 => 0x86dd,
+        }
+    }
+    pub(crate) fn index(self) -> usize {
+        match self {
+            NfProto::Ipv4 => 0,
+            NfProto::Ipv6 => 1,
+        }
+    }
+}
+
+/// The final verdict of a base chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    Drop,
+}
+
+/// A chain of a compiled ruleset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChainId(pub u32);
+
+/// Kernel conntrack state bits as `ct state` sees them.
+pub mod ct_state {
+    pub const INVALID: u32 = 1;
+    pub const ESTABLISHED: u32 = 2;
+    pub const RELATED: u32 = 4;
+    pub const NEW: u32 = 8;
+    pub const UNTRACKED: u32 = 64;
+}
+
+/// What evaluation sees of a packet (filled by the dataplane's parser).
+#[derive(Clone, Copy, Debug)]
+pub struct PacketCtx<'a> {
+    /// whole frame starting at the Ethernet header
+    pub frame: &'a [u8],
+    /// network header offset in `frame`
+    pub nh_off: usize,
+    /// transport header offset; `None` for non-first fragments / unknown
+    pub th_off: Option<usize>,
+    pub nfproto: NfProto,
+    /// IPPROTO_* of the transport header (after IPv6 extension headers)
+    pub l4proto: u8,
+    /// L3 length: what counters count as bytes
+    pub len: u32,
+    pub iif: u32,
+    pub iifname: &'a str,
+    pub oif: u32,
+    pub oifname: &'a str,
+    pub mark: u32,
+    /// kernel bits: see [`ct_state`]
+    pub ct_state: u32,
+    pub ct_mark: u32,
+    pub hook: Hook,
+}
+
+/// Kernel's NFT_JUMP_STACK_SIZE.
+pub const JUMP_STACK: usize = 16;
+
+const BUF: usize = 64;
+
+impl CompiledRuleset {
+    /// Runs one base chain to its verdict, following jump/goto/return, applying the chain policy when
+    /// no rule decides. Counters are per worker, indexed by counter slot. Does not allocate.
+    pub fn eval_chain(
+        &self,
+        chain: ChainId,
+        pkt: &mut PacketCtx<'_>,
+        counters: &mut [CounterValue],
+    ) -> Verdict {
+        let base = chain.0 as usize;
+        let policy = self.chains[base].policy.unwrap_or(Verdict::Accept);
+        let mut stack = [(0u32, 0u32); JUMP_STACK];
+        let mut sp = 0usize;
+        let mut c = base;
+        let mut r = self.chains[c].rules.start;
+        loop {
+            if r >= self.chains[c].rules.end {
+                // end of chain: implicit return
+                if sp == 0 {
+                    return policy;
+                }
+                sp -= 1;
+                c = stack[sp].0 as usize;
+                r = stack[sp].1;
+                continue;
+            }
+            let rule = &self.rules[r as usize];
+            match self.run_rule(rule.ops.clone(), pkt, counters) {
+                None | Some(VOp::Continue) => r += 1,
+                Some(VOp::Accept) => return Verdict::Accept,
+                Some(VOp::Drop) => return Verdict::Drop,
+                Some(VOp::Return) => {
+                    if sp == 0 {
+                        return policy;
+                    }
+                    sp -= 1;
+                    c = stack[sp].0 as usize;
+                    r = stack[sp].1;
+                }
+                Some(VOp::Jump(t)) => {
+                    if sp >= JUMP_STACK {
+                        return Verdict::Drop;
+                    }
+                    stack[sp] = (c as u32, r + 1);
+                    sp += 1;
+                    c = t as usize;
+                    r = self.chains[c].rules.start;
+                }
+                Some(VOp::Goto(t)) => {
+                    c = t as usize;
+                    r = self.chains[c].rules.start;
+                }
+            }
+        }
+    }
+
+    /// Runs one rule's ops. `None`: a match failed or no verdict; otherwise the verdict op.
+    #[inline]
+    fn run_rule(
+        &self,
+        ops: std::ops::Range<u32>,
+        pkt: &mut PacketCtx<'_>,
+        counters: &mut [CounterValue],
+    ) -> Option<VOp> {
+        for op in &self.ops[ops.start as usize..ops.end as usize] {
+            match op {
+                Op::Cmp { loads, bin, test } => {
+                    let mut buf = [0u8; BUF];
+                    let mut n = 0;
+                    for l in loads.iter() {
+                        n += load(l, pkt, &mut buf[n..])?;
+                    }
+                    if let Some(b) = bin {
+                        apply_bin(b, &mut buf[..n]);
+                    }
+                    if !self.test(test, &buf[..n]) {
+                        return None;
+                    }
+                }
+                Op::Counter(slot) => {
+                    if let Some(c) = counters.get_mut(*slot as usize) {
+                        c.packets += 1;
+                        c.bytes += pkt.len as u64;
+                    }
+                }
+                Op::Verdict(v) => return Some(*v),
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn test(&self, t: &Test, k: &[u8]) -> bool {
+        match t {
+            Test::Eq(v) => k == &v[..],
+            Test::Ne(v) => k != &v[..],
+            Test::Lt(v) => k < &v[..],
+            Test::Gt(v) => k > &v[..],
+            Test::Le(v) => k <= &v[..],
+            Test::Ge(v) => k >= &v[..],
+            Test::Range { lo, hi, neg } => (k >= &lo[..] && k <= &hi[..]) != *neg,
+            Test::AnyBits { mask, neg } => {
+                k.iter().zip(mask.iter()).any(|(a, b)| a & b != 0) != *neg
+            }
+            Test::Set { set, neg } => self.sets[*set as usize].contains(k) != *neg,
+        }
+    }
+}
+
+#[inline]
+fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize> {
+    match l {
+        Load::Payload(pl) => pl.read(p.frame, p.nh_off, p.th_off, out),
+        Load::Meta(k) => k.read(p, out),
+        Load::Ct(k, d) => k.read(p, *d, out),
+    }
+}
+
+#[inline]
+fn apply_bin(b: &Bin, buf: &mut [u8]) {
+    match b {
+        Bin::Mask { and, xor } => {
+            for (i, x) in buf.iter_mut().enumerate() {
+                *x = (*x & and.get(i).copied().unwrap_or(0xff)) ^ xor.get(i).copied().unwrap_or(0);
+            }
+        }
+        Bin::Shl(n) | Bin::Shr(n) => {
+            let mut v: u128 = 0;
+            for &x in buf.iter() {
+                v = (v << 8) | x as u128;
+            }
+            let w = buf.len() * 8;
+            v = if matches!(b, Bin::Shl(_)) {
+                v << *n
+            } else {
+                v >> *n
+            };
+            if w < 128 {
+                v &= (1u128 << w) - 1;
+            }
+            let be = v.to_be_bytes();
+            let n = buf.len();
+            buf.copy_from_slice(&be[16 - n..]);
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! Expressions: things that load a value from a packet (selectors) and the constants they are
+//! compared with.
+
+pub mod ct;
+pub mod meta;
+pub mod parse;
+pub mod payload;
+
+use crate::types::{Dtype, Val};
+
+/// Something that loads a value from the packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selector {
+    Payload {
+        proto: &'static payload::Proto,
+        field: &'static payload::Field,
+    },
+    Meta {
+        key: &'static meta::Key,
+        qualified: bool,
+    },
+    Ct {
+        key: &'static ct::Key,
+        dir: Option<ct::Dir>,
+        dtype: Dtype,
+    },
+}
+
+impl Selector {
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Selector::Payload { field, .. } => field.dtype,
+            Selector::Meta { key, .. } => key.dtype,
+            Selector::Ct { dtype, .. } => *dtype,
+        }
+    }
+
+    pub fn print(&self, out: &mut String) {
+        match self {
+            Selector::Payload { proto, field } => {
+                out.push_str(proto.name);
+                out.push(' ');
+                out.push_str(field.name);
+            }
+            Selector::Meta { key, .. } => {
+                if !key.unqualified_print {
+                    out.push_str("meta ");
+                }
+                out.push_str(key.name);
+            }
+            Selector::Ct { key, dir, .. } => {
+                out.push_str("ct ");
+                if let Some(d) = dir {
+                    out.push_str(d.name());
+                    out.push(' ');
+                }
+                out.push_str(key.name);
+            }
+        }
+    }
+}
+
+/// The left side of a match: one selector or a concatenation, optionally masked (`ct mark & 0xff`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lhs {
+    pub sels: Vec<Selector>,
+    pub binop: Option<(BinOp, Val)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    And,
+    Or,
+    Xor,
+    Shl,
+    Shr,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::And => "&",
+            BinOp::Or => "|",
+            BinOp::Xor => "^",
+            BinOp::Shl => "<<",
+            BinOp::Shr => ">>",
+        }
+    }
+}
+
+impl Lhs {
+    pub fn dtypes(&self) -> Vec<Dtype> {
+        self.sels.iter().map(|s| s.dtype()).collect()
+    }
+    pub fn print(&self, out: &mut String, fmt: crate::types::ValFmt) {
+        for (i, s) in self.sels.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" . ");
+            }
+            s.print(out);
+        }
+        if let Some((op, v)) = &self.binop {
+            out.push(' ');
+            out.push_str(op.symbol());
+            out.push(' ');
+            let t = self.sels[0].dtype();
+            if matches!(op, BinOp::Shl | BinOp::Shr) {
+                out.push_str(&v.to_u128().to_string());
+            } else {
+                t.print(v, fmt, out);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelOp {
+    /// no operator written: equality, or "any of these bits" for bitmask types
+    Implicit,
+    Eq,
+    Ne,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+}
+
+impl RelOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            RelOp::Implicit => "",
+            RelOp::Eq => "==",
+            RelOp::Ne => "!=",
+            RelOp::Lt => "<",
+            RelOp::Gt => ">",
+            RelOp::Le => "<=",
+            RelOp::Ge => ">=",
+        }
+    }
+}
+
+/// One component of a constant: a value, a prefix or a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Val(Val),
+    Prefix(Val, u32),
+    Range(Val, Val),
+}
+
+impl Part {
+    /// Lowest and highest value covered.
+    pub fn bounds(&self) -> (Val, Val) {
+        match *self {
+            Part::Val(v) => (v, v),
+            Part::Prefix(v, plen) => {
+                let m = Val::prefix_mask(v.len as usize, plen);
+                (v.and(&m), v.and(&m).or(&m.not()))
+            }
+            Part::Range(a, b) => (a, b),
+        }
+    }
+    pub fn is_single(&self) -> bool {
+        matches!(self, Part::Val(_))
+    }
+    pub fn print(&self, t: Dtype, fmt: crate::types::ValFmt, out: &mut String) {
+        match self {
+            Part::Val(v) => t.print(v, fmt, out),
+            Part::Prefix(v, _) if matches!(t, Dtype::Ifname) => {
+                out.push('"');
+                out.push_str(&v.as_str());
+                out.push_str("*\"");
+            }
+            Part::Prefix(v, plen) => {
+                t.print(v, fmt, out);
+                out.push('/');
+                out.push_str(&plen.to_string());
+            }
+            Part::Range(a, b) => {
+                // ranges print numerically for symbolic types
+                let f = crate::types::ValFmt {
+                    numeric_symbols: true,
+                    numeric_proto: true,
+                };
+                t.print(a, if t.is_addr() { fmt } else { f }, out);
+                out.push('-');
+                t.print(b, if t.is_addr() { fmt } else { f }, out);
+            }
+        }
+    }
+}
+
+/// A constant element (one part per concatenated component), possibly mapping to data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Elem {
+    pub parts: Vec<Part>,
+    pub data: Option<Data>,
+    pub opts: Option<Box<ElemOpts>>,
+}
+
+/// What a map element maps to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Data {
+    Verdict(crate::stmt::verdict::VerdictExpr),
+    Val(Vec<Part>),
+}
+
+/// Per-element attributes (`timeout`, `expires`, `comment`, counters).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ElemOpts {
+    pub timeout: Option<u64>,
+    pub expires: Option<u64>,
+    pub comment: Option<String>,
+    pub counter: Option<crate::stmt::counter::Counter>,
+}
+
+impl Elem {
+    pub fn single(p: Part) -> Elem {
+        Elem {
+            parts: vec![p],
+            data: None,
+            opts: None,
+        }
+    }
+    pub fn print(&self, types: &[Dtype], fmt: crate::types::ValFmt, out: &mut String) {
+        for (i, p) in self.parts.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" . ");
+            }
+            p.print(
+                types.get(i).copied().unwrap_or(Dtype::Integer(32)),
+                fmt,
+                out,
+            );
+        }
+    }
+    /// Sort key: big-endian bytes of the lower bounds.
+    pub fn sort_key(&self) -> Vec<u8> {
+        let mut k = Vec::new();
+        for p in &self.parts {
+            k.extend_from_slice(p.bounds().0.bytes());
+        }
+        k
+    }
+}
+
+/// The right side of a match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rhs {
+    Elem(Elem),
+    /// anonymous set `{ a, b-c, d/e }`
+    Set(Vec<Elem>),
+    /// named set `@name`
+    SetRef(String),
+}
+
+/// `LHS [op] RHS`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Match {
+    pub left: Lhs,
+    pub op: RelOp,
+    pub right: Rhs,
+}
+
+impl Match {
+    pub fn print(&self, out: &mut String, fmt: crate::types::ValFmt) {
+        self.left.print(out, fmt);
+        let types = self.left.dtypes();
+        let bitmask = types.len() == 1 && types[0].is_bitmask();
+        let show_eq = match self.op {
+            RelOp::Implicit => false,
+            RelOp::Eq => {
+                (bitmask && matches!(self.right, Rhs::Elem(_))) || self.left.binop.is_some()
+            }
+            _ => true,
+        };
+        if show_eq {
+            out.push(' ');
+            out.push_str(self.op.symbol());
+        }
+        out.push(' ');
+        match &self.right {
+            Rhs::Elem(e) => e.print(&types, fmt, out),
+            Rhs::Set(elems) => print_anon_set(elems, &types, fmt, out),
+            Rhs::SetRef(n) => {
+                out.push('@');
+                out.push_str(n);
+            }
+        }
+    }
+}
+
+/// `{ a, b }` on one line, sorted by value.
+pub fn print_anon_set(
+    elems: &[Elem],
+    types: &[Dtype],
+    fmt: crate::types::ValFmt,
+    out: &mut String,
+) {
+    out.push_str("{ ");
+    for (i, e) in elems.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        e.print(types, fmt, out);
+        if let Some(d) = &e.data {
+            out.push_str(" : ");
+            match d {
+                Data::Verdict(v) => v.print(out),
+                Data::Val(parts) => {
+                    for (j, p) in parts.iter().enumerate() {
+                        if j > 0 {
+                            out.push_str(" . ");
+                        }
+                        p.print(Dtype::Integer(32), fmt, out);
+                    }
+                }
+            }
+        }
+    }
+    out.push_str(" }");
+}

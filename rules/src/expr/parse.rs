@@ -1,0 +1,535 @@
+//! Parsing and checking of matches: `SELECTOR [binop VALUE] [op] RHS`.
+
+use super::*;
+use crate::ast::Family;
+use crate::diag::Span;
+use crate::lex::Tok;
+use crate::parse::{DepFact, PResult, Parser, RuleCtx};
+use crate::stmt::Stmt;
+use crate::types::{self, Dtype, Val};
+
+impl Parser<'_> {
+    pub(crate) fn starts_selector(&self, w: &str) -> bool {
+        payload::proto(w).is_some()
+            || w == "meta"
+            || w == "ct"
+            || meta::key(w).is_some_and(|k| k.unqualified_parse)
+    }
+
+    /// A selector (`ip saddr`, `meta mark`, `ct state`, `iifname`), with dependency/conflict checks.
+    pub(crate) fn selector(&mut self, ctx: &mut RuleCtx) -> PResult<(Selector, Span)> {
+        let t = self.next();
+        if t.kind != Tok::Word {
+            return Err(self.unexpected(t, None));
+        }
+        let w = self.text(t).to_string();
+        if let Some(p) = payload::proto(&w) {
+            let f = self.peek();
+            let fname = if f.kind == Tok::Word {
+                self.text(f).to_string()
+            } else {
+                String::new()
+            };
+            let Some(field) = p.field(&fname) else {
+                return Err(self.unexpected(f, None));
+            };
+            self.next();
+            let span = t.span.to(f.span);
+            self.payload_deps(ctx, p, span)?;
+            return Ok((Selector::Payload { proto: p, field }, span));
+        }
+        if w == "meta" {
+            let k = self.peek();
+            let kname = if k.kind == Tok::Word {
+                self.text(k).to_string()
+            } else {
+                String::new()
+            };
+            let Some(key) = meta::key(&kname) else {
+                return Err(self.unexpected(k, None));
+            };
+            self.next();
+            return Ok((
+                Selector::Meta {
+                    key,
+                    qualified: true,
+                },
+                t.span.to(k.span),
+            ));
+        }
+        if w == "ct" {
+            let mut dir = None;
+            if self.eat_word("original") {
+                dir = Some(ct::Dir::Original);
+            } else if self.eat_word("reply") {
+                dir = Some(ct::Dir::Reply);
+            }
+            let k = self.peek();
+            let kname = if k.kind == Tok::Word {
+                self.text(k).to_string()
+            } else {
+                String::new()
+            };
+            let Some(key) = ct::key(&kname) else {
+                return Err(self.unexpected(k, None));
+            };
+            self.next();
+            let span = t.span.to(k.span);
+            if key.dir == ct::DirRule::Required && dir.is_none() {
+                return Err(self.err(
+                    span,
+                    format!("ct {kname} requires a direction (original or reply)"),
+                ));
+            }
+            if key.dir == ct::DirRule::Never && dir.is_some() {
+                return Err(self.err(span, format!("ct {kname} does not take a direction")));
+            }
+            let mut dtype = key.dtype;
+            if dtype == Dtype::Ipv4Addr {
+                dtype = match ctx.l3 {
+                    Some("ip6") => Dtype::Ipv6Addr,
+                    Some("ip") => Dtype::Ipv4Addr,
+                    _ => {
+                        return Err(self.err(
+                            span,
+                            "missing l3 protocol: use `ct original ip saddr` or a `meta nfproto` match first",
+                        ))
+                    }
+                };
+            }
+            return Ok((Selector::Ct { key, dir, dtype }, span));
+        }
+        if let Some(key) = meta::key(&w).filter(|k| k.unqualified_parse) {
+            return Ok((
+                Selector::Meta {
+                    key,
+                    qualified: false,
+                },
+                t.span,
+            ));
+        }
+        Err(self.unexpected(t, None))
+    }
+
+    fn payload_deps(
+        &mut self,
+        ctx: &mut RuleCtx,
+        p: &'static payload::Proto,
+        span: Span,
+    ) -> PResult<()> {
+        let conflict = |me: &Self, a: &str| {
+            me.err(
+                span,
+                format!("conflicting protocols specified: {a} vs. {}", p.name),
+            )
+        };
+        match p.layer {
+            payload::Layer::Link => {}
+            payload::Layer::Network { ethertype, nfproto } => {
+                if let Some(l3) = ctx.l3 {
+                    if l3 != p.name {
+                        return Err(conflict(self, l3));
+                    }
+                    self.kill_dep(ctx, DepFact::NfProto(nfproto));
+                    self.kill_dep(ctx, DepFact::EtherType(ethertype));
+                } else {
+                    if ctx.family == Family::Inet && p.name == "arp" {
+                        return Err(conflict(self, "inet"));
+                    }
+                    let fact = if ctx.family == Family::Inet {
+                        DepFact::NfProto(nfproto)
+                    } else {
+                        DepFact::EtherType(ethertype)
+                    };
+                    self.kill_dep(ctx, fact);
+                    ctx.l3 = Some(p.name);
+                }
+            }
+            payload::Layer::Transport { ipproto, l3 } => {
+                if let Some((name, n)) = ctx.l4 {
+                    if n != ipproto {
+                        return Err(conflict(self, name));
+                    }
+                }
+                if let (Some(need), Some(have)) = (l3, ctx.l3) {
+                    if need != have && ctx.family == Family::Inet {
+                        return Err(conflict(self, have));
+                    }
+                }
+                self.kill_dep(ctx, DepFact::L4Meta(ipproto));
+                if matches!(ctx.family, Family::Ip | Family::Ip6) {
+                    self.kill_dep(ctx, DepFact::L4Header(ipproto));
+                }
+                ctx.l4 = Some((p.name, ipproto));
+            }
+        }
+        Ok(())
+    }
+
+    fn kill_dep(&mut self, ctx: &mut RuleCtx, fact: DepFact) {
+        if let Some((idx, f)) = ctx.dep {
+            if f == fact && idx + 1 == ctx.nstmts {
+                ctx.kill.push(idx);
+                ctx.dep = None;
+            }
+        }
+    }
+
+    fn binop(&mut self) -> Option<BinOp> {
+        let t = self.peek();
+        let op = match t.kind {
+            Tok::Amp => BinOp::And,
+            Tok::Pipe => BinOp::Or,
+            Tok::Caret => BinOp::Xor,
+            Tok::Shl => BinOp::Shl,
+            Tok::Shr => BinOp::Shr,
+            Tok::Word => match self.text(t) {
+                "and" => BinOp::And,
+                "or" => BinOp::Or,
+                "xor" => BinOp::Xor,
+                "lshift" => BinOp::Shl,
+                "rshift" => BinOp::Shr,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        self.next();
+        Some(op)
+    }
+
+    fn relop(&mut self) -> RelOp {
+        let t = self.peek();
+        let op = match t.kind {
+            Tok::EqEq => RelOp::Eq,
+            Tok::Ne => RelOp::Ne,
+            Tok::Lt => RelOp::Lt,
+            Tok::Gt => RelOp::Gt,
+            Tok::Le => RelOp::Le,
+            Tok::Ge => RelOp::Ge,
+            Tok::Word => match self.text(t) {
+                "eq" => RelOp::Eq,
+                "ne" => RelOp::Ne,
+                "lt" => RelOp::Lt,
+                "gt" => RelOp::Gt,
+                "le" => RelOp::Le,
+                "ge" => RelOp::Ge,
+                _ => return RelOp::Implicit,
+            },
+            _ => return RelOp::Implicit,
+        };
+        self.next();
+        op
+    }
+
+    /// `SELECTOR[. SELECTOR...] [binop V] [op] RHS`
+    pub(crate) fn match_stmt(&mut self, ctx: &mut RuleCtx) -> PResult<Stmt> {
+        let (sel, _) = self.selector(ctx)?;
+        let mut sels = vec![sel];
+        while self.peek().kind == Tok::Dot {
+            self.next();
+            let (s, _) = self.selector(ctx)?;
+            sels.push(s);
+        }
+        let mut left = Lhs { sels, binop: None };
+        if let Some(op) = self.binop() {
+            if left.sels.len() > 1 {
+                let t = self.peek();
+                return Err(self.err(t.span, "Binary operation on concatenation is not supported"));
+            }
+            let t = left.sels[0].dtype();
+            let (part, span) = match op {
+                BinOp::Shl | BinOp::Shr => {
+                    let (n, span) = self.number()?;
+                    (Part::Val(Val::from_u128(n as u128, t.bytes())), span)
+                }
+                _ => self.value(t)?,
+            };
+            let Part::Val(v) = part else {
+                return Err(self.err(span, "Binary operation needs a value"));
+            };
+            left.binop = Some((op, v));
+        }
+        let op = self.relop();
+        let types = left.dtypes();
+        let right = self.rhs(&types)?;
+        if matches!(op, RelOp::Lt | RelOp::Gt | RelOp::Le | RelOp::Ge)
+            && !matches!(right, Rhs::Elem(_))
+        {
+            let t = self.peek();
+            return Err(self.err(t.span, "Relational expression requires a single value"));
+        }
+        let m = Match { left, op, right };
+        self.record_facts(ctx, &m);
+        Ok(Stmt::Match(m))
+    }
+
+    /// Remembers protocol facts an explicit match establishes (`meta l4proto tcp`, ...).
+    fn record_facts(&mut self, ctx: &mut RuleCtx, m: &Match) {
+        if m.left.sels.len() != 1
+            || m.left.binop.is_some()
+            || !matches!(m.op, RelOp::Implicit | RelOp::Eq)
+        {
+            return;
+        }
+        let Rhs::Elem(Elem { parts, .. }) = &m.right else {
+            return;
+        };
+        let [Part::Val(v)] = parts.as_slice() else {
+            return;
+        };
+        let n = v.to_u64();
+        let fact = match &m.left.sels[0] {
+            Selector::Meta { key, .. } => match key.name {
+                "l4proto" => {
+                    ctx.l4 = Some((
+                        types::rlookup(types::PROTOCOLS, n).unwrap_or("unknown"),
+                        n as u8,
+                    ));
+                    DepFact::L4Meta(n as u8)
+                }
+                "nfproto" => {
+                    ctx.l3 = match n {
+                        2 => Some("ip"),
+                        10 => Some("ip6"),
+                        _ => ctx.l3,
+                    };
+                    DepFact::NfProto(n as u8)
+                }
+                "protocol" => DepFact::EtherType(n as u16),
+                _ => return,
+            },
+            Selector::Payload { proto, field } => match (proto.name, field.name) {
+                ("ip", "protocol") | ("ip6", "nexthdr") => {
+                    ctx.l4 = Some((
+                        types::rlookup(types::PROTOCOLS, n).unwrap_or("unknown"),
+                        n as u8,
+                    ));
+                    DepFact::L4Header(n as u8)
+                }
+                ("ether", "type") => DepFact::EtherType(n as u16),
+                _ => return,
+            },
+            _ => return,
+        };
+        ctx.dep = Some((ctx.nstmts, fact));
+    }
+
+    /// The right-hand side of a match, typed by the left-hand side.
+    pub(crate) fn rhs(&mut self, types: &[Dtype]) -> PResult<Rhs> {
+        let t = self.peek();
+        match t.kind {
+            Tok::LBrace => {
+                let elems = self.set_elems(types, false)?;
+                if elems.len() == 1 && elems[0].data.is_none() && elems[0].opts.is_none() {
+                    return Ok(Rhs::Elem(elems.into_iter().next().unwrap()));
+                }
+                Ok(Rhs::Set(normalize_anon_set(elems, types)))
+            }
+            Tok::At => {
+                self.next();
+                Ok(Rhs::SetRef(self.text(t)[1..].to_string()))
+            }
+            _ => {
+                let e = self.elem(types)?;
+                if types.len() == 1 && types[0].is_bitmask() && self.peek().kind == Tok::Comma {
+                    let Part::Val(mut acc) = e.parts[0] else {
+                        return Ok(Rhs::Elem(e));
+                    };
+                    while self.eat(Tok::Comma) {
+                        let (p, span) = self.value(types[0])?;
+                        let Part::Val(v) = p else {
+                            return Err(self.err(span, "expected a flag value"));
+                        };
+                        acc = acc.or(&v);
+                    }
+                    return Ok(Rhs::Elem(Elem::single(Part::Val(acc))));
+                }
+                Ok(Rhs::Elem(e))
+            }
+        }
+    }
+
+    /// `{ e, e, ... }` (the opening brace is next). Nested braces are flattened.
+    pub(crate) fn set_elems(&mut self, types: &[Dtype], _is_map: bool) -> PResult<Vec<Elem>> {
+        self.expect(Tok::LBrace, "'{'")?;
+        let mut out = Vec::new();
+        loop {
+            self.skip_newlines();
+            if self.eat(Tok::RBrace) {
+                break;
+            }
+            if self.peek().kind == Tok::LBrace {
+                out.extend(self.set_elems(types, _is_map)?);
+            } else {
+                let e = self.elem(types)?;
+                out.push(e);
+            }
+            self.skip_newlines();
+            if !self.eat(Tok::Comma) {
+                self.skip_newlines();
+                let t = self.peek();
+                if t.kind != Tok::RBrace {
+                    return Err(self.unexpected(t, Some("comma or '}'")));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One constant: parts joined by `.`.
+    pub(crate) fn elem(&mut self, types: &[Dtype]) -> PResult<Elem> {
+        let mut parts = Vec::with_capacity(types.len());
+        for (i, &t) in types.iter().enumerate() {
+            if i > 0 {
+                self.expect(Tok::Dot, "dot")?;
+            }
+            parts.push(self.part(t)?);
+        }
+        Ok(Elem {
+            parts,
+            data: None,
+            opts: None,
+        })
+    }
+
+    /// A value, prefix or range of type `t`.
+    pub(crate) fn part(&mut self, t: Dtype) -> PResult<Part> {
+        let (p, span) = self.value(t)?;
+        let Part::Val(v) = p else { return Ok(p) };
+        match self.peek().kind {
+            Tok::Slash => {
+                self.next();
+                let (plen, pspan) = self.number()?;
+                let width = t.bits() as u64;
+                if !t.is_addr()
+                    && !matches!(
+                        t,
+                        Dtype::Integer(_) | Dtype::Hex(_) | Dtype::Mark | Dtype::EtherAddr
+                    )
+                {
+                    return Err(self.err(
+                        span.to(pspan),
+                        format!("{} does not support prefixes", t.describe()),
+                    ));
+                }
+                if plen > width {
+                    self.sem_err(
+                        span.to(pspan),
+                        format!("Prefix length {plen} is invalid for type of {width} bits width"),
+                    );
+                    return Ok(Part::Val(v));
+                }
+                if plen == width {
+                    return Ok(Part::Val(v));
+                }
+                let m = Val::prefix_mask(v.len as usize, plen as u32);
+                Ok(Part::Prefix(v.and(&m), plen as u32))
+            }
+            Tok::Dash => {
+                self.next();
+                let (hi, hspan) = self.value(t)?;
+                let Part::Val(hi) = hi else {
+                    return Err(self.err(hspan, "Range bounds must be values"));
+                };
+                if v.bytes() >= hi.bytes() {
+                    self.sem_err(span.to(hspan), "Range has zero or negative size");
+                }
+                Ok(Part::Range(v, hi))
+            }
+            _ => Ok(Part::Val(v)),
+        }
+    }
+
+    /// One literal of type `t` (symbol, number, address, string; `eth*` for interface names).
+    pub(crate) fn value(&mut self, t: Dtype) -> PResult<(Part, Span)> {
+        let tok = self.peek();
+        if !matches!(tok.kind, Tok::Word | Tok::Num | Tok::Addr | Tok::Quoted) {
+            return Err(self.unexpected(tok, None));
+        }
+        self.next();
+        let quoted = tok.kind == Tok::Quoted;
+        let text = self.string_of(tok);
+        if matches!(t, Dtype::Ifname) {
+            if let Some(stem) = text.strip_suffix('*').filter(|s| !s.ends_with('\\')) {
+                let v = self.resolve(t, stem, quoted, tok.span);
+                return Ok((Part::Prefix(v, 8 * stem.len() as u32), tok.span));
+            }
+        }
+        if !quoted && matches!(t, Dtype::Ifname | Dtype::Iface) && tok.kind == Tok::Num {
+            // interface names may be numeric-looking only when quoted; accept anyway
+        }
+        let v = self.resolve(t, &text, quoted, tok.span);
+        Ok((Part::Val(v), tok.span))
+    }
+
+    /// Resolves a symbol; on failure records the error and yields a zero value so parsing goes on.
+    fn resolve(&mut self, t: Dtype, text: &str, quoted: bool, span: Span) -> Val {
+        match t.parse(text, quoted) {
+            Ok(v) => v,
+            Err(m) => {
+                self.sem_err(span, m);
+                Val::from_u128(0, t.bytes())
+            }
+        }
+    }
+}
+
+/// Anonymous set canonical form: interval sets are merged and sorted; others sorted and deduplicated.
+pub(crate) fn normalize_anon_set(elems: Vec<Elem>, types: &[Dtype]) -> Vec<Elem> {
+    let interval = types.len() == 1
+        && !matches!(types[0], Dtype::Ifname)
+        && elems.iter().any(|e| !e.parts[0].is_single())
+        && elems.iter().all(|e| e.data.is_none());
+    if !interval {
+        let mut elems = elems;
+        elems.sort_by_key(|a| a.sort_key());
+        elems.dedup_by(|a, b| a.parts == b.parts);
+        return elems;
+    }
+    let t = types[0];
+    let len = t.bytes();
+    let mut iv: Vec<(u128, u128)> = elems
+        .iter()
+        .map(|e| {
+            let (lo, hi) = e.parts[0].bounds();
+            (lo.to_u128(), hi.to_u128())
+        })
+        .collect();
+    iv.sort();
+    let mut merged: Vec<(u128, u128)> = Vec::new();
+    for (lo, hi) in iv {
+        if let Some(last) = merged.last_mut() {
+            if lo <= last.1.saturating_add(1) {
+                last.1 = last.1.max(hi);
+                continue;
+            }
+        }
+        merged.push((lo, hi));
+    }
+    merged
+        .into_iter()
+        .map(|(lo, hi)| Elem::single(interval_part(t, len, lo, hi)))
+        .collect()
+}
+
+/// How nft prints an interval: a value, a prefix (address types) or a range.
+pub(crate) fn interval_part(t: Dtype, len: usize, lo: u128, hi: u128) -> Part {
+    let v = Val::from_u128(lo, len);
+    if lo == hi {
+        return Part::Val(v);
+    }
+    if t.is_addr() {
+        let size = hi.wrapping_sub(lo).wrapping_add(1);
+        let bits = t.bits();
+        if (size == 0 && lo == 0 && bits == 128) || (size.is_power_of_two() && lo & (size - 1) == 0)
+        {
+            let host_bits = if size == 0 {
+                128
+            } else {
+                size.trailing_zeros()
+            };
+            return Part::Prefix(v, bits - host_bits);
+        }
+    }
+    Part::Range(v, Val::from_u128(hi, len))
+}

@@ -1,0 +1,389 @@
+//! Payload expressions: header fields at fixed offsets (`ip saddr`, `tcp dport`, ...).
+//!
+//! Adding a header field is adding a row to [`PROTOS`]; parsing, printing, typing, dependencies and
+//! evaluation all come from the row.
+
+use crate::types::Dtype;
+
+/// Where a header starts (the kernel's `NFT_PAYLOAD_*_HEADER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Base {
+    Link,
+    Network,
+    Transport,
+    Inner,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    /// offset and length in bits from the start of the header
+    pub off: u16,
+    pub len: u16,
+    pub dtype: Dtype,
+}
+
+/// What a protocol needs to be present, and which protocol the kernel check compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layer {
+    /// link layer (ether, vlan): needs an Ethernet frame
+    Link,
+    /// network layer protocol with its ethertype and NFPROTO value
+    Network { ethertype: u16, nfproto: u8 },
+    /// transport layer protocol with its IPPROTO value; `l3` names an address family it implies
+    Transport {
+        ipproto: u8,
+        l3: Option<&'static str>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Proto {
+    pub name: &'static str,
+    pub base: Base,
+    pub layer: Layer,
+    pub fields: &'static [Field],
+}
+
+const fn f(name: &'static str, off: u16, len: u16, dtype: Dtype) -> Field {
+    Field {
+        name,
+        off,
+        len,
+        dtype,
+    }
+}
+use Dtype::*;
+
+pub static PROTOS: &[Proto] = &[
+    Proto {
+        name: "ether",
+        base: Base::Link,
+        layer: Layer::Link,
+        fields: &[
+            f("daddr", 0, 48, EtherAddr),
+            f("saddr", 48, 48, EtherAddr),
+            f("type", 96, 16, EtherType),
+        ],
+    },
+    Proto {
+        name: "ip",
+        base: Base::Network,
+        layer: Layer::Network {
+            ethertype: 0x0800,
+            nfproto: 2,
+        },
+        fields: &[
+            f("version", 0, 4, Integer(4)),
+            f("hdrlength", 4, 4, Integer(4)),
+            f("dscp", 8, 6, Dscp),
+            f("ecn", 14, 2, Ecn),
+            f("length", 16, 16, Integer(16)),
+            f("id", 32, 16, Integer(16)),
+            f("frag-off", 48, 16, Integer(16)),
+            f("ttl", 64, 8, Integer(8)),
+            f("protocol", 72, 8, InetProto),
+            f("checksum", 80, 16, Integer(16)),
+            f("saddr", 96, 32, Ipv4Addr),
+            f("daddr", 128, 32, Ipv4Addr),
+        ],
+    },
+    Proto {
+        name: "ip6",
+        base: Base::Network,
+        layer: Layer::Network {
+            ethertype: 0x86dd,
+            nfproto: 10,
+        },
+        fields: &[
+            f("version", 0, 4, Integer(4)),
+            f("dscp", 4, 6, Dscp),
+            f("ecn", 10, 2, Ecn),
+            f("flowlabel", 12, 20, Integer(20)),
+            f("length", 32, 16, Integer(16)),
+            f("nexthdr", 48, 8, InetProto),
+            f("hoplimit", 56, 8, Integer(8)),
+            f("saddr", 64, 128, Ipv6Addr),
+            f("daddr", 192, 128, Ipv6Addr),
+        ],
+    },
+    Proto {
+        name: "arp",
+        base: Base::Network,
+        layer: Layer::Network {
+            ethertype: 0x0806,
+            nfproto: 3,
+        },
+        fields: &[
+            f("htype", 0, 16, Integer(16)),
+            f("ptype", 16, 16, EtherType),
+            f("hlen", 32, 8, Integer(8)),
+            f("plen", 40, 8, Integer(8)),
+            f("operation", 48, 16, ArpOp),
+        ],
+    },
+    Proto {
+        name: "tcp",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 6,
+            l3: None,
+        },
+        fields: &[
+            f("sport", 0, 16, InetService),
+            f("dport", 16, 16, InetService),
+            f("sequence", 32, 32, Integer(32)),
+            f("ackseq", 64, 32, Integer(32)),
+            f("doff", 96, 4, Integer(4)),
+            f("reserved", 100, 4, Integer(4)),
+            f("flags", 104, 8, TcpFlags),
+            f("window", 112, 16, Integer(16)),
+            f("checksum", 128, 16, Integer(16)),
+            f("urgptr", 144, 16, Integer(16)),
+        ],
+    },
+    Proto {
+        name: "udp",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 17,
+            l3: None,
+        },
+        fields: &[
+            f("sport", 0, 16, InetService),
+            f("dport", 16, 16, InetService),
+            f("length", 32, 16, Integer(16)),
+            f("checksum", 48, 16, Integer(16)),
+        ],
+    },
+    Proto {
+        name: "udplite",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 136,
+            l3: None,
+        },
+        fields: &[
+            f("sport", 0, 16, InetService),
+            f("dport", 16, 16, InetService),
+            f("csumcov", 32, 16, Integer(16)),
+            f("checksum", 48, 16, Integer(16)),
+        ],
+    },
+    Proto {
+        name: "icmp",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 1,
+            l3: Some("ip"),
+        },
+        fields: &[
+            f("type", 0, 8, IcmpType),
+            f("code", 8, 8, IcmpCode),
+            f("checksum", 16, 16, Integer(16)),
+            f("id", 32, 16, Integer(16)),
+            f("sequence", 48, 16, Integer(16)),
+            f("gateway", 32, 32, Integer(32)),
+            f("mtu", 48, 16, Integer(16)),
+        ],
+    },
+    Proto {
+        name: "icmpv6",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 58,
+            l3: Some("ip6"),
+        },
+        fields: &[
+            f("type", 0, 8, Icmpv6Type),
+            f("code", 8, 8, Icmpv6Code),
+            f("checksum", 16, 16, Integer(16)),
+            f("parameter-problem", 32, 32, Integer(32)),
+            f("packet-too-big", 32, 32, Integer(32)),
+            f("id", 32, 16, Integer(16)),
+            f("sequence", 48, 16, Integer(16)),
+            f("max-delay", 32, 16, Integer(16)),
+        ],
+    },
+    Proto {
+        name: "sctp",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 132,
+            l3: None,
+        },
+        fields: &[
+            f("sport", 0, 16, InetService),
+            f("dport", 16, 16, InetService),
+            f("vtag", 32, 32, Integer(32)),
+            f("checksum", 64, 32, Integer(32)),
+        ],
+    },
+    Proto {
+        name: "dccp",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 33,
+            l3: None,
+        },
+        fields: &[
+            f("sport", 0, 16, InetService),
+            f("dport", 16, 16, InetService),
+        ],
+    },
+    Proto {
+        name: "ah",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 51,
+            l3: None,
+        },
+        fields: &[
+            f("nexthdr", 0, 8, InetProto),
+            f("hdrlength", 8, 8, Integer(8)),
+            f("reserved", 16, 16, Integer(16)),
+            f("spi", 32, 32, Integer(32)),
+            f("sequence", 64, 32, Integer(32)),
+        ],
+    },
+    Proto {
+        name: "esp",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 50,
+            l3: None,
+        },
+        fields: &[
+            f("spi", 0, 32, Integer(32)),
+            f("sequence", 32, 32, Integer(32)),
+        ],
+    },
+    Proto {
+        name: "comp",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 108,
+            l3: None,
+        },
+        fields: &[
+            f("nexthdr", 0, 8, InetProto),
+            f("flags", 8, 8, Integer(8)),
+            f("cpi", 16, 16, Integer(16)),
+        ],
+    },
+];
+
+pub fn proto(name: &str) -> Option<&'static Proto> {
+    PROTOS.iter().find(|p| p.name == name)
+}
+
+impl Proto {
+    pub fn field(&'static self, name: &str) -> Option<&'static Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+}
+
+/// A compiled payload load: bytes `[off, off+len)` from `base`, then (for bit fields) shift and mask.
+#[derive(Clone, Copy, Debug)]
+pub struct Load {
+    pub base: Base,
+    pub off: u16,
+    pub len: u8,
+    pub shift: u8,
+    pub mask: u32,
+    pub out_len: u8,
+}
+
+impl Field {
+    pub fn load(&self, base: Base) -> Load {
+        let first = self.off / 8;
+        let last = (self.off + self.len).div_ceil(8);
+        let len = (last - first) as u8;
+        let aligned = self.off.is_multiple_of(8) && self.len.is_multiple_of(8);
+        let shift = if aligned {
+            0
+        } else {
+            (len as u16 * 8 - (self.off % 8) - self.len) as u8
+        };
+        let mask = if aligned || self.len >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << self.len) - 1
+        };
+        Load {
+            base,
+            off: first,
+            len,
+            shift,
+            mask,
+            out_len: self.dtype.bytes() as u8,
+        }
+    }
+}
+
+impl Load {
+    /// Reads the field from a packet into `out` (exactly `out_len` bytes). `None` when out of bounds
+    /// or the header is absent.
+    #[inline]
+    pub fn read(
+        &self,
+        frame: &[u8],
+        nh: usize,
+        th: Option<usize>,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let base = match self.base {
+            Base::Link => 0,
+            Base::Network => nh,
+            Base::Transport => th?,
+            Base::Inner => return None,
+        };
+        let start = base.checked_add(self.off as usize)?;
+        let src = frame.get(start..start + self.len as usize)?;
+        let n = self.out_len as usize;
+        if self.shift == 0 && self.mask == u32::MAX {
+            out.get_mut(..n)?.copy_from_slice(&src[..n]);
+        } else {
+            let mut v: u32 = 0;
+            for &b in src {
+                v = (v << 8) | b as u32;
+            }
+            v = (v >> self.shift) & self.mask;
+            let be = v.to_be_bytes();
+            out.get_mut(..n)?.copy_from_slice(&be[4 - n..]);
+        }
+        Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitfields() {
+        let ip = proto("ip").unwrap();
+        let hdr = [
+            0x45u8, 0xb8, 0, 20, 0, 0, 0, 0, 64, 6, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8,
+        ];
+        let mut out = [0u8; 16];
+        let l = ip.field("version").unwrap().load(Base::Network);
+        assert_eq!(l.read(&hdr, 0, None, &mut out), Some(1));
+        assert_eq!(out[0], 4);
+        let l = ip.field("dscp").unwrap().load(Base::Network);
+        l.read(&hdr, 0, None, &mut out).unwrap();
+        assert_eq!(out[0], 0x2e);
+        let l = ip.field("saddr").unwrap().load(Base::Network);
+        assert_eq!(l.read(&hdr, 0, None, &mut out), Some(4));
+        assert_eq!(&out[..4], &[1, 2, 3, 4]);
+        assert_eq!(l.read(&hdr[..15], 0, None, &mut out), None);
+        let tcp = proto("tcp").unwrap();
+        assert_eq!(
+            tcp.field("dport")
+                .unwrap()
+                .load(Base::Transport)
+                .read(&hdr, 0, None, &mut out),
+            None
+        );
+    }
+}

@@ -1,0 +1,324 @@
+//! Tokens of the nft language.
+//!
+//! Like nft's scanner, addresses (IPv4, IPv6, MAC) and time strings are single tokens, words may contain
+//! `-`, `.`, `/` and a trailing `*`, and `#` starts a comment. Newlines are tokens: they separate
+//! commands and rules.
+
+use crate::diag::Span;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tok {
+    /// identifier-like word (`accept`, `echo-request`, `eth*`), time string (`1h30m`)
+    Word,
+    /// decimal or 0x hex number
+    Num,
+    /// IPv4/IPv6/MAC address or other colon/dot separated literal
+    Addr,
+    /// `"..."` (span covers the quotes)
+    Quoted,
+    /// `$name`
+    Var,
+    /// `@name`
+    At,
+    Newline,
+    Semi,
+    LBrace,
+    RBrace,
+    LParen,
+    RParen,
+    LBrack,
+    RBrack,
+    Comma,
+    Slash,
+    Dash,
+    Dot,
+    Colon,
+    Star,
+    Bang,
+    Ne,
+    EqEq,
+    Eq,
+    Lt,
+    Gt,
+    Le,
+    Ge,
+    Amp,
+    Pipe,
+    Caret,
+    Shl,
+    Shr,
+    Tilde,
+    Plus,
+    Eof,
+    /// a byte nft's scanner does not accept
+    Junk,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Token {
+    pub kind: Tok,
+    pub span: Span,
+}
+
+fn is_word_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+fn is_word_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
+}
+fn is_addr_char(b: u8) -> bool {
+    b.is_ascii_hexdigit() || b == b':' || b == b'.'
+}
+
+/// Does `s` look like an IPv6 address or a MAC-style colon-separated literal?
+fn colon_literal(s: &str) -> bool {
+    if !s.contains(':') || s.ends_with('.') {
+        return false;
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    // MAC-like or other hex-group literals: at least 3 groups of 1-2 hex digits
+    let groups: Vec<&str> = s.split(':').collect();
+    groups.len() >= 3
+        && groups
+            .iter()
+            .all(|g| !g.is_empty() && g.len() <= 2 && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn is_ip4(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('.').collect();
+    parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+pub fn lex(src: &str, file: u16) -> Vec<Token> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let sp = |lo: usize, hi: usize| Span::new(file, lo, hi);
+    while i < b.len() {
+        let c = b[i];
+        let start = i;
+        let kind = match c {
+            b' ' | b'\t' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'\\' if b.get(i + 1) == Some(&b'\n') => {
+                i += 2;
+                continue;
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'\n' => {
+                i += 1;
+                Tok::Newline
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += 1;
+                }
+                if i < b.len() && b[i] == b'"' {
+                    i += 1;
+                    Tok::Quoted
+                } else {
+                    Tok::Junk
+                }
+            }
+            b'$' | b'@' => {
+                i += 1;
+                while i < b.len()
+                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'-' | b'.'))
+                {
+                    i += 1;
+                }
+                if c == b'$' {
+                    Tok::Var
+                } else {
+                    Tok::At
+                }
+            }
+            _ if c.is_ascii_alphanumeric()
+                || c == b'_'
+                || (c == b':' && b.get(i + 1) == Some(&b':')) =>
+            {
+                // addresses first: the longest run of hex digits, colons and dots
+                let mut j = i;
+                while j < b.len() && is_addr_char(b[j]) {
+                    j += 1;
+                }
+                let run = &src[i..j];
+                let next_is_word = j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_');
+                if !next_is_word && colon_literal(run) {
+                    i = j;
+                    Tok::Addr
+                } else if c == b':' {
+                    i += 1;
+                    Tok::Colon
+                } else if c.is_ascii_digit() {
+                    // ipv4?
+                    let mut k = i;
+                    while k < b.len() && (b[k].is_ascii_digit() || b[k] == b'.') {
+                        k += 1;
+                    }
+                    let dotted = src[i..k].trim_end_matches('.');
+                    if is_ip4(dotted) && !(k < b.len() && b[k].is_ascii_alphabetic()) {
+                        i += dotted.len();
+                        Tok::Addr
+                    } else if c == b'0'
+                        && matches!(b.get(i + 1), Some(b'x' | b'X'))
+                        && b.get(i + 2).is_some_and(|x| x.is_ascii_hexdigit())
+                    {
+                        i += 2;
+                        while i < b.len() && b[i].is_ascii_hexdigit() {
+                            i += 1;
+                        }
+                        Tok::Num
+                    } else {
+                        while i < b.len() && b[i].is_ascii_digit() {
+                            i += 1;
+                        }
+                        if i < b.len() && b[i].is_ascii_alphabetic() {
+                            // time strings (1h30m), sizes (10kbytes), and other digit-led words
+                            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                                i += 1;
+                            }
+                            Tok::Word
+                        } else {
+                            Tok::Num
+                        }
+                    }
+                } else {
+                    debug_assert!(is_word_start(c));
+                    while i < b.len() && is_word_char(b[i]) {
+                        i += 1;
+                    }
+                    if i < b.len() && b[i] == b'*' {
+                        i += 1;
+                    }
+                    Tok::Word
+                }
+            }
+            _ => {
+                let two = if i + 1 < b.len() {
+                    &b[i..i + 2]
+                } else {
+                    &b[i..i + 1]
+                };
+                let (k, n) = match two {
+                    b"!=" => (Tok::Ne, 2),
+                    b"==" => (Tok::EqEq, 2),
+                    b"<=" => (Tok::Le, 2),
+                    b">=" => (Tok::Ge, 2),
+                    b"<<" => (Tok::Shl, 2),
+                    b">>" => (Tok::Shr, 2),
+                    _ => (
+                        match c {
+                            b';' => Tok::Semi,
+                            b'{' => Tok::LBrace,
+                            b'}' => Tok::RBrace,
+                            b'(' => Tok::LParen,
+                            b')' => Tok::RParen,
+                            b'[' => Tok::LBrack,
+                            b']' => Tok::RBrack,
+                            b',' => Tok::Comma,
+                            b'/' => Tok::Slash,
+                            b'-' => Tok::Dash,
+                            b'.' => Tok::Dot,
+                            b':' => Tok::Colon,
+                            b'*' => Tok::Star,
+                            b'!' => Tok::Bang,
+                            b'=' => Tok::Eq,
+                            b'<' => Tok::Lt,
+                            b'>' => Tok::Gt,
+                            b'&' => Tok::Amp,
+                            b'|' => Tok::Pipe,
+                            b'^' => Tok::Caret,
+                            b'~' => Tok::Tilde,
+                            b'+' => Tok::Plus,
+                            _ => Tok::Junk,
+                        },
+                        1,
+                    ),
+                };
+                i += n;
+                if k == Tok::Junk {
+                    // swallow a whole UTF-8 character
+                    while i < b.len() && (b[i] & 0xc0) == 0x80 {
+                        i += 1;
+                    }
+                }
+                k
+            }
+        };
+        out.push(Token {
+            kind,
+            span: sp(start, i),
+        });
+    }
+    out.push(Token {
+        kind: Tok::Eof,
+        span: sp(b.len(), b.len()),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(s: &str) -> Vec<(Tok, &str)> {
+        lex(s, 0)
+            .into_iter()
+            .map(|t| (t.kind, &s[t.span.lo as usize..t.span.hi as usize]))
+            .collect()
+    }
+
+    #[test]
+    fn addresses_and_words() {
+        assert_eq!(
+            kinds("ip saddr 192.0.2.0/24 icmp type echo-request"),
+            vec![
+                (Tok::Word, "ip"),
+                (Tok::Word, "saddr"),
+                (Tok::Addr, "192.0.2.0"),
+                (Tok::Slash, "/"),
+                (Tok::Num, "24"),
+                (Tok::Word, "icmp"),
+                (Tok::Word, "type"),
+                (Tok::Word, "echo-request"),
+                (Tok::Eof, ""),
+            ]
+        );
+        assert_eq!(kinds("fe80::1/64")[0], (Tok::Addr, "fe80::1"));
+        assert_eq!(kinds("::1")[0], (Tok::Addr, "::1"));
+        assert_eq!(
+            kinds("00:11:22:33:44:55")[0],
+            (Tok::Addr, "00:11:22:33:44:55")
+        );
+        assert_eq!(
+            kinds("80-90")[..3],
+            [(Tok::Num, "80"), (Tok::Dash, "-"), (Tok::Num, "90")]
+        );
+        assert_eq!(
+            kinds("1.2.3.4:80")[..3],
+            [(Tok::Addr, "1.2.3.4"), (Tok::Colon, ":"), (Tok::Num, "80")]
+        );
+        assert_eq!(
+            kinds("0x10 1h30m")[..2],
+            [(Tok::Num, "0x10"), (Tok::Word, "1h30m")]
+        );
+        assert_eq!(kinds("dead ct")[0], (Tok::Word, "dead"));
+        assert_eq!(kinds("a != b # c\n")[1], (Tok::Ne, "!="));
+        assert_eq!(kinds("\"eth*\"")[0], (Tok::Quoted, "\"eth*\""));
+        assert_eq!(kinds("22 : accept")[1], (Tok::Colon, ":"));
+    }
+}

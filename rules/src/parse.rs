@@ -1,0 +1,1108 @@
+//! The parser: commands, table and chain blocks, rules. Statements and expressions parse themselves
+//! in their own modules (`impl Parser` blocks in `stmt/*.rs`, `expr/*.rs`).
+//!
+//! Parsing and checking happen in one pass: the right-hand side of a match is resolved with the
+//! datatype of its left-hand side, so every error is reported at its source location, nft-style.
+
+use std::collections::HashMap;
+
+use crate::ast::*;
+use crate::diag::{Diagnostic, Span};
+use crate::lex::{lex, Tok, Token};
+use crate::stmt::Stmt;
+
+/// Supplies the text of `include`d files. The rules crate never touches the file system itself.
+pub trait Loader {
+    /// Resolves `include "path"` written in file `from`. Returns `(name, text)` for each file the path
+    /// names (a glob may name several, in order), or an error message.
+    fn load(&self, path: &str, from: &str) -> Result<Vec<(String, String)>, String>;
+}
+
+/// A loader that refuses every include.
+pub struct NoIncludes;
+
+impl Loader for NoIncludes {
+    fn load(&self, path: &str, _from: &str) -> Result<Vec<(String, String)>, String> {
+        Err(format!("File not found: {path}"))
+    }
+}
+
+pub(crate) struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+pub(crate) type PResult<T> = Result<T, Diagnostic>;
+
+/// Words that are keywords in nft's scanner (for "unexpected X" messages: other words are "string").
+const KEYWORDS: &[&str] = &[
+    "table",
+    "chain",
+    "rule",
+    "set",
+    "map",
+    "flush",
+    "add",
+    "create",
+    "insert",
+    "delete",
+    "list",
+    "ruleset",
+    "ip",
+    "ip6",
+    "inet",
+    "arp",
+    "bridge",
+    "netdev",
+    "type",
+    "hook",
+    "priority",
+    "policy",
+    "accept",
+    "drop",
+    "jump",
+    "goto",
+    "return",
+    "continue",
+    "counter",
+    "packets",
+    "bytes",
+    "ct",
+    "meta",
+    "tcp",
+    "udp",
+    "icmp",
+    "icmpv6",
+    "saddr",
+    "daddr",
+    "sport",
+    "dport",
+    "state",
+    "mark",
+    "iif",
+    "oif",
+    "iifname",
+    "oifname",
+    "l4proto",
+    "protocol",
+    "elements",
+    "flags",
+    "comment",
+    "define",
+    "include",
+    "handle",
+    "position",
+    "index",
+    "device",
+    "devices",
+    "filter",
+    "nat",
+    "route",
+    "log",
+    "limit",
+    "reject",
+    "masquerade",
+    "snat",
+    "dnat",
+    "vmap",
+    "quota",
+    "ether",
+    "vlan",
+    "nexthdr",
+];
+
+/// Per-rule protocol context: what the rule has established so far, for conflict checks and for
+/// dropping explicit matches that merely restate an implied dependency (as nft's listing does).
+pub(crate) struct RuleCtx {
+    pub family: Family,
+    /// network protocol named so far (`ip`, `ip6`, `arp`) and where
+    pub l3: Option<&'static str>,
+    /// transport protocol (name, number)
+    pub l4: Option<(&'static str, u8)>,
+    /// the previous statement, if it could be a dependency: (index, what it states)
+    pub dep: Option<(usize, DepFact)>,
+    /// statements to drop because they restate a dependency
+    pub kill: Vec<usize>,
+    pub nstmts: usize,
+}
+
+/// A fact an explicit protocol match establishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DepFact {
+    NfProto(u8),
+    EtherType(u16),
+    L4Meta(u8),
+    L4Header(u8),
+}
+
+impl RuleCtx {
+    pub fn new(family: Family) -> RuleCtx {
+        let l3 = match family {
+            Family::Ip => Some("ip"),
+            Family::Ip6 => Some("ip6"),
+            Family::Arp => Some("arp"),
+            _ => None,
+        };
+        RuleCtx {
+            family,
+            l3,
+            l4: None,
+            dep: None,
+            kill: Vec::new(),
+            nstmts: 0,
+        }
+    }
+}
+
+pub(crate) struct Parser<'a> {
+    pub srcs: Vec<Source>,
+    pub toks: Vec<Token>,
+    pub pos: usize,
+    pub rs: &'a mut Ruleset,
+    pub defines: HashMap<String, Vec<Token>>,
+    pub loader: &'a dyn Loader,
+    /// jump/goto targets to verify once the whole input is applied
+    pub pending_jumps: Vec<(Family, String, String, Span)>,
+    /// evaluation errors: reported only if the whole input parses (nft reports syntax errors first)
+    pub sem_errors: Vec<Diagnostic>,
+    expansions: u32,
+}
+
+impl<'a> Parser<'a> {
+    pub fn new(rs: &'a mut Ruleset, loader: &'a dyn Loader, text: &str, name: &str) -> Parser<'a> {
+        let toks = lex(text, 0);
+        Parser {
+            srcs: vec![Source {
+                name: name.to_string(),
+                text: text.to_string(),
+            }],
+            toks,
+            pos: 0,
+            rs,
+            defines: HashMap::new(),
+            loader,
+            pending_jumps: Vec::new(),
+            sem_errors: Vec::new(),
+            expansions: 0,
+        }
+    }
+
+    // ---------------------------------------------------------------- tokens
+
+    /// The next token, expanding `$variables` in place.
+    pub fn peek(&mut self) -> Token {
+        loop {
+            let t = self.toks[self.pos];
+            if t.kind != Tok::Var {
+                return t;
+            }
+            let name = self.text(t)[1..].to_string();
+            match self.defines.get(&name) {
+                Some(body) if self.expansions < 10_000 => {
+                    self.expansions += 1;
+                    let body = body.clone();
+                    self.toks.splice(self.pos..self.pos + 1, body);
+                }
+                _ => return t,
+            }
+        }
+    }
+
+    pub fn peek2(&mut self) -> Token {
+        self.peek();
+        let save = self.pos;
+        self.pos += 1;
+        if self.pos >= self.toks.len() {
+            self.pos = save;
+            return self.toks[save];
+        }
+        let t = self.peek();
+        self.pos = save;
+        t
+    }
+
+    pub fn next(&mut self) -> Token {
+        let t = self.peek();
+        if t.kind != Tok::Eof {
+            self.pos += 1;
+        }
+        t
+    }
+
+    pub fn text(&self, t: Token) -> &str {
+        &self.srcs[t.span.src as usize].text[t.span.lo as usize..t.span.hi as usize]
+    }
+
+    /// The token's text, without quotes for quoted strings.
+    pub fn string_of(&self, t: Token) -> String {
+        let s = self.text(t);
+        if t.kind == Tok::Quoted {
+            s[1..s.len() - 1].to_string()
+        } else {
+            s.to_string()
+        }
+    }
+
+    pub fn peek_word(&mut self) -> Option<String> {
+        let t = self.peek();
+        (t.kind == Tok::Word).then(|| self.text(t).to_string())
+    }
+
+    pub fn is_word(&mut self, w: &str) -> bool {
+        let t = self.peek();
+        t.kind == Tok::Word && self.text(t) == w
+    }
+
+    pub fn eat_word(&mut self, w: &str) -> bool {
+        if self.is_word(w) {
+            self.next();
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn eat(&mut self, k: Tok) -> bool {
+        if self.peek().kind == k {
+            self.next();
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn err(&self, span: Span, msg: impl Into<String>) -> Diagnostic {
+        let s = &self.srcs[span.src as usize];
+        Diagnostic::at(&s.name, &s.text, span.lo as usize, span.hi as usize, msg)
+    }
+
+    /// nft's name for a token in "unexpected X" messages.
+    pub fn describe(&self, t: Token) -> String {
+        match t.kind {
+            Tok::Word => {
+                let w = self.text(t);
+                if KEYWORDS.contains(&w) {
+                    w.to_string()
+                } else {
+                    "string".into()
+                }
+            }
+            Tok::Num => "number".into(),
+            Tok::Addr => "string".into(),
+            Tok::Quoted => "quoted string".into(),
+            Tok::Var => "variable".into(),
+            Tok::At => "string".into(),
+            Tok::Newline => "newline".into(),
+            Tok::Semi => "semicolon".into(),
+            Tok::Comma => "comma".into(),
+            Tok::Eof => "end of file".into(),
+            Tok::Slash => "slash".into(),
+            Tok::Dash => "dash".into(),
+            Tok::Dot => "dot".into(),
+            Tok::Colon => "colon".into(),
+            Tok::Star => "asterisk".into(),
+            Tok::Junk => "junk".to_string(),
+            _ => format!("'{}'", self.text(t)),
+        }
+    }
+
+    /// Records an evaluation error and lets parsing go on.
+    pub fn sem_err(&mut self, span: Span, msg: impl Into<String>) {
+        let d = self.err(span, msg);
+        self.sem_errors.push(d);
+    }
+
+    pub fn unexpected(&self, t: Token, expecting: Option<&str>) -> Diagnostic {
+        let mut m = format!("syntax error, unexpected {}", self.describe(t));
+        if let Some(e) = expecting {
+            m.push_str(", expecting ");
+            m.push_str(e);
+        }
+        let span = if t.kind == Tok::Newline {
+            Span {
+                hi: t.span.lo + 1,
+                ..t.span
+            }
+        } else {
+            t.span
+        };
+        self.err(span, m)
+    }
+
+    pub fn expect(&mut self, k: Tok, what: &str) -> PResult<Token> {
+        let t = self.peek();
+        if t.kind == k {
+            Ok(self.next())
+        } else {
+            Err(self.unexpected(t, Some(what)))
+        }
+    }
+
+    pub fn expect_word(&mut self, w: &str) -> PResult<Token> {
+        let t = self.peek();
+        if t.kind == Tok::Word && self.text(t) == w {
+            Ok(self.next())
+        } else {
+            Err(self.unexpected(t, Some(w)))
+        }
+    }
+
+    /// An identifier (table/chain/set name): word or quoted string.
+    pub fn identifier(&mut self) -> PResult<(String, Span)> {
+        let t = self.peek();
+        match t.kind {
+            Tok::Word | Tok::Quoted | Tok::Num => {
+                self.next();
+                Ok((self.string_of(t), t.span))
+            }
+            _ => Err(self.unexpected(t, Some("string"))),
+        }
+    }
+
+    pub fn number(&mut self) -> PResult<(u64, Span)> {
+        let t = self.peek();
+        if t.kind == Tok::Num {
+            self.next();
+            match crate::types::parse_number(self.text(t)) {
+                Some(v) if v <= u64::MAX as u128 => Ok((v as u64, t.span)),
+                _ => Err(self.err(t.span, "Value out of range")),
+            }
+        } else {
+            Err(self.unexpected(t, Some("number")))
+        }
+    }
+
+    pub fn quoted(&mut self) -> PResult<String> {
+        let t = self.peek();
+        if t.kind == Tok::Quoted {
+            self.next();
+            Ok(self.string_of(t))
+        } else {
+            Err(self.unexpected(t, Some("quoted string")))
+        }
+    }
+
+    fn skip_separators(&mut self) {
+        while matches!(self.peek().kind, Tok::Newline | Tok::Semi) {
+            self.next();
+        }
+    }
+
+    fn end_of_command(&mut self) -> PResult<()> {
+        let t = self.peek();
+        match t.kind {
+            Tok::Newline | Tok::Semi => {
+                self.next();
+                Ok(())
+            }
+            Tok::Eof => Ok(()),
+            _ => Err(self.unexpected(t, Some("end of file or newline or semicolon"))),
+        }
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    pub fn parse_file(&mut self) -> PResult<()> {
+        loop {
+            self.skip_separators();
+            if self.peek().kind == Tok::Eof {
+                break;
+            }
+            self.command()?;
+            self.end_of_command()?;
+        }
+        if let Some(e) = self.sem_errors.first() {
+            return Err(e.clone());
+        }
+        self.check_jumps()
+    }
+
+    fn check_jumps(&mut self) -> PResult<()> {
+        for (fam, table, target, span) in std::mem::take(&mut self.pending_jumps) {
+            let ok = self
+                .rs
+                .table(fam, &table)
+                .is_some_and(|t| t.chain(&target).is_some());
+            if !ok {
+                return Err(self.err(span, "Could not process rule: No such file or directory"));
+            }
+        }
+        Ok(())
+    }
+
+    fn command(&mut self) -> PResult<()> {
+        let t = self.peek();
+        if t.kind != Tok::Word {
+            return Err(self.unexpected(t, None));
+        }
+        let w = self.text(t).to_string();
+        match w.as_str() {
+            "add" | "create" | "insert" | "replace" => {
+                self.next();
+                let obj = self.peek();
+                let o = self.peek_word().unwrap_or_default();
+                match o.as_str() {
+                    "table" => {
+                        self.next();
+                        self.table_cmd(w == "create")
+                    }
+                    "chain" => {
+                        self.next();
+                        self.chain_cmd(w == "create")
+                    }
+                    "rule" => {
+                        self.next();
+                        self.rule_cmd(&w)
+                    }
+                    _ if obj.kind == Tok::Word && w != "create" => self.rule_cmd(&w),
+                    _ => Err(self.unexpected(obj, None)),
+                }
+            }
+            "table" => {
+                self.next();
+                self.table_cmd(false)
+            }
+            "chain" => {
+                self.next();
+                self.chain_cmd(false)
+            }
+            "rule" => {
+                self.next();
+                self.rule_cmd("add")
+            }
+            "flush" => {
+                self.next();
+                self.flush_cmd()
+            }
+            "delete" | "destroy" => {
+                self.next();
+                self.delete_cmd(w == "destroy")
+            }
+            "define" | "redefine" => {
+                self.next();
+                self.define_cmd(w == "redefine")
+            }
+            "undefine" => {
+                self.next();
+                let (name, _) = self.identifier()?;
+                self.defines.remove(&name);
+                Ok(())
+            }
+            "include" => {
+                self.next();
+                self.include_cmd()
+            }
+            _ => self.rule_cmd("add"),
+        }
+    }
+
+    /// `[family] name`
+    pub fn table_spec(&mut self) -> PResult<(Family, String, Span)> {
+        let t = self.peek();
+        let mut family = Family::Ip;
+        if t.kind == Tok::Word {
+            if let Some(f) = Family::from_name(self.text(t)) {
+                let n = self.peek2();
+                if matches!(n.kind, Tok::Word | Tok::Quoted | Tok::Num) {
+                    self.next();
+                    family = f;
+                }
+            }
+        }
+        let (name, span) = self.identifier()?;
+        Ok((family, name, span))
+    }
+
+    fn ensure_table(&mut self, family: Family, name: &str) {
+        if self.rs.table(family, name).is_none() {
+            let h = self.rs.alloc_table_handle();
+            self.rs.tables.push(Table::new(family, name, h));
+        }
+    }
+
+    fn table_cmd(&mut self, create: bool) -> PResult<()> {
+        let (family, name, span) = self.table_spec()?;
+        if create && self.rs.table(family, &name).is_some() {
+            return Err(self.err(span, "Could not process rule: File exists"));
+        }
+        self.ensure_table(family, &name);
+        if self.eat(Tok::LBrace) {
+            self.table_block(family, &name)?;
+        }
+        Ok(())
+    }
+
+    fn table_block(&mut self, family: Family, table: &str) -> PResult<()> {
+        loop {
+            self.skip_separators();
+            let t = self.peek();
+            match t.kind {
+                Tok::RBrace => {
+                    self.next();
+                    return Ok(());
+                }
+                Tok::Word => {}
+                _ => return Err(self.unexpected(t, None)),
+            }
+            let w = self.text(t).to_string();
+            self.next();
+            match w.as_str() {
+                "chain" => {
+                    let (cname, span) = self.identifier()?;
+                    self.ensure_chain(family, table, &cname, span, false)?;
+                    if self.eat(Tok::LBrace) {
+                        self.chain_block(family, table, &cname)?;
+                    }
+                }
+                "comment" => {
+                    let c = self.quoted()?;
+                    self.rs.table_mut(family, table).unwrap().comment = Some(c);
+                }
+                "flags" => {
+                    let mut flags = Vec::new();
+                    loop {
+                        let (f, span) = self.identifier()?;
+                        if !matches!(f.as_str(), "dormant" | "owner" | "persist") {
+                            return Err(self.err(span, format!("unknown table flag '{f}'")));
+                        }
+                        flags.push(f);
+                        if !self.eat(Tok::Comma) {
+                            break;
+                        }
+                    }
+                    self.rs.table_mut(family, table).unwrap().flags = flags;
+                }
+                _ => return Err(self.unexpected(t, None)),
+            }
+            let t = self.peek();
+            if !matches!(t.kind, Tok::Newline | Tok::Semi | Tok::RBrace) {
+                return Err(self.unexpected(t, Some("newline or semicolon")));
+            }
+        }
+    }
+
+    fn ensure_chain(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: &str,
+        span: Span,
+        create: bool,
+    ) -> PResult<()> {
+        let Some(t) = self.rs.table_mut(family, table) else {
+            return Err(self.err(span, "Could not process rule: No such file or directory"));
+        };
+        if t.chain(name).is_some() {
+            if create {
+                return Err(self.err(span, "Could not process rule: File exists"));
+            }
+            return Ok(());
+        }
+        let handle = t.alloc_handle();
+        t.chains.push(Chain {
+            name: name.to_string(),
+            handle,
+            base: None,
+            rules: Vec::new(),
+            comment: None,
+        });
+        Ok(())
+    }
+
+    /// `[family] table chain`
+    fn chain_spec(&mut self) -> PResult<(Family, String, String, Span)> {
+        let (family, table, tspan) = self.table_spec()?;
+        let (chain, cspan) = self.identifier()?;
+        let _ = tspan;
+        Ok((family, table, chain, cspan))
+    }
+
+    fn chain_cmd(&mut self, create: bool) -> PResult<()> {
+        let (family, table, chain, span) = self.chain_spec()?;
+        if self.rs.table(family, &table).is_none() {
+            return Err(self.err(span, "Could not process rule: No such file or directory"));
+        }
+        self.ensure_chain(family, &table, &chain, span, create)?;
+        if self.eat(Tok::LBrace) {
+            self.chain_block(family, &table, &chain)?;
+        }
+        Ok(())
+    }
+
+    fn chain_block(&mut self, family: Family, table: &str, chain: &str) -> PResult<()> {
+        loop {
+            self.skip_separators();
+            let t = self.peek();
+            match t.kind {
+                Tok::RBrace => {
+                    self.next();
+                    return Ok(());
+                }
+                Tok::Eof => return Err(self.unexpected(t, None)),
+                _ => {}
+            }
+            let w = self.peek_word().unwrap_or_default();
+            match w.as_str() {
+                "type" => {
+                    let base = self.base_chain_spec(family)?;
+                    let c = self
+                        .rs
+                        .table_mut(family, table)
+                        .unwrap()
+                        .chain_mut(chain)
+                        .unwrap();
+                    let policy = c.base.as_ref().map(|b| b.policy).unwrap_or(Policy::Accept);
+                    c.base = Some(BaseChain { policy, ..base });
+                }
+                "policy" => {
+                    self.next();
+                    let (p, span) = self.identifier()?;
+                    let policy = match p.as_str() {
+                        "accept" => Policy::Accept,
+                        "drop" => Policy::Drop,
+                        _ => return Err(self.err(span, format!("Could not parse policy \"{p}\""))),
+                    };
+                    let c = self
+                        .rs
+                        .table_mut(family, table)
+                        .unwrap()
+                        .chain_mut(chain)
+                        .unwrap();
+                    match &mut c.base {
+                        Some(b) => b.policy = policy,
+                        None => {
+                            return Err(
+                                self.err(span, "policy specified for a chain without a hook")
+                            );
+                        }
+                    }
+                }
+                "comment" if matches!(self.peek2().kind, Tok::Quoted) => {
+                    self.next();
+                    let s = self.quoted()?;
+                    self.rs
+                        .table_mut(family, table)
+                        .unwrap()
+                        .chain_mut(chain)
+                        .unwrap()
+                        .comment = Some(s);
+                }
+                _ => {
+                    let rule = self.rule(family, table)?;
+                    let t = self.rs.table_mut(family, table).unwrap();
+                    let handle = t.alloc_handle();
+                    t.chain_mut(chain)
+                        .unwrap()
+                        .rules
+                        .push(Rule { handle, ..rule });
+                }
+            }
+            let t = self.peek();
+            if !matches!(t.kind, Tok::Newline | Tok::Semi | Tok::RBrace) {
+                return Err(self.unexpected(t, Some("newline or semicolon")));
+            }
+        }
+    }
+
+    /// `type filter hook input [device "x"] priority P ;`
+    fn base_chain_spec(&mut self, family: Family) -> PResult<BaseChain> {
+        self.expect_word("type")?;
+        let (ty, tspan) = self.identifier()?;
+        let ty = match ty.as_str() {
+            "filter" => ChainType::Filter,
+            "nat" => ChainType::Nat,
+            "route" => ChainType::Route,
+            _ => return Err(self.err(tspan, format!("unknown chain type {ty}"))),
+        };
+        self.expect_word("hook")?;
+        let (h, hspan) = self.identifier()?;
+        let hook = match Hook::from_name(&h) {
+            Some(hk) if hk.valid_for(family) => hk,
+            _ => return Err(self.err(hspan, format!("unknown chain hook {h}"))),
+        };
+        let mut devices = Vec::new();
+        if self.eat_word("device") {
+            let (d, _) = self.identifier()?;
+            devices.push(d);
+        } else if self.eat_word("devices") {
+            self.expect(Tok::Eq, "'='")?;
+            self.expect(Tok::LBrace, "'{'")?;
+            loop {
+                self.skip_newlines();
+                if self.eat(Tok::RBrace) {
+                    break;
+                }
+                let (d, _) = self.identifier()?;
+                devices.push(d);
+                self.skip_newlines();
+                if !self.eat(Tok::Comma) {
+                    self.skip_newlines();
+                    self.expect(Tok::RBrace, "'}'")?;
+                    break;
+                }
+            }
+            devices.sort();
+        }
+        self.expect_word("priority")?;
+        let priority = self.priority(family, hook)?;
+        let t = self.peek();
+        if !matches!(t.kind, Tok::Semi | Tok::Newline) {
+            return Err(self.unexpected(t, Some("semicolon")));
+        }
+        if ty == ChainType::Nat && !matches!(family, Family::Ip | Family::Ip6 | Family::Inet) {
+            return Err(self.err(
+                tspan,
+                format!(
+                    "Chain type nat is not supported for {} family",
+                    family.name()
+                ),
+            ));
+        }
+        Ok(BaseChain {
+            ty,
+            hook,
+            priority,
+            policy: Policy::Accept,
+            devices,
+        })
+    }
+
+    pub fn skip_newlines(&mut self) {
+        while self.peek().kind == Tok::Newline {
+            self.next();
+        }
+    }
+
+    fn priority(&mut self, family: Family, hook: Hook) -> PResult<i32> {
+        let t = self.peek();
+        let neg = |p: &mut Self| p.eat(Tok::Dash);
+        match t.kind {
+            Tok::Num | Tok::Dash => {
+                let n = neg(self);
+                let (v, span) = self.number()?;
+                if v > i32::MAX as u64 {
+                    return Err(self.err(span, "priority value out of range"));
+                }
+                Ok(if n { -(v as i32) } else { v as i32 })
+            }
+            Tok::Word => {
+                self.next();
+                let name = self.text(t).to_string();
+                let Some(&(_, base)) = std_prios(family).iter().find(|(n, _)| *n == name) else {
+                    return Err(self.err(t.span, format!("'{name}' is invalid priority.")));
+                };
+                if !std_prio_ok(family, hook, &name) {
+                    return Err(self.err(
+                        t.span,
+                        format!("'{name}' is invalid priority in this context."),
+                    ));
+                }
+                let op = self.peek();
+                let sign = match op.kind {
+                    Tok::Plus => 1,
+                    Tok::Dash => -1,
+                    _ => return Ok(base),
+                };
+                self.next();
+                let (v, _) = self.number()?;
+                Ok(base + sign * v as i32)
+            }
+            _ => Err(self.unexpected(t, None)),
+        }
+    }
+
+    /// `add|insert rule [family] table chain [handle N|position N|index N] RULE`
+    fn rule_cmd(&mut self, verb: &str) -> PResult<()> {
+        let (family, table, chain, span) = self.chain_spec()?;
+        let mut position: Option<(String, u64, Span)> = None;
+        for kw in ["handle", "position", "index"] {
+            if self.is_word(kw) && self.peek2().kind == Tok::Num {
+                self.next();
+                let (n, sp) = self.number()?;
+                position = Some((kw.to_string(), n, sp));
+                break;
+            }
+        }
+        if self
+            .rs
+            .table(family, &table)
+            .and_then(|t| t.chain(&chain))
+            .is_none()
+        {
+            return Err(self.err(span, "Could not process rule: No such file or directory"));
+        }
+        let rule = self.rule(family, &table)?;
+        let t = self.rs.table_mut(family, &table).unwrap();
+        let handle = t.alloc_handle();
+        let c = t.chain_mut(&chain).unwrap();
+        let rule = Rule { handle, ..rule };
+        let insert = verb == "insert";
+        let idx = match position {
+            None => {
+                if insert {
+                    0
+                } else {
+                    c.rules.len()
+                }
+            }
+            Some((kw, n, sp)) => {
+                let i = if kw == "index" {
+                    if n as usize > c.rules.len() {
+                        return Err(
+                            self.err(sp, "Could not process rule: No such file or directory")
+                        );
+                    }
+                    n as usize
+                } else {
+                    match c.rules.iter().position(|r| r.handle == n) {
+                        Some(i) => i,
+                        None => {
+                            return Err(
+                                self.err(sp, "Could not process rule: No such file or directory")
+                            )
+                        }
+                    }
+                };
+                if verb == "replace" {
+                    let old = c.rules[i].handle;
+                    c.rules[i] = Rule {
+                        handle: old,
+                        ..rule
+                    };
+                    return Ok(());
+                }
+                if insert || kw == "index" {
+                    i
+                } else {
+                    i + 1
+                }
+            }
+        };
+        c.rules.insert(idx, rule);
+        Ok(())
+    }
+
+    fn flush_cmd(&mut self) -> PResult<()> {
+        let t = self.peek();
+        let w = self.peek_word().unwrap_or_default();
+        match w.as_str() {
+            "ruleset" => {
+                self.next();
+                let fam = self.peek_word().and_then(|w| Family::from_name(&w));
+                if let Some(f) = fam {
+                    self.next();
+                    self.rs.tables.retain(|t| t.family != f);
+                } else {
+                    self.rs.tables.clear();
+                }
+                Ok(())
+            }
+            "table" => {
+                self.next();
+                let (f, name, span) = self.table_spec()?;
+                let Some(t) = self.rs.table_mut(f, &name) else {
+                    return Err(self.err(span, "Could not process rule: No such file or directory"));
+                };
+                for c in &mut t.chains {
+                    c.rules.clear();
+                }
+                Ok(())
+            }
+            "chain" => {
+                self.next();
+                let (f, table, chain, span) = self.chain_spec()?;
+                let Some(c) = self
+                    .rs
+                    .table_mut(f, &table)
+                    .and_then(|t| t.chain_mut(&chain))
+                else {
+                    return Err(self.err(span, "Could not process rule: No such file or directory"));
+                };
+                c.rules.clear();
+                Ok(())
+            }
+            _ => Err(self.unexpected(t, None)),
+        }
+    }
+
+    fn delete_cmd(&mut self, destroy: bool) -> PResult<()> {
+        let t = self.peek();
+        let w = self.peek_word().unwrap_or_default();
+        let missing = "Could not process rule: No such file or directory";
+        match w.as_str() {
+            "table" => {
+                self.next();
+                let (f, name, span) = self.table_spec()?;
+                let before = self.rs.tables.len();
+                self.rs
+                    .tables
+                    .retain(|t| !(t.family == f && t.name == name));
+                if before == self.rs.tables.len() && !destroy {
+                    return Err(self.err(span, missing));
+                }
+                Ok(())
+            }
+            "chain" => {
+                self.next();
+                let (f, table, chain, span) = self.chain_spec()?;
+                let Some(t) = self.rs.table_mut(f, &table) else {
+                    return if destroy {
+                        Ok(())
+                    } else {
+                        Err(self.err(span, missing))
+                    };
+                };
+                let before = t.chains.len();
+                t.chains.retain(|c| c.name != chain);
+                if before == t.chains.len() && !destroy {
+                    return Err(self.err(span, missing));
+                }
+                Ok(())
+            }
+            "rule" => {
+                self.next();
+                let (f, table, chain, span) = self.chain_spec()?;
+                self.expect_word("handle")?;
+                let (h, hspan) = self.number()?;
+                let Some(c) = self
+                    .rs
+                    .table_mut(f, &table)
+                    .and_then(|t| t.chain_mut(&chain))
+                else {
+                    return Err(self.err(span, missing));
+                };
+                let before = c.rules.len();
+                c.rules.retain(|r| r.handle != h);
+                if before == c.rules.len() && !destroy {
+                    return Err(self.err(hspan, missing));
+                }
+                Ok(())
+            }
+            _ => Err(self.unexpected(t, None)),
+        }
+    }
+
+    /// `define name = tokens...` up to the end of the line.
+    fn define_cmd(&mut self, redefine: bool) -> PResult<()> {
+        let (name, span) = self.identifier()?;
+        self.expect(Tok::Eq, "'='")?;
+        let mut body = Vec::new();
+        let mut depth = 0;
+        loop {
+            let t = self.peek();
+            match t.kind {
+                Tok::Eof => break,
+                Tok::Newline | Tok::Semi if depth == 0 => break,
+                Tok::LBrace => depth += 1,
+                Tok::RBrace => {
+                    if depth == 0 {
+                        break;
+                    }
+                    depth -= 1
+                }
+                _ => {}
+            }
+            body.push(self.next());
+        }
+        if body.is_empty() {
+            let t = self.peek();
+            return Err(self.unexpected(t, None));
+        }
+        if !redefine && self.defines.contains_key(&name) {
+            return Err(self.err(span, format!("redefinition of symbol '{name}'")));
+        }
+        self.defines.insert(name, body);
+        Ok(())
+    }
+
+    fn include_cmd(&mut self) -> PResult<()> {
+        let t = self.peek();
+        let path = self.quoted()?;
+        let from = self.srcs[t.span.src as usize].name.clone();
+        if self.srcs.len() > 64 {
+            return Err(self.err(t.span, "Include nested too deeply"));
+        }
+        let files = self
+            .loader
+            .load(&path, &from)
+            .map_err(|e| self.err(t.span, e))?;
+        let mut toks = Vec::new();
+        for (name, text) in files {
+            let id = self.srcs.len() as u16;
+            let mut ft = lex(&text, id);
+            ft.pop(); // Eof
+            toks.extend(ft);
+            toks.push(Token {
+                kind: Tok::Newline,
+                span: Span::new(id, text.len(), text.len()),
+            });
+            self.srcs.push(Source { name, text });
+        }
+        // the include command ends here: splice the files' tokens in after it
+        let at = self.pos;
+        self.toks.splice(at..at, toks);
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- rules
+
+    /// One rule: statements up to newline, `;` or `}`.
+    pub fn rule(&mut self, family: Family, table: &str) -> PResult<Rule> {
+        let mut ctx = RuleCtx::new(family);
+        let mut stmts: Vec<Stmt> = Vec::new();
+        let mut comment = None;
+        loop {
+            let t = self.peek();
+            match t.kind {
+                Tok::Newline | Tok::Semi | Tok::RBrace | Tok::Eof => break,
+                _ => {}
+            }
+            if comment.is_some() {
+                return Err(self.unexpected(t, Some("end of file or newline or semicolon")));
+            }
+            if self.is_word("comment") {
+                self.next();
+                comment = Some(self.quoted()?);
+                continue;
+            }
+            ctx.nstmts = stmts.len();
+            let s = self.stmt(&mut ctx, table)?;
+            stmts.push(s);
+        }
+        if stmts.is_empty() {
+            let t = self.peek();
+            return Err(self.unexpected(t, None));
+        }
+        for &k in ctx.kill.iter().rev() {
+            stmts.remove(k);
+        }
+        Ok(Rule {
+            handle: 0,
+            stmts,
+            comment,
+        })
+    }
+
+    fn stmt(&mut self, ctx: &mut RuleCtx, table: &str) -> PResult<Stmt> {
+        let t = self.peek();
+        if t.kind != Tok::Word {
+            return Err(self.unexpected(t, None));
+        }
+        let w = self.text(t).to_string();
+        if let Some(s) = self.verdict_stmt(ctx, table, &w)? {
+            ctx.dep = None;
+            return Ok(s);
+        }
+        if w == "counter" {
+            ctx.dep = None;
+            return self.counter_stmt();
+        }
+        if self.starts_selector(&w) {
+            return self.match_stmt(ctx);
+        }
+        // nft reads an unknown word as the start of an expression and then fails on what follows
+        self.next();
+        let n = self.peek();
+        Err(self.unexpected(n, None))
+    }
+}

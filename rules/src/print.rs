@@ -1,0 +1,148 @@
+//! The canonical printer: byte-identical to `nft list ruleset`.
+
+use crate::ast::*;
+use crate::stmt::Stmt;
+use crate::types::ValFmt;
+use crate::CounterValue;
+
+/// Output flags, mirroring nft's command line options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrintOptions {
+    /// `-s`: omit stateful values (`counter` instead of `counter packets N bytes M`)
+    pub stateless: bool,
+    /// `-a`: print `# handle N`
+    pub handles: bool,
+    /// `-n`: everything numeric (protocols, priorities, symbolic constants)
+    pub numeric: bool,
+    /// `-p`: layer-4 protocols as numbers
+    pub numeric_proto: bool,
+    /// `-y`: chain priorities as numbers
+    pub numeric_prio: bool,
+}
+
+impl PrintOptions {
+    pub(crate) fn val_fmt(&self) -> ValFmt {
+        ValFmt {
+            numeric_proto: self.numeric_proto || self.numeric,
+            numeric_symbols: self.numeric,
+        }
+    }
+}
+
+pub(crate) struct Printer<'a> {
+    pub opts: &'a PrintOptions,
+    pub counters: Option<&'a [CounterValue]>,
+    pub slot: usize,
+    pub out: String,
+}
+
+impl Printer<'_> {
+    pub fn ruleset(&mut self, rs: &Ruleset) {
+        for t in &rs.tables {
+            self.table(t);
+        }
+    }
+
+    fn handle(&mut self, h: u64) {
+        if self.opts.handles {
+            self.out.push_str(&format!(" # handle {h}"));
+        }
+    }
+
+    pub fn table(&mut self, t: &Table) {
+        self.out
+            .push_str(&format!("table {} {} {{", t.family.name(), t.name));
+        if self.opts.handles || t.flags.iter().any(|f| f == "owner") {
+            self.out.push_str(&format!(" # handle {}", t.handle));
+        }
+        self.out.push('\n');
+        let mut delim = "";
+        if !t.flags.is_empty() {
+            self.out
+                .push_str(&format!("\tflags {}\n", t.flags.join(",")));
+            delim = "\n";
+        }
+        if let Some(c) = &t.comment {
+            self.out.push_str(&format!("\tcomment \"{c}\"\n"));
+        }
+        for c in &t.chains {
+            self.out.push_str(delim);
+            self.chain(t, c);
+            delim = "\n";
+        }
+        self.out.push_str("}\n");
+    }
+
+    pub fn chain(&mut self, t: &Table, c: &Chain) {
+        self.out.push_str(&format!("\tchain {} {{", c.name));
+        self.handle(c.handle);
+        if let Some(cm) = &c.comment {
+            self.out.push_str(&format!("\n\t\tcomment \"{cm}\""));
+        }
+        self.out.push('\n');
+        if let Some(b) = &c.base {
+            self.out
+                .push_str(&format!("\t\ttype {} hook {}", b.ty.name(), b.hook.name()));
+            if b.devices.len() == 1 {
+                self.out.push_str(&format!(" device \"{}\"", b.devices[0]));
+            } else if b.devices.len() > 1 {
+                let d: Vec<String> = b.devices.iter().map(|d| format!("\"{d}\"")).collect();
+                self.out
+                    .push_str(&format!(" devices = {{ {} }}", d.join(", ")));
+            }
+            let numeric = self.opts.numeric || self.opts.numeric_prio;
+            self.out.push_str(&format!(
+                " priority {};",
+                priority_str(t.family, b.hook, b.priority, numeric)
+            ));
+            self.out.push_str(match b.policy {
+                Policy::Accept => " policy accept;",
+                Policy::Drop => " policy drop;",
+            });
+            self.out.push('\n');
+        }
+        for r in &c.rules {
+            self.out.push_str("\t\t");
+            self.rule(r);
+            self.handle(r.handle);
+            self.out.push('\n');
+        }
+        self.out.push_str("\t}\n");
+    }
+
+    pub fn rule(&mut self, r: &Rule) {
+        for (i, s) in r.stmts.iter().enumerate() {
+            if i > 0 {
+                self.out.push(' ');
+            }
+            self.stmt(s);
+        }
+        if let Some(c) = &r.comment {
+            self.out.push_str(&format!(" comment \"{c}\""));
+        }
+    }
+
+    pub fn stmt(&mut self, s: &Stmt) {
+        let fmt = self.opts.val_fmt();
+        match s {
+            Stmt::Match(m) => m.print(&mut self.out, fmt),
+            Stmt::Counter(c) => {
+                let v = match self.counters {
+                    Some(cs) => cs.get(self.slot).copied().unwrap_or_default(),
+                    None => CounterValue {
+                        packets: c.packets,
+                        bytes: c.bytes,
+                    },
+                };
+                self.slot += 1;
+                crate::stmt::counter::Counter::print(
+                    v.packets,
+                    v.bytes,
+                    self.opts.stateless,
+                    &mut self.out,
+                );
+            }
+            Stmt::Verdict(v) => v.print(&mut self.out),
+        }
+    }
+}

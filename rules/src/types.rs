@@ -1,0 +1,1018 @@
+//! Datatypes: how constants of each type are parsed from symbols and printed back.
+//!
+//! Values are big-endian byte strings of the type's width ([`Val`]). Adding a type means adding a
+//! variant here and its symbol table.
+
+use std::fmt::Write;
+
+/// A constant of up to 16 bytes, big-endian (strings: NUL padded).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Val {
+    pub len: u8,
+    pub b: [u8; 16],
+}
+
+impl std::fmt::Debug for Val {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "0x")?;
+        for x in self.bytes() {
+            write!(f, "{x:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Val {
+    pub fn from_bytes(bytes: &[u8]) -> Val {
+        let mut b = [0; 16];
+        b[..bytes.len()].copy_from_slice(bytes);
+        Val {
+            len: bytes.len() as u8,
+            b,
+        }
+    }
+    pub fn from_u128(v: u128, len: usize) -> Val {
+        let be = v.to_be_bytes();
+        Val::from_bytes(&be[16 - len..])
+    }
+    pub fn bytes(&self) -> &[u8] {
+        &self.b[..self.len as usize]
+    }
+    pub fn to_u128(&self) -> u128 {
+        self.bytes()
+            .iter()
+            .fold(0u128, |a, &x| (a << 8) | x as u128)
+    }
+    pub fn to_u64(&self) -> u64 {
+        self.to_u128() as u64
+    }
+    /// Network prefix mask of `plen` bits in a value of this width.
+    pub fn prefix_mask(len: usize, plen: u32) -> Val {
+        let mut v = Val {
+            len: len as u8,
+            b: [0; 16],
+        };
+        for i in 0..len {
+            let bits = (plen as i64 - 8 * i as i64).clamp(0, 8) as u32;
+            v.b[i] = if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
+        }
+        v
+    }
+    pub fn and(&self, m: &Val) -> Val {
+        let mut v = *self;
+        for i in 0..self.len as usize {
+            v.b[i] &= m.b[i];
+        }
+        v
+    }
+    pub fn or(&self, m: &Val) -> Val {
+        let mut v = *self;
+        for i in 0..self.len as usize {
+            v.b[i] |= m.b[i];
+        }
+        v
+    }
+    pub fn not(&self) -> Val {
+        let mut v = *self;
+        for i in 0..self.len as usize {
+            v.b[i] = !v.b[i];
+        }
+        v
+    }
+    pub fn is_zero(&self) -> bool {
+        self.bytes().iter().all(|&x| x == 0)
+    }
+    /// The string stored in a NUL-padded value.
+    pub fn as_str(&self) -> String {
+        let bytes = self.bytes();
+        let end = bytes.iter().position(|&x| x == 0).unwrap_or(bytes.len());
+        String::from_utf8_lossy(&bytes[..end]).into_owned()
+    }
+}
+
+/// How a type prints and what its symbols mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    /// plain integer of `bits` bits (printed in decimal)
+    Integer(u8),
+    /// plain integer printed in hex (`0x%0Nx`)
+    Hex(u8),
+    Ipv4Addr,
+    Ipv6Addr,
+    EtherAddr,
+    /// IP protocol number, symbolic (`tcp`)
+    InetProto,
+    /// port, parsed from service names, printed numerically
+    InetService,
+    /// packet mark, printed as 0x%08x
+    Mark,
+    /// interface name (16 bytes, NUL padded)
+    Ifname,
+    /// interface index, written and printed as a quoted name; kept as the name
+    Iface,
+    CtState,
+    CtStatus,
+    CtDir,
+    IcmpType,
+    IcmpCode,
+    Icmpv6Type,
+    Icmpv6Code,
+    IcmpxCode,
+    NfProto,
+    TcpFlags,
+    EtherType,
+    PktType,
+    Boolean,
+    Dscp,
+    Ecn,
+    /// ARP opcode
+    ArpOp,
+    /// 8-bit fragment-ish integers printed numerically, etc. use Integer
+    Verdict,
+}
+
+pub struct Sym {
+    pub name: &'static str,
+    pub val: u64,
+}
+const fn s(name: &'static str, val: u64) -> Sym {
+    Sym { name, val }
+}
+
+pub static PROTOCOLS: &[Sym] = &[
+    s("hopopt", 0),
+    s("icmp", 1),
+    s("igmp", 2),
+    s("ggp", 3),
+    s("ipencap", 4),
+    s("st", 5),
+    s("tcp", 6),
+    s("egp", 8),
+    s("igp", 9),
+    s("pup", 12),
+    s("udp", 17),
+    s("hmp", 20),
+    s("xns-idp", 22),
+    s("rdp", 27),
+    s("iso-tp4", 29),
+    s("dccp", 33),
+    s("xtp", 36),
+    s("ddp", 37),
+    s("idpr-cmtp", 38),
+    s("ipv6", 41),
+    s("ipv6-route", 43),
+    s("ipv6-frag", 44),
+    s("idrp", 45),
+    s("rsvp", 46),
+    s("gre", 47),
+    s("esp", 50),
+    s("ah", 51),
+    s("skip", 57),
+    s("ipv6-icmp", 58),
+    s("ipv6-nonxt", 59),
+    s("ipv6-opts", 60),
+    s("rspf", 73),
+    s("vmtp", 81),
+    s("eigrp", 88),
+    s("ospf", 89),
+    s("ax.25", 93),
+    s("ipip", 94),
+    s("etherip", 97),
+    s("encap", 98),
+    s("pim", 103),
+    s("ipcomp", 108),
+    s("vrrp", 112),
+    s("l2tp", 115),
+    s("isis", 124),
+    s("sctp", 132),
+    s("fc", 133),
+    s("mobility-header", 135),
+    s("udplite", 136),
+    s("mpls-in-ip", 137),
+    s("manet", 138),
+    s("hip", 139),
+    s("shim6", 140),
+    s("wesp", 141),
+    s("rohc", 142),
+    s("ethernet", 143),
+];
+/// Aliases accepted on input only.
+static PROTOCOL_ALIASES: &[Sym] = &[
+    s("icmpv6", 58),
+    s("comp", 108),
+    s("ip", 0),
+    s("ipv6-icmp", 58),
+];
+
+pub static SERVICES: &[Sym] = &[
+    s("tcpmux", 1),
+    s("echo", 7),
+    s("discard", 9),
+    s("systat", 11),
+    s("daytime", 13),
+    s("netstat", 15),
+    s("chargen", 19),
+    s("ftp-data", 20),
+    s("ftp", 21),
+    s("ssh", 22),
+    s("telnet", 23),
+    s("smtp", 25),
+    s("time", 37),
+    s("whois", 43),
+    s("tacacs", 49),
+    s("domain", 53),
+    s("gopher", 70),
+    s("finger", 79),
+    s("http", 80),
+    s("kerberos", 88),
+    s("iso-tsap", 102),
+    s("acr-nema", 104),
+    s("pop3", 110),
+    s("sunrpc", 111),
+    s("auth", 113),
+    s("nntp", 119),
+    s("ntp", 123),
+    s("epmap", 135),
+    s("netbios-ns", 137),
+    s("netbios-dgm", 138),
+    s("netbios-ssn", 139),
+    s("imap2", 143),
+    s("snmp", 161),
+    s("snmp-trap", 162),
+    s("cmip-man", 163),
+    s("cmip-agent", 164),
+    s("mailq", 174),
+    s("bgp", 179),
+    s("irc", 194),
+    s("smux", 199),
+    s("qmtp", 209),
+    s("z3950", 210),
+    s("ipx", 213),
+    s("ptp-event", 319),
+    s("ptp-general", 320),
+    s("pawserv", 345),
+    s("zserv", 346),
+    s("rpc2portmap", 369),
+    s("codaauth2", 370),
+    s("clearcase", 371),
+    s("ldap", 389),
+    s("svrloc", 427),
+    s("https", 443),
+    s("snpp", 444),
+    s("microsoft-ds", 445),
+    s("kpasswd", 464),
+    s("submissions", 465),
+    s("saft", 487),
+    s("isakmp", 500),
+    s("rtsp", 554),
+    s("nqs", 607),
+    s("asf-rmcp", 623),
+    s("qmqp", 628),
+    s("ipp", 631),
+    s("ldp", 646),
+    s("exec", 512),
+    s("biff", 512),
+    s("login", 513),
+    s("who", 513),
+    s("shell", 514),
+    s("syslog", 514),
+    s("printer", 515),
+    s("talk", 517),
+    s("ntalk", 518),
+    s("route", 520),
+    s("gdomap", 538),
+    s("uucp", 540),
+    s("klogin", 543),
+    s("kshell", 544),
+    s("dhcpv6-client", 546),
+    s("dhcpv6-server", 547),
+    s("afpovertcp", 548),
+    s("nntps", 563),
+    s("submission", 587),
+    s("ldaps", 636),
+    s("tinc", 655),
+    s("silc", 706),
+    s("kerberos-adm", 749),
+    s("domain-s", 853),
+    s("rsync", 873),
+    s("ftps-data", 989),
+    s("ftps", 990),
+    s("telnets", 992),
+    s("imaps", 993),
+    s("pop3s", 995),
+    s("socks", 1080),
+    s("proofd", 1093),
+    s("rootd", 1094),
+    s("openvpn", 1194),
+    s("rmiregistry", 1099),
+    s("lotusnote", 1352),
+    s("ms-sql-s", 1433),
+    s("ms-sql-m", 1434),
+    s("ingreslock", 1524),
+    s("datametrics", 1645),
+    s("sa-msg-port", 1646),
+    s("kermit", 1649),
+    s("groupwise", 1677),
+    s("l2f", 1701),
+    s("radius", 1812),
+    s("radius-acct", 1813),
+    s("cisco-sccp", 2000),
+    s("nfs", 2049),
+    s("gnunet", 2086),
+    s("rtcm-sc104", 2101),
+    s("gsigatekeeper", 2119),
+    s("gris", 2135),
+    s("cvspserver", 2401),
+    s("venus", 2430),
+    s("venus-se", 2431),
+    s("codasrv", 2432),
+    s("codasrv-se", 2433),
+    s("mon", 2583),
+    s("dict", 2628),
+    s("f5-globalsite", 2792),
+    s("gsiftp", 2811),
+    s("gpsd", 2947),
+    s("gds-db", 3050),
+    s("icpv2", 3130),
+    s("isns", 3205),
+    s("iscsi-target", 3260),
+    s("mysql", 3306),
+    s("ms-wbt-server", 3389),
+    s("nut", 3493),
+    s("distcc", 3632),
+    s("daap", 3689),
+    s("svn", 3690),
+    s("suucp", 4031),
+    s("sysrqd", 4094),
+    s("sieve", 4190),
+    s("epmd", 4369),
+    s("remctl", 4373),
+    s("f5-iquery", 4353),
+    s("ntske", 4460),
+    s("ipsec-nat-t", 4500),
+    s("iax", 4569),
+    s("mtn", 4691),
+    s("radmin-port", 4899),
+    s("sip", 5060),
+    s("sip-tls", 5061),
+    s("xmpp-client", 5222),
+    s("xmpp-server", 5269),
+    s("cfengine", 5308),
+    s("mdns", 5353),
+    s("postgresql", 5432),
+    s("freeciv", 5556),
+    s("amqps", 5671),
+    s("amqp", 5672),
+    s("x11", 6000),
+    s("x11-1", 6001),
+    s("x11-2", 6002),
+    s("x11-3", 6003),
+    s("x11-4", 6004),
+    s("x11-5", 6005),
+    s("x11-6", 6006),
+    s("x11-7", 6007),
+    s("gnutella-svc", 6346),
+    s("gnutella-rtr", 6347),
+    s("redis", 6379),
+    s("sge-qmaster", 6444),
+    s("sge-execd", 6445),
+    s("mysql-proxy", 6446),
+    s("babel", 6696),
+    s("ircs-u", 6697),
+    s("bbs", 7000),
+    s("afs3-fileserver", 7000),
+    s("afs3-callback", 7001),
+    s("afs3-prserver", 7002),
+    s("afs3-vlserver", 7003),
+    s("afs3-kaserver", 7004),
+    s("afs3-volser", 7005),
+    s("afs3-bos", 7007),
+    s("afs3-update", 7008),
+    s("afs3-rmtsys", 7009),
+    s("font-service", 7100),
+    s("http-alt", 8080),
+    s("puppet", 8140),
+    s("bacula-dir", 9101),
+    s("bacula-fd", 9102),
+    s("bacula-sd", 9103),
+    s("xmms2", 9667),
+    s("nbd", 10809),
+    s("zabbix-agent", 10050),
+    s("zabbix-trapper", 10051),
+    s("amanda", 10080),
+    s("dicom", 11112),
+    s("hkp", 11371),
+    s("db-lsp", 17500),
+    s("dcap", 22125),
+    s("gsidcap", 22128),
+    s("wnn6", 22273),
+    s("bootps", 67),
+    s("bootpc", 68),
+    s("tftp", 69),
+    s("netbios", 137),
+    s("xdmcp", 177),
+    s("www", 80),
+    s("nameserver", 42),
+    s("rtmp", 1),
+];
+
+pub static ICMP_TYPES: &[Sym] = &[
+    s("echo-reply", 0),
+    s("destination-unreachable", 3),
+    s("source-quench", 4),
+    s("redirect", 5),
+    s("echo-request", 8),
+    s("router-advertisement", 9),
+    s("router-solicitation", 10),
+    s("time-exceeded", 11),
+    s("parameter-problem", 12),
+    s("timestamp-request", 13),
+    s("timestamp-reply", 14),
+    s("info-request", 15),
+    s("info-reply", 16),
+    s("address-mask-request", 17),
+    s("address-mask-reply", 18),
+];
+
+pub static ICMP_CODES: &[Sym] = &[
+    s("net-unreachable", 0),
+    s("host-unreachable", 1),
+    s("prot-unreachable", 2),
+    s("port-unreachable", 3),
+    s("frag-needed", 4),
+    s("net-prohibited", 9),
+    s("host-prohibited", 10),
+    s("admin-prohibited", 13),
+];
+
+pub static ICMPV6_TYPES: &[Sym] = &[
+    s("destination-unreachable", 1),
+    s("packet-too-big", 2),
+    s("time-exceeded", 3),
+    s("parameter-problem", 4),
+    s("echo-request", 128),
+    s("echo-reply", 129),
+    s("mld-listener-query", 130),
+    s("mld-listener-report", 131),
+    s("mld-listener-done", 132),
+    s("mld-listener-reduction", 132),
+    s("nd-router-solicit", 133),
+    s("nd-router-advert", 134),
+    s("nd-neighbor-solicit", 135),
+    s("nd-neighbor-advert", 136),
+    s("nd-redirect", 137),
+    s("router-renumbering", 138),
+    s("ind-neighbor-solicit", 141),
+    s("ind-neighbor-advert", 142),
+    s("mld2-listener-report", 143),
+];
+
+pub static ICMPV6_CODES: &[Sym] = &[
+    s("no-route", 0),
+    s("admin-prohibited", 1),
+    s("addr-unreachable", 3),
+    s("port-unreachable", 4),
+    s("policy-fail", 5),
+    s("reject-route", 6),
+];
+
+pub static ICMPX_CODES: &[Sym] = &[
+    s("no-route", 0),
+    s("port-unreachable", 1),
+    s("host-unreachable", 2),
+    s("admin-prohibited", 3),
+];
+
+pub static CT_STATES: &[Sym] = &[
+    s("invalid", 1),
+    s("established", 2),
+    s("related", 4),
+    s("new", 8),
+    s("untracked", 64),
+];
+
+pub static CT_STATUS: &[Sym] = &[
+    s("expected", 1),
+    s("seen-reply", 2),
+    s("assured", 4),
+    s("confirmed", 8),
+    s("snat", 16),
+    s("dnat", 32),
+    s("dying", 512),
+];
+
+pub static CT_DIRS: &[Sym] = &[s("original", 0), s("reply", 1)];
+
+pub static NFPROTOS: &[Sym] = &[s("ipv4", 2), s("ipv6", 10)];
+
+pub static TCP_FLAGS: &[Sym] = &[
+    s("fin", 0x01),
+    s("syn", 0x02),
+    s("rst", 0x04),
+    s("psh", 0x08),
+    s("ack", 0x10),
+    s("urg", 0x20),
+    s("ecn", 0x40),
+    s("cwr", 0x80),
+];
+
+pub static ETHER_TYPES: &[Sym] = &[
+    s("ip", 0x0800),
+    s("arp", 0x0806),
+    s("ip6", 0x86dd),
+    s("8021q", 0x8100),
+    s("8021ad", 0x88a8),
+    s("vlan", 0x8100),
+];
+
+pub static PKT_TYPES: &[Sym] = &[
+    s("host", 0),
+    s("broadcast", 1),
+    s("multicast", 2),
+    s("other", 3),
+];
+
+pub static BOOLEANS: &[Sym] = &[s("exists", 1), s("missing", 0), s("true", 1), s("false", 0)];
+
+pub static DSCPS: &[Sym] = &[
+    s("cs0", 0x00),
+    s("cs1", 0x08),
+    s("cs2", 0x10),
+    s("cs3", 0x18),
+    s("cs4", 0x20),
+    s("cs5", 0x28),
+    s("cs6", 0x30),
+    s("cs7", 0x38),
+    s("df", 0x00),
+    s("be", 0x00),
+    s("lephb", 0x01),
+    s("af11", 0x0a),
+    s("af12", 0x0c),
+    s("af13", 0x0e),
+    s("af21", 0x12),
+    s("af22", 0x14),
+    s("af23", 0x16),
+    s("af31", 0x1a),
+    s("af32", 0x1c),
+    s("af33", 0x1e),
+    s("af41", 0x22),
+    s("af42", 0x24),
+    s("af43", 0x26),
+    s("va", 0x2c),
+    s("ef", 0x2e),
+];
+
+pub static ECNS: &[Sym] = &[s("not-ect", 0), s("ect1", 1), s("ect0", 2), s("ce", 3)];
+
+pub static ARP_OPS: &[Sym] = &[
+    s("request", 1),
+    s("reply", 2),
+    s("rrequest", 3),
+    s("rreply", 4),
+    s("inrequest", 8),
+    s("inreply", 9),
+    s("nak", 10),
+];
+
+pub fn lookup(table: &[Sym], name: &str) -> Option<u64> {
+    table.iter().find(|x| x.name == name).map(|x| x.val)
+}
+pub fn rlookup(table: &[Sym], v: u64) -> Option<&'static str> {
+    table.iter().find(|x| x.val == v).map(|x| x.name)
+}
+
+/// Parses a decimal or 0x hex number.
+pub fn parse_number(s: &str) -> Option<u128> {
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u128::from_str_radix(h, 16).ok()
+    } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse().ok()
+    } else {
+        None
+    }
+}
+
+/// Print options the datatypes care about.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ValFmt {
+    pub numeric_proto: bool,
+    pub numeric_symbols: bool,
+}
+
+impl Dtype {
+    /// nft's name for the type (as in `type ipv4_addr` of a set).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::Integer(_) | Dtype::Hex(_) => "integer",
+            Dtype::Ipv4Addr => "ipv4_addr",
+            Dtype::Ipv6Addr => "ipv6_addr",
+            Dtype::EtherAddr => "ether_addr",
+            Dtype::InetProto => "inet_proto",
+            Dtype::InetService => "inet_service",
+            Dtype::Mark => "mark",
+            Dtype::Ifname => "ifname",
+            Dtype::Iface => "iface_index",
+            Dtype::CtState => "ct_state",
+            Dtype::CtStatus => "ct_status",
+            Dtype::CtDir => "ct_dir",
+            Dtype::IcmpType => "icmp_type",
+            Dtype::IcmpCode => "icmp_code",
+            Dtype::Icmpv6Type => "icmpv6_type",
+            Dtype::Icmpv6Code => "icmpv6_code",
+            Dtype::IcmpxCode => "icmpx_code",
+            Dtype::NfProto => "nf_proto",
+            Dtype::TcpFlags => "tcp_flag",
+            Dtype::EtherType => "ether_type",
+            Dtype::PktType => "pkt_type",
+            Dtype::Boolean => "boolean",
+            Dtype::Dscp => "dscp",
+            Dtype::Ecn => "ecn",
+            Dtype::ArpOp => "arp_op",
+            Dtype::Verdict => "verdict",
+        }
+    }
+
+    /// Looks a set/map `type` name up.
+    pub fn by_name(name: &str) -> Option<Dtype> {
+        Some(match name {
+            "ipv4_addr" => Dtype::Ipv4Addr,
+            "ipv6_addr" => Dtype::Ipv6Addr,
+            "ether_addr" => Dtype::EtherAddr,
+            "inet_proto" => Dtype::InetProto,
+            "inet_service" => Dtype::InetService,
+            "mark" => Dtype::Mark,
+            "ifname" => Dtype::Ifname,
+            "iface_index" => Dtype::Iface,
+            "ct_state" => Dtype::CtState,
+            "ct_status" => Dtype::CtStatus,
+            "ct_dir" => Dtype::CtDir,
+            "icmp_type" => Dtype::IcmpType,
+            "icmp_code" => Dtype::IcmpCode,
+            "icmpv6_type" => Dtype::Icmpv6Type,
+            "icmpv6_code" => Dtype::Icmpv6Code,
+            "icmpx_code" => Dtype::IcmpxCode,
+            "nf_proto" => Dtype::NfProto,
+            "tcp_flag" => Dtype::TcpFlags,
+            "ether_type" => Dtype::EtherType,
+            "pkt_type" => Dtype::PktType,
+            "boolean" => Dtype::Boolean,
+            "dscp" => Dtype::Dscp,
+            "ecn" => Dtype::Ecn,
+            "arp_op" => Dtype::ArpOp,
+            "verdict" => Dtype::Verdict,
+            "integer" => Dtype::Integer(32),
+            _ => return None,
+        })
+    }
+
+    /// Width in bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            Dtype::Integer(b) | Dtype::Hex(b) => b as u32,
+            Dtype::Ipv4Addr => 32,
+            Dtype::Ipv6Addr => 128,
+            Dtype::EtherAddr => 48,
+            Dtype::InetProto => 8,
+            Dtype::InetService => 16,
+            Dtype::Mark => 32,
+            Dtype::Ifname => 128,
+            Dtype::Iface => 32,
+            Dtype::CtState | Dtype::CtStatus => 32,
+            Dtype::CtDir => 8,
+            Dtype::IcmpType
+            | Dtype::IcmpCode
+            | Dtype::Icmpv6Type
+            | Dtype::Icmpv6Code
+            | Dtype::IcmpxCode => 8,
+            Dtype::NfProto => 8,
+            Dtype::TcpFlags => 8,
+            Dtype::EtherType => 16,
+            Dtype::PktType => 8,
+            Dtype::Boolean => 1,
+            Dtype::Dscp => 6,
+            Dtype::Ecn => 2,
+            Dtype::ArpOp => 16,
+            Dtype::Verdict => 32,
+        }
+    }
+
+    /// Width of a stored value in bytes.
+    pub fn bytes(self) -> usize {
+        (self.bits() as usize).div_ceil(8)
+    }
+
+    /// Is this a bit-flag type (implicit match = "any of these bits set", comma lists OR together)?
+    pub fn is_bitmask(self) -> bool {
+        matches!(self, Dtype::CtState | Dtype::CtStatus | Dtype::TcpFlags)
+    }
+
+    /// Is this an address/prefix-able type?
+    pub fn is_addr(self) -> bool {
+        matches!(self, Dtype::Ipv4Addr | Dtype::Ipv6Addr)
+    }
+
+    /// Does the printer put 2 elements per line in a named set of this type (vs 5 for integers)?
+    pub fn set_elems_per_line(self) -> usize {
+        match self {
+            Dtype::Ipv4Addr
+            | Dtype::Ipv6Addr
+            | Dtype::CtState
+            | Dtype::CtStatus
+            | Dtype::PktType => 2,
+            Dtype::Integer(_)
+            | Dtype::Hex(_)
+            | Dtype::InetProto
+            | Dtype::InetService
+            | Dtype::Mark
+            | Dtype::IcmpType
+            | Dtype::IcmpCode
+            | Dtype::Icmpv6Type
+            | Dtype::Icmpv6Code
+            | Dtype::IcmpxCode
+            | Dtype::EtherType
+            | Dtype::Dscp
+            | Dtype::Ecn
+            | Dtype::NfProto
+            | Dtype::CtDir
+            | Dtype::ArpOp
+            | Dtype::Boolean
+            | Dtype::Iface
+            | Dtype::TcpFlags => 5,
+            _ => 1,
+        }
+    }
+
+    fn symbols(self) -> Option<&'static [Sym]> {
+        Some(match self {
+            Dtype::InetProto => PROTOCOLS,
+            Dtype::CtState => CT_STATES,
+            Dtype::CtStatus => CT_STATUS,
+            Dtype::CtDir => CT_DIRS,
+            Dtype::IcmpType => ICMP_TYPES,
+            Dtype::IcmpCode => ICMP_CODES,
+            Dtype::Icmpv6Type => ICMPV6_TYPES,
+            Dtype::Icmpv6Code => ICMPV6_CODES,
+            Dtype::IcmpxCode => ICMPX_CODES,
+            Dtype::NfProto => NFPROTOS,
+            Dtype::TcpFlags => TCP_FLAGS,
+            Dtype::EtherType => ETHER_TYPES,
+            Dtype::PktType => PKT_TYPES,
+            Dtype::Boolean => BOOLEANS,
+            Dtype::Dscp => DSCPS,
+            Dtype::Ecn => ECNS,
+            Dtype::ArpOp => ARP_OPS,
+            _ => return None,
+        })
+    }
+
+    /// Parses one symbol or literal (`tcp`, `22`, `192.0.2.1`, `"eth0"` without quotes) of this type.
+    /// `quoted` says the source had quotes. Errors are nft's messages.
+    pub fn parse(self, text: &str, quoted: bool) -> Result<Val, String> {
+        let nbytes = self.bytes();
+        let int = |v: u128| -> Result<Val, String> {
+            let bits = self.bits();
+            let max: u128 = if bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << bits) - 1
+            };
+            if v > max {
+                return Err(format!("Value {v} exceeds valid range 0-{max}"));
+            }
+            Ok(Val::from_u128(v, nbytes))
+        };
+        match self {
+            Dtype::Ipv4Addr => text
+                .parse::<std::net::Ipv4Addr>()
+                .map(|a| Val::from_bytes(&a.octets()))
+                .map_err(|_| "Could not resolve hostname: Name or service not known".to_string()),
+            Dtype::Ipv6Addr => {
+                let t = text
+                    .strip_prefix('[')
+                    .and_then(|t| t.strip_suffix(']'))
+                    .unwrap_or(text);
+                t.parse::<std::net::Ipv6Addr>()
+                    .map(|a| Val::from_bytes(&a.octets()))
+                    .map_err(|_| {
+                        "Could not resolve hostname: Name or service not known".to_string()
+                    })
+            }
+            Dtype::EtherAddr => {
+                let parts: Vec<&str> = text.split(':').collect();
+                if parts.len() != 6 {
+                    return Err("Could not parse ether_addr".to_string());
+                }
+                let mut b = [0u8; 6];
+                for (i, p) in parts.iter().enumerate() {
+                    b[i] = u8::from_str_radix(p, 16)
+                        .map_err(|_| "Could not parse ether_addr".to_string())?;
+                }
+                Ok(Val::from_bytes(&b))
+            }
+            Dtype::Ifname => {
+                if text.len() >= 16 {
+                    return Err("String exceeds maximum length of 15".to_string());
+                }
+                let mut v = Val::from_bytes(text.as_bytes());
+                v.len = 16;
+                Ok(v)
+            }
+            Dtype::Iface => {
+                // kept as the name; resolved by the caller (see compile)
+                let mut v = Val::from_bytes(&text.as_bytes()[..text.len().min(16)]);
+                v.len = 16;
+                Ok(v)
+            }
+            Dtype::InetService => {
+                if let Some(n) = parse_number(text) {
+                    return int(n);
+                }
+                if quoted {
+                    return Err(
+                        "Could not resolve service: Servname not supported for ai_socktype"
+                            .to_string(),
+                    );
+                }
+                match lookup(SERVICES, text) {
+                    Some(v) => int(v as u128),
+                    None => Err(
+                        "Could not resolve service: Servname not supported for ai_socktype"
+                            .to_string(),
+                    ),
+                }
+            }
+            Dtype::InetProto => {
+                if let Some(n) = parse_number(text) {
+                    return int(n);
+                }
+                match lookup(PROTOCOLS, text).or_else(|| lookup(PROTOCOL_ALIASES, text)) {
+                    Some(v) => int(v as u128),
+                    None => Err("Could not resolve protocol name".to_string()),
+                }
+            }
+            Dtype::Verdict => Err("Could not parse verdict".into()),
+            _ => {
+                if let Some(n) = parse_number(text) {
+                    return int(n);
+                }
+                if let Some(tab) = self.symbols() {
+                    if let Some(v) = lookup(tab, text) {
+                        return int(v as u128);
+                    }
+                }
+                Err(match self {
+                    Dtype::CtState => "Could not parse conntrack state".to_string(),
+                    Dtype::CtStatus => "Could not parse conntrack status".to_string(),
+                    Dtype::IcmpType => "Could not parse ICMP type".to_string(),
+                    Dtype::Icmpv6Type => "Could not parse ICMPv6 type".to_string(),
+                    Dtype::IcmpCode => "Could not parse ICMP code".to_string(),
+                    Dtype::Icmpv6Code => "Could not parse ICMPv6 code".to_string(),
+                    Dtype::IcmpxCode => "Could not parse icmpx code".to_string(),
+                    Dtype::NfProto => "Could not parse netfilter protocol".to_string(),
+                    Dtype::TcpFlags => "Could not parse TCP flag".to_string(),
+                    Dtype::EtherType => "Could not parse Ethernet protocol".to_string(),
+                    Dtype::PktType => "Could not parse packet type".to_string(),
+                    Dtype::Boolean => "Could not parse boolean".to_string(),
+                    Dtype::Dscp => "Could not parse Differentiated Services Code Point".to_string(),
+                    Dtype::Ecn => "Could not parse Explicit Congestion Notification".to_string(),
+                    Dtype::ArpOp => "Could not parse ARP operation".to_string(),
+                    Dtype::Mark => "Could not parse packet mark".to_string(),
+                    Dtype::CtDir => "Could not parse conntrack direction".to_string(),
+                    _ => format!("Could not parse {}", self.describe()),
+                })
+            }
+        }
+    }
+
+    /// nft's human description (used in error messages).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Dtype::Integer(_) | Dtype::Hex(_) => "integer",
+            Dtype::Ipv4Addr => "IPv4 address",
+            Dtype::Ipv6Addr => "IPv6 address",
+            Dtype::InetService => "internet network service",
+            Dtype::InetProto => "Internet protocol",
+            _ => self.name(),
+        }
+    }
+
+    /// Prints a value of this type.
+    pub fn print(self, v: &Val, fmt: ValFmt, out: &mut String) {
+        let n = v.to_u128();
+        match self {
+            Dtype::Ipv4Addr => {
+                let b = v.bytes();
+                let _ = write!(out, "{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
+            }
+            Dtype::Ipv6Addr => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&v.b);
+                let _ = write!(out, "{}", std::net::Ipv6Addr::from(a));
+            }
+            Dtype::EtherAddr => {
+                let parts: Vec<String> = v.bytes().iter().map(|x| format!("{x:02x}")).collect();
+                out.push_str(&parts.join(":"));
+            }
+            Dtype::Ifname | Dtype::Iface => {
+                let _ = write!(out, "\"{}\"", v.as_str());
+            }
+            Dtype::Mark => {
+                let _ = write!(out, "0x{:08x}", n);
+            }
+            Dtype::Hex(bits) => {
+                let w = (bits as usize).div_ceil(4);
+                let _ = write!(out, "0x{:0w$x}", n);
+            }
+            Dtype::InetService | Dtype::Integer(_) => {
+                let _ = write!(out, "{n}");
+            }
+            Dtype::InetProto if fmt.numeric_proto => {
+                let _ = write!(out, "{n}");
+            }
+            Dtype::CtState | Dtype::CtStatus | Dtype::TcpFlags if !fmt.numeric_symbols => {
+                let tab = self.symbols().unwrap_or(&[]);
+                let mut first = true;
+                let mut rest = n as u64;
+                for sym in tab {
+                    if sym.val != 0 && rest & sym.val == sym.val && (n as u64) & sym.val == sym.val
+                    {
+                        if !first {
+                            out.push(',');
+                        }
+                        out.push_str(sym.name);
+                        first = false;
+                        rest &= !sym.val;
+                    }
+                }
+                if rest != 0 || first {
+                    if !first {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "0x{:x}", rest);
+                }
+            }
+            _ => {
+                if !fmt.numeric_symbols {
+                    if let Some(name) = self.symbols().and_then(|t| rlookup(t, n as u64)) {
+                        out.push_str(name);
+                        return;
+                    }
+                }
+                let _ = write!(out, "{n}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(t: Dtype, v: &Val) -> String {
+        let mut s = String::new();
+        t.print(v, ValFmt::default(), &mut s);
+        s
+    }
+
+    #[test]
+    fn parse_and_print() {
+        let v = Dtype::Ipv4Addr.parse("192.0.2.1", false).unwrap();
+        assert_eq!(v.bytes(), &[192, 0, 2, 1]);
+        assert_eq!(p(Dtype::Ipv4Addr, &v), "192.0.2.1");
+        assert_eq!(
+            Dtype::InetService.parse("ssh", false).unwrap().bytes(),
+            &[0, 22]
+        );
+        assert_eq!(
+            p(
+                Dtype::InetService,
+                &Dtype::InetService.parse("https", false).unwrap()
+            ),
+            "443"
+        );
+        assert_eq!(
+            p(Dtype::IcmpType, &Dtype::IcmpType.parse("8", false).unwrap()),
+            "echo-request"
+        );
+        assert_eq!(
+            p(Dtype::CtState, &Val::from_u128(6 | 8, 4)),
+            "established,related,new"
+        );
+        assert_eq!(p(Dtype::Mark, &Val::from_u128(16, 4)), "0x00000010");
+        assert_eq!(
+            p(
+                Dtype::Ipv6Addr,
+                &Dtype::Ipv6Addr.parse("fe80::1", false).unwrap()
+            ),
+            "fe80::1"
+        );
+        assert!(Dtype::InetService
+            .parse("65536", false)
+            .unwrap_err()
+            .contains("exceeds valid range 0-65535"));
+        assert_eq!(
+            Dtype::CtState.parse("relatd", false).unwrap_err(),
+            "Could not parse conntrack state"
+        );
+    }
+}
