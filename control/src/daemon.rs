@@ -1,0 +1,299 @@
+//! `sluice run`: the appliance on real interfaces.
+//!
+//! Reads the namespace's interfaces and routes from the kernel, opens one port per (interface, RX queue),
+//! starts one pinned poll-mode worker per queue, serves the control socket, and swaps rulesets atomically on
+//! SIGHUP or `reload`: a file with an error is reported and the running ruleset stays.
+
+use crate::{ctl, kernel, ruleset};
+use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
+use dataplane::{
+    Command, Fib, Pipeline, PipelineConfig, PortRole, Snapshot, Worker, WorkerConfig, WorkerStats,
+};
+use hw::Port;
+use rules::{CompiledRuleset, CounterValue};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// AF_XDP sockets, one per RX queue, with sluice's XDP program (frames for the box pass to the kernel).
+    Xdp,
+    /// AF_PACKET sockets: no XDP needed; the kernel sees every frame too.
+    Packet,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Attach {
+    Native,
+    Skb,
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// Interface to take over (repeat for each).
+    #[arg(long = "iface", required = true)]
+    pub ifaces: Vec<String>,
+    /// The nft ruleset to load.
+    #[arg(long)]
+    pub ruleset: PathBuf,
+    /// Control socket path.
+    #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
+    pub control: PathBuf,
+    #[arg(long, value_enum, default_value = "xdp")]
+    pub backend: Backend,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value = "native")]
+    pub attach: Attach,
+    /// At most this many workers (one per RX queue).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Frames per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Maximum conntrack entries per worker.
+    #[arg(long, default_value_t = 262_144)]
+    pub conntrack_max: usize,
+}
+
+struct Daemon {
+    ruleset_path: PathBuf,
+    live: Arc<ArcSwap<CompiledRuleset>>,
+    workers: Vec<Mutex<Sender<Command>>>,
+}
+
+impl Daemon {
+    fn reload(&self) -> std::result::Result<String, String> {
+        let next = ruleset::load(&self.ruleset_path).map_err(|e| e.to_string())?;
+        self.live.store(Arc::new(next));
+        Ok(format!("loaded {}\n", self.ruleset_path.display()))
+    }
+
+    fn snapshots(&self, conntrack: bool) -> Vec<Snapshot> {
+        let (tx, rx) = channel();
+        let mut asked = 0;
+        for w in &self.workers {
+            if w.lock()
+                .unwrap()
+                .send(Command::Snapshot {
+                    conntrack,
+                    reply: tx.clone(),
+                })
+                .is_ok()
+            {
+                asked += 1;
+            }
+        }
+        (0..asked)
+            .filter_map(|_| rx.recv_timeout(Duration::from_secs(2)).ok())
+            .collect()
+    }
+
+    /// Rule counters of the live generation summed over workers.
+    fn counters(&self) -> (Arc<CompiledRuleset>, Vec<CounterValue>) {
+        let rs = self.live.load_full();
+        let gen = dataplane::pipeline::generation_id(&rs);
+        let mut sum = rs.initial_counters();
+        let initial = sum.clone();
+        for s in self.snapshots(false) {
+            if s.generation == gen && s.counters.len() == sum.len() {
+                for (i, c) in s.counters.iter().enumerate() {
+                    // Each worker starts from the literal values; count them once.
+                    sum[i].packets += c.packets - initial[i].packets;
+                    sum[i].bytes += c.bytes - initial[i].bytes;
+                }
+            }
+        }
+        (rs, sum)
+    }
+
+    fn handle(&self, line: &str, _body: &str) -> std::result::Result<String, String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["ping"] => Ok(String::new()),
+            ["reload"] => self.reload(),
+            ["list", "ruleset", flags @ ..] => {
+                let (rs, counters) = self.counters();
+                let opts = rules::PrintOptions {
+                    stateless: flags.contains(&"-s"),
+                    ..Default::default()
+                };
+                Ok(rules::print_ruleset(rs.ruleset(), &opts, Some(&counters)))
+            }
+            ["stats"] => {
+                let mut total = WorkerStats::default();
+                let snaps = self.snapshots(false);
+                let mut ct = 0;
+                for s in &snaps {
+                    total.add(&s.stats);
+                    ct += s.conntrack_len;
+                }
+                let mut out = format!("workers {}\nconntrack_entries {ct}\n", snaps.len());
+                for ((name, _), v) in WorkerStats::FIELDS.iter().zip(total.values()) {
+                    out.push_str(&format!("{name} {v}\n"));
+                }
+                Ok(out)
+            }
+            _ => Err(format!("unknown request: {line}")),
+        }
+    }
+}
+
+fn open_ports(args: &RunArgs, queues: u32) -> Result<Vec<Vec<Box<dyn Port>>>> {
+    let mut per_queue: Vec<Vec<Box<dyn Port>>> = (0..queues).map(|_| Vec::new()).collect();
+    match args.backend {
+        Backend::Packet => {
+            for name in &args.ifaces {
+                let port = hw::packet::PacketPort::open(name)
+                    .with_context(|| format!("cannot open {name}"))?;
+                per_queue[0].push(Box::new(port));
+            }
+        }
+        Backend::Xdp => {
+            let local = kernel::all_local_ipv4()?;
+            let attach = match args.attach {
+                Attach::Native => hw::xdp::AttachMode::Native,
+                Attach::Skb => hw::xdp::AttachMode::Skb,
+            };
+            for name in &args.ifaces {
+                for (q, ports) in per_queue.iter_mut().enumerate() {
+                    let cfg = hw::xdp::XdpConfig {
+                        attach_mode: attach,
+                        ..Default::default()
+                    }
+                    .queue(q as u32);
+                    let port = hw::xdp::XdpPort::open(name, &cfg).with_context(|| {
+                        format!("cannot open AF_XDP socket on {name} queue {q}")
+                    })?;
+                    if q == 0 {
+                        port.program().set_local_addresses(&local)?;
+                    }
+                    ports.push(Box::new(port));
+                }
+            }
+        }
+    }
+    Ok(per_queue)
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let first = ruleset::load(&args.ruleset)?;
+    let ifaces = kernel::interfaces(&args.ifaces)?;
+    let routes = kernel::routes(&ifaces)?;
+    let fib = Arc::new(Fib::new(ifaces, &routes));
+
+    let mut queues = match args.backend {
+        Backend::Packet => 1,
+        Backend::Xdp => {
+            let mut q = u32::MAX;
+            for name in &args.ifaces {
+                q = q.min(
+                    hw::iface::lookup(name)
+                        .with_context(|| format!("interface {name}"))?
+                        .rx_queues,
+                );
+            }
+            q.max(1)
+        }
+    };
+    if let Some(w) = args.workers {
+        queues = queues.min(w.max(1) as u32);
+    }
+    let per_queue = open_ports(&args, queues)?;
+
+    let live = Arc::new(ArcSwap::from_pointee(first));
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let mut senders = Vec::new();
+    let mut threads = Vec::new();
+    let ncores = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1);
+    for (id, ports) in per_queue.into_iter().enumerate() {
+        let roles = ports
+            .iter()
+            .map(|p| PortRole {
+                kernel_shares: p.kernel_shares_interface(),
+            })
+            .collect();
+        let pipeline = Pipeline::new(
+            fib.clone(),
+            roles,
+            &PipelineConfig {
+                conntrack_max: args.conntrack_max,
+            },
+        );
+        let (tx, rx) = channel();
+        senders.push(Mutex::new(tx));
+        let worker = Worker::new(
+            id,
+            ports,
+            pipeline,
+            live.clone(),
+            rx,
+            WorkerConfig {
+                batch_size: args.batch,
+                ..Default::default()
+            },
+        );
+        let stop = stop.clone();
+        let core = (id + 1) % ncores;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("sluice-w{id}"))
+                .spawn(move || {
+                    if !hw::pin_current_thread(core) {
+                        tracing::warn!("worker {id}: could not pin to core {core}");
+                    }
+                    let clock = move || start.elapsed().as_nanos() as u64;
+                    worker.run(&stop, &clock);
+                })?,
+        );
+    }
+
+    let daemon = Arc::new(Daemon {
+        ruleset_path: args.ruleset.clone(),
+        live,
+        workers: senders,
+    });
+    let d = daemon.clone();
+    ctl::serve(
+        &args.control,
+        Box::new(move |line, body| d.handle(line, body)),
+    )?;
+
+    let hup = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
+    eprintln!(
+        "sluice: running on {} ({:?} backend, {} worker{}), control socket {}",
+        args.ifaces.join(", "),
+        args.backend,
+        threads.len(),
+        if threads.len() == 1 { "" } else { "s" },
+        args.control.display()
+    );
+    while !term.load(Ordering::Relaxed) {
+        if hup.swap(false, Ordering::Relaxed) {
+            match daemon.reload() {
+                Ok(_) => eprintln!("sluice: reloaded {}", args.ruleset.display()),
+                Err(e) => eprintln!("sluice: reload failed, the running ruleset stays:\n{e}"),
+            }
+        }
+        if threads.iter().any(|t| t.is_finished()) {
+            stop.store(true, Ordering::Relaxed);
+            bail!("a worker stopped unexpectedly");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    std::fs::remove_file(&args.control).ok();
+    eprintln!("sluice: stopped");
+    Ok(())
+}

@@ -1,0 +1,130 @@
+//! Reading the namespace's interfaces, addresses and routes from the kernel, so one `ip` configuration
+//! serves the kernel and sluice alike. Read through iproute2's JSON output (`ip -j`): stable, and the
+//! operator's own tool.
+
+use anyhow::{anyhow, bail, Context, Result};
+use dataplane::{InterfaceConfig, Route};
+use serde_json::Value;
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+fn ip_json(args: &[&str]) -> Result<Value> {
+    let out = Command::new("ip")
+        .arg("-j")
+        .args(args)
+        .output()
+        .context("cannot run `ip` (install iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("cannot parse `ip -j {}`", args.join(" ")))
+}
+
+fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// The named interfaces, in the given order, with their IPv4 addresses. A missing interface is an error
+/// naming it.
+pub fn interfaces(names: &[String]) -> Result<Vec<InterfaceConfig>> {
+    let all = ip_json(&["addr", "show"])?;
+    let all = all
+        .as_array()
+        .ok_or_else(|| anyhow!("unexpected `ip -j addr` output"))?;
+    names
+        .iter()
+        .map(|name| {
+            let link = all
+                .iter()
+                .find(|l| l["ifname"].as_str() == Some(name))
+                .ok_or_else(|| anyhow!("interface {name} not found in this network namespace"))?;
+            let ipv4 = link["addr_info"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|a| a["family"] == "inet")
+                .filter_map(|a| {
+                    Some((
+                        a["local"].as_str()?.parse().ok()?,
+                        a["prefixlen"].as_u64()? as u8,
+                    ))
+                })
+                .collect();
+            Ok(InterfaceConfig {
+                name: name.clone(),
+                ifindex: link["ifindex"].as_u64().unwrap_or(0) as u32,
+                mac: link["address"]
+                    .as_str()
+                    .and_then(parse_mac)
+                    .unwrap_or([0; 6]),
+                mtu: link["mtu"].as_u64().unwrap_or(1500) as u32,
+                ipv4,
+            })
+        })
+        .collect()
+}
+
+/// Every IPv4 address configured in the namespace (all of them are local to the box, whatever interface
+/// a packet arrives on).
+pub fn all_local_ipv4() -> Result<Vec<Ipv4Addr>> {
+    let all = ip_json(&["-4", "addr", "show"])?;
+    Ok(all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str()?.parse().ok())
+        .collect())
+}
+
+/// The main table's IPv4 routes that leave through one of `ifaces` (connected routes are derived from the
+/// addresses by the FIB itself, so only gatewayed routes matter, but all are returned).
+pub fn routes(ifaces: &[InterfaceConfig]) -> Result<Vec<Route>> {
+    let all = ip_json(&["-4", "route", "show", "table", "main"])?;
+    let mut routes = Vec::new();
+    for r in all.as_array().into_iter().flatten() {
+        let Some(dev) = r["dev"].as_str() else {
+            continue;
+        };
+        let Some(iface) = ifaces.iter().position(|i| i.name == dev) else {
+            continue;
+        };
+        let (dst, prefix) = match r["dst"].as_str() {
+            Some("default") | None => (Ipv4Addr::UNSPECIFIED, 0),
+            Some(s) => match s.split_once('/') {
+                Some((a, p)) => (a.parse()?, p.parse()?),
+                None => (s.parse()?, 32),
+            },
+        };
+        let gateway = r["gateway"].as_str().and_then(|g| g.parse().ok());
+        routes.push(Route {
+            dst,
+            prefix,
+            gateway,
+            iface,
+        });
+    }
+    Ok(routes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parsing() {
+        assert_eq!(parse_mac("02:00:0a:ff:00:01"), Some([2, 0, 10, 255, 0, 1]));
+        assert_eq!(parse_mac("02:00"), None);
+        assert_eq!(parse_mac("02:00:0a:ff:00:01:07"), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! End to end: the lab on real namespaces, veths and AF_XDP, with kernel TCP on both ends.
+//! Needs root (CI is root); elsewhere each test says why it skips.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+
+fn is_root() -> bool {
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn skip_unless_root(test: &str) -> bool {
+    if !is_root() {
+        eprintln!("{test}: skipped, needs root");
+        return true;
+    }
+    false
+}
+
+/// A lab prefix unique to this process and test, removed again when dropped (also on panic).
+struct LabGuard {
+    prefix: String,
+}
+
+impl LabGuard {
+    fn new(tag: &str) -> LabGuard {
+        LabGuard {
+            prefix: format!("sl-t{}{tag}", std::process::id()),
+        }
+    }
+    fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+    fn sluice(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(SLUICE);
+        c.args(args).args(["--prefix", &self.prefix]);
+        c.output().expect("run sluice")
+    }
+    fn in_ns(&self, role: &str, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(role)])
+            .args(argv)
+            .output()
+            .expect("ip netns exec")
+    }
+    fn leftovers(&self) -> Vec<String> {
+        ["cli", "fw", "srv"]
+            .iter()
+            .map(|r| self.ns(r))
+            .filter(|n| Path::new("/run/netns").join(n).exists())
+            .collect()
+    }
+}
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = Command::new(SLUICE)
+            .args(["lab", "down", "--prefix", &self.prefix])
+            .output();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn counter(report: &str, name: &str) -> u64 {
+    let line = report
+        .lines()
+        .find(|l| l.starts_with("sluice counters:"))
+        .expect("counters line");
+    line.split([':', ','])
+        .filter_map(|kv| kv.trim().split_once(' '))
+        .find(|(k, _)| *k == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
+#[test]
+fn lab_probes_pass_through_sluice_and_clean_up() {
+    if skip_unless_root("lab_probes_pass_through_sluice_and_clean_up") {
+        return;
+    }
+    let lab = LabGuard::new("r");
+    let out = lab.sluice(&["lab"]);
+    let report = text(&out);
+    assert!(out.status.success(), "lab failed:\n{report}");
+    assert!(report.contains("lab: all probes as expected"), "{report}");
+    assert!(
+        report.contains("-fw: 0"),
+        "ip_forward must stay 0:\n{report}"
+    );
+    let get = report
+        .lines()
+        .find(|l| l.starts_with("HTTP GET"))
+        .expect("HTTP probe line");
+    assert!(get.contains("200 OK"), "{get}");
+    let denied = report
+        .lines()
+        .find(|l| l.starts_with("TCP connect"))
+        .expect("denied probe line");
+    assert!(denied.contains("timed out"), "{denied}");
+    // The HTTP exchange and pings went through sluice, not the kernel.
+    assert!(counter(&report, "forwarded") >= 10, "{report}");
+    assert!(counter(&report, "dropped_by_rule") >= 1, "{report}");
+    // The ruleset printed with live counters: the HTTP rule matched the SYN.
+    let http_rule = report
+        .lines()
+        .find(|l| l.contains("tcp dport 80 counter packets"))
+        .expect("http rule");
+    assert!(!http_rule.contains("counter packets 0 "), "{http_rule}");
+    assert!(
+        lab.leftovers().is_empty(),
+        "namespaces left: {:?}",
+        lab.leftovers()
+    );
+}
+
+#[test]
+fn lab_up_serves_curl_blocks_denied_port_and_down_removes_everything() {
+    if skip_unless_root("lab_up_serves_curl_blocks_denied_port_and_down_removes_everything") {
+        return;
+    }
+    let lab = LabGuard::new("u");
+    let up = lab.sluice(&["lab", "up"]);
+    assert!(up.status.success(), "lab up failed:\n{}", text(&up));
+    // A second `up` is refused and leaves the running lab alone.
+    let again = lab.sluice(&["lab", "up"]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already up"));
+
+    let get = lab.in_ns(
+        "cli",
+        &[
+            SLUICE,
+            "internal",
+            "http-get",
+            "198.51.100.2:80",
+            "/bytes/200000",
+        ],
+    );
+    assert!(get.status.success(), "{}", text(&get));
+    assert!(text(&get).contains("200000 bytes"), "{}", text(&get));
+    if Path::new("/usr/bin/curl").exists() {
+        let curl = lab.in_ns("cli", &["curl", "-s", "-m", "5", "http://198.51.100.2/"]);
+        assert!(curl.status.success(), "{}", text(&curl));
+        assert!(String::from_utf8_lossy(&curl.stdout).contains("hello from sluice-srv"));
+    }
+    let denied = lab.in_ns(
+        "cli",
+        &[SLUICE, "internal", "tcp-connect", "198.51.100.2:8080"],
+    );
+    assert!(!denied.status.success());
+    assert!(text(&denied).contains("timed out"), "{}", text(&denied));
+    let fwd = lab.in_ns("fw", &["cat", "/proc/sys/net/ipv4/ip_forward"]);
+    assert_eq!(String::from_utf8_lossy(&fwd.stdout).trim(), "0");
+
+    let down = lab.sluice(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(
+        lab.leftovers().is_empty(),
+        "namespaces left: {:?}",
+        lab.leftovers()
+    );
+    assert!(!Path::new("/run/sluice").join(&lab.prefix).exists());
+}
+
+#[test]
+fn lab_with_the_af_packet_backend_passes_too() {
+    if skip_unless_root("lab_with_the_af_packet_backend_passes_too") {
+        return;
+    }
+    let lab = LabGuard::new("p");
+    let out = lab.sluice(&["lab", "--backend", "packet"]);
+    let report = text(&out);
+    assert!(out.status.success(), "lab failed:\n{report}");
+    assert!(counter(&report, "forwarded") >= 10, "{report}");
+    assert!(lab.leftovers().is_empty());
+}
+
+#[test]
+fn malformed_ruleset_is_reported_with_its_location_and_nothing_is_left_behind() {
+    if skip_unless_root(
+        "malformed_ruleset_is_reported_with_its_location_and_nothing_is_left_behind",
+    ) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sluice-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.nft");
+    std::fs::write(&bad, "table inet filter {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n\t\ttcp dport 80 acept\n\t}\n}\n").unwrap();
+    let lab = LabGuard::new("b");
+    let out = lab.sluice(&["lab", "up", "--ruleset", bad.to_str().unwrap()]);
+    let msg = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        msg.contains("bad.nft:4:"),
+        "error must name file:line:col:\n{msg}"
+    );
+    assert!(
+        lab.leftovers().is_empty(),
+        "half-configured lab left: {:?}",
+        lab.leftovers()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn missing_interface_is_a_clear_error() {
+    if skip_unless_root("missing_interface_is_a_clear_error") {
+        return;
+    }
+    let rs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/lab.nft");
+    let sock = format!("/run/sluice/test-{}.sock", std::process::id());
+    let out = Command::new(SLUICE)
+        .args([
+            "run",
+            "--iface",
+            "sluice-nosuch0",
+            "--ruleset",
+            rs,
+            "--control",
+            &sock,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let msg = text(&out);
+    assert!(
+        msg.contains("sluice-nosuch0") && msg.contains("not found"),
+        "{msg}"
+    );
+    assert!(!Path::new(&sock).exists());
+}
+
+#[test]
+fn non_root_gets_one_line_and_exit_2() {
+    if skip_unless_root("non_root_gets_one_line_and_exit_2") {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(SLUICE);
+    c.args(["lab", "--prefix", "sl-nonroot"]);
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let msg = text(&out);
+    assert_eq!(msg.trim().lines().count(), 1, "{msg}");
+    assert!(msg.contains("root"), "{msg}");
+}

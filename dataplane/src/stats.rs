@@ -1,0 +1,82 @@
+//! Named per-worker counters. Every rare path bumps one; the control plane sums them across workers.
+//!
+//! Declared once, with help strings, in the `worker_stats!` list (as VPP declares node counters): the struct,
+//! its names and its help texts all come from that one list.
+
+macro_rules! worker_stats {
+    ($($name:ident: $help:literal,)*) => {
+        /// Plain (non-atomic) counters owned by one worker; snapshots are sent to the control plane.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct WorkerStats {
+            $(#[doc = $help] pub $name: u64,)*
+        }
+
+        impl WorkerStats {
+            /// `(name, help)` of every counter, in declaration order.
+            pub const FIELDS: &'static [(&'static str, &'static str)] = &[$((stringify!($name), $help),)*];
+
+            /// Values in the order of [`WorkerStats::FIELDS`].
+            pub fn values(&self) -> Vec<u64> {
+                vec![$(self.$name,)*]
+            }
+
+            /// Adds `other` into `self` (to sum workers).
+            pub fn add(&mut self, other: &WorkerStats) {
+                $(self.$name += other.$name;)*
+            }
+        }
+    };
+}
+
+worker_stats! {
+    rx_frames: "frames received from all ports",
+    rx_kernel_copies: "frames received that the kernel stack also received (ARP tap, AF_PACKET)",
+    tx_frames: "frames handed to ports for transmission",
+    tx_ring_full: "frames dropped because a TX ring was full",
+    forwarded: "IPv4 packets forwarded",
+    dropped_by_rule: "packets dropped by a rule or a chain policy",
+    drop_parse_error: "frames dropped because a header was truncated or malformed",
+    drop_bad_ip_checksum: "IPv4 packets dropped for a bad header checksum",
+    drop_not_for_us: "unicast frames for another MAC address",
+    drop_no_route: "packets with no route to their destination",
+    drop_ttl_exceeded: "packets whose TTL ran out",
+    drop_too_big: "packets larger than the egress MTU with DF set",
+    drop_unsupported: "frames of a protocol the dataplane does not forward (IPv6, VLAN, fragments for now)",
+    local_to_kernel: "packets for the appliance's own addresses left to the kernel stack",
+    local_no_path: "packets for the appliance's own addresses with no path to the kernel",
+    arp_requests_sent: "ARP requests sent to resolve next hops",
+    arp_replies_sent: "ARP replies sent for the appliance's own addresses",
+    arp_learned: "neighbour entries learned or refreshed from ARP",
+    neigh_pending_overflow: "packets dropped because the neighbour's pending queue was full",
+    neigh_failed: "packets dropped because the next hop did not answer ARP",
+    ct_new: "connections confirmed into the conntrack table",
+    ct_invalid: "packets conntrack classified as invalid",
+    ct_expired: "conntrack entries removed on timeout",
+    ct_table_full: "new connections refused because the conntrack table was full",
+    generation_switches: "times the worker picked up a new ruleset generation",
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_and_values_line_up_and_add_sums() {
+        let mut a = WorkerStats {
+            forwarded: 3,
+            ..Default::default()
+        };
+        let b = WorkerStats {
+            forwarded: 4,
+            rx_frames: 1,
+            ..Default::default()
+        };
+        a.add(&b);
+        let i = WorkerStats::FIELDS
+            .iter()
+            .position(|(n, _)| *n == "forwarded")
+            .unwrap();
+        assert_eq!(a.values()[i], 7);
+        assert_eq!(a.values().len(), WorkerStats::FIELDS.len());
+    }
+}

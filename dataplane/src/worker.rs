@@ -1,0 +1,211 @@
+//! The poll-mode worker: batch RX from every port it owns → pipeline → batch TX, the ruleset generation
+//! loaded once per batch, timers, and commands from the control plane answered between batches.
+
+use crate::pipeline::{Action, Pipeline};
+use crate::stats::WorkerStats;
+use arc_swap::ArcSwap;
+use hw::{Batch, Port};
+use rules::{CompiledRuleset, CounterValue};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+/// A conntrack entry as reported to the control plane.
+#[derive(Clone, Debug)]
+pub struct ConnSnapshot {
+    pub entry: crate::conntrack::Entry,
+    /// Seconds until it expires.
+    pub expires_in_s: u64,
+}
+
+/// What a worker reports when asked.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub worker: usize,
+    pub stats: WorkerStats,
+    /// Rule counters of the generation the worker runs, with that generation's id.
+    pub generation: usize,
+    pub counters: Vec<CounterValue>,
+    pub conntrack: Vec<ConnSnapshot>,
+    pub conntrack_len: usize,
+}
+
+pub enum Command {
+    Snapshot {
+        conntrack: bool,
+        reply: Sender<Snapshot>,
+    },
+    FlushConntrack,
+}
+
+/// Settings of the loop.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub batch_size: usize,
+    /// Empty polls in a row after which the worker sleeps in `poll(2)` instead of spinning.
+    pub spin_before_sleep: u32,
+    pub sleep_ms: i32,
+    /// How often timers run.
+    pub timer_interval_ns: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            batch_size: 64,
+            spin_before_sleep: 2000,
+            sleep_ms: 10,
+            timer_interval_ns: 100_000_000,
+        }
+    }
+}
+
+pub struct Worker {
+    pub id: usize,
+    ports: Vec<Box<dyn Port>>,
+    pipeline: Pipeline,
+    ruleset: Arc<ArcSwap<CompiledRuleset>>,
+    commands: Receiver<Command>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// `ports[i]` must drive the interface `i` of the pipeline's FIB.
+    pub fn new(
+        id: usize,
+        ports: Vec<Box<dyn Port>>,
+        pipeline: Pipeline,
+        ruleset: Arc<ArcSwap<CompiledRuleset>>,
+        commands: Receiver<Command>,
+        config: WorkerConfig,
+    ) -> Worker {
+        Worker {
+            id,
+            ports,
+            pipeline,
+            ruleset,
+            commands,
+            config,
+        }
+    }
+
+    /// Runs until `stop` is set. `clock` gives monotonic nanoseconds; it is read once per batch.
+    pub fn run(mut self, stop: &AtomicBool, clock: &dyn Fn() -> u64) {
+        let mut batch = Batch::with_capacity(self.config.batch_size);
+        let fds: Vec<i32> = self.ports.iter().filter_map(|p| p.poll_fd()).collect();
+        let mut idle = 0u32;
+        let mut next_timer = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let now = clock();
+            let received = self.poll_once(&mut batch, now);
+            if now >= next_timer {
+                self.pipeline.on_timer(now);
+                self.send_emitted();
+                self.flush();
+                next_timer = now + self.config.timer_interval_ns;
+            }
+            self.answer_commands();
+            if received == 0 {
+                idle += 1;
+                if idle >= self.config.spin_before_sleep {
+                    hw::wait::wait_readable(&fds, self.config.sleep_ms);
+                }
+            } else {
+                idle = 0;
+            }
+        }
+    }
+
+    /// One round over every port: receive a batch, decide, transmit. Returns frames received.
+    pub fn poll_once(&mut self, batch: &mut Batch, now: u64) -> usize {
+        let rs = self.ruleset.load_full();
+        self.pipeline.use_generation(&rs);
+        let mut total = 0;
+        for p in 0..self.ports.len() {
+            batch.clear();
+            if let Err(e) = self.ports[p].recv(batch, p as u16) {
+                tracing::warn!(port = %self.ports[p].info().name, "receive failed: {e}");
+                continue;
+            }
+            total += batch.len();
+            for i in 0..batch.len() {
+                let meta = batch.meta(i);
+                let action = self.pipeline.process(
+                    batch.slot_mut(i),
+                    meta.len as usize,
+                    p,
+                    meta.kernel_has_copy,
+                    &rs,
+                    now,
+                );
+                if let Action::Forward(out) = action {
+                    self.transmit(out, batch.frame(i));
+                }
+            }
+        }
+        self.send_emitted();
+        self.flush();
+        total
+    }
+
+    fn transmit(&mut self, port: usize, frame: &[u8]) {
+        match self.ports[port].send(frame) {
+            Ok(true) => self.pipeline.stats.tx_frames += 1,
+            Ok(false) => self.pipeline.stats.tx_ring_full += 1,
+            Err(e) => {
+                self.pipeline.stats.tx_ring_full += 1;
+                tracing::warn!(port = %self.ports[port].info().name, "send failed: {e}");
+            }
+        }
+    }
+
+    fn send_emitted(&mut self) {
+        let emitted: Vec<(usize, Vec<u8>)> = self.pipeline.take_emitted().collect();
+        for (port, frame) in emitted {
+            self.transmit(port, &frame);
+        }
+    }
+
+    fn flush(&mut self) {
+        for p in &mut self.ports {
+            if let Err(e) = p.flush() {
+                tracing::warn!(port = %p.info().name, "flush failed: {e}");
+            }
+        }
+    }
+
+    fn answer_commands(&mut self) {
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::Snapshot { conntrack, reply } => {
+                    let _ = reply.send(self.snapshot(conntrack));
+                }
+                Command::FlushConntrack => self.pipeline.conntrack.flush(),
+            }
+        }
+    }
+
+    pub fn snapshot(&self, with_conntrack: bool) -> Snapshot {
+        let rs = self.ruleset.load_full();
+        let current = crate::pipeline::generation_id(&rs);
+        Snapshot {
+            worker: self.id,
+            stats: self.pipeline.stats.clone(),
+            generation: current,
+            counters: self.pipeline.counters.clone(),
+            conntrack: if with_conntrack {
+                self.pipeline
+                    .conntrack
+                    .entries()
+                    .map(|e| ConnSnapshot {
+                        entry: e.clone(),
+                        expires_in_s: 0,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            conntrack_len: self.pipeline.conntrack.len(),
+        }
+    }
+}
