@@ -80,3 +80,15 @@ pub fn print_ruleset(
     p.ruleset(rs);
     p.out
 }
+
+/// Prints one rule the way it appears in a listing (without indentation or handle).
+pub fn print_rule(rule: &ast::Rule, opts: &PrintOptions) -> String {
+    let mut p = print::Printer {
+        opts,
+        counters: None,
+        slot: 0,
+        out: String::new(),
+    };
+    p.rule(rule);
+    p.out
+}
