@@ -25,12 +25,12 @@ pub const DENIED_PORT: u16 = 8080;
 #[derive(Clone, Debug, clap::Args)]
 pub struct LabArgs {
     /// Namespace name prefix (namespaces are PREFIX-cli, PREFIX-fw, PREFIX-srv).
-    #[arg(long, default_value = "sluice")]
+    #[arg(long, default_value = "sluice", global = true)]
     pub prefix: String,
     /// Ruleset to load instead of the built-in lab gateway (docs/examples/lab.nft).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ruleset: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "xdp")]
+    #[arg(long, value_enum, default_value = "xdp", global = true)]
     pub backend: crate::daemon::Backend,
 }
 
