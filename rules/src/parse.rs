@@ -124,6 +124,9 @@ pub(crate) struct RuleCtx {
     /// statements to drop because they restate a dependency
     pub kill: Vec<usize>,
     pub nstmts: usize,
+    /// statements implied by the current one, inserted before it (`icmp type { echo-reply, ... }`)
+    pub pre: Vec<Stmt>,
+    pub icmp_type_seen: bool,
 }
 
 /// A fact an explicit protocol match establishes.
@@ -150,6 +153,8 @@ impl RuleCtx {
             dep: None,
             kill: Vec::new(),
             nstmts: 0,
+            pre: Vec::new(),
+            icmp_type_seen: false,
         }
     }
 }
@@ -1067,6 +1072,7 @@ impl<'a> Parser<'a> {
             }
             ctx.nstmts = stmts.len();
             let s = self.stmt(&mut ctx, table)?;
+            stmts.append(&mut ctx.pre);
             stmts.push(s);
         }
         if stmts.is_empty() {

@@ -127,6 +127,12 @@ pub enum Dtype {
     Ecn,
     /// ARP opcode
     ArpOp,
+    /// tc class id `major:minor` (`meta priority`), `root`, `none`
+    Classid,
+    /// interface group (`"default"` = 0)
+    Devgroup,
+    /// duration in milliseconds, printed `1d2h3m4s5ms`; bare numbers are seconds
+    Time,
     /// 8-bit fragment-ish integers printed numerically, etc. use Integer
     Verdict,
 }
@@ -581,6 +587,116 @@ pub fn rlookup(table: &[Sym], v: u64) -> Option<&'static str> {
     table.iter().find(|x| x.val == v).map(|x| x.name)
 }
 
+/// `1d2h3m4s5ms` → milliseconds.
+pub fn parse_time(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut total: u64 = 0;
+    let mut any = false;
+    while i < b.len() {
+        let st = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if st == i {
+            return None;
+        }
+        let n: u64 = s[st..i].parse().ok()?;
+        let us = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let mult = match &s[us..i] {
+            "d" => 86_400_000,
+            "h" => 3_600_000,
+            "m" => 60_000,
+            "s" => 1000,
+            "ms" => 1,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(mult)?)?;
+        any = true;
+    }
+    any.then_some(total)
+}
+
+/// nft's `time_print`: `1d2h3m4s5ms`, `0s` for zero... (nft prints nothing-units as `0s`? it prints "0s")
+pub fn print_time(ms: u64, out: &mut String) {
+    let (d, rest) = (ms / 86_400_000, ms % 86_400_000);
+    let (h, rest) = (rest / 3_600_000, rest % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (sec, msec) = (rest / 1000, rest % 1000);
+    let start = out.len();
+    if d > 0 {
+        let _ = write!(out, "{d}d");
+    }
+    if h > 0 {
+        let _ = write!(out, "{h}h");
+    }
+    if m > 0 {
+        let _ = write!(out, "{m}m");
+    }
+    if sec > 0 {
+        let _ = write!(out, "{sec}s");
+    }
+    if msec > 0 {
+        let _ = write!(out, "{msec}ms");
+    }
+    if out.len() == start {
+        out.push_str("0s");
+    }
+}
+
+/// IPv6 text like glibc's `inet_ntop` (which nft uses): longest run of zero groups (length >= 2,
+/// first wins) becomes `::`, and `::a.b.c.d` / `::ffff:a.b.c.d` keep the IPv4 tail.
+pub fn print_ipv6(b: &[u8; 16], out: &mut String) {
+    let w: Vec<u16> = (0..8)
+        .map(|i| u16::from_be_bytes([b[2 * i], b[2 * i + 1]]))
+        .collect();
+    let (mut best, mut best_len) = (usize::MAX, 0);
+    let mut i = 0;
+    while i < 8 {
+        if w[i] == 0 {
+            let st = i;
+            while i < 8 && w[i] == 0 {
+                i += 1;
+            }
+            if i - st > best_len {
+                best = st;
+                best_len = i - st;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    if best_len < 2 {
+        best = usize::MAX;
+    }
+    let mut i = 0;
+    while i < 8 {
+        if i == best {
+            out.push(':');
+            if i == 0 {
+                out.push(':');
+            }
+            i += best_len;
+            if i == 8 {
+                return;
+            }
+            continue;
+        }
+        if i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)) {
+            let _ = write!(out, "{}.{}.{}.{}", b[12], b[13], b[14], b[15]);
+            return;
+        }
+        let _ = write!(out, "{:x}", w[i]);
+        if i < 7 {
+            out.push(':');
+        }
+        i += 1;
+    }
+}
+
 /// Parses a decimal or 0x hex number.
 pub fn parse_number(s: &str) -> Option<u128> {
     if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -629,6 +745,9 @@ impl Dtype {
             Dtype::Ecn => "ecn",
             Dtype::ArpOp => "arp_op",
             Dtype::Verdict => "verdict",
+            Dtype::Classid => "classid",
+            Dtype::Devgroup => "devgroup",
+            Dtype::Time => "time",
         }
     }
 
@@ -661,6 +780,10 @@ impl Dtype {
             "arp_op" => Dtype::ArpOp,
             "verdict" => Dtype::Verdict,
             "integer" => Dtype::Integer(32),
+            "classid" => Dtype::Classid,
+            "devgroup" => Dtype::Devgroup,
+            "time" => Dtype::Time,
+            "uid" | "gid" => Dtype::Integer(32),
             _ => return None,
         })
     }
@@ -693,6 +816,7 @@ impl Dtype {
             Dtype::Ecn => 2,
             Dtype::ArpOp => 16,
             Dtype::Verdict => 32,
+            Dtype::Classid | Dtype::Devgroup | Dtype::Time => 32,
         }
     }
 
@@ -737,6 +861,9 @@ impl Dtype {
             | Dtype::ArpOp
             | Dtype::Boolean
             | Dtype::Iface
+            | Dtype::Classid
+            | Dtype::Devgroup
+            | Dtype::Time
             | Dtype::TcpFlags => 5,
             _ => 1,
         }
@@ -851,6 +978,43 @@ impl Dtype {
                 }
             }
             Dtype::Verdict => Err("Could not parse verdict".into()),
+            Dtype::Classid => {
+                let v: u128 = match text {
+                    "root" => 0xffff_ffff,
+                    "none" => 0,
+                    _ => match text.split_once(':') {
+                        Some((a, b)) => {
+                            let a = u32::from_str_radix(a, 16)
+                                .map_err(|_| "Could not parse classid".to_string())?;
+                            let b = u32::from_str_radix(b, 16)
+                                .map_err(|_| "Could not parse classid".to_string())?;
+                            if a > 0xffff || b > 0xffff {
+                                return Err("Could not parse classid".into());
+                            }
+                            ((a << 16) | b) as u128
+                        }
+                        None => parse_number(text)
+                            .ok_or_else(|| "Could not parse classid".to_string())?,
+                    },
+                };
+                int(v)
+            }
+            Dtype::Devgroup => {
+                if text == "default" {
+                    return int(0);
+                }
+                parse_number(text)
+                    .map(int)
+                    .unwrap_or_else(|| Err("Could not parse devgroup".into()))
+            }
+            Dtype::Time => {
+                if let Some(n) = parse_number(text) {
+                    return int(n * 1000);
+                }
+                parse_time(text)
+                    .map(|ms| int(ms as u128))
+                    .unwrap_or_else(|| Err("Could not parse time".to_string()))
+            }
             _ => {
                 if let Some(n) = parse_number(text) {
                     return int(n);
@@ -904,11 +1068,7 @@ impl Dtype {
                 let b = v.bytes();
                 let _ = write!(out, "{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
             }
-            Dtype::Ipv6Addr => {
-                let mut a = [0u8; 16];
-                a.copy_from_slice(&v.b);
-                let _ = write!(out, "{}", std::net::Ipv6Addr::from(a));
-            }
+            Dtype::Ipv6Addr => print_ipv6(&v.b, out),
             Dtype::EtherAddr => {
                 let parts: Vec<String> = v.bytes().iter().map(|x| format!("{x:02x}")).collect();
                 out.push_str(&parts.join(":"));
@@ -919,9 +1079,26 @@ impl Dtype {
             Dtype::Mark => {
                 let _ = write!(out, "0x{:08x}", n);
             }
-            Dtype::Hex(bits) => {
-                let w = (bits as usize).div_ceil(4);
-                let _ = write!(out, "0x{:0w$x}", n);
+            Dtype::Hex(_) => {
+                let _ = write!(out, "0x{:x}", n);
+            }
+            Dtype::Classid => match n {
+                0xffff_ffff => out.push_str("root"),
+                0 => out.push_str("none"),
+                _ => {
+                    let _ = write!(out, "{:x}:{:x}", n >> 16, n & 0xffff);
+                }
+            },
+            Dtype::Devgroup => {
+                if n == 0 {
+                    out.push_str("\"default\"");
+                } else {
+                    let _ = write!(out, "{n}");
+                }
+            }
+            Dtype::Time => print_time(n as u64, out),
+            Dtype::IcmpCode | Dtype::Icmpv6Code => {
+                let _ = write!(out, "{n}");
             }
             Dtype::InetService | Dtype::Integer(_) => {
                 let _ = write!(out, "{n}");

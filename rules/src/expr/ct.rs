@@ -32,7 +32,7 @@ pub static KEYS: &[Key] = &[
     k("direction", CtDir, Never),
     k("status", CtStatus, Never),
     k("mark", Mark, Never),
-    k("expiration", Integer(32), Never),
+    k("expiration", Time, Never),
     k("l3proto", NfProto, Optional),
     k("protocol", InetProto, Optional),
     k("saddr", Ipv4Addr, Required),

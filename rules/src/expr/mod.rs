@@ -175,6 +175,9 @@ impl Part {
                 out.push('/');
                 out.push_str(&plen.to_string());
             }
+            Part::Range(a, b) if t == Dtype::Time => {
+                out.push_str(&format!("{}s-{}s", a.to_u64() / 1000, b.to_u64() / 1000));
+            }
             Part::Range(a, b) => {
                 // ranges print numerically for symbolic types
                 let f = crate::types::ValFmt {

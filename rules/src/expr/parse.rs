@@ -35,7 +35,7 @@ impl Parser<'_> {
             };
             self.next();
             let span = t.span.to(f.span);
-            self.payload_deps(ctx, p, span)?;
+            self.payload_deps(ctx, p, field.name, span)?;
             return Ok((Selector::Payload { proto: p, field }, span));
         }
         if w == "meta" {
@@ -115,6 +115,7 @@ impl Parser<'_> {
         &mut self,
         ctx: &mut RuleCtx,
         p: &'static payload::Proto,
+        field_name: &str,
         span: Span,
     ) -> PResult<()> {
         let conflict = |me: &Self, a: &str| {
@@ -159,6 +160,43 @@ impl Parser<'_> {
                 self.kill_dep(ctx, DepFact::L4Meta(ipproto));
                 if matches!(ctx.family, Family::Ip | Family::Ip6) {
                     self.kill_dep(ctx, DepFact::L4Header(ipproto));
+                }
+                match (l3, ctx.family) {
+                    (Some("ip"), Family::Inet) => self.kill_dep(ctx, DepFact::NfProto(2)),
+                    (Some("ip6"), Family::Inet) => self.kill_dep(ctx, DepFact::NfProto(10)),
+                    _ => {}
+                }
+                match ctx.family {
+                    Family::Ip => self.kill_dep(ctx, DepFact::EtherType(0x0800)),
+                    Family::Ip6 => self.kill_dep(ctx, DepFact::EtherType(0x86dd)),
+                    _ => {}
+                }
+                if matches!(field_name, "id" | "sequence")
+                    && matches!(p.name, "icmp" | "icmpv6")
+                    && !ctx.icmp_type_seen
+                {
+                    let t = if p.name == "icmp" {
+                        Dtype::IcmpType
+                    } else {
+                        Dtype::Icmpv6Type
+                    };
+                    let (a, b) = if p.name == "icmp" { (0, 8) } else { (128, 129) };
+                    let field = p.field("type").unwrap();
+                    ctx.pre.push(Stmt::Match(Match {
+                        left: Lhs {
+                            sels: vec![Selector::Payload { proto: p, field }],
+                            binop: None,
+                        },
+                        op: RelOp::Implicit,
+                        right: Rhs::Set(vec![
+                            Elem::single(Part::Val(Val::from_u128(a, t.bytes()))),
+                            Elem::single(Part::Val(Val::from_u128(b, t.bytes()))),
+                        ]),
+                    }));
+                    ctx.icmp_type_seen = true;
+                }
+                if field_name == "type" && matches!(p.name, "icmp" | "icmpv6") {
+                    ctx.icmp_type_seen = true;
                 }
                 ctx.l4 = Some((p.name, ipproto));
             }
@@ -258,7 +296,8 @@ impl Parser<'_> {
             let t = self.peek();
             return Err(self.err(t.span, "Relational expression requires a single value"));
         }
-        let m = Match { left, op, right };
+        let mut m = Match { left, op, right };
+        simplify(&mut m);
         self.record_facts(ctx, &m);
         Ok(Stmt::Match(m))
     }
@@ -320,7 +359,11 @@ impl Parser<'_> {
         match t.kind {
             Tok::LBrace => {
                 let elems = self.set_elems(types, false)?;
-                if elems.len() == 1 && elems[0].data.is_none() && elems[0].opts.is_none() {
+                if elems.len() == 1
+                    && types.len() == 1
+                    && elems[0].data.is_none()
+                    && elems[0].opts.is_none()
+                {
                     return Ok(Rhs::Elem(elems.into_iter().next().unwrap()));
                 }
                 Ok(Rhs::Set(normalize_anon_set(elems, types)))
@@ -469,6 +512,37 @@ impl Parser<'_> {
             Err(m) => {
                 self.sem_err(span, m);
                 Val::from_u128(0, t.bytes())
+            }
+        }
+    }
+}
+
+/// nft's evaluation-time rewrites that show in listings: `x ^ c1 == c2` → `x == c1 ^ c2`; a prefix
+/// on a non-address type → `x & mask == value`.
+fn simplify(m: &mut Match) {
+    if let (Some((BinOp::Xor, c)), Rhs::Elem(e)) = (&m.left.binop, &mut m.right) {
+        if let [Part::Val(v)] = e.parts.as_mut_slice() {
+            let mut x = *v;
+            for i in 0..x.len as usize {
+                x.b[i] ^= c.b[i];
+            }
+            *v = x;
+            m.left.binop = None;
+        }
+    }
+    if m.left.sels.len() == 1 && m.left.binop.is_none() {
+        let t = m.left.sels[0].dtype();
+        if let Rhs::Elem(e) = &m.right {
+            if let [Part::Prefix(v, plen)] = e.parts.as_slice() {
+                if !t.is_addr() && t != Dtype::Ifname {
+                    let mask = Val::prefix_mask(v.len as usize, *plen);
+                    let v = *v;
+                    m.left.binop = Some((BinOp::And, mask));
+                    m.right = Rhs::Elem(Elem::single(Part::Val(v)));
+                    if m.op == RelOp::Implicit {
+                        m.op = RelOp::Eq;
+                    }
+                }
             }
         }
     }

@@ -80,7 +80,7 @@ pub static PROTOS: &[Proto] = &[
             f("ecn", 14, 2, Ecn),
             f("length", 16, 16, Integer(16)),
             f("id", 32, 16, Integer(16)),
-            f("frag-off", 48, 16, Integer(16)),
+            f("frag-off", 48, 16, Hex(16)),
             f("ttl", 64, 8, Integer(8)),
             f("protocol", 72, 8, InetProto),
             f("checksum", 80, 16, Integer(16)),
