@@ -144,6 +144,7 @@ pub struct Table {
     pub handle: u64,
     pub flags: Vec<String>,
     pub comment: Option<String>,
+    pub sets: Vec<crate::set::Set>,
     pub chains: Vec<Chain>,
     /// per-table handle generator (chains, rules, sets share it, like the kernel's)
     pub(crate) next_handle: u64,
@@ -157,12 +158,16 @@ impl Table {
             handle,
             flags: Vec::new(),
             comment: None,
+            sets: Vec::new(),
             chains: Vec::new(),
             next_handle: 1,
         }
     }
     pub fn chain(&self, name: &str) -> Option<&Chain> {
         self.chains.iter().find(|c| c.name == name)
+    }
+    pub fn set(&self, name: &str) -> Option<&crate::set::Set> {
+        self.sets.iter().find(|s| s.name == name)
     }
     pub fn chain_mut(&mut self, name: &str) -> Option<&mut Chain> {
         self.chains.iter_mut().find(|c| c.name == name)
@@ -195,6 +200,25 @@ impl Ruleset {
     pub(crate) fn alloc_table_handle(&mut self) -> u64 {
         self.next_table_handle += 1;
         self.next_table_handle
+    }
+
+    /// Writes `values` (by counter slot) into the counter statements, so that a ruleset built from this one
+    /// keeps the counts of the rules it keeps — as the kernel keeps a rule's counter when other rules change.
+    pub fn set_counter_values(&mut self, values: &[crate::CounterValue]) {
+        let slots = self
+            .tables
+            .iter_mut()
+            .flat_map(|t| t.chains.iter_mut())
+            .flat_map(|c| c.rules.iter_mut())
+            .flat_map(|r| r.stmts.iter_mut())
+            .filter_map(|s| match s {
+                Stmt::Counter(c) => Some(c),
+                _ => None,
+            });
+        for (c, v) in slots.zip(values) {
+            c.packets = v.packets;
+            c.bytes = v.bytes;
+        }
     }
 
     /// Visits every counter in counter-slot order (tables, chains, rules, statements).

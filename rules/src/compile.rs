@@ -73,6 +73,12 @@ pub(crate) enum Op {
         bin: Option<Bin>,
         test: Test,
     },
+    /// verdict map lookup: a miss ends the rule
+    Vmap {
+        loads: Box<[Load]>,
+        bin: Option<Bin>,
+        set: u32,
+    },
     Counter(u32),
     Verdict(VOp),
 }
@@ -91,43 +97,70 @@ pub(crate) struct CRule {
 /// elements for concatenations.
 type Bounds = (Box<[u8]>, Box<[u8]>);
 
+/// A compiled set or map: sorted exact keys, sorted intervals, per-component intervals for
+/// concatenations, and a catch-all; each match yields the element's index (for map data).
 pub(crate) struct CSet {
     width: usize,
     exact: Vec<u8>,
-    ranges: Vec<Bounds>,
-    comp_ranges: Vec<Vec<Bounds>>,
+    exact_idx: Vec<u32>,
+    ranges: Vec<(Box<[u8]>, Box<[u8]>, u32)>,
+    disjoint: bool,
+    comp_ranges: Vec<(Vec<Bounds>, u32)>,
+    catchall: Option<u32>,
+    /// verdict maps: the verdict of each element
+    pub verdicts: Vec<VOp>,
 }
 
 impl CSet {
     #[inline]
     pub fn contains(&self, k: &[u8]) -> bool {
+        self.find(k).is_some()
+    }
+
+    /// Index of the element matching `k`, if any.
+    #[inline]
+    pub fn find(&self, k: &[u8]) -> Option<u32> {
         let w = self.width;
-        if k.len() != w || w == 0 {
-            return false;
+        if k.len() != w {
+            return None;
         }
-        let n = self.exact.len() / w;
-        let (mut lo, mut hi) = (0usize, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.exact[mid * w..mid * w + w].cmp(k) {
-                std::cmp::Ordering::Equal => return true,
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
+        if w > 0 {
+            let n = self.exact.len() / w;
+            let (mut lo, mut hi) = (0usize, n);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                match self.exact[mid * w..mid * w + w].cmp(k) {
+                    std::cmp::Ordering::Equal => return Some(self.exact_idx[mid]),
+                    std::cmp::Ordering::Less => lo = mid + 1,
+                    std::cmp::Ordering::Greater => hi = mid,
+                }
             }
         }
-        // intervals are disjoint and sorted: the candidate is the last with lo <= k
-        let idx = self.ranges.partition_point(|(l, _)| &l[..] <= k);
-        if idx > 0 && k <= &self.ranges[idx - 1].1[..] {
-            return true;
+        if self.disjoint {
+            // sorted and disjoint: the candidate is the last interval starting at or before k
+            let idx = self.ranges.partition_point(|(l, _, _)| &l[..] <= k);
+            if idx > 0 && k <= &self.ranges[idx - 1].1[..] {
+                return Some(self.ranges[idx - 1].2);
+            }
+        } else if let Some(r) = self
+            .ranges
+            .iter()
+            .find(|(l, h, _)| k >= &l[..] && k <= &h[..])
+        {
+            return Some(r.2);
         }
-        self.comp_ranges.iter().any(|comps| {
+        for (comps, i) in &self.comp_ranges {
             let mut off = 0;
-            comps.iter().all(|(l, h)| {
+            let hit = comps.iter().all(|(l, h)| {
                 let part = &k[off..off + l.len()];
                 off += l.len();
                 part >= &l[..] && part <= &h[..]
-            })
-        })
+            });
+            if hit {
+                return Some(*i);
+            }
+        }
+        self.catchall
     }
 }
 
@@ -189,6 +222,11 @@ impl CompiledRuleset {
 }
 
 struct Compiler {
+    /// named sets already compiled: (table index, name) → set
+    named: std::collections::HashMap<(usize, String), u32>,
+    /// index of the table being compiled, and its first chain id
+    table: usize,
+    chain_base: usize,
     chains: Vec<CChain>,
     rules: Vec<CRule>,
     ops: Vec<Op>,
@@ -208,6 +246,9 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
     }
     check_loops(rs, &chain_base)?;
     let mut cc = Compiler {
+        named: Default::default(),
+        table: 0,
+        chain_base: 0,
         chains: Vec::new(),
         rules: Vec::new(),
         ops: Vec::new(),
@@ -217,6 +258,8 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
     };
     let mut hooks: Vec<Vec<(i32, usize, ChainId)>> = vec![Vec::new(); 2 * HOOKS.len()];
     for (ti, t) in rs.tables.iter().enumerate() {
+        cc.table = ti;
+        cc.chain_base = chain_base[ti];
         for c in &t.chains {
             let id = ChainId(cc.chains.len() as u32);
             let start = cc.rules.len() as u32;
@@ -322,7 +365,7 @@ fn bx(v: &[u8]) -> Box<[u8]> {
 }
 
 impl Compiler {
-    fn rule(&mut self, t: &Table, r: &Rule, chain_base: usize) -> Result<(), Diagnostic> {
+    fn rule(&mut self, t: &Table, r: &Rule, _chain_base: usize) -> Result<(), Diagnostic> {
         let mut have_l3 = matches!(t.family, Family::Ip | Family::Ip6 | Family::Arp);
         let mut have_l4: Option<u8> = None;
         for s in &r.stmts {
@@ -331,7 +374,20 @@ impl Compiler {
                     for sel in &m.left.sels {
                         self.deps(t.family, sel, &mut have_l3, &mut have_l4);
                     }
-                    self.matching(m)?;
+                    self.matching(t, m)?;
+                }
+                Stmt::Vmap(v) => {
+                    for sel in &v.key.sels {
+                        self.deps(t.family, sel, &mut have_l3, &mut have_l4);
+                    }
+                    let loads = Self::loads(&v.key).into_boxed_slice();
+                    let bin = Self::bin(&v.key);
+                    let width: usize = v.key.sels.iter().map(|s| s.dtype().bytes()).sum();
+                    let set = match &v.map {
+                        crate::stmt::vmap::MapRef::Anon(elems) => self.set(t, elems, width),
+                        crate::stmt::vmap::MapRef::Named(n) => self.named_set(t, n, width)?,
+                    };
+                    self.ops.push(Op::Vmap { loads, bin, set });
                 }
                 Stmt::Counter(c) => {
                     self.ops.push(Op::Counter(self.slot));
@@ -342,18 +398,7 @@ impl Compiler {
                     });
                 }
                 Stmt::Verdict(v) => {
-                    let target = |name: &str| {
-                        let i = t.chains.iter().position(|c| c.name == name).unwrap_or(0);
-                        (chain_base + i) as u32
-                    };
-                    let op = match v {
-                        VerdictExpr::Accept => VOp::Accept,
-                        VerdictExpr::Drop => VOp::Drop,
-                        VerdictExpr::Continue => VOp::Continue,
-                        VerdictExpr::Return => VOp::Return,
-                        VerdictExpr::Jump(c) => VOp::Jump(target(c)),
-                        VerdictExpr::Goto(c) => VOp::Goto(target(c)),
-                    };
+                    let op = self.vop(t, v);
                     self.ops.push(Op::Verdict(op));
                 }
             }
@@ -429,13 +474,8 @@ impl Compiler {
             .collect()
     }
 
-    fn matching(&mut self, m: &Match) -> Result<(), Diagnostic> {
-        let loads = Self::loads(&m.left).into_boxed_slice();
-        let width: usize = m.left.sels.iter().map(|s| s.dtype().bytes()).sum();
-        if width > 64 {
-            return Err(Diagnostic::bare("concatenation too long"));
-        }
-        let bin = m.left.binop.as_ref().map(|(op, v)| {
+    fn bin(lhs: &Lhs) -> Option<Bin> {
+        lhs.binop.as_ref().map(|(op, v)| {
             let all = vec![0xffu8; v.len as usize];
             match op {
                 BinOp::And => Bin::Mask {
@@ -453,7 +493,32 @@ impl Compiler {
                 BinOp::Shl => Bin::Shl(v.to_u64() as u8),
                 BinOp::Shr => Bin::Shr(v.to_u64() as u8),
             }
-        });
+        })
+    }
+
+    fn named_set(&mut self, t: &Table, name: &str, width: usize) -> Result<u32, Diagnostic> {
+        if let Some(&i) = self.named.get(&(self.table, name.to_string())) {
+            return Ok(i);
+        }
+        let Some(set) = t.set(name) else {
+            return Err(Diagnostic::bare(format!(
+                "Could not process rule: No such file or directory: set {name} in table {} {}",
+                t.family.name(),
+                t.name
+            )));
+        };
+        let i = self.set(t, &set.elems, width);
+        self.named.insert((self.table, name.to_string()), i);
+        Ok(i)
+    }
+
+    fn matching(&mut self, t: &Table, m: &Match) -> Result<(), Diagnostic> {
+        let loads = Self::loads(&m.left).into_boxed_slice();
+        let width: usize = m.left.sels.iter().map(|s| s.dtype().bytes()).sum();
+        if width > 64 {
+            return Err(Diagnostic::bare("concatenation too long"));
+        }
+        let bin = Self::bin(&m.left);
         let bitmask =
             m.left.sels.len() == 1 && m.left.sels[0].dtype().is_bitmask() && m.left.binop.is_none();
         let neg = m.op == RelOp::Ne;
@@ -477,60 +542,91 @@ impl Compiler {
                 } else if e.parts.len() == 1 {
                     Test::Range { lo, hi, neg }
                 } else {
-                    let set = self.set(std::slice::from_ref(e), width);
+                    let set = self.set(t, std::slice::from_ref(e), width);
                     Test::Set { set, neg }
                 }
             }
             Rhs::Set(elems) => {
-                let set = self.set(elems, width);
+                let set = self.set(t, elems, width);
                 Test::Set { set, neg }
             }
             Rhs::SetRef(name) => {
-                return Err(Diagnostic::bare(format!(
-                    "named sets are not compiled yet: @{name}"
-                )));
+                let set = self.named_set(t, name, width)?;
+                Test::Set { set, neg }
             }
         };
         self.ops.push(Op::Cmp { loads, bin, test });
         Ok(())
     }
 
-    fn set(&mut self, elems: &[Elem], width: usize) -> u32 {
-        let mut exact = Vec::new();
+    fn set(&mut self, t: &Table, elems: &[Elem], width: usize) -> u32 {
+        let mut keys: Vec<(Vec<u8>, u32)> = Vec::new();
         let mut ranges = Vec::new();
         let mut comp_ranges = Vec::new();
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        for e in elems {
-            if e.parts.iter().all(|p| p.is_single()) {
-                keys.push(bounds(e).0.to_vec());
+        let mut catchall = None;
+        let mut verdicts = Vec::new();
+        for (i, e) in elems.iter().enumerate() {
+            let i = i as u32;
+            if let Some(crate::expr::Data::Verdict(v)) = &e.data {
+                verdicts.push(self.vop(t, v));
+            } else {
+                verdicts.push(VOp::Continue);
+            }
+            if e.parts.is_empty() {
+                catchall = Some(i);
+            } else if e.parts.iter().all(|p| p.is_single()) {
+                keys.push((bounds(e).0.to_vec(), i));
             } else if e.parts.len() == 1 {
                 let (lo, hi) = bounds(e);
-                ranges.push((lo, hi));
+                ranges.push((lo, hi, i));
             } else {
-                comp_ranges.push(
-                    e.parts
-                        .iter()
-                        .map(|p| {
-                            let (l, h) = p.bounds();
-                            (bx(l.bytes()), bx(h.bytes()))
-                        })
-                        .collect(),
-                );
+                let comps = e
+                    .parts
+                    .iter()
+                    .map(|p| {
+                        let (l, h) = p.bounds();
+                        (bx(l.bytes()), bx(h.bytes()))
+                    })
+                    .collect();
+                comp_ranges.push((comps, i));
             }
         }
         keys.sort();
-        keys.dedup();
-        for k in keys {
+        keys.dedup_by(|a, b| a.0 == b.0);
+        let mut exact = Vec::new();
+        let mut exact_idx = Vec::new();
+        for (k, i) in keys {
             exact.extend_from_slice(&k);
+            exact_idx.push(i);
         }
         ranges.sort();
+        let disjoint = ranges.windows(2).all(|w| w[0].1 < w[1].0);
         self.sets.push(CSet {
             width,
             exact,
+            exact_idx,
             ranges,
+            disjoint,
             comp_ranges,
+            catchall,
+            verdicts,
         });
         (self.sets.len() - 1) as u32
+    }
+
+    fn vop(&self, t: &Table, v: &VerdictExpr) -> VOp {
+        let target = |name: &str| {
+            let i = t.chains.iter().position(|c| c.name == name).unwrap_or(0);
+            (self.chain_base + i) as u32
+        };
+        match v {
+            VerdictExpr::Accept => VOp::Accept,
+            VerdictExpr::Drop => VOp::Drop,
+            VerdictExpr::Continue => VOp::Continue,
+            VerdictExpr::Return => VOp::Return,
+            VerdictExpr::Jump(c) => VOp::Jump(target(c)),
+            VerdictExpr::Goto(c) => VOp::Goto(target(c)),
+        }
     }
 }
 

@@ -163,6 +163,19 @@ impl CompiledRuleset {
                         return None;
                     }
                 }
+                Op::Vmap { loads, bin, set } => {
+                    let mut buf = [0u8; BUF];
+                    let mut n = 0;
+                    for l in loads.iter() {
+                        n += load(l, pkt, &mut buf[n..])?;
+                    }
+                    if let Some(b) = bin {
+                        apply_bin(b, &mut buf[..n]);
+                    }
+                    let s = &self.sets[*set as usize];
+                    let i = s.find(&buf[..n])?;
+                    return s.verdicts.get(i as usize).copied();
+                }
                 Op::Counter(slot) => {
                     if let Some(c) = counters.get_mut(*slot as usize) {
                         c.packets += 1;

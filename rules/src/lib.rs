@@ -15,6 +15,7 @@ pub mod expr;
 pub mod lex;
 pub mod parse;
 pub mod print;
+pub mod set;
 pub mod stmt;
 pub mod types;
 

@@ -168,6 +168,8 @@ pub(crate) struct Parser<'a> {
     pub loader: &'a dyn Loader,
     /// jump/goto targets to verify once the whole input is applied
     pub pending_jumps: Vec<(Family, String, String, Span)>,
+    /// the table commands currently refer to (for jump targets in map elements)
+    pub cur_table: Option<(Family, String)>,
     /// evaluation errors: reported only if the whole input parses (nft reports syntax errors first)
     pub sem_errors: Vec<Diagnostic>,
     expansions: u32,
@@ -187,6 +189,7 @@ impl<'a> Parser<'a> {
             defines: HashMap::new(),
             loader,
             pending_jumps: Vec::new(),
+            cur_table: None,
             sem_errors: Vec::new(),
             expansions: 0,
         }
@@ -422,6 +425,13 @@ impl<'a> Parser<'a> {
         self.check_jumps()
     }
 
+    /// Records a jump/goto target in the current table, checked when the input is fully applied.
+    pub fn push_jump(&mut self, target: &str, span: Span) {
+        if let Some((f, t)) = self.cur_table.clone() {
+            self.pending_jumps.push((f, t, target.to_string(), span));
+        }
+    }
+
     fn check_jumps(&mut self) -> PResult<()> {
         for (fam, table, target, span) in std::mem::take(&mut self.pending_jumps) {
             let ok = self
@@ -458,6 +468,16 @@ impl<'a> Parser<'a> {
                     "rule" => {
                         self.next();
                         self.rule_cmd(&w)
+                    }
+                    "set" | "map" => {
+                        self.next();
+                        let (family, table, _) = self.table_spec()?;
+                        let (name, span) = self.identifier()?;
+                        self.set_decl(family, &table, &name, span, o == "map", w == "create")
+                    }
+                    "element" => {
+                        self.next();
+                        self.element_cmd(&w)
                     }
                     _ if obj.kind == Tok::Word && w != "create" => self.rule_cmd(&w),
                     _ => Err(self.unexpected(obj, None)),
@@ -562,6 +582,10 @@ impl<'a> Parser<'a> {
                 "comment" => {
                     let c = self.quoted()?;
                     self.rs.table_mut(family, table).unwrap().comment = Some(c);
+                }
+                "set" | "map" => {
+                    let (name, span) = self.identifier()?;
+                    self.set_decl(family, table, &name, span, w == "map", false)?;
                 }
                 "flags" => {
                     let mut flags = Vec::new();
@@ -964,6 +988,27 @@ impl<'a> Parser<'a> {
                 }
                 Ok(())
             }
+            "set" | "map" => {
+                self.next();
+                let (f, table, name, span) = self.chain_spec()?;
+                let Some(t) = self.rs.table_mut(f, &table) else {
+                    return if destroy {
+                        Ok(())
+                    } else {
+                        Err(self.err(span, missing))
+                    };
+                };
+                let before = t.sets.len();
+                t.sets.retain(|s| s.name != name);
+                if before == t.sets.len() && !destroy {
+                    return Err(self.err(span, missing));
+                }
+                Ok(())
+            }
+            "element" => {
+                self.next();
+                self.element_cmd(if destroy { "destroy" } else { "delete" })
+            }
             "rule" => {
                 self.next();
                 let (f, table, chain, span) = self.chain_spec()?;
@@ -1053,6 +1098,7 @@ impl<'a> Parser<'a> {
 
     /// One rule: statements up to newline, `;` or `}`.
     pub fn rule(&mut self, family: Family, table: &str) -> PResult<Rule> {
+        self.cur_table = Some((family, table.to_string()));
         let mut ctx = RuleCtx::new(family);
         let mut stmts: Vec<Stmt> = Vec::new();
         let mut comment = None;

@@ -65,6 +65,16 @@ impl Printer<'_> {
         if let Some(c) = &t.comment {
             self.out.push_str(&format!("\tcomment \"{c}\"\n"));
         }
+        for s in &t.sets {
+            self.out.push_str(delim);
+            s.print(
+                self.opts.handles,
+                self.opts.val_fmt(),
+                self.opts.stateless,
+                &mut self.out,
+            );
+            delim = "\n";
+        }
         for c in &t.chains {
             self.out.push_str(delim);
             self.chain(t, c);
@@ -143,6 +153,7 @@ impl Printer<'_> {
                 );
             }
             Stmt::Verdict(v) => v.print(&mut self.out),
+            Stmt::Vmap(v) => v.print(&mut self.out, fmt),
         }
     }
 }

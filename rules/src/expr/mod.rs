@@ -236,6 +236,51 @@ impl Elem {
             );
         }
     }
+    /// Key, element options and mapped data: `1.2.3.4 timeout 1h comment "x" counter packets 0 bytes 0 : accept`.
+    pub fn print_full(&self, f: &ElemFmt<'_>, out: &mut String) {
+        if self.parts.is_empty() {
+            out.push('*');
+        } else {
+            self.print(f.key, f.val, out);
+        }
+        if let Some(o) = &self.opts {
+            if let Some(t) = o.timeout {
+                out.push_str(" timeout ");
+                crate::types::print_time(t, out);
+            }
+            if let Some(t) = o.expires {
+                out.push_str(" expires ");
+                crate::types::print_time(t, out);
+            }
+            if let Some(c) = &o.comment {
+                out.push_str(&format!(" comment \"{c}\""));
+            }
+            if let Some(c) = &o.counter {
+                out.push(' ');
+                crate::stmt::counter::Counter::print(c.packets, c.bytes, f.stateless, out);
+            }
+        }
+        if let Some(d) = &self.data {
+            out.push_str(" : ");
+            match d {
+                Data::Verdict(v) => v.print(out),
+                Data::Val(parts) => {
+                    let types = f.data.unwrap_or(&[]);
+                    for (j, p) in parts.iter().enumerate() {
+                        if j > 0 {
+                            out.push_str(" . ");
+                        }
+                        p.print(
+                            types.get(j).copied().unwrap_or(Dtype::Integer(32)),
+                            f.val,
+                            out,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Sort key: big-endian bytes of the lower bounds.
     pub fn sort_key(&self) -> Vec<u8> {
         let mut k = Vec::new();
@@ -244,6 +289,14 @@ impl Elem {
         }
         k
     }
+}
+
+/// How to print an element: key types, data types (maps), value format.
+pub struct ElemFmt<'a> {
+    pub key: &'a [Dtype],
+    pub data: Option<&'a [Dtype]>,
+    pub val: crate::types::ValFmt,
+    pub stateless: bool,
 }
 
 /// The right side of a match.
@@ -293,32 +346,36 @@ impl Match {
 }
 
 /// `{ a, b }` on one line, sorted by value.
+/// `{ a, b }` on one line (anonymous sets), elements in the order given.
 pub fn print_anon_set(
     elems: &[Elem],
     types: &[Dtype],
     fmt: crate::types::ValFmt,
     out: &mut String,
 ) {
+    print_anon_map(elems, types, None, fmt, out)
+}
+
+/// `{ a : x, b : y }` on one line.
+pub fn print_anon_map(
+    elems: &[Elem],
+    types: &[Dtype],
+    data: Option<&[Dtype]>,
+    fmt: crate::types::ValFmt,
+    out: &mut String,
+) {
+    let ef = ElemFmt {
+        key: types,
+        data,
+        val: fmt,
+        stateless: false,
+    };
     out.push_str("{ ");
     for (i, e) in elems.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        e.print(types, fmt, out);
-        if let Some(d) = &e.data {
-            out.push_str(" : ");
-            match d {
-                Data::Verdict(v) => v.print(out),
-                Data::Val(parts) => {
-                    for (j, p) in parts.iter().enumerate() {
-                        if j > 0 {
-                            out.push_str(" . ");
-                        }
-                        p.print(Dtype::Integer(32), fmt, out);
-                    }
-                }
-            }
-        }
+        e.print_full(&ef, out);
     }
     out.push_str(" }");
 }

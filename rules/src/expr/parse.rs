@@ -287,8 +287,22 @@ impl Parser<'_> {
             };
             left.binop = Some((op, v));
         }
-        let op = self.relop();
         let types = left.dtypes();
+        if self.eat_word("vmap") {
+            let t = self.peek();
+            let map = if t.kind == Tok::At {
+                self.next();
+                let name = self.text(t)[1..].to_string();
+                self.check_set_ref(&name, &types, t.span, true)?;
+                crate::stmt::vmap::MapRef::Named(name)
+            } else {
+                let elems = self.set_elems(&types, Some(&[Dtype::Verdict]))?;
+                crate::stmt::vmap::MapRef::Anon(normalize_anon_set(elems, &types))
+            };
+            ctx.dep = None;
+            return Ok(Stmt::Vmap(crate::stmt::vmap::Vmap { key: left, map }));
+        }
+        let op = self.relop();
         let right = self.rhs(&types)?;
         if matches!(op, RelOp::Lt | RelOp::Gt | RelOp::Le | RelOp::Ge)
             && !matches!(right, Rhs::Elem(_))
@@ -358,7 +372,7 @@ impl Parser<'_> {
         let t = self.peek();
         match t.kind {
             Tok::LBrace => {
-                let elems = self.set_elems(types, false)?;
+                let elems = self.set_elems(types, None)?;
                 if elems.len() == 1
                     && types.len() == 1
                     && elems[0].data.is_none()
@@ -370,7 +384,9 @@ impl Parser<'_> {
             }
             Tok::At => {
                 self.next();
-                Ok(Rhs::SetRef(self.text(t)[1..].to_string()))
+                let name = self.text(t)[1..].to_string();
+                self.check_set_ref(&name, types, t.span, false)?;
+                Ok(Rhs::SetRef(name))
             }
             _ => {
                 let e = self.elem(types)?;
@@ -392,8 +408,53 @@ impl Parser<'_> {
         }
     }
 
+    /// `@name` must name a set (or, for vmaps, a verdict map) of the current table with a matching key.
+    pub(crate) fn check_set_ref(
+        &mut self,
+        name: &str,
+        types: &[Dtype],
+        span: Span,
+        vmap: bool,
+    ) -> PResult<()> {
+        let Some((f, t)) = self.cur_table.clone() else {
+            return Ok(());
+        };
+        let Some(set) = self.rs.table(f, &t).and_then(|t| t.set(name)) else {
+            self.sem_err(
+                span,
+                format!("Could not process rule: No such file or directory"),
+            );
+            return Ok(());
+        };
+        let want = set.key_types();
+        let widths = |v: &[Dtype]| v.iter().map(|d| d.bytes()).collect::<Vec<_>>();
+        if widths(&want) != widths(types) {
+            let names = |v: &[Dtype]| {
+                v.iter()
+                    .map(|d| d.describe())
+                    .collect::<Vec<_>>()
+                    .join(" . ")
+            };
+            self.sem_err(
+                span,
+                format!(
+                    "datatype mismatch, expected {}, expression has type {}",
+                    names(&want),
+                    names(types)
+                ),
+            );
+        } else if vmap && !set.is_vmap() {
+            self.sem_err(span, format!("Expression is not a verdict map"));
+        }
+        Ok(())
+    }
+
     /// `{ e, e, ... }` (the opening brace is next). Nested braces are flattened.
-    pub(crate) fn set_elems(&mut self, types: &[Dtype], _is_map: bool) -> PResult<Vec<Elem>> {
+    pub(crate) fn set_elems(
+        &mut self,
+        types: &[Dtype],
+        data: Option<&[Dtype]>,
+    ) -> PResult<Vec<Elem>> {
         self.expect(Tok::LBrace, "'{'")?;
         let mut out = Vec::new();
         loop {
@@ -402,9 +463,9 @@ impl Parser<'_> {
                 break;
             }
             if self.peek().kind == Tok::LBrace {
-                out.extend(self.set_elems(types, _is_map)?);
+                out.extend(self.set_elems(types, data)?);
             } else {
-                let e = self.elem(types)?;
+                let e = self.set_elem(types, data)?;
                 out.push(e);
             }
             self.skip_newlines();
@@ -417,6 +478,96 @@ impl Parser<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// One set element: key (or `*`), options, and `: data` for maps.
+    pub(crate) fn set_elem(&mut self, types: &[Dtype], data: Option<&[Dtype]>) -> PResult<Elem> {
+        let mut e = if self.eat(Tok::Star) {
+            Elem {
+                parts: Vec::new(),
+                data: None,
+                opts: None,
+            }
+        } else {
+            self.elem(types)?
+        };
+        loop {
+            let w = self.peek_word().unwrap_or_default();
+            match w.as_str() {
+                "timeout" | "expires" => {
+                    self.next();
+                    let (ms, _) = self.time_value()?;
+                    let o = e.opts.get_or_insert_with(Default::default);
+                    if w == "timeout" {
+                        o.timeout = Some(ms);
+                    } else {
+                        o.expires = Some(ms);
+                    }
+                }
+                "comment" => {
+                    self.next();
+                    let c = self.quoted()?;
+                    e.opts.get_or_insert_with(Default::default).comment = Some(c);
+                }
+                "counter" => {
+                    let crate::stmt::Stmt::Counter(c) = self.counter_stmt()? else {
+                        unreachable!()
+                    };
+                    e.opts.get_or_insert_with(Default::default).counter = Some(c);
+                }
+                _ => break,
+            }
+        }
+        if let Some(dt) = data {
+            self.expect(Tok::Colon, "colon")?;
+            if dt == [Dtype::Verdict] {
+                let t = self.peek();
+                let w = self.peek_word().unwrap_or_default();
+                let Some(make) = crate::stmt::verdict::VerdictExpr::keyword(&w) else {
+                    return Err(self.unexpected(t, None));
+                };
+                self.next();
+                let v = if crate::stmt::verdict::VerdictExpr::needs_target(&w) {
+                    let (target, span) = self.identifier()?;
+                    self.push_jump(&target, span);
+                    make(target)
+                } else {
+                    make(String::new())
+                };
+                e.data = Some(Data::Verdict(v));
+            } else {
+                let mut parts = Vec::new();
+                for (i, &t) in dt.iter().enumerate() {
+                    if i > 0 {
+                        self.expect(Tok::Dot, "dot")?;
+                    }
+                    parts.push(self.part(t)?);
+                }
+                e.data = Some(Data::Val(parts));
+            }
+        }
+        Ok(e)
+    }
+
+    /// A duration: `1h30m`, `30s`, or a number of seconds.
+    pub(crate) fn time_value(&mut self) -> PResult<(u64, Span)> {
+        let t = self.peek();
+        if !matches!(t.kind, Tok::Word | Tok::Num) {
+            return Err(self.unexpected(t, None));
+        }
+        self.next();
+        let text = self.text(t).to_string();
+        let ms = match types::parse_number(&text) {
+            Some(n) => n as u64 * 1000,
+            None => match types::parse_time(&text) {
+                Some(ms) => ms,
+                None => {
+                    self.sem_err(t.span, "Could not parse time");
+                    0
+                }
+            },
+        };
+        Ok((ms, t.span))
     }
 
     /// One constant: parts joined by `.`.
@@ -552,11 +703,15 @@ fn simplify(m: &mut Match) {
 pub(crate) fn normalize_anon_set(elems: Vec<Elem>, types: &[Dtype]) -> Vec<Elem> {
     let interval = types.len() == 1
         && !matches!(types[0], Dtype::Ifname)
-        && elems.iter().any(|e| !e.parts[0].is_single())
-        && elems.iter().all(|e| e.data.is_none());
+        && elems
+            .iter()
+            .any(|e| e.parts.first().is_some_and(|p| !p.is_single()))
+        && elems
+            .iter()
+            .all(|e| e.data.is_none() && !e.parts.is_empty());
     if !interval {
         let mut elems = elems;
-        elems.sort_by_key(|a| a.sort_key());
+        elems.sort_by_key(|a| (a.parts.is_empty(), a.sort_key()));
         elems.dedup_by(|a, b| a.parts == b.parts);
         return elems;
     }

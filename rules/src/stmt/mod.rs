@@ -2,6 +2,7 @@
 
 pub mod counter;
 pub mod verdict;
+pub mod vmap;
 
 use crate::expr::Match;
 
@@ -10,4 +11,5 @@ pub enum Stmt {
     Match(Match),
     Counter(counter::Counter),
     Verdict(verdict::VerdictExpr),
+    Vmap(vmap::Vmap),
 }
