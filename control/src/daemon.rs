@@ -37,9 +37,10 @@ pub struct RunArgs {
     /// Interface to take over (repeat for each).
     #[arg(long = "iface", required = true)]
     pub ifaces: Vec<String>,
-    /// The nft ruleset to load.
+    /// The nft ruleset to load (and reload on SIGHUP). Without it sluice starts with an empty ruleset, to be
+    /// filled with `sluice nft`.
     #[arg(long)]
-    pub ruleset: PathBuf,
+    pub ruleset: Option<PathBuf>,
     /// Control socket path.
     #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
     pub control: PathBuf,
@@ -60,16 +61,39 @@ pub struct RunArgs {
 }
 
 struct Daemon {
-    ruleset_path: PathBuf,
+    ruleset_path: Option<PathBuf>,
     live: Arc<ArcSwap<CompiledRuleset>>,
     workers: Vec<Mutex<Sender<Command>>>,
+    /// Serialises writers: each builds the next generation from the live one.
+    writer: Mutex<()>,
 }
 
 impl Daemon {
     fn reload(&self) -> std::result::Result<String, String> {
-        let next = ruleset::load(&self.ruleset_path).map_err(|e| e.to_string())?;
+        let Some(path) = &self.ruleset_path else {
+            return Err(
+                "no ruleset file was given to `sluice run`; use `sluice nft -f FILE`".into(),
+            );
+        };
+        let _w = self.writer.lock().unwrap();
+        let next = ruleset::load(path).map_err(|e| e.to_string())?;
         self.live.store(Arc::new(next));
-        Ok(format!("loaded {}\n", self.ruleset_path.display()))
+        Ok(format!("loaded {}\n", path.display()))
+    }
+
+    /// Applies nft commands to the live ruleset as one transaction and publishes the result (unless
+    /// `check`). Rules that stay keep their counts.
+    fn apply(&self, name: &str, text: &str, check: bool) -> std::result::Result<String, String> {
+        let _w = self.writer.lock().unwrap();
+        let (live, counters) = self.counters();
+        let mut next = live.ruleset().clone();
+        next.set_counter_values(&counters);
+        rules::apply(&mut next, text, name, &crate::nft::FsLoader).map_err(|d| d.to_string())?;
+        let compiled = rules::compile(&next).map_err(|d| d.to_string())?;
+        if !check {
+            self.live.store(Arc::new(compiled));
+        }
+        Ok(String::new())
     }
 
     fn snapshots(&self, conntrack: bool) -> Vec<Snapshot> {
@@ -110,19 +134,22 @@ impl Daemon {
         (rs, sum)
     }
 
-    fn handle(&self, line: &str, _body: &str) -> std::result::Result<String, String> {
+    fn handle(&self, line: &str, body: &str) -> std::result::Result<String, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
             ["ping"] => Ok(String::new()),
             ["reload"] => self.reload(),
-            ["list", "ruleset", flags @ ..] => {
+            ["list", "ruleset", flags @ ..] | ["nft-list", flags @ ..] => {
                 let (rs, counters) = self.counters();
-                let opts = rules::PrintOptions {
-                    stateless: flags.contains(&"-s"),
-                    ..Default::default()
+                let what = if words[0] == "list" {
+                    "ruleset"
+                } else {
+                    body.trim()
                 };
-                Ok(rules::print_ruleset(rs.ruleset(), &opts, Some(&counters)))
+                crate::nft::list(rs.ruleset(), flags, what, &counters)
             }
+            ["nft-apply", name] => self.apply(name, body, false),
+            ["nft-check", name] => self.apply(name, body, true),
             ["stats"] => {
                 let mut total = WorkerStats::default();
                 let snaps = self.snapshots(false);
@@ -180,7 +207,10 @@ fn open_ports(args: &RunArgs, queues: u32) -> Result<Vec<Vec<Box<dyn Port>>>> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let first = ruleset::load(&args.ruleset)?;
+    let first = match &args.ruleset {
+        Some(path) => ruleset::load(path)?,
+        None => rules::compile(&rules::Ruleset::default()).map_err(|d| anyhow::anyhow!("{d}"))?,
+    };
     let ifaces = kernel::interfaces(&args.ifaces)?;
     let routes = kernel::routes(&ifaces)?;
     let fib = Arc::new(Fib::new(ifaces, &routes));
@@ -256,6 +286,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         ruleset_path: args.ruleset.clone(),
         live,
         workers: senders,
+        writer: Mutex::new(()),
     });
     let d = daemon.clone();
     ctl::serve(
@@ -279,7 +310,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     while !term.load(Ordering::Relaxed) {
         if hup.swap(false, Ordering::Relaxed) {
             match daemon.reload() {
-                Ok(_) => eprintln!("sluice: reloaded {}", args.ruleset.display()),
+                Ok(msg) => eprint!("sluice: {msg}"),
                 Err(e) => eprintln!("sluice: reload failed, the running ruleset stays:\n{e}"),
             }
         }

@@ -4,6 +4,7 @@ mod ctl;
 mod daemon;
 mod kernel;
 mod lab;
+mod nft;
 mod probe;
 mod ruleset;
 
@@ -43,6 +44,12 @@ enum Cmd {
         #[arg(long, short = 'c')]
         check: bool,
     },
+    /// nft's command line against the running daemon: `-f FILE`, `-c`, `list ruleset`, `add rule …`.
+    #[command(disable_help_flag = true)]
+    Nft {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Ask a running daemon: `list ruleset`, `stats`, `reload`.
     Ctl {
         #[arg(long, default_value = ctl::DEFAULT_SOCKET)]
@@ -67,11 +74,26 @@ enum LabAction {
 
 #[derive(Subcommand)]
 enum Internal {
-    HttpServe { addrs: Vec<SocketAddr> },
-    HttpGet { addr: SocketAddr, path: String },
-    TcpConnect { addr: SocketAddr },
-    Ping { addr: std::net::Ipv4Addr },
-    TxCsumOff { ifname: String },
+    HttpServe {
+        addrs: Vec<SocketAddr>,
+    },
+    HttpGet {
+        addr: SocketAddr,
+        path: String,
+    },
+    TcpConnect {
+        addr: SocketAddr,
+    },
+    Ping {
+        addr: std::net::Ipv4Addr,
+        #[arg(long, default_value_t = 3)]
+        count: u16,
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
+    },
+    TxCsumOff {
+        ifname: String,
+    },
 }
 
 fn require_root(what: &str) -> Option<ExitCode> {
@@ -178,6 +200,21 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Cmd::Nft { args } => {
+            if let Some(code) = require_root("nft") {
+                return Ok(code);
+            }
+            match nft::run(&args) {
+                Ok(out) => {
+                    print!("{out}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e:#}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Cmd::Ctl { control, words } => {
             print!("{}", ctl::request(&control, &words.join(" "), "")?);
             Ok(ExitCode::SUCCESS)
@@ -211,9 +248,13 @@ fn internal(tool: Internal) -> Result<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
-        Internal::Ping { addr } => {
-            let got = probe::ping(addr, 3, timeout)?;
-            println!("{got}/3 replies");
+        Internal::Ping {
+            addr,
+            count,
+            interval_ms,
+        } => {
+            let got = probe::ping(addr, count, Duration::from_millis(interval_ms), timeout)?;
+            println!("{got}/{count} replies");
             if got == 0 {
                 return Ok(ExitCode::from(1));
             }

@@ -97,9 +97,9 @@ pub fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Result<Connect> {
     }
 }
 
-/// Sends `count` ICMP echo requests to `dst` over a raw socket (root) and returns how many replies came
-/// back within `timeout` each.
-pub fn ping(dst: Ipv4Addr, count: u16, timeout: Duration) -> Result<u16> {
+/// Sends `count` ICMP echo requests to `dst`, one every `interval`, over a raw socket (root) and returns how
+/// many replies came back within `timeout` each.
+pub fn ping(dst: Ipv4Addr, count: u16, interval: Duration, timeout: Duration) -> Result<u16> {
     // SAFETY: plain socket(2) call; the fd is owned below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP) };
     if fd < 0 {
@@ -118,6 +118,7 @@ pub fn ping(dst: Ipv4Addr, count: u16, timeout: Duration) -> Result<u16> {
     };
     let mut got = 0;
     for seq in 1..=count {
+        let started = Instant::now();
         let mut pkt = [0u8; 64];
         pkt[0] = 8;
         pkt[4..6].copy_from_slice(&id.to_be_bytes());
@@ -166,6 +167,9 @@ pub fn ping(dst: Ipv4Addr, count: u16, timeout: Duration) -> Result<u16> {
                 got += 1;
                 break;
             }
+        }
+        if let Some(rest) = interval.checked_sub(started.elapsed()) {
+            std::thread::sleep(rest);
         }
     }
     Ok(got)

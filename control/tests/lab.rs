@@ -260,3 +260,126 @@ fn non_root_gets_one_line_and_exit_2() {
     assert_eq!(msg.trim().lines().count(), 1, "{msg}");
     assert!(msg.contains("root"), "{msg}");
 }
+
+#[test]
+fn nft_commands_change_the_live_ruleset_and_swaps_lose_no_packet() {
+    if skip_unless_root("nft_commands_change_the_live_ruleset_and_swaps_lose_no_packet") {
+        return;
+    }
+    let lab = LabGuard::new("n");
+    let up = lab.sluice(&["lab", "up"]);
+    assert!(up.status.success(), "lab up failed:\n{}", text(&up));
+    let sock = format!("/run/sluice/{}/control.sock", lab.prefix);
+    let nft = |args: &[&str]| {
+        let mut c = Command::new(SLUICE);
+        c.args(["nft", "--control", &sock]).args(args);
+        c.output().expect("sluice nft")
+    };
+    // The denied port opens with one added rule, and the rule shows in the listing with its handle.
+    let denied = |lab: &LabGuard| {
+        lab.in_ns(
+            "cli",
+            &[SLUICE, "internal", "tcp-connect", "198.51.100.2:8080"],
+        )
+    };
+    assert!(!denied(&lab).status.success());
+    let add = nft(&[
+        "insert", "rule", "inet", "filter", "forward", "tcp", "dport", "8080", "counter", "accept",
+    ]);
+    assert!(add.status.success(), "{}", text(&add));
+    assert!(
+        denied(&lab).status.success(),
+        "8080 must pass after the insert"
+    );
+    let list = nft(&["-a", "list", "chain", "inet", "filter", "forward"]);
+    let listing = String::from_utf8_lossy(&list.stdout).to_string();
+    let rule = listing
+        .lines()
+        .find(|l| l.contains("tcp dport 8080 counter packets"))
+        .expect("inserted rule");
+    assert!(
+        !rule.contains("packets 0 "),
+        "the connect went through the new rule: {rule}"
+    );
+    // insert puts it first in the chain.
+    assert!(
+        listing.lines().nth(3).unwrap().contains("tcp dport 8080"),
+        "{listing}"
+    );
+    assert!(listing.contains("# handle"), "{listing}");
+    // A bad command changes nothing and says where the error is.
+    let bad = nft(&[
+        "add", "rule", "inet", "filter", "forward", "tcp", "dport", "ssh", "acept",
+    ]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("Error:"), "{}", text(&bad));
+    let after = String::from_utf8_lossy(&nft(&["list", "ruleset"]).stdout).to_string();
+    assert!(!after.contains("acept"));
+
+    // Swap the whole ruleset 30 times while pings and a download flow: nothing may be lost.
+    let rs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/lab.nft");
+    let cli = lab.ns("cli");
+    let ping = std::thread::spawn(move || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &cli,
+                SLUICE,
+                "internal",
+                "ping",
+                "198.51.100.2",
+                "--count",
+                "600",
+                "--interval-ms",
+                "3",
+            ])
+            .output()
+            .unwrap()
+    });
+    let cli = lab.ns("cli");
+    let download = std::thread::spawn(move || {
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &cli,
+                SLUICE,
+                "internal",
+                "http-get",
+                "198.51.100.2:80",
+                "/bytes/30000000",
+            ])
+            .output()
+            .unwrap()
+    });
+    for _ in 0..30 {
+        let swap = nft(&["-f", rs]);
+        assert!(swap.status.success(), "{}", text(&swap));
+        std::thread::sleep(std::time::Duration::from_millis(40));
+    }
+    let ping = ping.join().unwrap();
+    assert!(
+        text(&ping).contains("600/600 replies"),
+        "pings lost across swaps: {}",
+        text(&ping)
+    );
+    let download = download.join().unwrap();
+    assert!(
+        text(&download).contains("30000000 bytes"),
+        "{}",
+        text(&download)
+    );
+    let stats = Command::new(SLUICE)
+        .args(["ctl", "--control", &sock, "stats"])
+        .output()
+        .unwrap();
+    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
+    assert!(stats.contains("tx_ring_full 0"), "{stats}");
+    assert!(
+        stats
+            .lines()
+            .any(|l| l.starts_with("generation_switches") && l != "generation_switches 1"),
+        "{stats}"
+    );
+}
