@@ -73,6 +73,11 @@ pub(crate) enum Op {
         bin: Option<Bin>,
         test: Test,
     },
+    /// write a packet/conntrack field (`meta mark set ...`)
+    Store {
+        target: StoreTarget,
+        src: VSrc,
+    },
     /// verdict map lookup: a miss ends the rule
     Vmap {
         loads: Box<[Load]>,
@@ -81,6 +86,28 @@ pub(crate) enum Op {
     },
     Counter(u32),
     Verdict(VOp),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum StoreTarget {
+    Mark,
+    CtMark,
+}
+
+/// A computed value: a constant, a load with an optional mask/shift, or a map lookup.
+#[derive(Clone, Debug)]
+pub(crate) enum VSrc {
+    Const(Box<[u8]>),
+    Load {
+        loads: Box<[Load]>,
+        bin: Vec<Bin>,
+    },
+    /// key loads → set lookup → element data
+    Map {
+        loads: Box<[Load]>,
+        set: u32,
+        data: Vec<Box<[u8]>>,
+    },
 }
 
 pub(crate) struct CChain {
@@ -401,6 +428,20 @@ impl Compiler {
                     let op = self.vop(t, v);
                     self.ops.push(Op::Verdict(op));
                 }
+                Stmt::Reject(_) => self.ops.push(Op::Verdict(VOp::Drop)),
+                Stmt::Queue(_) => self.ops.push(Op::Verdict(VOp::Drop)),
+                Stmt::SetField(sf) => {
+                    let target = match &sf.target {
+                        Selector::Meta { key, .. } if key.name == "mark" => Some(StoreTarget::Mark),
+                        Selector::Ct { key, .. } if key.name == "mark" => Some(StoreTarget::CtMark),
+                        _ => None,
+                    };
+                    if let (Some(target), Some(src)) = (target, self.vsrc(t, &sf.value)) {
+                        self.ops.push(Op::Store { target, src });
+                    }
+                }
+                // evaluated elsewhere or not at all (logging, rate limits and NAT need the dataplane)
+                Stmt::Log(_) | Stmt::Limit(_) | Stmt::Quota(_) | Stmt::Nat(_) | Stmt::Notrack => {}
             }
         }
         Ok(())
@@ -612,6 +653,75 @@ impl Compiler {
             verdicts,
         });
         (self.sets.len() - 1) as u32
+    }
+
+    /// Lowers the value expressions evaluation supports; `None` for the rest.
+    fn vsrc(&mut self, t: &Table, v: &crate::expr::value::ValExpr) -> Option<VSrc> {
+        use crate::expr::value::ValExpr as V;
+        match v {
+            V::Const(_, Part::Val(x)) => Some(VSrc::Const(bx(x.bytes()))),
+            V::Sel(s) => Some(VSrc::Load {
+                loads: Self::loads(&Lhs {
+                    sels: vec![s.clone()],
+                    binop: None,
+                })
+                .into(),
+                bin: vec![],
+            }),
+            V::Binop(l, op, r) => {
+                let V::Const(_, Part::Val(c)) = &**r else {
+                    return None;
+                };
+                let VSrc::Load { loads, mut bin } = self.vsrc(t, l)? else {
+                    return None;
+                };
+                let lhs = Lhs {
+                    sels: vec![],
+                    binop: Some((*op, *c)),
+                };
+                bin.push(Self::bin(&lhs)?);
+                Some(VSrc::Load { loads, bin })
+            }
+            V::Map(k, m, _) => {
+                let sels: Vec<Selector> = match &**k {
+                    V::Sel(s) => vec![s.clone()],
+                    V::Concat(v) => v
+                        .iter()
+                        .map(|e| {
+                            if let V::Sel(s) = e {
+                                Some(s.clone())
+                            } else {
+                                None
+                            }
+                        })
+                        .collect::<Option<_>>()?,
+                    _ => return None,
+                };
+                let width = sels.iter().map(|s| s.dtype().bytes()).sum();
+                let loads = Self::loads(&Lhs { sels, binop: None }).into_boxed_slice();
+                let elems: Vec<Elem> = match m {
+                    crate::stmt::vmap::MapRef::Anon(e) => e.clone(),
+                    crate::stmt::vmap::MapRef::Named(n) => t.set(n)?.elems.clone(),
+                };
+                let data = elems
+                    .iter()
+                    .map(|e| match &e.data {
+                        Some(crate::expr::Data::Val(parts)) => {
+                            bounds(&Elem {
+                                parts: parts.clone(),
+                                data: None,
+                                opts: None,
+                            })
+                            .0
+                        }
+                        _ => bx(&[]),
+                    })
+                    .collect();
+                let set = self.set(t, &elems, width);
+                Some(VSrc::Map { loads, set, data })
+            }
+            _ => None,
+        }
     }
 
     fn vop(&self, t: &Table, v: &VerdictExpr) -> VOp {

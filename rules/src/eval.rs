@@ -1,7 +1,7 @@
 //! Evaluation: what a packet looks like to the rules, and the chain walker.
 
 use crate::ast::Hook;
-use crate::compile::{Bin, CompiledRuleset, Load, Op, Test, VOp};
+use crate::compile::{Bin, CompiledRuleset, Load, Op, StoreTarget, Test, VOp, VSrc};
 use crate::CounterValue;
 
 /// Network protocol of a packet at an IP hook.
@@ -176,6 +176,18 @@ impl CompiledRuleset {
                     let i = s.find(&buf[..n])?;
                     return s.verdicts.get(i as usize).copied();
                 }
+                Op::Store { target, src } => {
+                    let mut buf = [0u8; BUF];
+                    let n = self.compute(src, pkt, &mut buf)?;
+                    let mut v = 0u32;
+                    for &b in &buf[..n.min(4)] {
+                        v = (v << 8) | b as u32;
+                    }
+                    match target {
+                        StoreTarget::Mark => pkt.mark = v,
+                        StoreTarget::CtMark => pkt.ct_mark = v,
+                    }
+                }
                 Op::Counter(slot) => {
                     if let Some(c) = counters.get_mut(*slot as usize) {
                         c.packets += 1;
@@ -186,6 +198,36 @@ impl CompiledRuleset {
             }
         }
         None
+    }
+
+    /// Computes a value into `buf`; `None` when a load or lookup fails.
+    fn compute(&self, src: &VSrc, pkt: &PacketCtx<'_>, buf: &mut [u8; BUF]) -> Option<usize> {
+        match src {
+            VSrc::Const(c) => {
+                buf[..c.len()].copy_from_slice(c);
+                Some(c.len())
+            }
+            VSrc::Load { loads, bin } => {
+                let mut n = 0;
+                for l in loads.iter() {
+                    n += load(l, pkt, &mut buf[n..])?;
+                }
+                for b in bin {
+                    apply_bin(b, &mut buf[..n]);
+                }
+                Some(n)
+            }
+            VSrc::Map { loads, set, data } => {
+                let mut n = 0;
+                for l in loads.iter() {
+                    n += load(l, pkt, &mut buf[n..])?;
+                }
+                let i = self.sets[*set as usize].find(&buf[..n])?;
+                let d = data.get(i as usize)?;
+                buf[..d.len()].copy_from_slice(d);
+                Some(d.len())
+            }
+        }
     }
 
     #[inline]

@@ -127,6 +127,8 @@ pub(crate) struct RuleCtx {
     /// statements implied by the current one, inserted before it (`icmp type { echo-reply, ... }`)
     pub pre: Vec<Stmt>,
     pub icmp_type_seen: bool,
+    /// a `meta l4proto N` the rule needs at its start (inet `reject with tcp reset`)
+    pub prepend_l4: Option<u8>,
 }
 
 /// A fact an explicit protocol match establishes.
@@ -155,6 +157,7 @@ impl RuleCtx {
             nstmts: 0,
             pre: Vec::new(),
             icmp_type_seen: false,
+            prepend_l4: None,
         }
     }
 }
@@ -1125,8 +1128,30 @@ impl<'a> Parser<'a> {
             let t = self.peek();
             return Err(self.unexpected(t, None));
         }
+        ctx.kill.sort_unstable();
+        ctx.kill.dedup();
         for &k in ctx.kill.iter().rev() {
             stmts.remove(k);
+        }
+        if let Some(p) = ctx.prepend_l4 {
+            use crate::expr::*;
+            let key = meta::key("l4proto").unwrap();
+            stmts.insert(
+                0,
+                Stmt::Match(Match {
+                    left: Lhs {
+                        sels: vec![Selector::Meta {
+                            key,
+                            qualified: true,
+                        }],
+                        binop: None,
+                    },
+                    op: RelOp::Implicit,
+                    right: Rhs::Elem(Elem::single(Part::Val(crate::types::Val::from_u128(
+                        p as u128, 1,
+                    )))),
+                }),
+            );
         }
         Ok(Rule {
             handle: 0,
@@ -1145,9 +1170,32 @@ impl<'a> Parser<'a> {
             ctx.dep = None;
             return Ok(s);
         }
-        if w == "counter" {
-            ctx.dep = None;
-            return self.counter_stmt();
+        match w.as_str() {
+            "counter" => {
+                ctx.dep = None;
+                return self.counter_stmt();
+            }
+            "log" => {
+                ctx.dep = None;
+                return self.log_stmt();
+            }
+            "limit" => {
+                ctx.dep = None;
+                return self.limit_stmt();
+            }
+            "quota" => {
+                ctx.dep = None;
+                return self.quota_stmt();
+            }
+            "reject" => return self.reject_stmt(ctx),
+            "snat" | "dnat" | "masquerade" | "redirect" => return self.nat_stmt(ctx),
+            "queue" => return self.queue_stmt(ctx),
+            "notrack" => {
+                self.next();
+                ctx.dep = None;
+                return Ok(Stmt::Notrack);
+            }
+            _ => {}
         }
         if self.starts_selector(&w) {
             return self.match_stmt(ctx);

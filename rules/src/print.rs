@@ -154,6 +154,14 @@ impl Printer<'_> {
             }
             Stmt::Verdict(v) => v.print(&mut self.out),
             Stmt::Vmap(v) => v.print(&mut self.out, fmt),
+            Stmt::SetField(v) => v.print(&mut self.out, fmt),
+            Stmt::Log(v) => v.print(&mut self.out),
+            Stmt::Limit(v) => v.print(&mut self.out),
+            Stmt::Quota(v) => v.print(self.opts.stateless, &mut self.out),
+            Stmt::Reject(v) => v.print(&mut self.out),
+            Stmt::Nat(v) => v.print(&mut self.out, fmt),
+            Stmt::Queue(v) => v.print(&mut self.out, fmt),
+            Stmt::Notrack => self.out.push_str("notrack"),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod ct;
 pub mod meta;
 pub mod parse;
 pub mod payload;
+pub mod value;
 
 use crate::types::{Dtype, Val};
 

@@ -1,5 +1,6 @@
 //! Parsing and checking of matches: `SELECTOR [binop VALUE] [op] RHS`.
 
+use super::value::ValExpr;
 use super::*;
 use crate::ast::Family;
 use crate::diag::Span;
@@ -288,6 +289,20 @@ impl Parser<'_> {
             left.binop = Some((op, v));
         }
         let types = left.dtypes();
+        if self.is_word("set") && left.sels.len() == 1 && left.binop.is_none() {
+            self.next();
+            let target = left.sels.pop().unwrap();
+            let value = self.value_expr(ctx, &types)?;
+            if matches!(value, ValExpr::Const(_, Part::Range(..) | Part::Prefix(..))) {
+                let t = self.peek();
+                self.sem_err(t.span, "a set statement needs a single value");
+            }
+            ctx.dep = None;
+            return Ok(Stmt::SetField(crate::stmt::set_field::SetField {
+                target,
+                value,
+            }));
+        }
         if self.eat_word("vmap") {
             let t = self.peek();
             let map = if t.kind == Tok::At {

@@ -1,6 +1,12 @@
 //! Statements: the things a rule is made of.
 
 pub mod counter;
+pub mod limit;
+pub mod log;
+pub mod nat;
+pub mod queue;
+pub mod reject;
+pub mod set_field;
 pub mod verdict;
 pub mod vmap;
 
@@ -12,4 +18,12 @@ pub enum Stmt {
     Counter(counter::Counter),
     Verdict(verdict::VerdictExpr),
     Vmap(vmap::Vmap),
+    SetField(set_field::SetField),
+    Log(log::Log),
+    Limit(limit::Limit),
+    Quota(limit::Quota),
+    Reject(reject::Reject),
+    Nat(nat::Nat),
+    Queue(queue::Queue),
+    Notrack,
 }

@@ -1,0 +1,171 @@
+//! `limit rate [over] N/unit [burst N packets]`, `limit rate [over] N kbytes/second [burst N kbytes]`,
+//! and `quota [over] N mbytes [used N bytes]`.
+
+use crate::lex::Tok;
+use crate::parse::{PResult, Parser};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub over: bool,
+    /// packets (or bytes when `bytes`) per `unit` seconds
+    pub rate: u64,
+    pub unit: u64,
+    pub bytes: bool,
+    pub burst: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quota {
+    pub over: bool,
+    pub bytes: u64,
+    pub used: u64,
+}
+
+fn unit_name(secs: u64) -> &'static str {
+    match secs {
+        1 => "second",
+        60 => "minute",
+        3600 => "hour",
+        86400 => "day",
+        _ => "week",
+    }
+}
+
+/// nft's `get_rate`: the largest unit that divides the value.
+pub fn print_bytes(v: u64, out: &mut String) {
+    let (n, u) = if v != 0 && v % (1024 * 1024) == 0 {
+        (v / (1024 * 1024), "mbytes")
+    } else if v != 0 && v % 1024 == 0 {
+        (v / 1024, "kbytes")
+    } else {
+        (v, "bytes")
+    };
+    out.push_str(&format!("{n} {u}"));
+}
+
+impl Limit {
+    pub fn print(&self, out: &mut String) {
+        out.push_str("limit rate ");
+        if self.over {
+            out.push_str("over ");
+        }
+        if self.bytes {
+            print_bytes(self.rate, out);
+            out.push_str(&format!("/{}", unit_name(self.unit)));
+            if self.burst != 0 {
+                out.push_str(" burst ");
+                print_bytes(self.burst, out);
+            }
+        } else {
+            out.push_str(&format!(
+                "{}/{} burst {} packets",
+                self.rate,
+                unit_name(self.unit),
+                self.burst
+            ));
+        }
+    }
+}
+
+impl Quota {
+    pub fn print(&self, stateless: bool, out: &mut String) {
+        out.push_str("quota ");
+        if self.over {
+            out.push_str("over ");
+        }
+        print_bytes(self.bytes, out);
+        if !stateless && self.used != 0 {
+            out.push_str(" used ");
+            print_bytes(self.used, out);
+        }
+    }
+}
+
+impl Parser<'_> {
+    fn byte_unit(&mut self) -> PResult<Option<u64>> {
+        let w = self.peek_word().unwrap_or_default();
+        let m = match w.as_str() {
+            "bytes" => 1,
+            "kbytes" => 1024,
+            "mbytes" => 1024 * 1024,
+            _ => return Ok(None),
+        };
+        self.next();
+        Ok(Some(m))
+    }
+
+    fn time_unit(&mut self) -> PResult<u64> {
+        let (u, span) = self.identifier()?;
+        Ok(match u.as_str() {
+            "second" => 1,
+            "minute" => 60,
+            "hour" => 3600,
+            "day" => 86400,
+            "week" => 604800,
+            _ => return Err(self.err(span, format!("Wrong rate format, expecting time unit"))),
+        })
+    }
+
+    pub(crate) fn limit_stmt(&mut self) -> PResult<super::Stmt> {
+        let start = self.next();
+        self.expect_word("rate")?;
+        let over = self.eat_word("over");
+        let (rate, _) = self.number()?;
+        let mult = self.byte_unit()?;
+        let t = self.peek();
+        if t.kind != Tok::Slash {
+            return Err(self.unexpected(t, Some("slash")));
+        }
+        self.next();
+        let unit = self.time_unit()?;
+        let mut l = Limit {
+            over,
+            rate: rate * mult.unwrap_or(1),
+            unit,
+            bytes: mult.is_some(),
+            burst: 0,
+        };
+        if self.eat_word("burst") {
+            let (b, span) = self.number()?;
+            let bm = self.byte_unit()?;
+            if bm.is_none() {
+                self.expect_word("packets")?;
+            }
+            if bm.is_some() != l.bytes {
+                self.sem_err(span, "burst unit does not match rate unit");
+            }
+            l.burst = b * bm.unwrap_or(1);
+        } else if !l.bytes {
+            l.burst = 5;
+        }
+        if l.rate == 0 {
+            self.sem_err(start.span, "Invalid rate");
+        }
+        Ok(super::Stmt::Limit(l))
+    }
+
+    pub(crate) fn quota_stmt(&mut self) -> PResult<super::Stmt> {
+        self.next();
+        let over = self.eat_word("over");
+        let (n, span) = self.number()?;
+        let Some(m) = self.byte_unit()? else {
+            let t = self.peek();
+            return Err(self.unexpected(t, None));
+        };
+        let mut q = Quota {
+            over,
+            bytes: n * m,
+            used: 0,
+        };
+        if self.eat_word("used") {
+            let (u, _) = self.number()?;
+            let Some(um) = self.byte_unit()? else {
+                let t = self.peek();
+                return Err(self.unexpected(t, None));
+            };
+            q.used = u * um;
+        }
+        let _ = span;
+        Ok(super::Stmt::Quota(q))
+    }
+}
