@@ -34,6 +34,11 @@ pub(crate) struct Source {
 
 pub(crate) type PResult<T> = Result<T, Diagnostic>;
 
+/// Statements that end rule evaluation: nothing may follow them.
+fn is_terminal(s: &Stmt) -> bool {
+    matches!(s, Stmt::Verdict(_) | Stmt::Reject(_) | Stmt::Nat(_) | Stmt::Queue(_))
+}
+
 /// Words that are keywords in nft's scanner (for "unexpected X" messages: other words are "string").
 const KEYWORDS: &[&str] = &[
     "table",
@@ -1120,6 +1125,11 @@ impl<'a> Parser<'a> {
                 continue;
             }
             ctx.nstmts = stmts.len();
+            if let Some(last) = stmts.last() {
+                if is_terminal(last) {
+                    self.sem_err(t.span, "Statement after terminal statement has no effect");
+                }
+            }
             let s = self.stmt(&mut ctx, table)?;
             stmts.append(&mut ctx.pre);
             stmts.push(s);

@@ -149,7 +149,12 @@ impl Parser<'_> {
             }
             payload::Layer::Transport { ipproto, l3 } => {
                 if let Some((name, n)) = ctx.l4 {
-                    if n != ipproto {
+                    if n == 255 && name == "{set}" {
+                        // a set of protocols: only the generic `th` header is unambiguous
+                        if p.name != "th" {
+                            return Err(self.err(span, format!("conflicting protocols specified: {{set}} vs. {}", p.name)));
+                        }
+                    } else if n != ipproto {
                         return Err(conflict(self, name));
                     }
                 }
@@ -339,6 +344,20 @@ impl Parser<'_> {
         {
             return;
         }
+        if let Rhs::Set(_) = &m.right {
+            // `meta l4proto { tcp, udp }`: some transport protocol, not one in particular
+            let is_l4 = match &m.left.sels[0] {
+                Selector::Meta { key, .. } => key.name == "l4proto",
+                Selector::Payload { proto, field } => {
+                    matches!((proto.name, field.name), ("ip", "protocol") | ("ip6", "nexthdr"))
+                }
+                _ => false,
+            };
+            if is_l4 && ctx.l4.is_none() {
+                ctx.l4 = Some(("{set}", 255));
+            }
+            return;
+        }
         let Rhs::Elem(Elem { parts, .. }) = &m.right else {
             return;
         };
@@ -363,7 +382,10 @@ impl Parser<'_> {
                     };
                     DepFact::NfProto(n as u8)
                 }
-                "protocol" => DepFact::EtherType(n as u16),
+                "protocol" => {
+                    set_l3_from_ethertype(ctx, n);
+                    DepFact::EtherType(n as u16)
+                }
                 _ => return,
             },
             Selector::Payload { proto, field } => match (proto.name, field.name) {
@@ -374,7 +396,10 @@ impl Parser<'_> {
                     ));
                     DepFact::L4Header(n as u8)
                 }
-                ("ether", "type") => DepFact::EtherType(n as u16),
+                ("ether", "type") => {
+                    set_l3_from_ethertype(ctx, n);
+                    DepFact::EtherType(n as u16)
+                }
                 _ => return,
             },
             _ => return,
@@ -680,6 +705,17 @@ impl Parser<'_> {
                 Val::from_u128(0, t.bytes())
             }
         }
+    }
+}
+
+fn set_l3_from_ethertype(ctx: &mut RuleCtx, n: u64) {
+    if ctx.l3.is_none() {
+        ctx.l3 = match n {
+            0x0800 => Some("ip"),
+            0x86dd => Some("ip6"),
+            0x0806 => Some("arp"),
+            _ => None,
+        };
     }
 }
 

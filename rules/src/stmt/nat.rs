@@ -135,22 +135,7 @@ impl Parser<'_> {
                     Family::Ip6 => Some("ip6"),
                     _ => None,
                 });
-                let fam = fam.or(ctx.l3).or_else(|| {
-                    // a literal decides
-                    let t = self.peek();
-                    let inner = if t.kind == Tok::LBrack {
-                        self.peek2()
-                    } else {
-                        t
-                    };
-                    (inner.kind == Tok::Addr).then(|| {
-                        if self.text(inner).contains(':') {
-                            "ip6"
-                        } else {
-                            "ip"
-                        }
-                    })
-                });
+                let fam = fam.or(ctx.l3.filter(|l| *l == "ip" || *l == "ip6"));
                 let Some(fam) = fam else {
                     let t = self.peek();
                     return Err(self.err(

@@ -86,6 +86,9 @@ impl Parser<'_> {
             _ => {}
         }
         if matches!(ctx.family, Family::Inet | Family::Bridge | Family::Netdev) {
+            if l3 == Some("arp") {
+                self.sem_err(span, "conflicting protocols specified: arp vs. reject");
+            }
             match (l3, r) {
                 (Some("ip"), Reject::Icmpv6(_)) | (Some("ip6"), Reject::Icmp(_)) => {
                     self.sem_err(span, "conflicting protocols specified");
