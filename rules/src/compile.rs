@@ -482,7 +482,13 @@ impl Compiler {
             }
         };
         match proto.layer {
-            payload::Layer::Link => {}
+            payload::Layer::Link | payload::Layer::AnyTransport => {}
+            payload::Layer::Exthdr => {
+                if !*have_l3 {
+                    l3_dep(self, "ip6");
+                    *have_l3 = true;
+                }
+            }
             payload::Layer::Network { .. } => {
                 if !*have_l3 {
                     l3_dep(self, proto.name);

@@ -36,7 +36,10 @@ pub(crate) type PResult<T> = Result<T, Diagnostic>;
 
 /// Statements that end rule evaluation: nothing may follow them.
 fn is_terminal(s: &Stmt) -> bool {
-    matches!(s, Stmt::Verdict(_) | Stmt::Reject(_) | Stmt::Nat(_) | Stmt::Queue(_))
+    matches!(
+        s,
+        Stmt::Verdict(_) | Stmt::Reject(_) | Stmt::Nat(_) | Stmt::Queue(_)
+    )
 }
 
 /// Words that are keywords in nft's scanner (for "unexpected X" messages: other words are "string").

@@ -133,6 +133,24 @@ pub enum Dtype {
     Devgroup,
     /// duration in milliseconds, printed `1d2h3m4s5ms`; bare numbers are seconds
     Time,
+    /// ARPHRD_* interface type
+    IfType,
+    Uid,
+    Gid,
+    CtEvent,
+    /// day of week, printed quoted (`"Saturday"`)
+    Day,
+    /// seconds since midnight, written and printed `"HH:MM[:SS]"`
+    Hour,
+    /// protocol number: accepts names, prints numbers
+    ProtoNum,
+    /// conntrack label bit
+    CtLabel,
+    /// NUL-padded string of 16 bytes, printed quoted (ct helper)
+    Str16,
+    MhType,
+    IgmpType,
+    DccpType,
     /// 8-bit fragment-ish integers printed numerically, etc. use Integer
     Verdict,
 }
@@ -570,6 +588,93 @@ pub static DSCPS: &[Sym] = &[
 
 pub static ECNS: &[Sym] = &[s("not-ect", 0), s("ect1", 1), s("ect0", 2), s("ce", 3)];
 
+pub static MH_TYPES: &[Sym] = &[
+    s("binding-refresh-request", 0),
+    s("home-test-init", 1),
+    s("careof-test-init", 2),
+    s("home-test", 3),
+    s("careof-test", 4),
+    s("binding-update", 5),
+    s("binding-acknowledgement", 6),
+    s("binding-error", 7),
+    s("fast-binding-update", 8),
+    s("fast-binding-acknowledgement", 9),
+    s("fast-binding-advertisement", 10),
+    s("experimental-mobility-header", 11),
+    s("home-agent-switch-message", 12),
+];
+
+pub static IGMP_TYPES: &[Sym] = &[
+    s("membership-query", 0x11),
+    s("membership-report-v1", 0x12),
+    s("membership-report-v2", 0x16),
+    s("membership-report-v3", 0x22),
+    s("leave-group", 0x17),
+];
+
+pub static DCCP_TYPES: &[Sym] = &[
+    s("request", 0),
+    s("response", 1),
+    s("data", 2),
+    s("ack", 3),
+    s("dataack", 4),
+    s("closereq", 5),
+    s("close", 6),
+    s("reset", 7),
+    s("sync", 8),
+    s("syncack", 9),
+];
+
+pub static IF_TYPES: &[Sym] = &[
+    s("ether", 1),
+    s("ppp", 512),
+    s("ipip", 768),
+    s("ipip6", 769),
+    s("loopback", 772),
+    s("sit", 776),
+    s("ipgre", 778),
+];
+
+pub static CT_EVENTS: &[Sym] = &[
+    s("new", 1),
+    s("related", 2),
+    s("destroy", 4),
+    s("reply", 8),
+    s("assured", 16),
+    s("protoinfo", 32),
+    s("helper", 64),
+    s("mark", 128),
+    s("seqadj", 256),
+    s("secmark", 512),
+    s("label", 1024),
+];
+
+/// A minimal passwd/group: the accounts every Linux system has.
+pub static USERS: &[Sym] = &[
+    s("root", 0),
+    s("daemon", 1),
+    s("bin", 2),
+    s("sys", 3),
+    s("nobody", 65534),
+];
+pub static GROUPS: &[Sym] = &[
+    s("root", 0),
+    s("daemon", 1),
+    s("bin", 2),
+    s("sys", 3),
+    s("nogroup", 65534),
+];
+
+pub static DAYS: &[&str] = &[
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
 pub static ARP_OPS: &[Sym] = &[
     s("request", 1),
     s("reply", 2),
@@ -748,6 +853,18 @@ impl Dtype {
             Dtype::Classid => "classid",
             Dtype::Devgroup => "devgroup",
             Dtype::Time => "time",
+            Dtype::IfType => "iface_type",
+            Dtype::Uid => "uid",
+            Dtype::Gid => "gid",
+            Dtype::CtEvent => "ct_event",
+            Dtype::Day => "day",
+            Dtype::Hour => "hour",
+            Dtype::ProtoNum => "integer",
+            Dtype::CtLabel => "ct_label",
+            Dtype::Str16 => "string",
+            Dtype::MhType => "mh_type",
+            Dtype::IgmpType => "igmp_type",
+            Dtype::DccpType => "dccp_pkttype",
         }
     }
 
@@ -783,7 +900,11 @@ impl Dtype {
             "classid" => Dtype::Classid,
             "devgroup" => Dtype::Devgroup,
             "time" => Dtype::Time,
-            "uid" | "gid" => Dtype::Integer(32),
+            "iface_type" => Dtype::IfType,
+            "ct_event" => Dtype::CtEvent,
+            "ct_label" => Dtype::CtLabel,
+            "uid" => Dtype::Uid,
+            "gid" => Dtype::Gid,
             _ => return None,
         })
     }
@@ -817,6 +938,16 @@ impl Dtype {
             Dtype::ArpOp => 16,
             Dtype::Verdict => 32,
             Dtype::Classid | Dtype::Devgroup | Dtype::Time => 32,
+            Dtype::IfType => 16,
+            Dtype::Uid | Dtype::Gid => 32,
+            Dtype::CtEvent => 32,
+            Dtype::Day => 8,
+            Dtype::Hour => 32,
+            Dtype::ProtoNum => 8,
+            Dtype::CtLabel => 7,
+            Dtype::Str16 => 128,
+            Dtype::MhType | Dtype::IgmpType => 8,
+            Dtype::DccpType => 4,
         }
     }
 
@@ -827,7 +958,10 @@ impl Dtype {
 
     /// Is this a bit-flag type (implicit match = "any of these bits set", comma lists OR together)?
     pub fn is_bitmask(self) -> bool {
-        matches!(self, Dtype::CtState | Dtype::CtStatus | Dtype::TcpFlags)
+        matches!(
+            self,
+            Dtype::CtState | Dtype::CtStatus | Dtype::TcpFlags | Dtype::CtEvent
+        )
     }
 
     /// Is this an address/prefix-able type?
@@ -871,7 +1005,14 @@ impl Dtype {
 
     fn symbols(self) -> Option<&'static [Sym]> {
         Some(match self {
-            Dtype::InetProto => PROTOCOLS,
+            Dtype::InetProto | Dtype::ProtoNum => PROTOCOLS,
+            Dtype::IfType => IF_TYPES,
+            Dtype::MhType => MH_TYPES,
+            Dtype::IgmpType => IGMP_TYPES,
+            Dtype::DccpType => DCCP_TYPES,
+            Dtype::CtEvent => CT_EVENTS,
+            Dtype::Uid => USERS,
+            Dtype::Gid => GROUPS,
             Dtype::CtState => CT_STATES,
             Dtype::CtStatus => CT_STATUS,
             Dtype::CtDir => CT_DIRS,
@@ -1007,6 +1148,42 @@ impl Dtype {
                     .map(int)
                     .unwrap_or_else(|| Err("Could not parse devgroup".into()))
             }
+            Dtype::Day => {
+                if let Some(n) = parse_number(text) {
+                    return if n < 7 {
+                        int(n)
+                    } else {
+                        Err("Day number must be between 0 and 6".into())
+                    };
+                }
+                let lower = text.to_ascii_lowercase();
+                match DAYS.iter().position(|d| {
+                    d.to_ascii_lowercase() == lower
+                        || (lower.len() >= 3 && d.to_ascii_lowercase().starts_with(&lower))
+                }) {
+                    Some(i) => int(i as u128),
+                    None => Err(format!("\"{text}\" is not a valid day name")),
+                }
+            }
+            Dtype::Hour => {
+                let parts: Vec<&str> = text.split(':').collect();
+                let nums: Option<Vec<u64>> = parts.iter().map(|p| p.parse().ok()).collect();
+                match nums.as_deref() {
+                    Some([h, m]) if *h < 24 && *m < 60 => int((h * 3600 + m * 60) as u128),
+                    Some([h, m, s]) if *h < 24 && *m < 60 && *s <= 60 => {
+                        int(((h * 3600 + m * 60 + s) % 86400) as u128)
+                    }
+                    _ => Err(format!("Could not parse hour \"{text}\"")),
+                }
+            }
+            Dtype::Str16 => {
+                if text.is_empty() || text.len() > 16 {
+                    return Err("Invalid string length".into());
+                }
+                let mut v = Val::from_bytes(text.as_bytes());
+                v.len = 16;
+                Ok(v)
+            }
             Dtype::Time => {
                 if let Some(n) = parse_number(text) {
                     return int(n * 1000);
@@ -1106,7 +1283,32 @@ impl Dtype {
             Dtype::InetProto if fmt.numeric_proto => {
                 let _ = write!(out, "{n}");
             }
-            Dtype::CtState | Dtype::CtStatus | Dtype::TcpFlags if !fmt.numeric_symbols => {
+            Dtype::ProtoNum | Dtype::Uid | Dtype::Gid | Dtype::CtLabel => {
+                let _ = write!(out, "{n}");
+            }
+            Dtype::Day => match DAYS.get(n as usize) {
+                Some(d) => {
+                    let _ = write!(out, "\"{d}\"");
+                }
+                None => {
+                    let _ = write!(out, "{n}");
+                }
+            },
+            Dtype::Hour => {
+                let n = n as u64 % 86400;
+                let (h, m, s) = (n / 3600, n / 60 % 60, n % 60);
+                if s == 0 {
+                    let _ = write!(out, "\"{h:02}:{m:02}\"");
+                } else {
+                    let _ = write!(out, "\"{h:02}:{m:02}:{s:02}\"");
+                }
+            }
+            Dtype::Str16 => {
+                let _ = write!(out, "\"{}\"", v.as_str());
+            }
+            Dtype::CtState | Dtype::CtStatus | Dtype::TcpFlags | Dtype::CtEvent
+                if !fmt.numeric_symbols =>
+            {
                 let tab = self.symbols().unwrap_or(&[]);
                 let mut first = true;
                 let mut rest = n as u64;

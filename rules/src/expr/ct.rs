@@ -45,6 +45,10 @@ pub static KEYS: &[Key] = &[
     k("packets", Integer(64), Optional),
     k("avgpkt", Integer(64), Optional),
     k("secmark", Integer(32), Never),
+    k("event", CtEvent, Never),
+    k("helper", Str16, Never),
+    k("label", CtLabel, Never),
+    k("count", Integer(32), Never),
 ];
 
 pub fn key(name: &str) -> Option<&'static Key> {

@@ -126,7 +126,20 @@ impl Parser<'_> {
             )
         };
         match p.layer {
-            payload::Layer::Link => {}
+            payload::Layer::Link => {
+                if p.name == "vlan" {
+                    self.kill_dep(ctx, DepFact::EtherType(0x8100));
+                }
+            }
+            payload::Layer::Exthdr => {
+                if let Some(l3) = ctx.l3 {
+                    if l3 != "ip6" {
+                        return Err(conflict(self, l3));
+                    }
+                }
+                self.kill_dep(ctx, DepFact::NfProto(10));
+            }
+            payload::Layer::AnyTransport => {}
             payload::Layer::Network { ethertype, nfproto } => {
                 if let Some(l3) = ctx.l3 {
                     if l3 != p.name {
@@ -152,7 +165,10 @@ impl Parser<'_> {
                     if n == 255 && name == "{set}" {
                         // a set of protocols: only the generic `th` header is unambiguous
                         if p.name != "th" {
-                            return Err(self.err(span, format!("conflicting protocols specified: {{set}} vs. {}", p.name)));
+                            return Err(self.err(
+                                span,
+                                format!("conflicting protocols specified: {{set}} vs. {}", p.name),
+                            ));
                         }
                     } else if n != ipproto {
                         return Err(conflict(self, name));
@@ -349,7 +365,10 @@ impl Parser<'_> {
             let is_l4 = match &m.left.sels[0] {
                 Selector::Meta { key, .. } => key.name == "l4proto",
                 Selector::Payload { proto, field } => {
-                    matches!((proto.name, field.name), ("ip", "protocol") | ("ip6", "nexthdr"))
+                    matches!(
+                        (proto.name, field.name),
+                        ("ip", "protocol") | ("ip6", "nexthdr")
+                    )
                 }
                 _ => false,
             };
@@ -665,7 +684,7 @@ impl Parser<'_> {
                 let Part::Val(hi) = hi else {
                     return Err(self.err(hspan, "Range bounds must be values"));
                 };
-                if v.bytes() >= hi.bytes() {
+                if v.bytes() >= hi.bytes() && !matches!(t, Dtype::Hour | Dtype::Day) {
                     self.sem_err(span.to(hspan), "Range has zero or negative size");
                 }
                 Ok(Part::Range(v, hi))

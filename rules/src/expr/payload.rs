@@ -12,6 +12,8 @@ pub enum Base {
     Network,
     Transport,
     Inner,
+    /// an IPv6 extension header of this type, found by walking the header chain
+    Exthdr(u8),
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -35,6 +37,10 @@ pub enum Layer {
         ipproto: u8,
         l3: Option<&'static str>,
     },
+    /// IPv6 extension header
+    Exthdr,
+    /// any transport header (`th dport`)
+    AnyTransport,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -108,6 +114,86 @@ pub static PROTOS: &[Proto] = &[
         ],
     },
     Proto {
+        name: "vlan",
+        base: Base::Link,
+        layer: Layer::Link,
+        fields: &[
+            f("pcp", 112, 3, Integer(3)),
+            f("dei", 115, 1, Integer(1)),
+            f("cfi", 115, 1, Integer(1)),
+            f("id", 116, 12, Integer(12)),
+            f("type", 128, 16, EtherType),
+        ],
+    },
+    Proto {
+        name: "hbh",
+        base: Base::Exthdr(0),
+        layer: Layer::Exthdr,
+        fields: &[
+            f("nexthdr", 0, 8, ProtoNum),
+            f("hdrlength", 8, 8, Integer(8)),
+        ],
+    },
+    Proto {
+        name: "rt",
+        base: Base::Exthdr(43),
+        layer: Layer::Exthdr,
+        fields: &[
+            f("nexthdr", 0, 8, ProtoNum),
+            f("hdrlength", 8, 8, Integer(8)),
+            f("type", 16, 8, Integer(8)),
+            f("seg-left", 24, 8, Integer(8)),
+        ],
+    },
+    Proto {
+        name: "frag",
+        base: Base::Exthdr(44),
+        layer: Layer::Exthdr,
+        fields: &[
+            f("nexthdr", 0, 8, ProtoNum),
+            f("reserved", 8, 8, Integer(8)),
+            f("frag-off", 16, 13, Integer(13)),
+            f("reserved2", 29, 2, Integer(2)),
+            f("more-fragments", 31, 1, Integer(1)),
+            f("id", 32, 32, Integer(32)),
+        ],
+    },
+    Proto {
+        name: "dst",
+        base: Base::Exthdr(60),
+        layer: Layer::Exthdr,
+        fields: &[
+            f("nexthdr", 0, 8, ProtoNum),
+            f("hdrlength", 8, 8, Integer(8)),
+        ],
+    },
+    Proto {
+        name: "mh",
+        base: Base::Exthdr(135),
+        layer: Layer::Exthdr,
+        fields: &[
+            f("nexthdr", 0, 8, ProtoNum),
+            f("hdrlength", 8, 8, Integer(8)),
+            f("type", 16, 8, MhType),
+            f("reserved", 24, 8, Integer(8)),
+            f("checksum", 32, 16, Integer(16)),
+        ],
+    },
+    Proto {
+        name: "srh",
+        base: Base::Exthdr(43),
+        layer: Layer::Exthdr,
+        fields: &[
+            f("nexthdr", 0, 8, ProtoNum),
+            f("hdrlength", 8, 8, Integer(8)),
+            f("type", 16, 8, Integer(8)),
+            f("seg-left", 24, 8, Integer(8)),
+            f("last-entry", 32, 8, Integer(8)),
+            f("flags", 40, 8, Integer(8)),
+            f("tag", 48, 16, Integer(16)),
+        ],
+    },
+    Proto {
         name: "arp",
         base: Base::Network,
         layer: Layer::Network {
@@ -120,6 +206,42 @@ pub static PROTOS: &[Proto] = &[
             f("hlen", 32, 8, Integer(8)),
             f("plen", 40, 8, Integer(8)),
             f("operation", 48, 16, ArpOp),
+        ],
+    },
+    Proto {
+        name: "th",
+        base: Base::Transport,
+        layer: Layer::AnyTransport,
+        fields: &[
+            f("sport", 0, 16, InetService),
+            f("dport", 16, 16, InetService),
+        ],
+    },
+    Proto {
+        name: "igmp",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 2,
+            l3: Some("ip"),
+        },
+        fields: &[
+            f("type", 0, 8, IgmpType),
+            f("mrt", 8, 8, Integer(8)),
+            f("checksum", 16, 16, Integer(16)),
+            f("group", 32, 32, Integer(32)),
+        ],
+    },
+    Proto {
+        name: "gre",
+        base: Base::Transport,
+        layer: Layer::Transport {
+            ipproto: 47,
+            l3: None,
+        },
+        fields: &[
+            f("flags", 0, 5, Integer(5)),
+            f("version", 13, 3, Integer(3)),
+            f("protocol", 16, 16, EtherType),
         ],
     },
     Proto {
@@ -337,6 +459,7 @@ impl Load {
             Base::Network => nh,
             Base::Transport => th?,
             Base::Inner => return None,
+            Base::Exthdr(t) => find_exthdr(frame, nh, t)?,
         };
         let start = base.checked_add(self.off as usize)?;
         let src = frame.get(start..start + self.len as usize)?;
@@ -354,6 +477,36 @@ impl Load {
         }
         Some(n)
     }
+}
+
+/// Walks the IPv6 extension header chain from the network header to the header of type `want`.
+fn find_exthdr(frame: &[u8], nh: usize, want: u8) -> Option<usize> {
+    if frame.get(nh)? >> 4 != 6 {
+        return None;
+    }
+    let mut next = *frame.get(nh + 6)?;
+    let mut off = nh + 40;
+    for _ in 0..8 {
+        if next == want {
+            return Some(off);
+        }
+        match next {
+            0 | 43 | 60 | 135 => {
+                next = *frame.get(off)?;
+                off += (*frame.get(off + 1)? as usize + 1) * 8;
+            }
+            44 => {
+                next = *frame.get(off)?;
+                off += 8;
+            }
+            51 => {
+                next = *frame.get(off)?;
+                off += (*frame.get(off + 1)? as usize + 2) * 4;
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -111,13 +111,39 @@ impl Parser<'_> {
         self.expect_word("rate")?;
         let over = self.eat_word("over");
         let (rate, _) = self.number()?;
-        let mult = self.byte_unit()?;
-        let t = self.peek();
-        if t.kind != Tok::Slash {
-            return Err(self.unexpected(t, Some("slash")));
-        }
-        self.next();
-        let unit = self.time_unit()?;
+        // `kbytes/second` is one word to the scanner
+        let (mult, unit) = match self.peek_word().and_then(|w| {
+            w.split_once('/')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        }) {
+            Some((bu, tu)) => {
+                let t = self.next();
+                let m = match bu.as_str() {
+                    "bytes" => 1,
+                    "kbytes" => 1024,
+                    "mbytes" => 1024 * 1024,
+                    _ => return Err(self.unexpected(t, Some("slash"))),
+                };
+                let u = match tu.as_str() {
+                    "second" => 1,
+                    "minute" => 60,
+                    "hour" => 3600,
+                    "day" => 86400,
+                    "week" => 604800,
+                    _ => return Err(self.err(t.span, "Wrong rate format, expecting time unit")),
+                };
+                (Some(m), u)
+            }
+            None => {
+                let mult = self.byte_unit()?;
+                let t = self.peek();
+                if t.kind != Tok::Slash {
+                    return Err(self.unexpected(t, Some("slash")));
+                }
+                self.next();
+                (mult, self.time_unit()?)
+            }
+        };
         let mut l = Limit {
             over,
             rate: rate * mult.unwrap_or(1),

@@ -57,7 +57,10 @@ impl Parser<'_> {
         while self.is_word("bypass") || self.is_word("fanout") {
             flags(self, &mut q)?;
         }
-        if matches!(q.to, ValExpr::Sel(_) | ValExpr::Binop(..) | ValExpr::Concat(_)) {
+        if matches!(
+            q.to,
+            ValExpr::Sel(_) | ValExpr::Binop(..) | ValExpr::Concat(_)
+        ) {
             self.sem_err(start.span, "queue number must be a constant or a hash");
         }
         let is_range = matches!(q.to, ValExpr::Const(_, Part::Range(..)));
