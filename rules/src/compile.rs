@@ -574,8 +574,11 @@ impl Compiler {
                 let single = e.parts.iter().all(|p| p.is_single());
                 let (lo, hi) = bounds(e);
                 if single {
-                    if bitmask && matches!(m.op, RelOp::Implicit | RelOp::Ne) {
-                        Test::AnyBits { mask: lo, neg }
+                    if bitmask && matches!(m.op, RelOp::Implicit | RelOp::Ne | RelOp::Bang) {
+                        Test::AnyBits {
+                            mask: lo,
+                            neg: neg || m.op == RelOp::Bang,
+                        }
                     } else {
                         match m.op {
                             RelOp::Implicit | RelOp::Eq => Test::Eq(lo),
@@ -584,6 +587,10 @@ impl Compiler {
                             RelOp::Gt => Test::Gt(lo),
                             RelOp::Le => Test::Le(lo),
                             RelOp::Ge => Test::Ge(lo),
+                            RelOp::Bang => Test::AnyBits {
+                                mask: lo,
+                                neg: true,
+                            },
                         }
                     }
                 } else if e.parts.len() == 1 {

@@ -124,6 +124,8 @@ pub enum RelOp {
     Gt,
     Le,
     Ge,
+    /// `tcp flags ! syn,ack`: none of these bits set
+    Bang,
 }
 
 impl RelOp {
@@ -136,6 +138,7 @@ impl RelOp {
             RelOp::Gt => ">",
             RelOp::Le => "<=",
             RelOp::Ge => ">=",
+            RelOp::Bang => "!",
         }
     }
 }

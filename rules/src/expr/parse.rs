@@ -266,6 +266,7 @@ impl Parser<'_> {
             Tok::Gt => RelOp::Gt,
             Tok::Le => RelOp::Le,
             Tok::Ge => RelOp::Ge,
+            Tok::Bang => RelOp::Bang,
             Tok::Word => match self.text(t) {
                 "eq" => RelOp::Eq,
                 "ne" => RelOp::Ne,
@@ -701,7 +702,15 @@ impl Parser<'_> {
         }
         self.next();
         let quoted = tok.kind == Tok::Quoted;
-        let text = self.string_of(tok);
+        let mut text = self.string_of(tok);
+        let mut tok = tok;
+        if t == Dtype::Classid && self.peek().kind == Tok::Colon {
+            // `major:minor` arrives as three tokens
+            self.next();
+            let minor = self.next();
+            text = format!("{text}:{}", self.text(minor));
+            tok.span = tok.span.to(minor.span);
+        }
         if matches!(t, Dtype::Ifname) {
             if let Some(stem) = text.strip_suffix('*').filter(|s| !s.ends_with('\\')) {
                 let v = self.resolve(t, stem, quoted, tok.span);
@@ -749,6 +758,22 @@ fn simplify(m: &mut Match) {
             }
             *v = x;
             m.left.binop = None;
+        }
+    }
+    if let (Some((BinOp::And, mask)), Rhs::Elem(e)) = (&m.left.binop, &m.right) {
+        let t = m.left.sels[0].dtype();
+        if let [Part::Val(v)] = e.parts.as_slice() {
+            if t.is_bitmask() && v.is_zero() && matches!(m.op, RelOp::Eq | RelOp::Ne) {
+                let mask = *mask;
+                m.op = if m.op == RelOp::Eq {
+                    RelOp::Bang
+                } else {
+                    RelOp::Implicit
+                };
+                m.left.binop = None;
+                m.right = Rhs::Elem(Elem::single(Part::Val(mask)));
+                return;
+            }
         }
     }
     if m.left.sels.len() == 1 && m.left.binop.is_none() {

@@ -351,6 +351,7 @@ pub static PROTOS: &[Proto] = &[
         fields: &[
             f("sport", 0, 16, InetService),
             f("dport", 16, 16, InetService),
+            f("type", 100, 4, DccpType),
         ],
     },
     Proto {
@@ -389,7 +390,7 @@ pub static PROTOS: &[Proto] = &[
         },
         fields: &[
             f("nexthdr", 0, 8, InetProto),
-            f("flags", 8, 8, Integer(8)),
+            f("flags", 8, 8, Hex(8)),
             f("cpi", 16, 16, Integer(16)),
         ],
     },

@@ -152,8 +152,28 @@ impl Parser<'_> {
             burst: 0,
         };
         if self.eat_word("burst") {
-            let (b, span) = self.number()?;
-            let bm = self.byte_unit()?;
+            // `512bytes` is one word to the scanner
+            let glued = self.peek_word().and_then(|w| {
+                let i = w.find(|c: char| !c.is_ascii_digit())?;
+                let n: u64 = w[..i].parse().ok()?;
+                let m = match &w[i..] {
+                    "bytes" => 1,
+                    "kbytes" => 1024,
+                    "mbytes" => 1024 * 1024,
+                    _ => return None,
+                };
+                Some((n, m))
+            });
+            let (b, span, bm) = match glued {
+                Some((n, m)) => {
+                    let t = self.next();
+                    (n, t.span, Some(m))
+                }
+                None => {
+                    let (b, span) = self.number()?;
+                    (b, span, self.byte_unit()?)
+                }
+            };
             if bm.is_none() {
                 self.expect_word("packets")?;
             }
