@@ -270,6 +270,7 @@ impl Pipeline {
             ct_state: ct.state(),
             ct_mark: 0,
             hook: Hook::Prerouting,
+            nftrace: false,
         };
         if run_hook(rs, Hook::Prerouting, &mut pkt, counters) == Verdict::Drop {
             self.stats.dropped_by_rule += 1;
@@ -358,7 +359,7 @@ fn run_hook(
 ) -> Verdict {
     pkt.hook = hook;
     for &chain in rs.hook_chains(NfProto::Ipv4, hook) {
-        if rs.eval_chain(chain, pkt, counters) == Verdict::Drop {
+        if rs.eval_chain(chain, pkt, counters).is_drop() {
             return Verdict::Drop;
         }
     }

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use crate::ast::*;
 use crate::diag::Diagnostic;
-use crate::eval::{ChainId, NfProto, Verdict};
+use crate::eval::{ChainId, NfProto, RejectKind, Verdict};
 use crate::expr::{ct, meta, payload, BinOp, Elem, Lhs, Match, Part, RelOp, Rhs, Selector};
 use crate::stmt::verdict::VerdictExpr;
 use crate::stmt::Stmt;
@@ -64,6 +64,7 @@ pub(crate) enum VOp {
     Return,
     Jump(u32),
     Goto(u32),
+    Reject(RejectKind),
 }
 
 #[derive(Clone, Debug)]
@@ -92,6 +93,7 @@ pub(crate) enum Op {
 pub(crate) enum StoreTarget {
     Mark,
     CtMark,
+    Nftrace,
 }
 
 /// A computed value: a constant, a load with an optional mask/shift, or a map lookup.
@@ -114,6 +116,10 @@ pub(crate) struct CChain {
     pub rules: Range<u32>,
     /// base chains: the policy
     pub policy: Option<Verdict>,
+    /// base chains: the priority
+    pub priority: Option<i32>,
+    /// (table index, chain index) in the AST
+    pub at: (usize, usize),
 }
 
 pub(crate) struct CRule {
@@ -199,6 +205,8 @@ pub struct CompiledRuleset {
     pub(crate) ops: Vec<Op>,
     pub(crate) sets: Vec<CSet>,
     hooks: Vec<Vec<ChainId>>,
+    /// netdev ingress (and inet ingress) base chains in priority order, with their devices
+    ingress: Vec<(ChainId, Vec<String>)>,
     names: Vec<(&'static str, String, String)>,
     initial: Vec<CounterValue>,
 }
@@ -229,10 +237,37 @@ impl CompiledRuleset {
     pub fn initial_counters(&self) -> Vec<CounterValue> {
         self.initial.clone()
     }
-    /// Base chains registered on (family, hook), in priority order (ties: table order). IPv4 packets
-    /// see the chains of `ip` and `inet` tables, IPv6 packets those of `ip6` and `inet` tables.
+    /// Base chains registered on (family, hook), in priority order. Ties go as in the kernel, which
+    /// inserts a hook before those of equal priority: the chain registered last (later in the ruleset)
+    /// runs first. IPv4 packets see the chains of `ip` and `inet` tables, IPv6 packets those of `ip6`
+    /// and `inet` tables.
     pub fn hook_chains(&self, nfproto: NfProto, hook: Hook) -> &[ChainId] {
         &self.hooks[nfproto.index() * HOOKS.len() + hook_index(hook)]
+    }
+    /// The priority of a base chain (`None` for regular chains).
+    pub fn chain_priority(&self, c: ChainId) -> Option<i32> {
+        self.chains.get(c.0 as usize).and_then(|c| c.priority)
+    }
+    /// The policy of a base chain (`None` for regular chains).
+    pub fn chain_policy(&self, c: ChainId) -> Option<Verdict> {
+        self.chains.get(c.0 as usize).and_then(|c| c.policy)
+    }
+    /// The chain's AST.
+    pub fn chain_ast(&self, c: ChainId) -> &Chain {
+        let (t, i) = self.chains[c.0 as usize].at;
+        &self.rs.tables[t].chains[i]
+    }
+    /// The table a chain belongs to.
+    pub fn chain_table(&self, c: ChainId) -> &Table {
+        &self.rs.tables[self.chains[c.0 as usize].at.0]
+    }
+    /// Ingress base chains (netdev family, and inet `hook ingress`) attached to device `ifname`, in
+    /// priority order.
+    pub fn ingress_chains<'a>(&'a self, ifname: &'a str) -> impl Iterator<Item = ChainId> + 'a {
+        self.ingress
+            .iter()
+            .filter(move |(_, devs)| devs.iter().any(|d| d == ifname))
+            .map(|(c, _)| *c)
     }
     /// (family, table, chain) names of a chain.
     pub fn chain_name(&self, c: ChainId) -> (&str, &str, &str) {
@@ -284,10 +319,11 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
         initial: Vec::new(),
     };
     let mut hooks: Vec<Vec<(i32, usize, ChainId)>> = vec![Vec::new(); 2 * HOOKS.len()];
+    let mut ingress: Vec<(i32, usize, ChainId, Vec<String>)> = Vec::new();
     for (ti, t) in rs.tables.iter().enumerate() {
         cc.table = ti;
         cc.chain_base = chain_base[ti];
-        for c in &t.chains {
+        for (ci, c) in t.chains.iter().enumerate() {
             let id = ChainId(cc.chains.len() as u32);
             let start = cc.rules.len() as u32;
             for r in &c.rules {
@@ -304,8 +340,14 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
             cc.chains.push(CChain {
                 rules: start..cc.rules.len() as u32,
                 policy,
+                priority: c.base.as_ref().map(|b| b.priority),
+                at: (ti, ci),
             });
             if let Some(b) = &c.base {
+                if b.hook == Hook::Ingress {
+                    ingress.push((b.priority, ti, id, b.devices.clone()));
+                    continue;
+                }
                 let protos: &[NfProto] = match t.family {
                     Family::Ip => &[NfProto::Ipv4],
                     Family::Ip6 => &[NfProto::Ipv6],
@@ -318,12 +360,19 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
             }
         }
     }
+    // Equal priorities: the kernel inserts a new hook before those of the same priority, so the chain
+    // registered last runs first.
     let hooks = hooks
         .into_iter()
         .map(|mut v| {
-            v.sort_by_key(|&(p, ti, id)| (p, ti, id.0));
+            v.sort_by_key(|&(p, ti, id)| (p, std::cmp::Reverse((ti, id.0))));
             v.into_iter().map(|(_, _, id)| id).collect()
         })
+        .collect();
+    ingress.sort_by_key(|&(p, ti, id, _)| (p, std::cmp::Reverse((ti, id.0))));
+    let ingress = ingress
+        .into_iter()
+        .map(|(_, _, id, devs)| (id, devs))
         .collect();
     Ok(CompiledRuleset {
         rs: rs.clone(),
@@ -332,6 +381,7 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
         ops: cc.ops,
         sets: cc.sets,
         hooks,
+        ingress,
         names,
         initial: cc.initial,
     })
@@ -377,6 +427,64 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
                 return Err(Diagnostic::bare(format!(
                     "Could not process rule: Too many levels of symbolic links (chain {} in table {} {} loops)",
                     t.chains[i].name,
+                    t.family.name(),
+                    t.name
+                )));
+            }
+        }
+        // No loops: the longest chain of jumps from each chain. The kernel refuses rulesets whose jumps
+        // nest deeper than its jump stack (nft_chain_validate: EMLINK).
+        fn depth(i: usize, edges: &[Vec<usize>], memo: &mut [Option<usize>]) -> usize {
+            if let Some(d) = memo[i] {
+                return d;
+            }
+            let d = edges[i]
+                .iter()
+                .map(|&j| 1 + depth(j, edges, memo))
+                .max()
+                .unwrap_or(0);
+            memo[i] = Some(d);
+            d
+        }
+        let mut memo = vec![None; n];
+        for (i, c) in t.chains.iter().enumerate() {
+            if c.base.is_some() && depth(i, &edges, &mut memo) > crate::eval::JUMP_STACK {
+                return Err(Diagnostic::bare(format!(
+                    "Could not process rule: Too many links (jumps from chain {} in table {} {} nest deeper than {})",
+                    c.name,
+                    t.family.name(),
+                    t.name,
+                    crate::eval::JUMP_STACK
+                )));
+            }
+        }
+        // `reject` only where nft_reject_validate allows it: not reachable from postrouting/egress.
+        let mut reach = vec![false; n];
+        let mut todo: Vec<usize> = t
+            .chains
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.base
+                    .as_ref()
+                    .is_some_and(|b| matches!(b.hook, Hook::Postrouting | Hook::Egress))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        while let Some(i) = todo.pop() {
+            if !std::mem::replace(&mut reach[i], true) {
+                todo.extend(edges[i].iter().copied());
+            }
+        }
+        for (i, c) in t.chains.iter().enumerate() {
+            let rejects = c
+                .rules
+                .iter()
+                .any(|r| r.stmts.iter().any(|s| matches!(s, Stmt::Reject(_))));
+            if reach[i] && rejects {
+                return Err(Diagnostic::bare(format!(
+                    "Could not process rule: Operation not supported (reject in chain {} of table {} {} is reachable from a postrouting/egress hook)",
+                    c.name,
                     t.family.name(),
                     t.name
                 )));
@@ -428,12 +536,47 @@ impl Compiler {
                     let op = self.vop(t, v);
                     self.ops.push(Op::Verdict(op));
                 }
-                Stmt::Reject(_) => self.ops.push(Op::Verdict(VOp::Drop)),
-                Stmt::Queue(_) => self.ops.push(Op::Verdict(VOp::Drop)),
+                Stmt::Reject(rj) => {
+                    use crate::stmt::reject::Reject;
+                    let kind = match (*rj, t.family) {
+                        (Reject::Default, Family::Ip) => RejectKind::Icmp(3),
+                        (Reject::Default, Family::Ip6) => RejectKind::Icmpv6(4),
+                        (Reject::Default, _) => RejectKind::Icmpx(1),
+                        (Reject::Icmp(c), _) => RejectKind::Icmp(c),
+                        (Reject::Icmpv6(c), _) => RejectKind::Icmpv6(c),
+                        (Reject::Icmpx(c), _) => RejectKind::Icmpx(c),
+                        (Reject::TcpReset, _) => RejectKind::TcpReset,
+                    };
+                    // nft's implicit dependencies: `with tcp reset` applies to TCP only; in inet
+                    // tables `with icmp` to IPv4 only, `with icmpv6` to IPv6 only.
+                    let meta_eq = |c: &mut Self, key: &str, v: u8| {
+                        c.eq(vec![Load::Meta(meta::key(key).unwrap())], &[v])
+                    };
+                    match kind {
+                        RejectKind::TcpReset if have_l4 != Some(6) => {
+                            meta_eq(self, "l4proto", 6);
+                            have_l4 = Some(6);
+                        }
+                        RejectKind::Icmp(_) if !have_l3 => meta_eq(self, "nfproto", 2),
+                        RejectKind::Icmpv6(_) if !have_l3 => meta_eq(self, "nfproto", 10),
+                        _ => {}
+                    }
+                    self.ops.push(Op::Verdict(VOp::Reject(kind)));
+                }
+                Stmt::Queue(_) => {
+                    return Err(Diagnostic::bare(format!(
+                        "Could not process rule: Operation not supported: queue in table {} {}: sluice has no user-space queue (nfqueue) to hand packets to; use accept or drop",
+                        t.family.name(),
+                        t.name
+                    )));
+                }
                 Stmt::SetField(sf) => {
                     let target = match &sf.target {
                         Selector::Meta { key, .. } if key.name == "mark" => Some(StoreTarget::Mark),
                         Selector::Ct { key, .. } if key.name == "mark" => Some(StoreTarget::CtMark),
+                        Selector::Meta { key, .. } if key.name == "nftrace" => {
+                            Some(StoreTarget::Nftrace)
+                        }
                         _ => None,
                     };
                     if let (Some(target), Some(src)) = (target, self.vsrc(t, &sf.value)) {

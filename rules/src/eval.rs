@@ -39,6 +39,73 @@ impl NfProto {
 pub enum Verdict {
     Accept,
     Drop,
+    /// Drop, and send the reply described (the `reject` statement). The packet is gone as with `Drop`.
+    Reject(RejectKind),
+}
+
+impl Verdict {
+    /// Drop or reject: the packet does not go on.
+    pub fn is_drop(self) -> bool {
+        !matches!(self, Verdict::Accept)
+    }
+}
+
+/// The reply a `reject` sends, with the family's default resolved (nft_reject's types; the codes are
+/// ICMP / ICMPv6 / ICMPX codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// ICMP destination unreachable with this code (IPv4 only).
+    Icmp(u8),
+    /// ICMPv6 destination unreachable with this code (IPv6 only).
+    Icmpv6(u8),
+    /// Family-independent code: 0 no-route, 1 port-unreachable, 2 host-unreachable, 3 admin-prohibited.
+    Icmpx(u8),
+    /// A TCP RST (the rule only applies to TCP).
+    TcpReset,
+}
+
+/// A verdict as the tracer reports it for one rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceVerdict {
+    Accept,
+    Drop,
+    Reject(RejectKind),
+    Continue,
+    Return,
+    Jump(ChainId),
+    Goto(ChainId),
+}
+
+/// What the chain walker reports, in the order it happens (the kernel's trace types, plus `NoMatch`,
+/// which the kernel does not report but an offline trace wants).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceEvent {
+    /// Rule `rule` (index within `chain`) matched and issued `verdict` (`Continue` when it has none).
+    Rule {
+        chain: ChainId,
+        rule: u32,
+        verdict: TraceVerdict,
+    },
+    /// Rule `rule` was evaluated but a match failed.
+    NoMatch { chain: ChainId, rule: u32 },
+    /// The end of `chain` was reached (back to the caller, or to the policy for a base chain).
+    Return { chain: ChainId },
+    /// The base chain's policy decided.
+    Policy { chain: ChainId, verdict: Verdict },
+}
+
+/// Receives [`TraceEvent`]s during [`CompiledRuleset::eval_chain_traced`]. `pkt.nftrace` tells whether
+/// the packet is marked for tracing (`meta nftrace set 1`) at the time of the event.
+pub trait Tracer {
+    fn event(&mut self, pkt: &PacketCtx<'_>, ev: TraceEvent);
+}
+
+/// The tracer that records nothing (what [`CompiledRuleset::eval_chain`] uses).
+pub struct NoTrace;
+
+impl Tracer for NoTrace {
+    #[inline(always)]
+    fn event(&mut self, _: &PacketCtx<'_>, _: TraceEvent) {}
 }
 
 /// A chain of a compiled ruleset.
@@ -77,6 +144,8 @@ pub struct PacketCtx<'a> {
     pub ct_state: u32,
     pub ct_mark: u32,
     pub hook: Hook,
+    /// `meta nftrace`: the packet is traced (set by `meta nftrace set 1`).
+    pub nftrace: bool,
 }
 
 /// Kernel's NFT_JUMP_STACK_SIZE.
@@ -93,6 +162,18 @@ impl CompiledRuleset {
         pkt: &mut PacketCtx<'_>,
         counters: &mut [CounterValue],
     ) -> Verdict {
+        self.eval_chain_traced(chain, pkt, counters, &mut NoTrace)
+    }
+
+    /// [`CompiledRuleset::eval_chain`] reporting every rule evaluated, chain end and policy to `tracer`
+    /// (monomorphised: with [`NoTrace`] it costs nothing).
+    pub fn eval_chain_traced<T: Tracer + ?Sized>(
+        &self,
+        chain: ChainId,
+        pkt: &mut PacketCtx<'_>,
+        counters: &mut [CounterValue],
+        tracer: &mut T,
+    ) -> Verdict {
         let base = chain.0 as usize;
         let policy = self.chains[base].policy.unwrap_or(Verdict::Accept);
         let mut stack = [(0u32, 0u32); JUMP_STACK];
@@ -102,7 +183,20 @@ impl CompiledRuleset {
         loop {
             if r >= self.chains[c].rules.end {
                 // end of chain: implicit return
+                tracer.event(
+                    pkt,
+                    TraceEvent::Return {
+                        chain: ChainId(c as u32),
+                    },
+                );
                 if sp == 0 {
+                    tracer.event(
+                        pkt,
+                        TraceEvent::Policy {
+                            chain,
+                            verdict: policy,
+                        },
+                    );
                     return policy;
                 }
                 sp -= 1;
@@ -111,20 +205,59 @@ impl CompiledRuleset {
                 continue;
             }
             let rule = &self.rules[r as usize];
-            match self.run_rule(rule.ops.clone(), pkt, counters) {
-                None | Some(VOp::Continue) => r += 1,
-                Some(VOp::Accept) => return Verdict::Accept,
-                Some(VOp::Drop) => return Verdict::Drop,
-                Some(VOp::Return) => {
+            let cid = ChainId(c as u32);
+            let idx = r - self.chains[c].rules.start;
+            let Some(v) = self.run_rule(rule.ops.clone(), pkt, counters) else {
+                tracer.event(
+                    pkt,
+                    TraceEvent::NoMatch {
+                        chain: cid,
+                        rule: idx,
+                    },
+                );
+                r += 1;
+                continue;
+            };
+            let tv = match v {
+                VOp::Accept => TraceVerdict::Accept,
+                VOp::Drop => TraceVerdict::Drop,
+                VOp::Reject(k) => TraceVerdict::Reject(k),
+                VOp::Continue => TraceVerdict::Continue,
+                VOp::Return => TraceVerdict::Return,
+                VOp::Jump(t) => TraceVerdict::Jump(ChainId(t)),
+                VOp::Goto(t) => TraceVerdict::Goto(ChainId(t)),
+            };
+            tracer.event(
+                pkt,
+                TraceEvent::Rule {
+                    chain: cid,
+                    rule: idx,
+                    verdict: tv,
+                },
+            );
+            match v {
+                VOp::Continue => r += 1,
+                VOp::Accept => return Verdict::Accept,
+                VOp::Drop => return Verdict::Drop,
+                VOp::Reject(k) => return Verdict::Reject(k),
+                VOp::Return => {
                     if sp == 0 {
+                        tracer.event(
+                            pkt,
+                            TraceEvent::Policy {
+                                chain,
+                                verdict: policy,
+                            },
+                        );
                         return policy;
                     }
                     sp -= 1;
                     c = stack[sp].0 as usize;
                     r = stack[sp].1;
                 }
-                Some(VOp::Jump(t)) => {
+                VOp::Jump(t) => {
                     if sp >= JUMP_STACK {
+                        // not reached for compiled rulesets: compile refuses deeper nesting (EMLINK)
                         return Verdict::Drop;
                     }
                     stack[sp] = (c as u32, r + 1);
@@ -132,7 +265,7 @@ impl CompiledRuleset {
                     c = t as usize;
                     r = self.chains[c].rules.start;
                 }
-                Some(VOp::Goto(t)) => {
+                VOp::Goto(t) => {
                     c = t as usize;
                     r = self.chains[c].rules.start;
                 }
@@ -140,7 +273,7 @@ impl CompiledRuleset {
         }
     }
 
-    /// Runs one rule's ops. `None`: a match failed or no verdict; otherwise the verdict op.
+    /// Runs one rule's ops. `None`: a match failed; `Continue` when all matched and no verdict was given.
     #[inline]
     fn run_rule(
         &self,
@@ -186,6 +319,7 @@ impl CompiledRuleset {
                     match target {
                         StoreTarget::Mark => pkt.mark = v,
                         StoreTarget::CtMark => pkt.ct_mark = v,
+                        StoreTarget::Nftrace => pkt.nftrace = v != 0,
                     }
                 }
                 Op::Counter(slot) => {
@@ -197,7 +331,7 @@ impl CompiledRuleset {
                 Op::Verdict(v) => return Some(*v),
             }
         }
-        None
+        Some(VOp::Continue)
     }
 
     /// Computes a value into `buf`; `None` when a load or lookup fails.

@@ -143,6 +143,7 @@ fn ctx(frame: &[u8], proto: u8, ct: u32) -> PacketCtx<'_> {
         ct_state: ct,
         ct_mark: 0,
         hook: Hook::Forward,
+        nftrace: false,
     }
 }
 
