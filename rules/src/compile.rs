@@ -17,6 +17,12 @@ use crate::CounterValue;
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Load {
     Payload(payload::Load),
+    /// option/chunk field (or presence when `field` is None)
+    Opt {
+        space: crate::expr::opt::Space,
+        kind: u8,
+        field: Option<&'static crate::expr::opt::OptField>,
+    },
     Meta(&'static meta::Key),
     Ct(&'static ct::Key, Option<ct::Dir>),
 }
@@ -657,6 +663,13 @@ impl Compiler {
         lhs.sels
             .iter()
             .map(|s| match s {
+                Selector::Opt {
+                    space, kind, field, ..
+                } => Load::Opt {
+                    space: *space,
+                    kind: *kind,
+                    field: *field,
+                },
                 Selector::Payload { proto, field } => Load::Payload(field.load(proto.base)),
                 Selector::Meta { key, .. } => Load::Meta(key),
                 Selector::Ct { key, dir, .. } => Load::Ct(key, *dir),

@@ -387,6 +387,34 @@ fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize> {
     match l {
         Load::Payload(pl) => pl.read(p.frame, p.nh_off, p.th_off, out),
         Load::Meta(k) => k.read(p, out),
+        Load::Opt { space, kind, field } => {
+            let at = crate::expr::opt::find(*space, p.frame, p.th_off?, *kind);
+            match field {
+                None => {
+                    *out.get_mut(0)? = at.is_some() as u8;
+                    Some(1)
+                }
+                Some(f) => {
+                    let at = at?;
+                    let first = at + f.off as usize / 8;
+                    let last = at + (f.off + f.len).div_ceil(8) as usize;
+                    let src = p.frame.get(first..last)?;
+                    let n = f.dtype.bytes();
+                    if f.off % 8 == 0 && f.len % 8 == 0 {
+                        out.get_mut(..n)?.copy_from_slice(src);
+                    } else {
+                        let mut v: u64 = 0;
+                        for &b in src {
+                            v = (v << 8) | b as u64;
+                        }
+                        let shift = (src.len() * 8) as u16 - f.off % 8 - f.len;
+                        v = (v >> shift) & ((1u64 << f.len) - 1);
+                        out.get_mut(..n)?.copy_from_slice(&v.to_be_bytes()[8 - n..]);
+                    }
+                    Some(n)
+                }
+            }
+        }
         Load::Ct(k, d) => k.read(p, *d, out),
     }
 }

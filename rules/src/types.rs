@@ -151,6 +151,7 @@ pub enum Dtype {
     MhType,
     IgmpType,
     DccpType,
+    MptcpSubtype,
     /// 8-bit fragment-ish integers printed numerically, etc. use Integer
     Verdict,
 }
@@ -625,6 +626,18 @@ pub static DCCP_TYPES: &[Sym] = &[
     s("syncack", 9),
 ];
 
+pub static MPTCP_SUBTYPES: &[Sym] = &[
+    s("mp-capable", 0),
+    s("mp-join", 1),
+    s("dss", 2),
+    s("add-addr", 3),
+    s("remove-addr", 4),
+    s("mp-prio", 5),
+    s("mp-fail", 6),
+    s("mp-fastclose", 7),
+    s("mp-tcprst", 8),
+];
+
 pub static IF_TYPES: &[Sym] = &[
     s("ether", 1),
     s("ppp", 512),
@@ -865,6 +878,7 @@ impl Dtype {
             Dtype::MhType => "mh_type",
             Dtype::IgmpType => "igmp_type",
             Dtype::DccpType => "dccp_pkttype",
+            Dtype::MptcpSubtype => "mptcpopt_subtype",
         }
     }
 
@@ -948,6 +962,7 @@ impl Dtype {
             Dtype::Str16 => 128,
             Dtype::MhType | Dtype::IgmpType => 8,
             Dtype::DccpType => 4,
+            Dtype::MptcpSubtype => 4,
         }
     }
 
@@ -1010,6 +1025,7 @@ impl Dtype {
             Dtype::MhType => MH_TYPES,
             Dtype::IgmpType => IGMP_TYPES,
             Dtype::DccpType => DCCP_TYPES,
+            Dtype::MptcpSubtype => MPTCP_SUBTYPES,
             Dtype::CtEvent => CT_EVENTS,
             Dtype::Uid => USERS,
             Dtype::Gid => GROUPS,

@@ -3,6 +3,7 @@
 
 pub mod ct;
 pub mod meta;
+pub mod opt;
 pub mod parse;
 pub mod payload;
 pub mod value;
@@ -12,6 +13,13 @@ use crate::types::{Dtype, Val};
 /// Something that loads a value from the packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
+    /// `tcp option NAME [FIELD]`, `sctp chunk NAME [FIELD]`; no field = presence (boolean)
+    Opt {
+        space: opt::Space,
+        kind: u8,
+        opt: Option<&'static opt::Opt>,
+        field: Option<&'static opt::OptField>,
+    },
     Payload {
         proto: &'static payload::Proto,
         field: &'static payload::Field,
@@ -30,6 +38,7 @@ pub enum Selector {
 impl Selector {
     pub fn dtype(&self) -> Dtype {
         match self {
+            Selector::Opt { field, .. } => field.map(|f| f.dtype).unwrap_or(Dtype::Boolean),
             Selector::Payload { field, .. } => field.dtype,
             Selector::Meta { key, .. } => key.dtype,
             Selector::Ct { dtype, .. } => *dtype,
@@ -38,6 +47,23 @@ impl Selector {
 
     pub fn print(&self, out: &mut String) {
         match self {
+            Selector::Opt {
+                space,
+                kind,
+                opt,
+                field,
+            } => {
+                out.push_str(space.prefix());
+                out.push(' ');
+                match opt {
+                    Some(o) => out.push_str(o.name),
+                    None => out.push_str(&kind.to_string()),
+                }
+                if let Some(f) = field {
+                    out.push(' ');
+                    out.push_str(f.name);
+                }
+            }
             Selector::Payload { proto, field } => {
                 out.push_str(proto.name);
                 out.push(' ');

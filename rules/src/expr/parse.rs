@@ -24,6 +24,69 @@ impl Parser<'_> {
             return Err(self.unexpected(t, None));
         }
         let w = self.text(t).to_string();
+        let space = match (w.as_str(), self.peek_word().as_deref()) {
+            ("tcp", Some("option")) => Some(opt::Space::TcpOption),
+            ("sctp", Some("chunk")) => Some(opt::Space::SctpChunk),
+            _ => None,
+        };
+        if let Some(space) = space {
+            self.next();
+            let n = self.peek();
+            let name = if matches!(n.kind, Tok::Word | Tok::Num) {
+                self.text(n).to_string()
+            } else {
+                String::new()
+            };
+            let (kind, o) = if let Some(k) = types::parse_number(&name) {
+                if k > 255 {
+                    self.sem_err(n.span, format!("value {k} exceeds valid range 0-255"));
+                }
+                (
+                    k as u8,
+                    space
+                        .by_kind(k as u8)
+                        .filter(|o| !o.name.ends_with(|c: char| c.is_ascii_digit())),
+                )
+            } else {
+                match space.lookup(&name) {
+                    Some(o) => (o.kind, Some(o)),
+                    None => return Err(self.unexpected(n, None)),
+                }
+            };
+            self.next();
+            let mut span = t.span.to(n.span);
+            let mut field = None;
+            if let (Some(o), Some(fw)) = (o, self.peek_word()) {
+                if let Some(f) = o.fields.iter().find(|f| f.name == fw) {
+                    let ft = self.next();
+                    span = span.to(ft.span);
+                    field = Some(f);
+                } else if !matches!(fw.as_str(), "exists" | "missing" | "set")
+                    && !self.starts_selector(&fw)
+                    && !crate::stmt::verdict::VerdictExpr::keyword(&fw).is_some()
+                    && fw != "counter"
+                {
+                    let ft = self.peek();
+                    return Err(self.unexpected(ft, None));
+                }
+            }
+            let proto = payload::proto(if space == opt::Space::TcpOption {
+                "tcp"
+            } else {
+                "sctp"
+            })
+            .unwrap();
+            self.payload_deps(ctx, proto, "", span)?;
+            return Ok((
+                Selector::Opt {
+                    space,
+                    kind,
+                    opt: o,
+                    field,
+                },
+                span,
+            ));
+        }
         if let Some(p) = payload::proto(&w) {
             let f = self.peek();
             let fname = if f.kind == Tok::Word {
