@@ -58,6 +58,8 @@ pub struct Set {
     /// maps: the data type (`verdict` for verdict maps)
     pub data: Option<KeySpec>,
     pub flags: SetFlags,
+    /// `type a : interval b` (maps whose data are ranges or prefixes)
+    pub data_interval: bool,
     pub timeout: Option<u64>,
     pub gc_interval: Option<u64>,
     pub size: Option<u64>,
@@ -123,6 +125,9 @@ impl Set {
             let t = self.key_types()[0];
             for e in &mut self.elems {
                 if let Some(p) = e.parts.first_mut() {
+                    if t == Dtype::Ifname {
+                        continue;
+                    }
                     let (lo, hi) = p.bounds();
                     *p = interval_part(t, t.bytes(), lo.to_u128(), hi.to_u128());
                 }
@@ -159,6 +164,9 @@ impl Set {
         self.key.print_body(out);
         if let Some(d) = &self.data {
             out.push_str(" : ");
+            if self.data_interval {
+                out.push_str("interval ");
+            }
             d.print_body(out);
         }
         out.push('\n');
@@ -276,6 +284,7 @@ impl Parser<'_> {
                 key: KeySpec::Types(Vec::new()),
                 data: None,
                 flags: SetFlags::default(),
+                data_interval: false,
                 timeout: None,
                 gc_interval: None,
                 size: None,
@@ -307,7 +316,7 @@ impl Parser<'_> {
                     if is_map {
                         self.expect(Tok::Colon, "colon")?;
                         if self.eat_word("interval") {
-                            set.flags.interval = true;
+                            set.data_interval = true;
                         }
                         set.data = Some(KeySpec::Types(self.type_list()?));
                     }

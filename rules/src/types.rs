@@ -987,11 +987,7 @@ impl Dtype {
     /// Does the printer put 2 elements per line in a named set of this type (vs 5 for integers)?
     pub fn set_elems_per_line(self) -> usize {
         match self {
-            Dtype::Ipv4Addr
-            | Dtype::Ipv6Addr
-            | Dtype::CtState
-            | Dtype::CtStatus
-            | Dtype::PktType => 2,
+            Dtype::Ipv4Addr | Dtype::CtState | Dtype::CtStatus | Dtype::PktType => 2,
             Dtype::Integer(_)
             | Dtype::Hex(_)
             | Dtype::InetProto

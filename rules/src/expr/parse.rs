@@ -496,13 +496,7 @@ impl Parser<'_> {
         match t.kind {
             Tok::LBrace => {
                 let elems = self.set_elems(types, None)?;
-                if elems.len() == 1
-                    && types.len() == 1
-                    && elems[0].data.is_none()
-                    && elems[0].opts.is_none()
-                {
-                    return Ok(Rhs::Elem(elems.into_iter().next().unwrap()));
-                }
+                // nft >= 1.1 keeps single-element anonymous sets as sets in listings
                 Ok(Rhs::Set(normalize_anon_set(elems, types)))
             }
             Tok::At => {

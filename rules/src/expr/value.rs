@@ -47,6 +47,7 @@ impl ValExpr {
         match self {
             ValExpr::Const(t, _) => vec![*t],
             ValExpr::Sel(s) => vec![s.dtype()],
+            ValExpr::Binop(_, BinOp::Shl | BinOp::Shr, _) => vec![Dtype::Hex(32)],
             ValExpr::Binop(l, _, _) => l.dtypes(),
             ValExpr::Concat(v) => v.iter().flat_map(|e| e.dtypes()).collect(),
             ValExpr::Map(_, _, d) => d.clone(),
@@ -93,7 +94,7 @@ impl ValExpr {
                 }
             }
             ValExpr::Map(k, m, data) => {
-                k.print_prec(fmt, 5, out);
+                k.print_prec(fmt, 0, out);
                 out.push_str(" map ");
                 match m {
                     MapRef::Anon(elems) => print_anon_map(elems, &k.dtypes(), Some(data), fmt, out),
