@@ -55,9 +55,14 @@ pub struct RunArgs {
     /// Frames per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Maximum conntrack entries per worker.
-    #[arg(long, default_value_t = 262_144)]
-    pub conntrack_max: usize,
+    /// Maximum conntrack entries for the whole appliance (`net.netfilter.nf_conntrack_max`); each worker
+    /// gets an equal share.
+    #[arg(long)]
+    pub conntrack_max: Option<u32>,
+    /// A conntrack setting by its kernel sysctl name, e.g.
+    /// `--sysctl net.netfilter.nf_conntrack_tcp_timeout_established=3600` (repeat for each).
+    #[arg(long = "sysctl", value_name = "NAME=VALUE")]
+    pub sysctls: Vec<String>,
 }
 
 struct Daemon {
@@ -169,6 +174,21 @@ impl Daemon {
     }
 }
 
+/// A seed for the conntrack hash, so flows cannot be crafted to collide.
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        return t.as_nanos() as u64 ^ std::process::id() as u64;
+    }
+    u64::from_ne_bytes(b)
+}
+
 fn open_ports(args: &RunArgs, queues: u32) -> Result<Vec<Vec<Box<dyn Port>>>> {
     let mut per_queue: Vec<Vec<Box<dyn Port>>> = (0..queues).map(|_| Vec::new()).collect();
     match args.backend {
@@ -234,6 +254,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let per_queue = open_ports(&args, queues)?;
 
+    let mut sysctls = dataplane::conntrack::Sysctls::default();
+    for a in &args.sysctls {
+        sysctls.apply(a).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(m) = args.conntrack_max {
+        sysctls.max = m;
+    }
+    let nworkers = per_queue.len() as u32;
+    let hash_seed = random_seed();
+
     let live = Arc::new(ArcSwap::from_pointee(first));
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -251,7 +281,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             fib.clone(),
             roles,
             &PipelineConfig {
-                conntrack_max: args.conntrack_max,
+                conntrack: sysctls.clone(),
+                workers: nworkers,
+                hash_seed,
             },
         );
         let (tx, rx) = channel();

@@ -3,7 +3,7 @@
 //! Pure logic over byte buffers: the caller passes each frame, the time and the live ruleset, and gets an
 //! [`Action`]; frames the pipeline generates itself (ARP, released packets) wait in [`Pipeline::take_emitted`].
 
-use crate::conntrack::{Confirm, Conntrack, CtResult};
+use crate::conntrack::{Confirm, Conntrack, CtPkt, CtResult, Sysctls};
 use crate::fib::{Fib, RouteDecision};
 use crate::neigh::{Miss, NeighTable};
 use crate::stats::WorkerStats;
@@ -33,13 +33,27 @@ pub struct PortRole {
 /// Settings of one pipeline.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
-    pub conntrack_max: usize,
+    /// Conntrack settings; `nf_conntrack_max` is for the whole appliance, each worker gets its share.
+    pub conntrack: Sysctls,
+    /// Workers sharing `nf_conntrack_max`.
+    pub workers: u32,
+    /// Seeds the conntrack hash (pick it at random in production).
+    pub hash_seed: u64,
+}
+
+impl PipelineConfig {
+    /// This worker's share of `nf_conntrack_max`.
+    pub fn conntrack_share(&self) -> u32 {
+        self.conntrack.max.div_ceil(self.workers.max(1))
+    }
 }
 
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
-            conntrack_max: 262_144,
+            conntrack: Sysctls::default(),
+            workers: 1,
+            hash_seed: 0x51_1ce,
         }
     }
 }
@@ -48,7 +62,7 @@ pub struct Pipeline {
     fib: Arc<Fib>,
     roles: Vec<PortRole>,
     neigh: NeighTable,
-    pub conntrack: Conntrack,
+    pub conntrack: Conntrack<Ipv4Addr>,
     pub stats: WorkerStats,
     /// Rule counters of the current generation, indexed by counter slot.
     pub counters: Vec<CounterValue>,
@@ -67,7 +81,11 @@ impl Pipeline {
             fib,
             roles,
             neigh: NeighTable::default(),
-            conntrack: Conntrack::new(config.conntrack_max),
+            conntrack: Conntrack::new(
+                config.conntrack.clone(),
+                config.conntrack_share(),
+                config.hash_seed,
+            ),
             stats: WorkerStats::default(),
             counters: Vec::new(),
             generation: 0,
@@ -105,7 +123,7 @@ impl Pipeline {
         for (iface, ip) in requests {
             self.send_arp_request(iface, ip);
         }
-        self.stats.ct_expired += self.conntrack.expire_some(now, 64) as u64;
+        self.conntrack.expire(now, 4096, &mut self.stats);
     }
 
     /// Runs one received frame through the pipeline. `slot` holds the frame in its first `len` bytes and may
@@ -244,13 +262,11 @@ impl Pipeline {
                 Action::Drop
             };
         }
-        let payload = ip
-            .th_off
-            .map(|o| &frame[o..ETH_HLEN + ip.total_len])
-            .unwrap_or(&[]);
-        let ct = self.conntrack.track(&ip, payload, now);
-        if ct == CtResult::Invalid {
-            self.stats.ct_invalid += 1;
+        let ct = self
+            .conntrack
+            .track(&CtPkt::from_ipv4(&ip, frame), 0, now, &mut self.stats);
+        if ct == CtResult::TableFull {
+            return Action::Drop;
         }
         let fib = &*self.fib;
         let counters = &mut self.counters;
@@ -297,13 +313,8 @@ impl Pipeline {
             self.stats.dropped_by_rule += 1;
             return Action::Drop;
         }
-        match self.conntrack.confirm(ct, &ip, now) {
-            Confirm::Inserted => self.stats.ct_new += 1,
-            Confirm::TableFull => {
-                self.stats.ct_table_full += 1;
-                return Action::Drop;
-            }
-            Confirm::NotNew | Confirm::Clash => {}
+        if self.conntrack.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
+            return Action::Drop;
         }
         self.finish_forward(frame, &ip, iface, next_hop, now)
     }

@@ -49,10 +49,13 @@ worker_stats! {
     arp_learned: "neighbour entries learned or refreshed from ARP",
     neigh_pending_overflow: "packets dropped because the neighbour's pending queue was full",
     neigh_failed: "packets dropped because the next hop did not answer ARP",
-    ct_new: "connections confirmed into the conntrack table",
+    ct_new: "connections confirmed into the conntrack table (conntrack -S insert)",
     ct_invalid: "packets conntrack classified as invalid",
+    ct_error: "packets with a malformed or impossible transport header for conntrack (conntrack -S error)",
     ct_expired: "conntrack entries removed on timeout",
-    ct_table_full: "new connections refused because the conntrack table was full",
+    ct_table_full: "new connections refused because the conntrack table was full (conntrack -S drop)",
+    ct_early_drop: "non-assured conntrack entries evicted to make room for a new connection",
+    ct_insert_failed: "new connections dropped at confirmation because a tuple was already taken",
     generation_switches: "times the worker picked up a new ruleset generation",
 }
 

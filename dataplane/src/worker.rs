@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// A conntrack entry as reported to the control plane.
 #[derive(Clone, Debug)]
 pub struct ConnSnapshot {
-    pub entry: crate::conntrack::Entry,
+    pub entry: crate::conntrack::Entry<std::net::Ipv4Addr>,
     /// Seconds until it expires.
     pub expires_in_s: u64,
 }
@@ -67,6 +67,8 @@ pub struct Worker {
     ruleset: Arc<ArcSwap<CompiledRuleset>>,
     commands: Receiver<Command>,
     config: WorkerConfig,
+    /// The clock at the last batch (for answers given between batches).
+    last_now: u64,
 }
 
 impl Worker {
@@ -86,6 +88,7 @@ impl Worker {
             ruleset,
             commands,
             config,
+            last_now: 0,
         }
     }
 
@@ -118,6 +121,7 @@ impl Worker {
 
     /// One round over every port: receive a batch, decide, transmit. Returns frames received.
     pub fn poll_once(&mut self, batch: &mut Batch, now: u64) -> usize {
+        self.last_now = now;
         let rs = self.ruleset.load_full();
         self.pipeline.use_generation(&rs);
         let mut total = 0;
@@ -197,9 +201,10 @@ impl Worker {
                 self.pipeline
                     .conntrack
                     .entries()
-                    .map(|e| ConnSnapshot {
+                    .map(|(_, e)| ConnSnapshot {
                         entry: e.clone(),
-                        expires_in_s: 0,
+                        expires_in_s: (e.expires_in_ms(crate::conntrack::ms(self.last_now)) / 1000)
+                            as u64,
                     })
                     .collect()
             } else {
