@@ -144,7 +144,9 @@ pub struct Table {
     pub handle: u64,
     pub flags: Vec<String>,
     pub comment: Option<String>,
+    pub objs: Vec<crate::obj::Obj>,
     pub sets: Vec<crate::set::Set>,
+    pub flowtables: Vec<crate::flowtable::Flowtable>,
     pub chains: Vec<Chain>,
     /// per-table handle generator (chains, rules, sets share it, like the kernel's)
     pub(crate) next_handle: u64,
@@ -158,7 +160,9 @@ impl Table {
             handle,
             flags: Vec::new(),
             comment: None,
+            objs: Vec::new(),
             sets: Vec::new(),
+            flowtables: Vec::new(),
             chains: Vec::new(),
             next_handle: 1,
         }

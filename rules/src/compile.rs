@@ -590,7 +590,14 @@ impl Compiler {
                     }
                 }
                 // evaluated elsewhere or not at all (logging, rate limits and NAT need the dataplane)
-                Stmt::Log(_) | Stmt::Limit(_) | Stmt::Quota(_) | Stmt::Nat(_) | Stmt::Notrack => {}
+                Stmt::Log(_)
+                | Stmt::Limit(_)
+                | Stmt::Quota(_)
+                | Stmt::Nat(_)
+                | Stmt::Notrack
+                | Stmt::ObjRef(_)
+                | Stmt::SetUpdate(_)
+                | Stmt::FlowAdd(_) => {}
             }
         }
         Ok(())

@@ -490,6 +490,19 @@ impl<'a> Parser<'a> {
                         self.next();
                         self.element_cmd(&w)
                     }
+                    "counter" | "quota" | "limit" | "flowtable" => {
+                        self.next();
+                        let (family, table, _) = self.table_spec()?;
+                        self.cur_table = Some((family, table.clone()));
+                        match o.as_str() {
+                            "counter" => {
+                                self.obj_decl(family, &table, crate::types::ObjKind::Counter)
+                            }
+                            "quota" => self.obj_decl(family, &table, crate::types::ObjKind::Quota),
+                            "limit" => self.obj_decl(family, &table, crate::types::ObjKind::Limit),
+                            _ => self.flowtable_decl(family, &table),
+                        }
+                    }
                     _ if obj.kind == Tok::Word && w != "create" => self.rule_cmd(&w),
                     _ => Err(self.unexpected(obj, None)),
                 }
@@ -598,6 +611,10 @@ impl<'a> Parser<'a> {
                     let (name, span) = self.identifier()?;
                     self.set_decl(family, table, &name, span, w == "map", false)?;
                 }
+                "counter" => self.obj_decl(family, table, crate::types::ObjKind::Counter)?,
+                "quota" => self.obj_decl(family, table, crate::types::ObjKind::Quota)?,
+                "limit" => self.obj_decl(family, table, crate::types::ObjKind::Limit)?,
+                "flowtable" => self.flowtable_decl(family, table)?,
                 "flags" => {
                     let mut flags = Vec::new();
                     loop {
@@ -811,6 +828,10 @@ impl<'a> Parser<'a> {
         while self.peek().kind == Tok::Newline {
             self.next();
         }
+    }
+
+    pub(crate) fn priority_value(&mut self, family: Family, hook: Hook) -> PResult<i32> {
+        self.priority(family, hook)
     }
 
     fn priority(&mut self, family: Family, hook: Hook) -> PResult<i32> {
@@ -1183,7 +1204,23 @@ impl<'a> Parser<'a> {
             ctx.dep = None;
             return Ok(s);
         }
+        let n2 = self.peek2();
+        let named = n2.kind == Tok::Word && self.text(n2) == "name";
         match w.as_str() {
+            "counter" | "quota" | "limit" if named => {
+                let kind = match w.as_str() {
+                    "counter" => crate::types::ObjKind::Counter,
+                    "quota" => crate::types::ObjKind::Quota,
+                    _ => crate::types::ObjKind::Limit,
+                };
+                let t = self.next();
+                return self.obj_ref_stmt(ctx, kind, t.span);
+            }
+            "add" | "update" | "delete" if n2.kind == Tok::At => return self.set_update_stmt(ctx),
+            "flow" => {
+                ctx.dep = None;
+                return self.flow_stmt();
+            }
             "counter" => {
                 ctx.dep = None;
                 return self.counter_stmt();

@@ -65,12 +65,27 @@ impl Printer<'_> {
         if let Some(c) = &t.comment {
             self.out.push_str(&format!("\tcomment \"{c}\"\n"));
         }
+        for o in &t.objs {
+            self.out.push_str(delim);
+            o.print(self.opts.handles, self.opts.stateless, &mut self.out);
+            delim = "\n";
+        }
         for s in &t.sets {
             self.out.push_str(delim);
             s.print(
                 self.opts.handles,
                 self.opts.val_fmt(),
                 self.opts.stateless,
+                &mut self.out,
+            );
+            delim = "\n";
+        }
+        for f in &t.flowtables {
+            self.out.push_str(delim);
+            f.print(
+                t.family,
+                self.opts.handles,
+                self.opts.numeric || self.opts.numeric_prio,
                 &mut self.out,
             );
             delim = "\n";
@@ -162,6 +177,9 @@ impl Printer<'_> {
             Stmt::Nat(v) => v.print(&mut self.out, fmt),
             Stmt::Queue(v) => v.print(&mut self.out, fmt),
             Stmt::Notrack => self.out.push_str("notrack"),
+            Stmt::ObjRef(o) => o.print(&mut self.out, fmt),
+            Stmt::SetUpdate(u) => u.print(&mut self.out, fmt, self.opts.stateless),
+            Stmt::FlowAdd(n) => self.out.push_str(&format!("flow add @{n}")),
         }
     }
 }

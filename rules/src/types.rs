@@ -9,7 +9,7 @@ use std::fmt::Write;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Val {
     pub len: u8,
-    pub b: [u8; 16],
+    pub b: [u8; 32],
 }
 
 impl std::fmt::Debug for Val {
@@ -24,7 +24,7 @@ impl std::fmt::Debug for Val {
 
 impl Val {
     pub fn from_bytes(bytes: &[u8]) -> Val {
-        let mut b = [0; 16];
+        let mut b = [0; 32];
         b[..bytes.len()].copy_from_slice(bytes);
         Val {
             len: bytes.len() as u8,
@@ -50,7 +50,7 @@ impl Val {
     pub fn prefix_mask(len: usize, plen: u32) -> Val {
         let mut v = Val {
             len: len as u8,
-            b: [0; 16],
+            b: [0; 32],
         };
         for i in 0..len {
             let bits = (plen as i64 - 8 * i as i64).clamp(0, 8) as u32;
@@ -87,6 +87,34 @@ impl Val {
         let bytes = self.bytes();
         let end = bytes.iter().position(|&x| x == 0).unwrap_or(bytes.len());
         String::from_utf8_lossy(&bytes[..end]).into_owned()
+    }
+}
+
+/// Kinds of stateful objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObjKind {
+    Counter,
+    Quota,
+    Limit,
+    CtHelper,
+    CtTimeout,
+    CtExpectation,
+    Synproxy,
+    Secmark,
+}
+
+impl ObjKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ObjKind::Counter => "counter",
+            ObjKind::Quota => "quota",
+            ObjKind::Limit => "limit",
+            ObjKind::CtHelper => "ct helper",
+            ObjKind::CtTimeout => "ct timeout",
+            ObjKind::CtExpectation => "ct expectation",
+            ObjKind::Synproxy => "synproxy",
+            ObjKind::Secmark => "secmark",
+        }
     }
 }
 
@@ -152,6 +180,8 @@ pub enum Dtype {
     IgmpType,
     DccpType,
     MptcpSubtype,
+    /// the name of a stateful object of this kind (object maps), printed quoted
+    Obj(ObjKind),
     /// 8-bit fragment-ish integers printed numerically, etc. use Integer
     Verdict,
 }
@@ -879,6 +909,7 @@ impl Dtype {
             Dtype::IgmpType => "igmp_type",
             Dtype::DccpType => "dccp_pkttype",
             Dtype::MptcpSubtype => "mptcpopt_subtype",
+            Dtype::Obj(k) => k.name(),
         }
     }
 
@@ -917,6 +948,9 @@ impl Dtype {
             "iface_type" => Dtype::IfType,
             "ct_event" => Dtype::CtEvent,
             "ct_label" => Dtype::CtLabel,
+            "counter" => Dtype::Obj(ObjKind::Counter),
+            "quota" => Dtype::Obj(ObjKind::Quota),
+            "limit" => Dtype::Obj(ObjKind::Limit),
             "uid" => Dtype::Uid,
             "gid" => Dtype::Gid,
             _ => return None,
@@ -963,6 +997,7 @@ impl Dtype {
             Dtype::MhType | Dtype::IgmpType => 8,
             Dtype::DccpType => 4,
             Dtype::MptcpSubtype => 4,
+            Dtype::Obj(_) => 256,
         }
     }
 
@@ -1188,6 +1223,14 @@ impl Dtype {
                     _ => Err(format!("Could not parse hour \"{text}\"")),
                 }
             }
+            Dtype::Obj(_) => {
+                if text.is_empty() || text.len() > 32 {
+                    return Err("Invalid object name".into());
+                }
+                let mut v = Val::from_bytes(text.as_bytes());
+                v.len = 32;
+                Ok(v)
+            }
             Dtype::Str16 => {
                 if text.is_empty() || text.len() > 16 {
                     return Err("Invalid string length".into());
@@ -1257,7 +1300,7 @@ impl Dtype {
                 let b = v.bytes();
                 let _ = write!(out, "{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
             }
-            Dtype::Ipv6Addr => print_ipv6(&v.b, out),
+            Dtype::Ipv6Addr => print_ipv6(v.b[..16].try_into().unwrap(), out),
             Dtype::EtherAddr => {
                 let parts: Vec<String> = v.bytes().iter().map(|x| format!("{x:02x}")).collect();
                 out.push_str(&parts.join(":"));
@@ -1315,7 +1358,7 @@ impl Dtype {
                     let _ = write!(out, "\"{h:02}:{m:02}:{s:02}\"");
                 }
             }
-            Dtype::Str16 => {
+            Dtype::Str16 | Dtype::Obj(_) => {
                 let _ = write!(out, "\"{}\"", v.as_str());
             }
             Dtype::CtState | Dtype::CtStatus | Dtype::TcpFlags | Dtype::CtEvent

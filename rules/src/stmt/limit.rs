@@ -107,8 +107,14 @@ impl Parser<'_> {
     }
 
     pub(crate) fn limit_stmt(&mut self) -> PResult<super::Stmt> {
-        let start = self.next();
+        self.next();
         self.expect_word("rate")?;
+        Ok(super::Stmt::Limit(self.limit_body(5)?))
+    }
+
+    /// `[over] N/unit [burst N packets]` (after `rate`); `default_burst` for packet rates.
+    pub(crate) fn limit_body(&mut self, default_burst: u64) -> PResult<Limit> {
+        let start = self.peek();
         let over = self.eat_word("over");
         let (rate, _) = self.number()?;
         // `kbytes/second` is one word to the scanner
@@ -182,16 +188,21 @@ impl Parser<'_> {
             }
             l.burst = b * bm.unwrap_or(1);
         } else if !l.bytes {
-            l.burst = 5;
+            l.burst = default_burst;
         }
         if l.rate == 0 {
             self.sem_err(start.span, "Invalid rate");
         }
-        Ok(super::Stmt::Limit(l))
+        Ok(l)
     }
 
     pub(crate) fn quota_stmt(&mut self) -> PResult<super::Stmt> {
         self.next();
+        Ok(super::Stmt::Quota(self.quota_body()?))
+    }
+
+    /// `[over] N unit [used N unit]`
+    pub(crate) fn quota_body(&mut self) -> PResult<Quota> {
         let over = self.eat_word("over");
         let (n, span) = self.number()?;
         let Some(m) = self.byte_unit()? else {
@@ -212,6 +223,6 @@ impl Parser<'_> {
             q.used = u * um;
         }
         let _ = span;
-        Ok(super::Stmt::Quota(q))
+        Ok(q)
     }
 }

@@ -1,6 +1,7 @@
 //! Statements: the things a rule is made of.
 
 pub mod counter;
+pub mod dynset;
 pub mod limit;
 pub mod log;
 pub mod nat;
@@ -26,4 +27,7 @@ pub enum Stmt {
     Nat(nat::Nat),
     Queue(queue::Queue),
     Notrack,
+    ObjRef(crate::obj::ObjRef),
+    SetUpdate(dynset::SetUpdate),
+    FlowAdd(String),
 }

@@ -1,0 +1,121 @@
+//! Updating sets from the packet path: `add @s { ip saddr timeout 10s }`,
+//! `update @m { ip saddr counter : 0x1 }`, `delete @s { ip saddr }`; and `flow add @ft`.
+
+use crate::expr::value::ValExpr;
+use crate::lex::Tok;
+use crate::parse::{PResult, Parser, RuleCtx};
+use crate::types::{Dtype, ValFmt};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetUpdate {
+    /// `add`, `update` or `delete`
+    pub op: &'static str,
+    pub set: String,
+    pub key: ValExpr,
+    pub timeout: Option<u64>,
+    pub stmts: Vec<super::Stmt>,
+    pub data: Option<ValExpr>,
+}
+
+impl SetUpdate {
+    pub fn print(&self, out: &mut String, fmt: ValFmt, stateless: bool) {
+        out.push_str(&format!("{} @{} {{ ", self.op, self.set));
+        self.key.print(fmt, out);
+        if let Some(t) = self.timeout {
+            out.push_str(" timeout ");
+            crate::types::print_time(t, out);
+        }
+        for s in &self.stmts {
+            out.push(' ');
+            match s {
+                super::Stmt::Counter(c) => {
+                    super::counter::Counter::print(c.packets, c.bytes, stateless, out)
+                }
+                super::Stmt::Limit(l) => l.print(out),
+                super::Stmt::Quota(q) => q.print(stateless, out),
+                _ => {}
+            }
+        }
+        if let Some(d) = &self.data {
+            out.push_str(" : ");
+            d.print(fmt, out);
+        }
+        out.push_str(" }");
+    }
+}
+
+impl Parser<'_> {
+    /// `add|update|delete @set { KEY [timeout T] [stmts] [: DATA] }` (the verb is next).
+    pub(crate) fn set_update_stmt(&mut self, ctx: &mut RuleCtx) -> PResult<super::Stmt> {
+        let verb = self.next();
+        let op = match self.text(verb) {
+            "add" => "add",
+            "update" => "update",
+            _ => "delete",
+        };
+        let t = self.peek();
+        if t.kind != Tok::At {
+            return Err(self.unexpected(t, None));
+        }
+        self.next();
+        let set = self.text(t)[1..].to_string();
+        let (key_types, data_types) = match self.cur_table.clone().and_then(|(f, tb)| {
+            self.rs
+                .table(f, &tb)
+                .and_then(|tt| tt.set(&set))
+                .map(|s| (s.key_types(), s.data_types()))
+        }) {
+            Some(x) => x,
+            None => {
+                self.sem_err(t.span, "Could not process rule: No such file or directory");
+                (vec![Dtype::Integer(32)], None)
+            }
+        };
+        self.expect(Tok::LBrace, "'{'")?;
+        let key = self.value_expr(ctx, &key_types)?;
+        let mut u = SetUpdate {
+            op,
+            set,
+            key,
+            timeout: None,
+            stmts: Vec::new(),
+            data: None,
+        };
+        loop {
+            let w = self.peek_word().unwrap_or_default();
+            match w.as_str() {
+                "timeout" => {
+                    self.next();
+                    u.timeout = Some(self.time_value()?.0);
+                }
+                "counter" => u.stmts.push(self.counter_stmt()?),
+                "limit" => u.stmts.push(self.limit_stmt()?),
+                "quota" => u.stmts.push(self.quota_stmt()?),
+                _ => break,
+            }
+        }
+        if self.eat(Tok::Colon) {
+            let dt = data_types.unwrap_or_else(|| vec![Dtype::Integer(32)]);
+            u.data = Some(self.value_expr(ctx, &dt)?);
+        }
+        self.skip_newlines();
+        self.expect(Tok::RBrace, "'}'")?;
+        ctx.dep = None;
+        Ok(super::Stmt::SetUpdate(u))
+    }
+
+    /// `flow add @ft` / `flow offload @ft`
+    pub(crate) fn flow_stmt(&mut self) -> PResult<super::Stmt> {
+        self.next();
+        let (w, span) = self.identifier()?;
+        if w != "add" && w != "offload" {
+            return Err(self.err(span, "expected add"));
+        }
+        let t = self.peek();
+        if t.kind != Tok::At {
+            return Err(self.unexpected(t, None));
+        }
+        self.next();
+        Ok(super::Stmt::FlowAdd(self.text(t)[1..].to_string()))
+    }
+}
