@@ -47,6 +47,8 @@ pub struct SetFlags {
     pub dynamic: bool,
     pub interval: bool,
     pub timeout: bool,
+    /// `timeout` was written in `flags` (printed even when a default timeout is set)
+    pub timeout_explicit: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,7 +190,7 @@ impl Set {
         if self.flags.interval {
             flags.push("interval");
         }
-        if self.flags.timeout && self.timeout.is_none() {
+        if self.flags.timeout && (self.timeout.is_none() || self.flags.timeout_explicit) {
             flags.push("timeout");
         }
         if !flags.is_empty() {
@@ -353,7 +355,10 @@ impl Parser<'_> {
                             "constant" => set.flags.constant = true,
                             "dynamic" => set.flags.dynamic = true,
                             "interval" => set.flags.interval = true,
-                            "timeout" => set.flags.timeout = true,
+                            "timeout" => {
+                                set.flags.timeout = true;
+                                set.flags.timeout_explicit = true;
+                            }
                             _ => return Err(self.err(span, format!("unknown set flag '{f}'"))),
                         }
                         if !self.eat(Tok::Comma) {

@@ -1023,28 +1023,21 @@ impl Dtype {
     pub fn set_elems_per_line(self) -> usize {
         match self {
             Dtype::Ipv4Addr | Dtype::CtState | Dtype::CtStatus | Dtype::PktType => 2,
-            Dtype::Integer(_)
+            Dtype::NfProto
+            | Dtype::Integer(_)
             | Dtype::Hex(_)
-            | Dtype::InetProto
-            | Dtype::InetService
-            | Dtype::Mark
-            | Dtype::IcmpType
-            | Dtype::IcmpCode
-            | Dtype::Icmpv6Type
-            | Dtype::Icmpv6Code
-            | Dtype::IcmpxCode
-            | Dtype::EtherType
-            | Dtype::Dscp
-            | Dtype::Ecn
-            | Dtype::NfProto
-            | Dtype::CtDir
             | Dtype::ArpOp
-            | Dtype::Boolean
+            | Dtype::InetProto
+            | Dtype::ProtoNum
+            | Dtype::InetService
+            | Dtype::TcpFlags
+            | Dtype::DccpType
+            | Dtype::Mark
             | Dtype::Iface
             | Dtype::Classid
-            | Dtype::Devgroup
-            | Dtype::Time
-            | Dtype::TcpFlags => 5,
+            | Dtype::Uid
+            | Dtype::Gid
+            | Dtype::CtDir => 5,
             _ => 1,
         }
     }

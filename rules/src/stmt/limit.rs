@@ -57,12 +57,10 @@ impl Limit {
                 print_bytes(self.burst, out);
             }
         } else {
-            out.push_str(&format!(
-                "{}/{} burst {} packets",
-                self.rate,
-                unit_name(self.unit),
-                self.burst
-            ));
+            out.push_str(&format!("{}/{}", self.rate, unit_name(self.unit)));
+            if self.burst != 0 {
+                out.push_str(&format!(" burst {} packets", self.burst));
+            }
         }
     }
 }
