@@ -383,3 +383,66 @@ fn nft_commands_change_the_live_ruleset_and_swaps_lose_no_packet() {
         "{stats}"
     );
 }
+
+#[test]
+fn sighup_reloads_the_file_and_a_broken_file_keeps_the_running_ruleset() {
+    if skip_unless_root("sighup_reloads_the_file_and_a_broken_file_keeps_the_running_ruleset") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sluice-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gw.nft");
+    let lab_rs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/examples/lab.nft"
+    ))
+    .unwrap();
+    std::fs::write(&file, &lab_rs).unwrap();
+    let lab = LabGuard::new("h");
+    let up = lab.sluice(&["lab", "up", "--ruleset", file.to_str().unwrap()]);
+    assert!(up.status.success(), "{}", text(&up));
+    let pid: i32 = std::fs::read_to_string(format!("/run/sluice/{}/sluice.pid", lab.prefix))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let connect = |lab: &LabGuard| {
+        lab.in_ns(
+            "cli",
+            &[SLUICE, "internal", "tcp-connect", "198.51.100.2:8080"],
+        )
+        .status
+        .success()
+    };
+    let hup_and_wait = || {
+        unsafe { libc::kill(pid, libc::SIGHUP) };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(!connect(&lab));
+    std::fs::write(
+        &file,
+        lab_rs.replace(
+            "tcp dport 80 counter accept",
+            "tcp dport { 80, 8080 } counter accept",
+        ),
+    )
+    .unwrap();
+    hup_and_wait();
+    assert!(connect(&lab), "8080 must pass after the reload");
+    std::fs::write(
+        &file,
+        "table inet filter {\n\tchain forward {\n\t\tpolicy drop\n",
+    )
+    .unwrap();
+    hup_and_wait();
+    assert!(
+        connect(&lab),
+        "a broken file must not replace the running ruleset"
+    );
+    let log = std::fs::read_to_string(format!("/run/sluice/{}/sluice.log", lab.prefix)).unwrap();
+    assert!(
+        log.contains("reload failed") && log.contains("gw.nft:"),
+        "{log}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
