@@ -290,6 +290,12 @@ impl CompiledRuleset {
 }
 
 struct Compiler {
+    /// number of named chains (anonymous binding chains get ids after them)
+    n_named: usize,
+    /// binding chains to compile: (table, its first chain id, rules)
+    blocks: Vec<(usize, usize, usize, Vec<Rule>)>,
+    /// AST index of the chain being compiled (binding chains point at their parent)
+    cur_chain: usize,
     /// named sets already compiled: (table index, name) → set
     named: std::collections::HashMap<(usize, String), u32>,
     /// index of the table being compiled, and its first chain id
@@ -314,6 +320,9 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
     }
     check_loops(rs, &chain_base)?;
     let mut cc = Compiler {
+        n_named: names.len(),
+        blocks: Vec::new(),
+        cur_chain: 0,
         named: Default::default(),
         table: 0,
         chain_base: 0,
@@ -330,6 +339,7 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
         cc.table = ti;
         cc.chain_base = chain_base[ti];
         for (ci, c) in t.chains.iter().enumerate() {
+            cc.cur_chain = ci;
             let id = ChainId(cc.chains.len() as u32);
             let start = cc.rules.len() as u32;
             for r in &c.rules {
@@ -368,6 +378,31 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
     }
     // Equal priorities: the kernel inserts a new hook before those of the same priority, so the chain
     // registered last runs first.
+    // binding chains (`jump { ... }`), which may nest
+    let mut k = 0;
+    while k < cc.blocks.len() {
+        let (ti, base, parent, rules) = cc.blocks[k].clone();
+        cc.cur_chain = parent;
+        let t = &rs.tables[ti];
+        cc.table = ti;
+        cc.chain_base = base;
+        let start = cc.rules.len() as u32;
+        for r in &rules {
+            let ops_start = cc.ops.len() as u32;
+            cc.rule(t, r, base)?;
+            cc.rules.push(CRule {
+                ops: ops_start..cc.ops.len() as u32,
+            });
+        }
+        cc.chains.push(CChain {
+            rules: start..cc.rules.len() as u32,
+            policy: None,
+            priority: None,
+            at: (ti, parent),
+        });
+        names.push((t.family.name(), t.name.clone(), format!("__chain{k}")));
+        k += 1;
+    }
     let hooks = hooks
         .into_iter()
         .map(|mut v| {
@@ -399,9 +434,24 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
         let n = t.chains.len();
         let mut edges = vec![Vec::new(); n];
         for (ci, c) in t.chains.iter().enumerate() {
-            for r in &c.rules {
+            // verdicts of the chain, including those inside its binding chains (`jump { ... }`)
+            let mut verdicts: Vec<&VerdictExpr> = Vec::new();
+            let mut stack: Vec<&Rule> = c.rules.iter().collect();
+            while let Some(r) = stack.pop() {
                 for s in &r.stmts {
                     if let Stmt::Verdict(v) = s {
+                        match v {
+                            VerdictExpr::JumpBlock(rs) | VerdictExpr::GotoBlock(rs) => {
+                                stack.extend(rs.iter())
+                            }
+                            _ => verdicts.push(v),
+                        }
+                    }
+                }
+            }
+            {
+                for v in verdicts {
+                    {
                         if let Some(target) = v.target() {
                             let Some(j) = t.chains.iter().position(|x| x.name == target) else {
                                 return Err(Diagnostic::bare(format!(
@@ -900,7 +950,7 @@ impl Compiler {
         }
     }
 
-    fn vop(&self, t: &Table, v: &VerdictExpr) -> VOp {
+    fn vop(&mut self, t: &Table, v: &VerdictExpr) -> VOp {
         let target = |name: &str| {
             let i = t.chains.iter().position(|c| c.name == name).unwrap_or(0);
             (self.chain_base + i) as u32
@@ -912,6 +962,16 @@ impl Compiler {
             VerdictExpr::Return => VOp::Return,
             VerdictExpr::Jump(c) => VOp::Jump(target(c)),
             VerdictExpr::Goto(c) => VOp::Goto(target(c)),
+            VerdictExpr::JumpBlock(rules) | VerdictExpr::GotoBlock(rules) => {
+                let id = (self.n_named + self.blocks.len()) as u32;
+                self.blocks
+                    .push((self.table, self.chain_base, self.cur_chain, rules.clone()));
+                if matches!(v, VerdictExpr::JumpBlock(_)) {
+                    VOp::Jump(id)
+                } else {
+                    VOp::Goto(id)
+                }
+            }
         }
     }
 }

@@ -79,6 +79,7 @@ pub fn print_ruleset(
         counters,
         slot: 0,
         out: String::new(),
+        depth: 2,
     };
     p.ruleset(rs);
     p.out
@@ -91,6 +92,7 @@ pub fn print_rule(rule: &ast::Rule, opts: &PrintOptions) -> String {
         counters: None,
         slot: 0,
         out: String::new(),
+        depth: 2,
     };
     p.rule(rule);
     p.out

@@ -1108,7 +1108,11 @@ impl<'a> Parser<'a> {
             .loader
             .load(&path, &from)
             .map_err(|e| self.err(t.span, e))?;
-        let mut toks = Vec::new();
+        // the include command ends here: a separator, then the files' tokens
+        let mut toks = vec![Token {
+            kind: Tok::Newline,
+            span: t.span,
+        }];
         for (name, text) in files {
             let id = self.srcs.len() as u16;
             let mut ft = lex(&text, id);

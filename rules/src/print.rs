@@ -34,6 +34,8 @@ pub(crate) struct Printer<'a> {
     pub counters: Option<&'a [CounterValue]>,
     pub slot: usize,
     pub out: String,
+    /// indentation (tabs) of the current rule; binding chains nest one deeper
+    pub depth: usize,
 }
 
 impl Printer<'_> {
@@ -166,6 +168,34 @@ impl Printer<'_> {
                     self.opts.stateless,
                     &mut self.out,
                 );
+            }
+            Stmt::Verdict(
+                crate::stmt::verdict::VerdictExpr::JumpBlock(rules)
+                | crate::stmt::verdict::VerdictExpr::GotoBlock(rules),
+            ) => {
+                let kw = if matches!(
+                    s,
+                    Stmt::Verdict(crate::stmt::verdict::VerdictExpr::JumpBlock(_))
+                ) {
+                    "jump"
+                } else {
+                    "goto"
+                };
+                self.out.push_str(kw);
+                self.out.push_str(" {\n");
+                self.depth += 1;
+                for r in rules {
+                    for _ in 0..self.depth {
+                        self.out.push('\t');
+                    }
+                    self.rule(r);
+                    self.out.push('\n');
+                }
+                self.depth -= 1;
+                for _ in 0..self.depth {
+                    self.out.push('\t');
+                }
+                self.out.push('}');
             }
             Stmt::Verdict(v) => v.print(&mut self.out),
             Stmt::Vmap(v) => v.print(&mut self.out, fmt),

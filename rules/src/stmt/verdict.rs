@@ -9,6 +9,9 @@ pub enum VerdictExpr {
     Return,
     Jump(String),
     Goto(String),
+    /// `jump { rules }`: an anonymous chain bound to this rule
+    JumpBlock(Vec<crate::ast::Rule>),
+    GotoBlock(Vec<crate::ast::Rule>),
 }
 
 impl VerdictExpr {
@@ -41,6 +44,9 @@ impl VerdictExpr {
                 out.push_str("goto ");
                 out.push_str(c);
             }
+            // printed by the ruleset printer, which knows the indentation
+            VerdictExpr::JumpBlock(_) => out.push_str("jump { }"),
+            VerdictExpr::GotoBlock(_) => out.push_str("goto { }"),
         }
     }
     pub fn target(&self) -> Option<&str> {
@@ -66,7 +72,31 @@ impl Parser<'_> {
             return Ok(None);
         };
         self.next();
-        let v = if VerdictExpr::needs_target(w) {
+        let v = if VerdictExpr::needs_target(w) && self.peek().kind == Tok::LBrace {
+            self.next();
+            let mut rules = Vec::new();
+            loop {
+                while matches!(self.peek().kind, Tok::Newline | Tok::Semi) {
+                    self.next();
+                }
+                if self.eat(Tok::RBrace) {
+                    break;
+                }
+                let saved = self.cur_table.clone();
+                let r = self.rule(ctx.family, table)?;
+                self.cur_table = saved;
+                rules.push(r);
+                let t = self.peek();
+                if !matches!(t.kind, Tok::Newline | Tok::Semi | Tok::RBrace) {
+                    return Err(self.unexpected(t, Some("newline or semicolon")));
+                }
+            }
+            if w == "jump" {
+                VerdictExpr::JumpBlock(rules)
+            } else {
+                VerdictExpr::GotoBlock(rules)
+            }
+        } else if VerdictExpr::needs_target(w) {
             let t = self.peek();
             if !matches!(t.kind, Tok::Word | Tok::Quoted | Tok::Num) {
                 return Err(self.unexpected(t, Some("'{'")));
