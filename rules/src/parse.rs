@@ -146,6 +146,7 @@ pub(crate) enum DepFact {
     EtherType(u16),
     L4Meta(u8),
     L4Header(u8),
+    IifType(u16),
 }
 
 impl RuleCtx {
@@ -183,6 +184,8 @@ pub(crate) struct Parser<'a> {
     pub cur_table: Option<(Family, String)>,
     /// evaluation errors: reported only if the whole input parses (nft reports syntax errors first)
     pub sem_errors: Vec<Diagnostic>,
+    /// `tcp flags syn / syn,ack`: the mask after the value, for the match being parsed
+    pub pending_mask: Option<crate::types::Val>,
     expansions: u32,
 }
 
@@ -202,6 +205,7 @@ impl<'a> Parser<'a> {
             pending_jumps: Vec::new(),
             cur_table: None,
             sem_errors: Vec::new(),
+            pending_mask: None,
             expansions: 0,
         }
     }

@@ -131,6 +131,17 @@ impl Lhs {
             out.push_str(op.symbol());
             out.push(' ');
             let t = self.sels[0].dtype();
+            if t.is_bitmask() && *op == BinOp::And {
+                let n = v.to_u64().count_ones();
+                if n > 1 {
+                    out.push('(');
+                }
+                print_flags_or(t, v, fmt, out);
+                if n > 1 {
+                    out.push(')');
+                }
+                return;
+            }
             if matches!(op, BinOp::Shl | BinOp::Shr) {
                 out.push_str(&v.to_u128().to_string());
             } else {
@@ -365,6 +376,15 @@ impl Match {
         }
         out.push(' ');
         match &self.right {
+            Rhs::Elem(Elem { parts, .. })
+                if bitmask
+                    && self.left.binop.is_some()
+                    && matches!(parts.as_slice(), [Part::Val(_)]) =>
+            {
+                if let [Part::Val(v)] = parts.as_slice() {
+                    print_flags_or(types[0], v, fmt, out);
+                }
+            }
             Rhs::Elem(e) => e.print(&types, fmt, out),
             Rhs::Set(elems) => print_anon_set(elems, &types, fmt, out),
             Rhs::SetRef(n) => {
@@ -376,6 +396,25 @@ impl Match {
 }
 
 /// `{ a, b }` on one line, sorted by value.
+/// Flags joined with ` | ` (`fin | syn`), as nft prints bitmask operands of `&`.
+pub fn print_flags_or(t: Dtype, v: &Val, fmt: crate::types::ValFmt, out: &mut String) {
+    let n = v.to_u64();
+    if n == 0 || n.count_ones() == 1 {
+        t.print(v, fmt, out);
+        return;
+    }
+    let mut first = true;
+    for bit in 0..64 {
+        if n & (1 << bit) != 0 {
+            if !first {
+                out.push_str(" | ");
+            }
+            first = false;
+            t.print(&Val::from_u128(1 << bit, v.len as usize), fmt, out);
+        }
+    }
+}
+
 /// `{ a, b }` on one line (anonymous sets), elements in the order given.
 pub fn print_anon_set(
     elems: &[Elem],

@@ -94,11 +94,29 @@ impl Parser<'_> {
             } else {
                 String::new()
             };
-            let Some(field) = p.field(&fname) else {
-                return Err(self.unexpected(f, None));
+            let (field, span) = match p.field(&fname) {
+                Some(field) => {
+                    self.next();
+                    (field, t.span.to(f.span))
+                }
+                None => {
+                    // two-word fields: `arp saddr ip`
+                    let f2 = self.peek2();
+                    let two = if f2.kind == Tok::Word {
+                        format!("{fname} {}", self.text(f2))
+                    } else {
+                        String::new()
+                    };
+                    match p.field(&two) {
+                        Some(field) => {
+                            self.next();
+                            self.next();
+                            (field, t.span.to(f2.span))
+                        }
+                        None => return Err(self.unexpected(f, None)),
+                    }
+                }
             };
-            self.next();
-            let span = t.span.to(f.span);
             self.payload_deps(ctx, p, field.name, span)?;
             return Ok((Selector::Payload { proto: p, field }, span));
         }
@@ -190,6 +208,9 @@ impl Parser<'_> {
         };
         match p.layer {
             payload::Layer::Link => {
+                if matches!(ctx.family, Family::Ip | Family::Ip6 | Family::Inet) {
+                    self.kill_dep(ctx, DepFact::IifType(1));
+                }
                 if p.name == "vlan" {
                     self.kill_dep(ctx, DepFact::EtherType(0x8100));
                 }
@@ -410,6 +431,14 @@ impl Parser<'_> {
             let t = self.peek();
             return Err(self.err(t.span, "Relational expression requires a single value"));
         }
+        if let Some(mask) = self.pending_mask.take() {
+            left.binop = Some((BinOp::And, mask));
+        }
+        let op = if left.binop.is_some() && op == RelOp::Implicit {
+            RelOp::Eq
+        } else {
+            op
+        };
         let mut m = Match { left, op, right };
         simplify(&mut m);
         self.record_facts(ctx, &m);
@@ -469,6 +498,7 @@ impl Parser<'_> {
                     set_l3_from_ethertype(ctx, n);
                     DepFact::EtherType(n as u16)
                 }
+                "iiftype" => DepFact::IifType(n as u16),
                 _ => return,
             },
             Selector::Payload { proto, field } => match (proto.name, field.name) {
@@ -518,7 +548,15 @@ impl Parser<'_> {
                         };
                         acc = acc.or(&v);
                     }
+                    if self.peek().kind == Tok::Slash {
+                        self.next();
+                        self.pending_mask = Some(self.flag_list(types[0])?);
+                    }
                     return Ok(Rhs::Elem(Elem::single(Part::Val(acc))));
+                }
+                if types.len() == 1 && types[0].is_bitmask() && self.peek().kind == Tok::Slash {
+                    self.next();
+                    self.pending_mask = Some(self.flag_list(types[0])?);
                 }
                 Ok(Rhs::Elem(e))
             }
@@ -564,6 +602,23 @@ impl Parser<'_> {
             self.sem_err(span, format!("Expression is not a verdict map"));
         }
         Ok(())
+    }
+
+    /// `a,b,c` or `a | b | c` of a bitmask type, OR-ed together.
+    fn flag_list(&mut self, t: Dtype) -> PResult<Val> {
+        let (p, span) = self.value(t)?;
+        let Part::Val(mut acc) = p else {
+            return Err(self.err(span, "expected a flag value"));
+        };
+        while matches!(self.peek().kind, Tok::Comma | Tok::Pipe) {
+            self.next();
+            let (p, span) = self.value(t)?;
+            let Part::Val(v) = p else {
+                return Err(self.err(span, "expected a flag value"));
+            };
+            acc = acc.or(&v);
+        }
+        Ok(acc)
     }
 
     /// `{ e, e, ... }` (the opening brace is next). Nested braces are flattened.
@@ -712,12 +767,10 @@ impl Parser<'_> {
                 self.next();
                 let (plen, pspan) = self.number()?;
                 let width = t.bits() as u64;
-                if !t.is_addr()
-                    && !matches!(
-                        t,
-                        Dtype::Integer(_) | Dtype::Hex(_) | Dtype::Mark | Dtype::EtherAddr
-                    )
-                {
+                if matches!(
+                    t,
+                    Dtype::Ifname | Dtype::Str16 | Dtype::Obj(_) | Dtype::Iface
+                ) {
                     return Err(self.err(
                         span.to(pspan),
                         format!("{} does not support prefixes", t.describe()),

@@ -206,6 +206,10 @@ pub static PROTOS: &[Proto] = &[
             f("hlen", 32, 8, Integer(8)),
             f("plen", 40, 8, Integer(8)),
             f("operation", 48, 16, ArpOp),
+            f("saddr ether", 64, 48, EtherAddr),
+            f("saddr ip", 112, 32, Ipv4Addr),
+            f("daddr ether", 144, 48, EtherAddr),
+            f("daddr ip", 192, 32, Ipv4Addr),
         ],
     },
     Proto {

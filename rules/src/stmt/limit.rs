@@ -114,7 +114,31 @@ impl Parser<'_> {
     pub(crate) fn limit_body(&mut self, default_burst: u64) -> PResult<Limit> {
         let start = self.peek();
         let over = self.eat_word("over");
-        let (rate, _) = self.number()?;
+        // `1025bytes` is one word to the scanner
+        let glued = self.peek_word().and_then(|w| {
+            let i = w.find(|c: char| !c.is_ascii_digit())?;
+            let n: u64 = w[..i].parse().ok()?;
+            matches!(&w[i..], "bytes" | "kbytes" | "mbytes").then(|| (n, w[i..].to_string()))
+        });
+        let rate = match glued {
+            Some((n, unit)) => {
+                let t = self.next();
+                // put the unit back as its own token
+                let span = crate::diag::Span {
+                    lo: t.span.hi - unit.len() as u32,
+                    ..t.span
+                };
+                self.toks.insert(
+                    self.pos,
+                    crate::lex::Token {
+                        kind: Tok::Word,
+                        span,
+                    },
+                );
+                n
+            }
+            None => self.number()?.0,
+        };
         // `kbytes/second` is one word to the scanner
         let (mult, unit) = match self.peek_word().and_then(|w| {
             w.split_once('/')
