@@ -183,7 +183,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
             for f in &files {
                 let src = std::fs::read_to_string(f)
                     .with_context(|| format!("cannot read {}", f.display()))?;
-                match rules::parse_ruleset(&src, &f.display().to_string()) {
+                match rules::parse_ruleset_with(&src, &f.display().to_string(), &nft::FsLoader) {
                     Ok(rs) if !check => {
                         print!("{}", rules::print_ruleset(&rs, &Default::default(), None))
                     }

@@ -41,4 +41,6 @@ echo
 echo '```'
 echo "$OUT" | grep -E '^(py\.(ok|fail|set|elem|obj)(\.family\.[a-z0-9]+)? |dump |dump\.|bogons)' 
 echo '```'
+echo
+cat docs/conformance-differential.md
 } > docs/CONFORMANCE.md
