@@ -16,6 +16,8 @@ use crate::CounterValue;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Load {
+    /// something only the dataplane knows (fib lookups): the match fails
+    Unavailable,
     Payload(payload::Load),
     /// option/chunk field (or presence when `field` is None)
     Opt {
@@ -728,6 +730,16 @@ impl Compiler {
                     field: *field,
                 },
                 Selector::Payload { proto, field } => Load::Payload(field.load(proto.base)),
+                Selector::Fib { .. } => Load::Unavailable,
+                Selector::Raw { base, off, len } => {
+                    let f = payload::Field {
+                        name: "raw",
+                        off: *off,
+                        len: *len,
+                        dtype: s.dtype(),
+                    };
+                    Load::Payload(f.load(*base))
+                }
                 Selector::Meta { key, .. } => Load::Meta(key),
                 Selector::Ct { key, dir, .. } => Load::Ct(key, *dir),
             })

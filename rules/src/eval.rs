@@ -387,6 +387,7 @@ fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize> {
     match l {
         Load::Payload(pl) => pl.read(p.frame, p.nh_off, p.th_off, out),
         Load::Meta(k) => k.read(p, out),
+        Load::Unavailable => None,
         Load::Opt { space, kind, field } => {
             let at = crate::expr::opt::find(*space, p.frame, p.th_off?, *kind);
             match field {

@@ -1204,6 +1204,9 @@ impl<'a> Parser<'a> {
 
     fn stmt(&mut self, ctx: &mut RuleCtx, table: &str) -> PResult<Stmt> {
         let t = self.peek();
+        if t.kind == Tok::At && matches!(&self.text(t)[1..], "ll" | "nh" | "th" | "ih") {
+            return self.match_stmt(ctx);
+        }
         if t.kind != Tok::Word {
             return Err(self.unexpected(t, None));
         }

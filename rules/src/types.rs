@@ -180,6 +180,8 @@ pub enum Dtype {
     IgmpType,
     DccpType,
     MptcpSubtype,
+    /// route type from a fib lookup (`local`, `unicast`, ...)
+    FibAddrType,
     /// the name of a stateful object of this kind (object maps), printed quoted
     Obj(ObjKind),
     /// 8-bit fragment-ish integers printed numerically, etc. use Integer
@@ -668,6 +670,21 @@ pub static MPTCP_SUBTYPES: &[Sym] = &[
     s("mp-tcprst", 8),
 ];
 
+pub static FIB_ADDR_TYPES: &[Sym] = &[
+    s("unspec", 0),
+    s("unicast", 1),
+    s("local", 2),
+    s("broadcast", 3),
+    s("anycast", 4),
+    s("multicast", 5),
+    s("blackhole", 6),
+    s("unreachable", 7),
+    s("prohibit", 8),
+    s("throw", 9),
+    s("nat", 10),
+    s("xresolve", 11),
+];
+
 pub static IF_TYPES: &[Sym] = &[
     s("ether", 1),
     s("ppp", 512),
@@ -910,6 +927,7 @@ impl Dtype {
             Dtype::DccpType => "dccp_pkttype",
             Dtype::MptcpSubtype => "mptcpopt_subtype",
             Dtype::Obj(k) => k.name(),
+            Dtype::FibAddrType => "fib_addrtype",
         }
     }
 
@@ -998,6 +1016,7 @@ impl Dtype {
             Dtype::DccpType => 4,
             Dtype::MptcpSubtype => 4,
             Dtype::Obj(_) => 256,
+            Dtype::FibAddrType => 32,
         }
     }
 
@@ -1046,6 +1065,7 @@ impl Dtype {
         Some(match self {
             Dtype::InetProto | Dtype::ProtoNum => PROTOCOLS,
             Dtype::IfType => IF_TYPES,
+            Dtype::FibAddrType => FIB_ADDR_TYPES,
             Dtype::MhType => MH_TYPES,
             Dtype::IgmpType => IGMP_TYPES,
             Dtype::DccpType => DCCP_TYPES,

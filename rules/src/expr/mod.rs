@@ -13,6 +13,14 @@ use crate::types::{Dtype, Val};
 /// Something that loads a value from the packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
+    /// `fib saddr . iif oif`: a routing lookup (evaluated by the dataplane; here it never matches)
+    Fib { flags: u8, result: FibResult },
+    /// `@th,16,16`: raw payload bits
+    Raw {
+        base: payload::Base,
+        off: u16,
+        len: u16,
+    },
     /// `tcp option NAME [FIELD]`, `sctp chunk NAME [FIELD]`; no field = presence (boolean)
     Opt {
         space: opt::Space,
@@ -39,6 +47,13 @@ impl Selector {
     pub fn dtype(&self) -> Dtype {
         match self {
             Selector::Opt { field, .. } => field.map(|f| f.dtype).unwrap_or(Dtype::Boolean),
+            Selector::Fib { result, .. } => match result {
+                FibResult::Oif => Dtype::Integer(32),
+                FibResult::Oifname => Dtype::Ifname,
+                FibResult::Type => Dtype::FibAddrType,
+                FibResult::Check => Dtype::Boolean,
+            },
+            Selector::Raw { len, .. } => Dtype::Hex((*len).min(128) as u8),
             Selector::Payload { field, .. } => field.dtype,
             Selector::Meta { key, .. } => key.dtype,
             Selector::Ct { dtype, .. } => *dtype,
@@ -47,6 +62,36 @@ impl Selector {
 
     pub fn print(&self, out: &mut String) {
         match self {
+            Selector::Fib { flags, result } => {
+                out.push_str("fib ");
+                let names = ["saddr", "daddr", "mark", "iif", "oif"];
+                let mut first = true;
+                for (i, n) in names.iter().enumerate() {
+                    if flags & (1 << i) != 0 {
+                        if !first {
+                            out.push_str(" . ");
+                        }
+                        out.push_str(n);
+                        first = false;
+                    }
+                }
+                out.push(' ');
+                out.push_str(match result {
+                    FibResult::Oif => "oif",
+                    FibResult::Oifname => "oifname",
+                    FibResult::Type => "type",
+                    FibResult::Check => "check",
+                });
+            }
+            Selector::Raw { base, off, len } => {
+                let b = match base {
+                    payload::Base::Link => "ll",
+                    payload::Base::Network => "nh",
+                    payload::Base::Transport => "th",
+                    _ => "ih",
+                };
+                out.push_str(&format!("@{b},{off},{len}"));
+            }
             Selector::Opt {
                 space,
                 kind,
@@ -85,6 +130,15 @@ impl Selector {
             }
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FibResult {
+    Oif,
+    Oifname,
+    Type,
+    /// presence (`exists` / `missing`)
+    Check,
 }
 
 /// The left side of a match: one selector or a concatenation, optionally masked (`ct mark & 0xff`).

@@ -11,7 +11,8 @@ use crate::types::{self, Dtype, Val};
 
 impl Parser<'_> {
     pub(crate) fn starts_selector(&self, w: &str) -> bool {
-        payload::proto(w).is_some()
+        w == "fib"
+            || payload::proto(w).is_some()
             || w == "meta"
             || w == "ct"
             || meta::key(w).is_some_and(|k| k.unqualified_parse)
@@ -20,10 +21,77 @@ impl Parser<'_> {
     /// A selector (`ip saddr`, `meta mark`, `ct state`, `iifname`), with dependency/conflict checks.
     pub(crate) fn selector(&mut self, ctx: &mut RuleCtx) -> PResult<(Selector, Span)> {
         let t = self.next();
+        if t.kind == Tok::At {
+            let base = match &self.text(t)[1..] {
+                "ll" => payload::Base::Link,
+                "nh" => payload::Base::Network,
+                "th" => payload::Base::Transport,
+                "ih" => payload::Base::Inner,
+                _ => return Err(self.unexpected(t, None)),
+            };
+            self.expect(Tok::Comma, "comma")?;
+            let (off, _) = self.number()?;
+            self.expect(Tok::Comma, "comma")?;
+            let (len, ls) = self.number()?;
+            if len == 0 || len > 128 || off > 0xffff {
+                self.sem_err(t.span.to(ls), "raw payload offset/length out of range");
+            }
+            return Ok((
+                Selector::Raw {
+                    base,
+                    off: off as u16,
+                    len: len.clamp(1, 128) as u16,
+                },
+                t.span.to(ls),
+            ));
+        }
         if t.kind != Tok::Word {
             return Err(self.unexpected(t, None));
         }
         let w = self.text(t).to_string();
+        if w == "fib" {
+            let mut flags = 0u8;
+            loop {
+                let (f, fs) = self.identifier()?;
+                let bit = match f.as_str() {
+                    "saddr" => 1,
+                    "daddr" => 2,
+                    "mark" => 4,
+                    "iif" => 8,
+                    "oif" => 16,
+                    _ => return Err(self.err(fs, format!("unknown fib flag {f}"))),
+                };
+                flags |= bit;
+                if !self.eat(Tok::Dot) {
+                    break;
+                }
+            }
+            let (r, rs) = self.identifier()?;
+            let mut result = match r.as_str() {
+                "oif" => FibResult::Oif,
+                "oifname" => FibResult::Oifname,
+                "type" => FibResult::Type,
+                "check" => FibResult::Check,
+                _ => return Err(self.err(rs, format!("unknown fib result {r}"))),
+            };
+            if result == FibResult::Oif
+                && matches!(self.peek_word().as_deref(), Some("exists" | "missing"))
+            {
+                result = FibResult::Check;
+            }
+            let span = t.span.to(rs);
+            let addr = flags & 3;
+            if addr == 0 || addr == 3 {
+                self.sem_err(span, "fib: need either saddr or daddr");
+            }
+            if flags & 8 != 0 && flags & 16 != 0 {
+                self.sem_err(span, "fib: iif and oif are mutually exclusive");
+            }
+            if flags & 16 != 0 && result != FibResult::Oif {
+                self.sem_err(span, "fib: oif flag is only valid with oif result");
+            }
+            return Ok((Selector::Fib { flags, result }, span));
+        }
         let space = match (w.as_str(), self.peek_word().as_deref()) {
             ("tcp", Some("option")) => Some(opt::Space::TcpOption),
             ("sctp", Some("chunk")) => Some(opt::Space::SctpChunk),
