@@ -50,6 +50,9 @@ pub struct Diagnostic {
     pub col_end: u32,
     pub message: String,
     pub source_line: String,
+    /// Related ranges on the same line, underlined with `~` (nft's secondary locations), as
+    /// (col_start, col_end).
+    pub secondary: Vec<(u32, u32)>,
 }
 
 impl Diagnostic {
@@ -80,7 +83,17 @@ impl Diagnostic {
             col_end,
             message: message.into(),
             source_line: text[line_start..line_end].to_string(),
+            secondary: Vec::new(),
         }
+    }
+
+    /// Adds a related range (byte offsets in the same text) shown with `~` when on the same line.
+    pub fn with_secondary(mut self, text: &str, lo: usize, hi: usize) -> Diagnostic {
+        let other = Diagnostic::at(&self.file, text, lo, hi, "");
+        if other.line == self.line {
+            self.secondary.push((other.col_start, other.col_end));
+        }
+        self
     }
 
     /// A diagnostic with no location in any source (printed as `Error: message`).
@@ -92,6 +105,7 @@ impl Diagnostic {
             col_end: 0,
             message: message.into(),
             source_line: String::new(),
+            secondary: Vec::new(),
         }
     }
 }
@@ -107,19 +121,37 @@ impl fmt::Display for Diagnostic {
             self.file, self.line, self.col_start, self.col_end, self.message
         )?;
         writeln!(f, "{}", self.source_line)?;
-        let mut caret = String::new();
-        for (i, b) in self.source_line.bytes().enumerate() {
-            if i + 1 >= self.col_start as usize {
-                break;
+        // like nft's erec_print: tabs kept, `^` under the error, `~` under related locations
+        let width = self
+            .secondary
+            .iter()
+            .map(|&(_, e)| e)
+            .chain(std::iter::once(self.col_end.max(self.col_start)))
+            .max()
+            .unwrap_or(0) as usize;
+        let line = self.source_line.as_bytes();
+        let mut marks: Vec<char> = (0..width)
+            .map(|i| {
+                if line.get(i) == Some(&b'\t') {
+                    '\t'
+                } else {
+                    ' '
+                }
+            })
+            .collect();
+        for &(a, b) in &self.secondary {
+            for i in a..=b {
+                if let Some(m) = marks.get_mut(i as usize - 1) {
+                    *m = '~';
+                }
             }
-            caret.push(if b == b'\t' { '\t' } else { ' ' });
         }
-        while caret.len() + 1 < self.col_start as usize {
-            caret.push(' ');
+        for i in self.col_start..=self.col_end.max(self.col_start) {
+            if let Some(m) = marks.get_mut(i as usize - 1) {
+                *m = '^';
+            }
         }
-        for _ in self.col_start..=self.col_end.max(self.col_start) {
-            caret.push('^');
-        }
+        let caret: String = marks.into_iter().collect();
         write!(f, "{caret}")
     }
 }

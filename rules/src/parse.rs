@@ -186,6 +186,12 @@ pub(crate) struct Parser<'a> {
     pub sem_errors: Vec<Diagnostic>,
     /// `tcp flags syn / syn,ack`: the mask after the value, for the match being parsed
     pub pending_mask: Option<crate::types::Val>,
+    /// span of the `priority` keyword while its value is parsed (for error locations)
+    pub prio_kw: Option<Span>,
+    /// the chain being defined (for errors located at its name)
+    pub chain_name_span: Option<Span>,
+    /// spans of the set elements parsed by the last `set_elems` calls
+    pub elem_spans: Vec<Span>,
     expansions: u32,
 }
 
@@ -206,6 +212,9 @@ impl<'a> Parser<'a> {
             cur_table: None,
             sem_errors: Vec::new(),
             pending_mask: None,
+            prio_kw: None,
+            chain_name_span: None,
+            elem_spans: Vec::new(),
             expansions: 0,
         }
     }
@@ -603,6 +612,7 @@ impl<'a> Parser<'a> {
                 "chain" => {
                     let (cname, span) = self.identifier()?;
                     self.ensure_chain(family, table, &cname, span, false)?;
+                    self.chain_name_span = Some(span);
                     if self.eat(Tok::LBrace) {
                         self.chain_block(family, table, &cname)?;
                     }
@@ -684,6 +694,7 @@ impl<'a> Parser<'a> {
             return Err(self.err(span, "Could not process rule: No such file or directory"));
         }
         self.ensure_chain(family, &table, &chain, span, create)?;
+        self.chain_name_span = Some(span);
         if self.eat(Tok::LBrace) {
             self.chain_block(family, &table, &chain)?;
         }
@@ -721,7 +732,13 @@ impl<'a> Parser<'a> {
                     let policy = match p.as_str() {
                         "accept" => Policy::Accept,
                         "drop" => Policy::Drop,
-                        _ => return Err(self.err(span, format!("Could not parse policy \"{p}\""))),
+                        _ => {
+                            let t = crate::lex::Token {
+                                kind: Tok::Word,
+                                span,
+                            };
+                            return Err(self.unexpected(t, Some("accept or drop or '$'")));
+                        }
                     };
                     let c = self
                         .rs
@@ -773,13 +790,13 @@ impl<'a> Parser<'a> {
             "filter" => ChainType::Filter,
             "nat" => ChainType::Nat,
             "route" => ChainType::Route,
-            _ => return Err(self.err(tspan, format!("unknown chain type {ty}"))),
+            _ => return Err(self.err(tspan, "unknown chain type")),
         };
         self.expect_word("hook")?;
         let (h, hspan) = self.identifier()?;
         let hook = match Hook::from_name(&h) {
             Some(hk) if hk.valid_for(family) => hk,
-            _ => return Err(self.err(hspan, format!("unknown chain hook {h}"))),
+            _ => return Err(self.err(hspan, "unknown chain hook")),
         };
         let mut devices = Vec::new();
         if self.eat_word("device") {
@@ -804,11 +821,27 @@ impl<'a> Parser<'a> {
             }
             devices.sort();
         }
-        self.expect_word("priority")?;
+        let pk = self.expect_word("priority")?;
+        self.prio_kw = Some(pk.span);
         let priority = self.priority(family, hook)?;
+        self.prio_kw = None;
         let t = self.peek();
         if !matches!(t.kind, Tok::Semi | Tok::Newline) {
             return Err(self.unexpected(t, Some("semicolon")));
+        }
+        let compat = match ty {
+            ChainType::Filter => true,
+            ChainType::Nat => matches!(
+                hook,
+                Hook::Prerouting | Hook::Input | Hook::Output | Hook::Postrouting
+            ),
+            ChainType::Route => {
+                hook == Hook::Output && matches!(family, Family::Ip | Family::Ip6 | Family::Inet)
+            }
+        };
+        if !compat {
+            let span = self.chain_name_span.unwrap_or(tspan);
+            return Err(self.err(span, "Could not process rule: Operation not supported"));
         }
         if ty == ChainType::Nat && !matches!(family, Family::Ip | Family::Ip6 | Family::Inet) {
             return Err(self.err(
@@ -853,13 +886,17 @@ impl<'a> Parser<'a> {
             Tok::Word => {
                 self.next();
                 let name = self.text(t).to_string();
+                let kw = self.prio_kw.unwrap_or(t.span);
                 let Some(&(_, base)) = std_prios(family).iter().find(|(n, _)| *n == name) else {
-                    return Err(self.err(t.span, format!("'{name}' is invalid priority.")));
+                    return Err(self.err(
+                        kw.to(t.span),
+                        "invalid priority expression value in this context.",
+                    ));
                 };
                 if !std_prio_ok(family, hook, &name) {
                     return Err(self.err(
-                        t.span,
-                        format!("'{name}' is invalid priority in this context."),
+                        kw.to(t.span),
+                        "invalid priority expression value in this context.",
                     ));
                 }
                 let op = self.peek();
@@ -1142,6 +1179,7 @@ impl<'a> Parser<'a> {
         let mut ctx = RuleCtx::new(family);
         let mut stmts: Vec<Stmt> = Vec::new();
         let mut comment = None;
+        let mut prev_span = Span::default();
         loop {
             let t = self.peek();
             match t.kind {
@@ -1157,12 +1195,26 @@ impl<'a> Parser<'a> {
                 continue;
             }
             ctx.nstmts = stmts.len();
-            if let Some(last) = stmts.last() {
-                if is_terminal(last) {
-                    self.sem_err(t.span, "Statement after terminal statement has no effect");
-                }
-            }
+            let terminal_before = stmts.last().is_some_and(is_terminal).then_some(prev_span);
+            let start = self.peek().span;
             let s = self.stmt(&mut ctx, table)?;
+            let end = self.toks[self.pos.saturating_sub(1)].span;
+            let this_span = if end.src == start.src && end.hi >= start.lo {
+                start.to(end)
+            } else {
+                start
+            };
+            if let Some(prev) = terminal_before {
+                let src = &self.srcs[this_span.src as usize].text;
+                let d = self
+                    .err(
+                        this_span,
+                        "Statement after terminal statement has no effect",
+                    )
+                    .with_secondary(src, prev.lo as usize, prev.hi as usize);
+                self.sem_errors.push(d);
+            }
+            prev_span = this_span;
             stmts.append(&mut ctx.pre);
             stmts.push(s);
         }

@@ -86,23 +86,23 @@ impl Set {
 
     /// Adds elements (already typed), keeping nft's canonical order. Errors are messages for the
     /// caller to locate.
-    pub fn add_elems(&mut self, new: Vec<Elem>) -> Result<(), String> {
+    pub fn add_elems(&mut self, new: Vec<Elem>) -> Result<(), (usize, String)> {
         let single = self.key_types().len() == 1;
-        for e in &new {
+        for (i, e) in new.iter().enumerate() {
             if !self.flags.interval {
                 for p in &e.parts {
                     match p {
                         Part::Prefix(..) if self.key_types() != [Dtype::Ifname] => {
-                            return Err(
-                                "Set member cannot be prefix, missing interval flag on declaration"
-                                    .into(),
-                            )
+                            return Err((
+                                i,
+                                "You must add 'flags interval' to your set declaration if you want to add prefix elements".into(),
+                            ))
                         }
                         Part::Range(..) => {
-                            return Err(
-                                "Set member cannot be range, missing interval flag on declaration"
-                                    .into(),
-                            )
+                            return Err((
+                                i,
+                                "You must add 'flags interval' to your set declaration if you want to add range elements".into(),
+                            ))
                         }
                         _ => {}
                     }
@@ -297,7 +297,7 @@ impl Parser<'_> {
                 elems: Vec::new(),
             },
         };
-        let mut pending_elems: Option<(Vec<Elem>, Span)> = None;
+        let mut pending_elems: Option<(Vec<Elem>, Span, Vec<Span>)> = None;
         let mut has_type = existing.is_some();
         self.expect(Tok::LBrace, "'{'")?;
         loop {
@@ -409,8 +409,9 @@ impl Parser<'_> {
                     let start = self.peek().span;
                     let key = set.key_types();
                     let data = set.data_types();
+                    self.elem_spans.clear();
                     let elems = self.set_elems(&key, data.as_deref())?;
-                    pending_elems = Some((elems, start));
+                    pending_elems = Some((elems, start, std::mem::take(&mut self.elem_spans)));
                 }
                 _ => return Err(self.unexpected(t, None)),
             }
@@ -422,11 +423,11 @@ impl Parser<'_> {
         if !has_type {
             return Err(self.err(name_span, format!("set definition does not specify key")));
         }
-        if let Some((elems, span)) = pending_elems {
+        if let Some((elems, span, spans)) = pending_elems {
             let stmts = set.stmts.clone();
             let elems = with_set_stmts(elems, &stmts);
-            if let Err(m) = set.add_elems(elems) {
-                self.sem_err(span, m);
+            if let Err((i, m)) = set.add_elems(elems) {
+                self.sem_err(spans.get(i).copied().unwrap_or(span), m);
             }
         }
         let t = self.rs.table_mut(family, table).unwrap();
@@ -475,7 +476,9 @@ impl Parser<'_> {
         };
         let stmts = set.stmts.clone();
         let start = self.peek().span;
+        self.elem_spans.clear();
         let elems = self.set_elems(&key, data.as_deref())?;
+        let spans = std::mem::take(&mut self.elem_spans);
         let set = self
             .rs
             .table_mut(family, &table)
@@ -498,8 +501,8 @@ impl Parser<'_> {
             }
             _ => {
                 let elems = with_set_stmts(elems, &stmts);
-                if let Err(m) = set.add_elems(elems) {
-                    self.sem_err(start, m);
+                if let Err((i, m)) = set.add_elems(elems) {
+                    self.sem_err(spans.get(i).copied().unwrap_or(start), m);
                 }
             }
         }

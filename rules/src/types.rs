@@ -1104,6 +1104,9 @@ impl Dtype {
             } else {
                 (1u128 << bits) - 1
             };
+            if v > max && self == Dtype::InetService {
+                return Err("Service out of range".to_string());
+            }
             if v > max {
                 return Err(format!("Value {v} exceeds valid range 0-{max}"));
             }

@@ -643,10 +643,7 @@ impl Parser<'_> {
             return Ok(());
         };
         let Some(set) = self.rs.table(f, &t).and_then(|t| t.set(name)) else {
-            self.sem_err(
-                span,
-                format!("Could not process rule: No such file or directory"),
-            );
+            self.sem_err(span, "No such file or directory".to_string());
             return Ok(());
         };
         let want = set.key_types();
@@ -705,7 +702,15 @@ impl Parser<'_> {
             if self.peek().kind == Tok::LBrace {
                 out.extend(self.set_elems(types, data)?);
             } else {
+                let start = self.peek().span;
                 let e = self.set_elem(types, data)?;
+                let end = self.toks[self.pos.saturating_sub(1)].span;
+                self.elem_spans
+                    .push(if end.src == start.src && end.hi >= start.lo {
+                        start.to(end)
+                    } else {
+                        start
+                    });
                 out.push(e);
             }
             self.skip_newlines();
@@ -878,6 +883,10 @@ impl Parser<'_> {
         if !matches!(tok.kind, Tok::Word | Tok::Num | Tok::Addr | Tok::Quoted) {
             return Err(self.unexpected(tok, None));
         }
+        // statement keywords are never values (`oifname accept` is a syntax error in nft)
+        if tok.kind == Tok::Word && RESERVED.contains(&self.text(tok)) {
+            return Err(self.unexpected(tok, None));
+        }
         self.next();
         let quoted = tok.kind == Tok::Quoted;
         let mut text = self.string_of(tok);
@@ -971,6 +980,29 @@ fn simplify(m: &mut Match) {
         }
     }
 }
+
+/// Words that start statements and can therefore not be unquoted values.
+const RESERVED: &[&str] = &[
+    "accept",
+    "drop",
+    "continue",
+    "return",
+    "jump",
+    "goto",
+    "counter",
+    "log",
+    "limit",
+    "quota",
+    "reject",
+    "queue",
+    "snat",
+    "dnat",
+    "masquerade",
+    "redirect",
+    "notrack",
+    "comment",
+    "vmap",
+];
 
 /// Anonymous set canonical form: interval sets are merged and sorted; others sorted and deduplicated.
 pub(crate) fn normalize_anon_set(elems: Vec<Elem>, types: &[Dtype]) -> Vec<Elem> {

@@ -67,7 +67,7 @@ impl Parser<'_> {
         }) {
             Some(x) => x,
             None => {
-                self.sem_err(t.span, "Could not process rule: No such file or directory");
+                self.sem_err(t.span, "No such file or directory");
                 (vec![Dtype::Integer(32)], None)
             }
         };
