@@ -1456,7 +1456,11 @@ mod tests {
             ),
             "fe80::1"
         );
-        assert!(Dtype::InetService
+        assert_eq!(
+            Dtype::InetService.parse("65536", false).unwrap_err(),
+            "Service out of range"
+        );
+        assert!(Dtype::Integer(16)
             .parse("65536", false)
             .unwrap_err()
             .contains("exceeds valid range 0-65535"));

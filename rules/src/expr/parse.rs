@@ -884,7 +884,13 @@ impl Parser<'_> {
             return Err(self.unexpected(tok, None));
         }
         // statement keywords are never values (`oifname accept` is a syntax error in nft)
-        if tok.kind == Tok::Word && RESERVED.contains(&self.text(tok)) {
+        if tok.kind == Tok::Word
+            && RESERVED.contains(&self.text(tok))
+            && (matches!(
+                t,
+                Dtype::Ifname | Dtype::Iface | Dtype::Str16 | Dtype::Obj(_)
+            ) || t.parse(self.text(tok), false).is_err())
+        {
             return Err(self.unexpected(tok, None));
         }
         self.next();
