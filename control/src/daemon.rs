@@ -270,6 +270,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut senders = Vec::new();
     let mut threads = Vec::new();
     let ncores = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1);
+    let mut handoff = dataplane::handoff::mesh(per_queue.len(), 1024).into_iter();
     for (id, ports) in per_queue.into_iter().enumerate() {
         let roles = ports
             .iter()
@@ -299,6 +300,10 @@ pub fn run(args: RunArgs) -> Result<()> {
                 ..Default::default()
             },
         );
+        let worker = match handoff.next() {
+            Some(end) if nworkers > 1 => worker.with_handoff(end),
+            _ => worker,
+        };
         let stop = stop.clone();
         let core = (id + 1) % ncores;
         threads.push(

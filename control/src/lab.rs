@@ -32,10 +32,14 @@ pub struct LabArgs {
     pub ruleset: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "xdp", global = true)]
     pub backend: crate::daemon::Backend,
+    /// RX/TX queues per veth; sluice runs one worker per queue.
+    #[arg(long, default_value_t = 1, global = true)]
+    pub queues: u32,
 }
 
 pub struct Lab {
     pub prefix: String,
+    queues: u32,
     pub state: PathBuf,
     pub socket: PathBuf,
     backend: crate::daemon::Backend,
@@ -78,6 +82,7 @@ impl Lab {
         let state = PathBuf::from("/run/sluice").join(&args.prefix);
         Lab {
             prefix: args.prefix.clone(),
+            queues: args.queues.max(1),
             socket: state.join("control.sock"),
             state,
             backend: args.backend,
@@ -112,14 +117,14 @@ impl Lab {
             ip(&["-n", &self.ns(role), "link", "set", "lo", "up"])?;
         }
         let (cli, fw, srv) = (self.ns("cli"), self.ns("fw"), self.ns("srv"));
-        ip(&[
-            "link", "add", "cli0", "netns", &cli, "type", "veth", "peer", "name", "fw-cli",
-            "netns", &fw,
-        ])?;
-        ip(&[
-            "link", "add", "srv0", "netns", &srv, "type", "veth", "peer", "name", "fw-srv",
-            "netns", &fw,
-        ])?;
+        let q = self.queues.to_string();
+        for (end, ns_end, peer, ns_peer) in
+            [("cli0", &cli, "fw-cli", &fw), ("srv0", &srv, "fw-srv", &fw)]
+        {
+            #[rustfmt::skip]
+            ip(&["link", "add", end, "netns", ns_end, "numrxqueues", &q, "numtxqueues", &q, "type", "veth",
+                 "peer", "name", peer, "netns", ns_peer, "numrxqueues", &q, "numtxqueues", &q])?;
+        }
         for (ns, ifname, addr) in [
             (&cli, "cli0", format!("{CLI_ADDR}/24")),
             (&fw, "fw-cli", format!("{FW_CLI_ADDR}/24")),

@@ -228,7 +228,7 @@ fn internal(tool: Internal) -> Result<ExitCode> {
     match tool {
         Internal::HttpServe { addrs } => probe::http_serve(&addrs)?,
         Internal::HttpGet { addr, path } => {
-            let (status, len) = probe::http_get(addr, &path, timeout)?;
+            let (status, len) = probe::http_get(addr, &path, Duration::from_secs(10))?;
             println!("{status}, {len} bytes");
             if !status.contains(" 200 ") {
                 return Ok(ExitCode::from(1));

@@ -9,14 +9,22 @@ use std::process::Command;
 const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
 
 fn nft_available() -> bool {
-    (unsafe { libc::geteuid() == 0 }) && Command::new("nft").arg("--version").output().is_ok_and(|o| o.status.success())
+    (unsafe { libc::geteuid() == 0 })
+        && Command::new("nft")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
 }
 
 struct Ns(String);
 impl Ns {
     fn new(tag: &str) -> Ns {
         let name = format!("sl-t{}-{tag}", std::process::id());
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().unwrap().success();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "ip netns add {name}");
         Ns(name)
     }
@@ -29,13 +37,23 @@ impl Drop for Ns {
 
 /// What the kernel's nft prints after loading `file` into an empty ruleset.
 fn real_nft(ns: &Ns, file: &Path) -> Result<String, String> {
-    let flush = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "flush", "ruleset"]).output().unwrap();
+    let flush = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "nft", "flush", "ruleset"])
+        .output()
+        .unwrap();
     assert!(flush.status.success());
-    let load = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "-f"]).arg(file).output().unwrap();
+    let load = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "nft", "-f"])
+        .arg(file)
+        .output()
+        .unwrap();
     if !load.status.success() {
         return Err(String::from_utf8_lossy(&load.stderr).to_string());
     }
-    let list = Command::new("ip").args(["netns", "exec", &ns.0, "nft", "list", "ruleset"]).output().unwrap();
+    let list = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "nft", "list", "ruleset"])
+        .output()
+        .unwrap();
     Ok(String::from_utf8_lossy(&list.stdout).to_string())
 }
 
@@ -58,7 +76,9 @@ fn normalise(s: &str) -> String {
         let line = if line.contains("meta nfproto ipv4 ") && line.contains("reject with icmp ")
             || line.contains("meta nfproto ipv6 ") && line.contains("reject with icmpv6 ")
         {
-            unspelled = line.replacen("meta nfproto ipv4 ", "", 1).replacen("meta nfproto ipv6 ", "", 1);
+            unspelled =
+                line.replacen("meta nfproto ipv4 ", "", 1)
+                    .replacen("meta nfproto ipv6 ", "", 1);
             unspelled.as_str()
         } else {
             line
@@ -82,7 +102,9 @@ fn normalise(s: &str) -> String {
 
 /// A deterministic generator of small rulesets built from constructs both nft versions print alike.
 fn generated(seed: u64) -> String {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut next = |n: u64| {
         x ^= x << 13;
         x ^= x >> 7;
@@ -111,7 +133,15 @@ fn generated(seed: u64) -> String {
         "udp sport 67 udp dport 68",
         "ip ttl 1",
     ];
-    const STMTS: &[&str] = &["accept", "drop", "counter accept", "counter drop", "counter", "jump sub", "return"];
+    const STMTS: &[&str] = &[
+        "accept",
+        "drop",
+        "counter accept",
+        "counter drop",
+        "counter",
+        "jump sub",
+        "return",
+    ];
     let families = ["ip", "inet", "ip6"];
     let mut s = String::new();
     let family = families[next(3) as usize];
@@ -161,12 +191,13 @@ fn sluice_fmt_prints_what_the_real_nft_prints() {
     let ns = Ns::new("fmt");
     let dir = std::env::temp_dir().join(format!("sluice-fmt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "nft"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "nft"))
+            .collect();
     files.sort();
     for seed in 0..120 {
         let p = dir.join(format!("gen{seed}.nft"));
@@ -181,23 +212,45 @@ fn sluice_fmt_prints_what_the_real_nft_prints() {
             Ok(t) => t,
             Err(e) => {
                 // nft refused it: sluice must refuse it too, pointing at the same place.
-                let where_ = |m: &str| m.lines().next().and_then(|l| l.split(": Error").next()).map(str::to_string);
+                let where_ = |m: &str| {
+                    m.lines()
+                        .next()
+                        .and_then(|l| l.split(": Error").next())
+                        .map(str::to_string)
+                };
                 match sluice_fmt(f) {
                     Err(ours) if where_(&ours) == where_(&e) => {}
-                    Err(ours) => failures.push(format!("{}: errors differ:
---- nft\n{e}--- sluice\n{ours}", f.display())),
-                    Ok(_) => failures.push(format!("{}: nft refused it, sluice accepted it:\n{e}", f.display())),
+                    Err(ours) => failures.push(format!(
+                        "{}: errors differ:
+--- nft\n{e}--- sluice\n{ours}",
+                        f.display()
+                    )),
+                    Ok(_) => failures.push(format!(
+                        "{}: nft refused it, sluice accepted it:\n{e}",
+                        f.display()
+                    )),
                 }
                 continue;
             }
         };
         match sluice_fmt(f) {
             Ok(ours) if normalise(&ours) == normalise(&theirs) => {}
-            Ok(ours) => failures.push(format!("{}:\n--- nft\n{theirs}--- sluice\n{ours}", f.display())),
+            Ok(ours) => failures.push(format!(
+                "{}:\n--- nft\n{theirs}--- sluice\n{ours}",
+                f.display()
+            )),
             Err(e) => failures.push(format!("{}: sluice refused it:\n{e}", f.display())),
         }
     }
     std::fs::remove_dir_all(&dir).ok();
-    eprintln!("fmt vs nft: {} of {compared} rulesets agree (same listing, or same error location)", compared - failures.len());
-    assert!(failures.is_empty(), "{} differences:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "fmt vs nft: {} of {compared} rulesets agree (same listing, or same error location)",
+        compared - failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

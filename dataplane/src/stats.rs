@@ -57,6 +57,9 @@ worker_stats! {
     ct_early_drop: "non-assured conntrack entries evicted to make room for a new connection",
     ct_insert_failed: "new connections dropped at confirmation because a tuple was already taken",
     generation_switches: "times the worker picked up a new ruleset generation",
+    handoff_sent: "frames passed to the worker that owns their flow",
+    handoff_received: "frames received from other workers for flows this worker owns",
+    handoff_full: "frames dropped because the hand-off ring to their owner was full",
 }
 
 #[cfg(test)]

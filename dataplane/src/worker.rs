@@ -69,6 +69,7 @@ pub struct Worker {
     config: WorkerConfig,
     /// The clock at the last batch (for answers given between batches).
     last_now: u64,
+    handoff: Option<crate::handoff::HandoffEnd>,
 }
 
 impl Worker {
@@ -89,7 +90,15 @@ impl Worker {
             commands,
             config,
             last_now: 0,
+            handoff: None,
         }
+    }
+
+    /// Makes this worker one of several: frames of flows another worker owns are passed to it, and frames
+    /// passed here are processed as if received. `ports[i]` of every worker must drive interface `i`.
+    pub fn with_handoff(mut self, end: crate::handoff::HandoffEnd) -> Worker {
+        self.handoff = Some(end);
+        self
     }
 
     /// Runs until `stop` is set. `clock` gives monotonic nanoseconds; it is read once per batch.
@@ -134,6 +143,19 @@ impl Worker {
             total += batch.len();
             for i in 0..batch.len() {
                 let meta = batch.meta(i);
+                if let Some(h) = &self.handoff {
+                    match crate::handoff::flow_owner(batch.frame(i), h.workers) {
+                        Some(owner) if owner != h.id => {
+                            if h.send(owner, batch.frame(i), meta.port, meta.kernel_has_copy) {
+                                self.pipeline.stats.handoff_sent += 1;
+                            } else {
+                                self.pipeline.stats.handoff_full += 1;
+                            }
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
                 let action = self.pipeline.process(
                     batch.slot_mut(i),
                     meta.len as usize,
@@ -147,9 +169,32 @@ impl Worker {
                 }
             }
         }
+        total += self.drain_handoff(&rs, now);
         self.send_emitted();
         self.flush();
         total
+    }
+
+    fn drain_handoff(&mut self, rs: &CompiledRuleset, now: u64) -> usize {
+        let Some(h) = self.handoff.take() else {
+            return 0;
+        };
+        let n = h.drain(self.config.batch_size, |f| {
+            self.pipeline.stats.handoff_received += 1;
+            let (len, port) = (f.len as usize, f.port as usize);
+            let action = self
+                .pipeline
+                .process(&mut f.data, len, port, f.kernel_has_copy, rs, now);
+            if let Action::Forward(out) = action {
+                let len = f.len as usize;
+                match self.ports[out].send(&f.data[..len]) {
+                    Ok(true) => self.pipeline.stats.tx_frames += 1,
+                    _ => self.pipeline.stats.tx_ring_full += 1,
+                }
+            }
+        });
+        self.handoff = Some(h);
+        n
     }
 
     fn transmit(&mut self, port: usize, frame: &[u8]) {

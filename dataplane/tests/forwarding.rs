@@ -351,3 +351,161 @@ fn a_new_generation_takes_effect_on_the_next_batch_and_connections_survive_it() 
     assert_eq!(s.generation_switches, 2);
     assert_eq!(rig.worker.snapshot(false).conntrack_len, 2);
 }
+
+/// Two workers, each owning "queue q" of both interfaces, joined by the hand-off mesh.
+struct TwoWorkers {
+    workers: Vec<Worker>,
+    cli: Vec<MemHandle>,
+    srv: Vec<MemHandle>,
+    batch: Batch,
+    now: u64,
+}
+
+impl TwoWorkers {
+    fn new() -> TwoWorkers {
+        let ast = rules::parse_ruleset(LAB, "lab.nft").unwrap();
+        let live = Arc::new(ArcSwap::from_pointee(rules::compile(&ast).unwrap()));
+        let fib = Arc::new(Fib::new(
+            vec![
+                InterfaceConfig {
+                    name: "fw-cli".into(),
+                    ifindex: 2,
+                    mac: FW_IN,
+                    mtu: 1500,
+                    ipv4: vec![([192, 0, 2, 1].into(), 24)],
+                },
+                InterfaceConfig {
+                    name: "fw-srv".into(),
+                    ifindex: 3,
+                    mac: FW_OUT,
+                    mtu: 1500,
+                    ipv4: vec![([198, 51, 100, 1].into(), 24)],
+                },
+            ],
+            &[],
+        ));
+        let mut ends = dataplane::handoff::mesh(2, 64).into_iter();
+        let (mut workers, mut cli, mut srv) = (Vec::new(), Vec::new(), Vec::new());
+        for id in 0..2 {
+            let (p0, h0) = MemPort::new("fw-cli", FW_IN);
+            let (p1, h1) = MemPort::new("fw-srv", FW_OUT);
+            let config = PipelineConfig {
+                workers: 2,
+                ..PipelineConfig::default()
+            };
+            let pipeline = Pipeline::new(
+                fib.clone(),
+                vec![
+                    PortRole {
+                        kernel_shares: false
+                    };
+                    2
+                ],
+                &config,
+            );
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::mem::forget(tx);
+            let ports: Vec<Box<dyn Port>> = vec![Box::new(p0), Box::new(p1)];
+            let w = Worker::new(
+                id,
+                ports,
+                pipeline,
+                live.clone(),
+                rx,
+                WorkerConfig::default(),
+            )
+            .with_handoff(ends.next().unwrap());
+            workers.push(w);
+            cli.push(h0);
+            srv.push(h1);
+        }
+        TwoWorkers {
+            workers,
+            cli,
+            srv,
+            batch: Batch::with_capacity(64),
+            now: 1_000,
+        }
+    }
+
+    fn step(&mut self) {
+        for _ in 0..2 {
+            self.now += 1_000;
+            for w in &mut self.workers {
+                w.poll_once(&mut self.batch, self.now);
+            }
+        }
+    }
+
+    fn sent(&self, handles: &[MemHandle]) -> Vec<(usize, Vec<u8>)> {
+        handles
+            .iter()
+            .enumerate()
+            .flat_map(|(i, h)| h.take_sent().into_iter().map(move |f| (i, f)))
+            .collect()
+    }
+}
+
+#[test]
+fn two_workers_keep_both_directions_of_a_flow_on_its_owner() {
+    let mut rig = TwoWorkers::new();
+    let syn = eth(
+        FW_IN,
+        CLI_MAC,
+        ipv4(CLI, SRV, 6, &tcp(40000, 80, wire::TCP_SYN), 64),
+    );
+    let owner = dataplane::handoff::flow_owner(&syn, 2).unwrap();
+    let other = 1 - owner;
+    // The SYN arrives at the worker that does not own the flow.
+    rig.cli[other].inject(&syn);
+    rig.step();
+    let arp = rig.sent(&rig.srv);
+    assert_eq!(arp.len(), 1);
+    assert_eq!(arp[0].0, owner, "the owner resolves the next hop");
+    // Every worker sees ARP (each queue's port has its own tap on a real NIC).
+    for h in &rig.srv {
+        h.inject(&arp_frame(
+            ARP_REPLY,
+            SRV_MAC,
+            SRV,
+            FW_OUT,
+            [198, 51, 100, 1],
+            FW_OUT,
+        ));
+    }
+    for h in &rig.cli {
+        h.inject(&arp_frame(
+            ARP_REPLY,
+            CLI_MAC,
+            CLI,
+            FW_IN,
+            [192, 0, 2, 1],
+            FW_IN,
+        ));
+    }
+    rig.step();
+    let fwd = rig.sent(&rig.srv);
+    assert_eq!(fwd.len(), 1, "SYN forwarded once the neighbour answered");
+    // The SYN/ACK comes back on the other worker's queue: without the hand-off it would meet an empty
+    // conntrack table, count as invalid and be dropped by the lab ruleset.
+    rig.srv[other].inject(&eth(
+        FW_OUT,
+        SRV_MAC,
+        ipv4(
+            SRV,
+            CLI,
+            6,
+            &tcp(80, 40000, wire::TCP_SYN | wire::TCP_ACK),
+            64,
+        ),
+    ));
+    rig.step();
+    let back = rig.sent(&rig.cli);
+    assert_eq!(back.len(), 1, "SYN/ACK forwarded");
+    let o = rig.workers[owner].snapshot(false);
+    let n = rig.workers[other].snapshot(false);
+    assert_eq!(n.stats.handoff_sent, 2);
+    assert_eq!(o.stats.handoff_received, 2);
+    assert_eq!((o.stats.dropped_by_rule, n.stats.dropped_by_rule), (0, 0));
+    assert_eq!((o.conntrack_len, n.conntrack_len), (1, 0));
+}
