@@ -446,3 +446,44 @@ fn sighup_reloads_the_file_and_a_broken_file_keeps_the_running_ruleset() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn two_queue_lab_runs_two_workers_and_keeps_flows_whole() {
+    if skip_unless_root("two_queue_lab_runs_two_workers_and_keeps_flows_whole") {
+        return;
+    }
+    let lab = LabGuard::new("q");
+    let up = lab.sluice(&["lab", "up", "--queues", "2"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let get = lab.in_ns(
+        "cli",
+        &[
+            SLUICE,
+            "internal",
+            "http-get",
+            "198.51.100.2:80",
+            "/bytes/3000000",
+        ],
+    );
+    assert!(text(&get).contains("3000000 bytes"), "{}", text(&get));
+    let sock = format!("/run/sluice/{}/control.sock", lab.prefix);
+    let stats = Command::new(SLUICE)
+        .args(["ctl", "--control", &sock, "stats"])
+        .output()
+        .unwrap();
+    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
+    let value = |k: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    assert_eq!(value("workers"), 2, "{stats}");
+    assert_eq!(
+        value("dropped_by_rule"),
+        0,
+        "no packet of the download may look invalid: {stats}"
+    );
+    assert_eq!(value("handoff_full"), 0, "{stats}");
+}
