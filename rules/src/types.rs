@@ -1113,10 +1113,16 @@ impl Dtype {
             Ok(Val::from_u128(v, nbytes))
         };
         match self {
-            Dtype::Ipv4Addr => text
-                .parse::<std::net::Ipv4Addr>()
-                .map(|a| Val::from_bytes(&a.octets()))
-                .map_err(|_| "Could not resolve hostname: Name or service not known".to_string()),
+            Dtype::Ipv4Addr => match parse_number(text) {
+                // integers are addresses too (`ip saddr & 0xff == 1`)
+                Some(n) => int(n),
+                None => text
+                    .parse::<std::net::Ipv4Addr>()
+                    .map(|a| Val::from_bytes(&a.octets()))
+                    .map_err(|_| {
+                        "Could not resolve hostname: Name or service not known".to_string()
+                    }),
+            },
             Dtype::Ipv6Addr => {
                 let t = text
                     .strip_prefix('[')
@@ -1172,7 +1178,7 @@ impl Dtype {
                     ),
                 }
             }
-            Dtype::InetProto => {
+            Dtype::InetProto | Dtype::ProtoNum => {
                 if let Some(n) = parse_number(text) {
                     return int(n);
                 }

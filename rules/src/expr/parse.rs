@@ -836,7 +836,8 @@ impl Parser<'_> {
         let (p, span) = self.value(t)?;
         let Part::Val(v) = p else { return Ok(p) };
         match self.peek().kind {
-            Tok::Slash => {
+            // for bitmask types `/` introduces a mask (`tcp flags syn / syn,ack`), handled by rhs()
+            Tok::Slash if !t.is_bitmask() => {
                 self.next();
                 let (plen, pspan) = self.number()?;
                 let width = t.bits() as u64;
@@ -898,10 +899,21 @@ impl Parser<'_> {
         let mut text = self.string_of(tok);
         let mut tok = tok;
         if t == Dtype::Classid && self.peek().kind == Tok::Colon {
-            // `major:minor` arrives as three tokens
+            // `major:minor` arrives as three tokens; `a:b-c:d` as five (`b-c` is one word)
             self.next();
             let minor = self.next();
-            text = format!("{text}:{}", self.text(minor));
+            let m = self.text(minor).to_string();
+            if let (Some((b, c)), Tok::Colon) = (m.split_once('-'), self.peek().kind) {
+                self.next();
+                let d = self.next();
+                let lo = format!("{text}:{b}");
+                let hi = format!("{c}:{}", self.text(d));
+                let span = tok.span.to(d.span);
+                let lo = self.resolve(t, &lo, false, span);
+                let hi = self.resolve(t, &hi, false, span);
+                return Ok((Part::Range(lo, hi), span));
+            }
+            text = format!("{text}:{m}");
             tok.span = tok.span.to(minor.span);
         }
         if matches!(t, Dtype::Ifname) {
