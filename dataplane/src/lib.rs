@@ -11,6 +11,7 @@ pub mod handoff;
 pub mod neigh;
 pub mod pipeline;
 pub mod stats;
+pub mod testkit;
 pub mod wire;
 pub mod worker;
 

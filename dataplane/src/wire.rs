@@ -246,34 +246,7 @@ pub fn decrement_ttl(frame: &mut [u8], nh_off: usize) {
 pub(crate) mod tests {
     use super::*;
 
-    /// Builds an Ethernet + IPv4 + TCP/UDP/ICMP frame with correct checksums, for tests.
-    pub fn ipv4_frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8], ttl: u8) -> Vec<u8> {
-        let mut f = vec![0u8; ETH_HLEN + 20 + l4.len()];
-        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
-        f[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-        let ip = &mut f[ETH_HLEN..];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-        ip[6] = 0x40;
-        ip[8] = ttl;
-        ip[9] = proto;
-        ip[12..16].copy_from_slice(&src);
-        ip[16..20].copy_from_slice(&dst);
-        let c = checksum(&ip[..20]);
-        ip[10..12].copy_from_slice(&c.to_be_bytes());
-        ip[20..].copy_from_slice(l4);
-        f
-    }
-
-    pub fn tcp_header(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-        let mut t = vec![0u8; 20];
-        t[0..2].copy_from_slice(&sport.to_be_bytes());
-        t[2..4].copy_from_slice(&dport.to_be_bytes());
-        t[12] = 5 << 4;
-        t[13] = flags;
-        t
-    }
+    pub use crate::testkit::{ipv4_frame, tcp_header};
 
     #[test]
     fn parses_tcp_and_validates_checksum() {

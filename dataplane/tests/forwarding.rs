@@ -2,19 +2,17 @@
 //! resolution with a pending queue, conntrack states, the filter verdicts, TTL and checksums.
 
 use arc_swap::ArcSwap;
+use dataplane::testkit::{
+    arp_frame, ipv4_frame as ipv4, lab_fib, tcp_header as tcp, with_macs as eth, CLI, CLI_MAC,
+    FW_IN, FW_OUT, SRV, SRV_MAC,
+};
 use dataplane::wire::{self, checksum, ArpRepr, ARP_REPLY, ARP_REQUEST, ETH_HLEN};
-use dataplane::{Fib, InterfaceConfig, Pipeline, PipelineConfig, PortRole, Worker, WorkerConfig};
+use dataplane::{Pipeline, PipelineConfig, PortRole, Worker, WorkerConfig};
 use hw::mem::{MemHandle, MemPort};
 use hw::{Batch, Port};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
-const FW_IN: [u8; 6] = [2, 0, 0, 0, 1, 1];
-const FW_OUT: [u8; 6] = [2, 0, 0, 0, 2, 1];
-const CLI_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
-const SRV_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
-const CLI: [u8; 4] = [192, 0, 2, 2];
-const SRV: [u8; 4] = [198, 51, 100, 2];
 const LAB: &str = include_str!("../../docs/examples/lab.nft");
 
 struct Rig {
@@ -28,23 +26,7 @@ struct Rig {
 
 impl Rig {
     fn new(ruleset: &str) -> Rig {
-        let ifaces = vec![
-            InterfaceConfig {
-                name: "fw-cli".into(),
-                ifindex: 2,
-                mac: FW_IN,
-                mtu: 1500,
-                ipv4: vec![([192, 0, 2, 1].into(), 24)],
-            },
-            InterfaceConfig {
-                name: "fw-srv".into(),
-                ifindex: 3,
-                mac: FW_OUT,
-                mtu: 1500,
-                ipv4: vec![([198, 51, 100, 1].into(), 24)],
-            },
-        ];
-        let fib = Arc::new(Fib::new(ifaces, &[]));
+        let fib = lab_fib();
         let (p0, cli) = MemPort::new("fw-cli", FW_IN);
         let (p1, srv) = MemPort::new("fw-srv", FW_OUT);
         let ports: Vec<Box<dyn Port>> = vec![Box::new(p0), Box::new(p1)];
@@ -85,58 +67,6 @@ impl Rig {
     fn stats(&self) -> dataplane::WorkerStats {
         self.worker.snapshot(false).stats
     }
-}
-
-fn eth(dst: [u8; 6], src: [u8; 6], mut ip: Vec<u8>) -> Vec<u8> {
-    ip[0..6].copy_from_slice(&dst);
-    ip[6..12].copy_from_slice(&src);
-    ip
-}
-
-fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8], ttl: u8) -> Vec<u8> {
-    let mut f = vec![0u8; ETH_HLEN + 20 + l4.len()];
-    f[12..14].copy_from_slice(&wire::ETHERTYPE_IPV4.to_be_bytes());
-    let ip = &mut f[ETH_HLEN..];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
-    ip[6] = 0x40;
-    ip[8] = ttl;
-    ip[9] = proto;
-    ip[12..16].copy_from_slice(&src);
-    ip[16..20].copy_from_slice(&dst);
-    let c = checksum(&ip[..20]);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip[20..].copy_from_slice(l4);
-    f
-}
-
-fn tcp(sport: u16, dport: u16, flags: u8) -> Vec<u8> {
-    let mut t = vec![0u8; 20];
-    t[0..2].copy_from_slice(&sport.to_be_bytes());
-    t[2..4].copy_from_slice(&dport.to_be_bytes());
-    t[12] = 5 << 4;
-    t[13] = flags;
-    t
-}
-
-fn arp_frame(
-    op: u16,
-    smac: [u8; 6],
-    sip: [u8; 4],
-    tmac: [u8; 6],
-    tip: [u8; 4],
-    dst: [u8; 6],
-) -> Vec<u8> {
-    let a = ArpRepr {
-        op,
-        sender_mac: smac,
-        sender_ip: sip.into(),
-        target_mac: tmac,
-        target_ip: tip.into(),
-    };
-    let mut buf = vec![0u8; 60];
-    a.emit_frame(smac, dst, &mut buf);
-    buf
 }
 
 fn as_arp(frame: &[u8]) -> Option<ArpRepr> {
@@ -365,25 +295,7 @@ impl TwoWorkers {
     fn new() -> TwoWorkers {
         let ast = rules::parse_ruleset(LAB, "lab.nft").unwrap();
         let live = Arc::new(ArcSwap::from_pointee(rules::compile(&ast).unwrap()));
-        let fib = Arc::new(Fib::new(
-            vec![
-                InterfaceConfig {
-                    name: "fw-cli".into(),
-                    ifindex: 2,
-                    mac: FW_IN,
-                    mtu: 1500,
-                    ipv4: vec![([192, 0, 2, 1].into(), 24)],
-                },
-                InterfaceConfig {
-                    name: "fw-srv".into(),
-                    ifindex: 3,
-                    mac: FW_OUT,
-                    mtu: 1500,
-                    ipv4: vec![([198, 51, 100, 1].into(), 24)],
-                },
-            ],
-            &[],
-        ));
+        let fib = lab_fib();
         let mut ends = dataplane::handoff::mesh(2, 64).into_iter();
         let (mut workers, mut cli, mut srv) = (Vec::new(), Vec::new(), Vec::new());
         for id in 0..2 {
