@@ -44,6 +44,13 @@ impl LabGuard {
             .output()
             .expect("ip netns exec")
     }
+    /// Runs `sluice internal ARGS` in namespace `role` on a thread.
+    fn in_ns_background(&self, role: &str, args: &[&str]) -> std::thread::JoinHandle<Output> {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(role), SLUICE, "internal"])
+            .args(args);
+        std::thread::spawn(move || c.output().expect("ip netns exec"))
+    }
     fn leftovers(&self) -> Vec<String> {
         ["cli", "fw", "srv"]
             .iter()
@@ -318,41 +325,18 @@ fn nft_commands_change_the_live_ruleset_and_swaps_lose_no_packet() {
 
     // Swap the whole ruleset 30 times while pings and a download flow: nothing may be lost.
     let rs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/lab.nft");
-    let cli = lab.ns("cli");
-    let ping = std::thread::spawn(move || {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &cli,
-                SLUICE,
-                "internal",
-                "ping",
-                "198.51.100.2",
-                "--count",
-                "600",
-                "--interval-ms",
-                "3",
-            ])
-            .output()
-            .unwrap()
-    });
-    let cli = lab.ns("cli");
-    let download = std::thread::spawn(move || {
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &cli,
-                SLUICE,
-                "internal",
-                "http-get",
-                "198.51.100.2:80",
-                "/bytes/30000000",
-            ])
-            .output()
-            .unwrap()
-    });
+    let ping = lab.in_ns_background(
+        "cli",
+        &[
+            "ping",
+            "198.51.100.2",
+            "--count",
+            "600",
+            "--interval-ms",
+            "3",
+        ],
+    );
+    let download = lab.in_ns_background("cli", &["http-get", "198.51.100.2:80", "/bytes/30000000"]);
     for _ in 0..30 {
         let swap = nft(&["-f", rs]);
         assert!(swap.status.success(), "{}", text(&swap));
