@@ -730,7 +730,7 @@ impl Compiler {
                     field: *field,
                 },
                 Selector::Payload { proto, field } => Load::Payload(field.load(proto.base)),
-                Selector::Fib { .. } => Load::Unavailable,
+                Selector::Fib { .. } | Selector::Inner { .. } => Load::Unavailable,
                 Selector::Raw { base, off, len } => {
                     let f = payload::Field {
                         name: "raw",

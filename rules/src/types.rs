@@ -1147,6 +1147,9 @@ impl Dtype {
                 Ok(Val::from_bytes(&b))
             }
             Dtype::Ifname => {
+                if text.is_empty() {
+                    return Err("Empty string is not allowed".to_string());
+                }
                 if text.len() >= 16 {
                     return Err("String exceeds maximum length of 15".to_string());
                 }

@@ -13,6 +13,11 @@ use crate::types::{Dtype, Val};
 /// Something that loads a value from the packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
+    /// a header inside a tunnel: `vxlan ip saddr`, `gre tcp dport` (not evaluated in rules)
+    Inner {
+        tunnel: &'static str,
+        sel: Box<Selector>,
+    },
     /// `fib saddr . iif oif`: a routing lookup (evaluated by the dataplane; here it never matches)
     Fib { flags: u8, result: FibResult },
     /// `@th,16,16`: raw payload bits
@@ -47,6 +52,7 @@ impl Selector {
     pub fn dtype(&self) -> Dtype {
         match self {
             Selector::Opt { field, .. } => field.map(|f| f.dtype).unwrap_or(Dtype::Boolean),
+            Selector::Inner { sel, .. } => sel.dtype(),
             Selector::Fib { result, .. } => match result {
                 FibResult::Oif => Dtype::Integer(32),
                 FibResult::Oifname => Dtype::Ifname,
@@ -62,6 +68,11 @@ impl Selector {
 
     pub fn print(&self, out: &mut String) {
         match self {
+            Selector::Inner { tunnel, sel } => {
+                out.push_str(tunnel);
+                out.push(' ');
+                sel.print(out);
+            }
             Selector::Fib { flags, result } => {
                 out.push_str("fib ");
                 let names = ["saddr", "daddr", "mark", "iif", "oif"];

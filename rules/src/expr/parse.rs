@@ -155,6 +155,52 @@ impl Parser<'_> {
                 span,
             ));
         }
+        // tunnels: `vxlan vni 10`, `vxlan ip saddr ...`, `gre tcp dport ...`, `gretap ether saddr ...`
+        if matches!(w.as_str(), "vxlan" | "geneve" | "gre" | "gretap") {
+            let n = self.peek_word().unwrap_or_default();
+            let own_field = payload::proto(&w).is_some_and(|p| p.field(&n).is_some());
+            let udp_port = match w.as_str() {
+                "vxlan" => Some(4789),
+                "geneve" => Some(6081),
+                _ => None,
+            };
+            if let Some(_port) = udp_port {
+                if ctx.l4.map(|(_, p)| p) != Some(17) {
+                    self.sem_err(
+                        t.span,
+                        format!("{w}: missing udp dport match for the tunnel"),
+                    );
+                }
+            }
+            if !own_field {
+                let mut inner = RuleCtx::new(Family::Netdev);
+                let first = self.peek();
+                let (sel, span) = self.selector(&mut inner)?;
+                if w == "gre"
+                    && matches!(&sel, Selector::Payload { proto, .. } if proto.base == payload::Base::Link)
+                {
+                    self.sem_err(
+                        first.span.to(span),
+                        "gre carries no link layer header; use gretap",
+                    );
+                }
+                if w == "gre" || w == "gretap" {
+                    let gre = payload::proto("gre").unwrap();
+                    self.payload_deps(ctx, gre, "", t.span)?;
+                }
+                return Ok((
+                    Selector::Inner {
+                        tunnel: if w == "gre" {
+                            "gre"
+                        } else {
+                            payload::proto(&w).unwrap().name
+                        },
+                        sel: Box::new(sel),
+                    },
+                    t.span.to(span),
+                ));
+            }
+        }
         if let Some(p) = payload::proto(&w) {
             let f = self.peek();
             let fname = if f.kind == Tok::Word {
@@ -280,6 +326,11 @@ impl Parser<'_> {
                     self.kill_dep(ctx, DepFact::IifType(1));
                 }
                 if p.name == "vlan" {
+                    if let Some(l3) = ctx.l3 {
+                        if matches!(ctx.family, Family::Bridge | Family::Netdev) {
+                            return Err(conflict(self, l3));
+                        }
+                    }
                     self.kill_dep(ctx, DepFact::EtherType(0x8100));
                 }
             }
@@ -466,6 +517,10 @@ impl Parser<'_> {
         if self.is_word("set") && left.sels.len() == 1 && left.binop.is_none() {
             self.next();
             let target = left.sels.pop().unwrap();
+            if matches!(target, Selector::Inner { .. } | Selector::Fib { .. }) {
+                let t = self.peek();
+                self.sem_err(t.span, "this expression cannot be set");
+            }
             let value = self.value_expr(ctx, &types)?;
             if matches!(value, ValExpr::Const(_, Part::Range(..) | Part::Prefix(..))) {
                 let t = self.peek();
@@ -485,7 +540,22 @@ impl Parser<'_> {
                 self.check_set_ref(&name, &types, t.span, true)?;
                 crate::stmt::vmap::MapRef::Named(name)
             } else {
+                let start = self.peek().span;
                 let elems = self.set_elems(&types, Some(&[Dtype::Verdict]))?;
+                if types.len() == 1 {
+                    let mut iv: Vec<(u128, u128)> = elems
+                        .iter()
+                        .filter(|e| !e.parts.is_empty())
+                        .map(|e| {
+                            let (lo, hi) = e.parts[0].bounds();
+                            (lo.to_u128(), hi.to_u128())
+                        })
+                        .collect();
+                    iv.sort();
+                    if iv.windows(2).any(|w| w[1].0 <= w[0].1) {
+                        self.sem_err(start, "conflicting intervals specified");
+                    }
+                }
                 crate::stmt::vmap::MapRef::Anon(normalize_anon_set(elems, &types))
             };
             ctx.dep = None;

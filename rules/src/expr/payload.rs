@@ -213,6 +213,34 @@ pub static PROTOS: &[Proto] = &[
         ],
     },
     Proto {
+        name: "vxlan",
+        base: Base::Inner,
+        layer: Layer::AnyTransport,
+        fields: &[f("flags", 0, 8, Hex(8)), f("vni", 32, 24, Integer(24))],
+    },
+    Proto {
+        name: "geneve",
+        base: Base::Inner,
+        layer: Layer::AnyTransport,
+        fields: &[
+            f("version", 0, 2, Integer(2)),
+            f("opt-len", 2, 6, Integer(6)),
+            f("o", 8, 1, Integer(1)),
+            f("c", 9, 1, Integer(1)),
+            f("protocol", 16, 16, EtherType),
+            f("vni", 32, 24, Integer(24)),
+        ],
+    },
+    Proto {
+        name: "gretap",
+        base: Base::Inner,
+        layer: Layer::Transport {
+            ipproto: 47,
+            l3: None,
+        },
+        fields: &[],
+    },
+    Proto {
         name: "th",
         base: Base::Transport,
         layer: Layer::AnyTransport,

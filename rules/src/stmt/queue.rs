@@ -51,8 +51,11 @@ impl Parser<'_> {
         if self.eat_word("flags") {
             flags(self, &mut q)?;
         }
-        if self.eat_word("to") || self.eat_word("num") {
+        if self.eat_word("to") {
             q.to = self.value_expr(ctx, &[Dtype::Integer(16)])?;
+        } else if self.eat_word("num") {
+            // the old form takes numbers and ranges only
+            q.to = ValExpr::Const(Dtype::Integer(16), self.part(Dtype::Integer(16))?);
         }
         while self.is_word("bypass") || self.is_word("fanout") {
             flags(self, &mut q)?;
