@@ -73,6 +73,8 @@ pub(crate) enum VOp {
     Jump(u32),
     Goto(u32),
     Reject(RejectKind),
+    /// a NAT statement (index into `nats`): terminal, like accept
+    Nat(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -217,6 +219,8 @@ pub struct CompiledRuleset {
     ingress: Vec<(ChainId, Vec<String>)>,
     names: Vec<(&'static str, String, String)>,
     initial: Vec<CounterValue>,
+    /// compiled NAT statements (see `nat_effect`)
+    pub(crate) nats: Vec<crate::nat_effect::CNat>,
 }
 
 const HOOKS: [Hook; 7] = [
@@ -291,7 +295,7 @@ impl CompiledRuleset {
     }
 }
 
-struct Compiler {
+pub(crate) struct Compiler {
     /// number of named chains (anonymous binding chains get ids after them)
     n_named: usize,
     /// binding chains to compile: (table, its first chain id, rules)
@@ -309,6 +313,7 @@ struct Compiler {
     sets: Vec<CSet>,
     slot: u32,
     initial: Vec<CounterValue>,
+    nats: Vec<crate::nat_effect::CNat>,
 }
 
 pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
@@ -334,6 +339,7 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
         sets: Vec::new(),
         slot: 0,
         initial: Vec::new(),
+        nats: Vec::new(),
     };
     let mut hooks: Vec<Vec<(i32, usize, ChainId)>> = vec![Vec::new(); 2 * HOOKS.len()];
     let mut ingress: Vec<(i32, usize, ChainId, Vec<String>)> = Vec::new();
@@ -427,6 +433,7 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
         ingress,
         names,
         initial: cc.initial,
+        nats: cc.nats,
     })
 }
 
@@ -641,11 +648,17 @@ impl Compiler {
                         self.ops.push(Op::Store { target, src });
                     }
                 }
-                // evaluated elsewhere or not at all (logging, rate limits and NAT need the dataplane)
+                Stmt::Nat(n) => {
+                    if let Some(c) = self.nat(t, n) {
+                        self.nats.push(c);
+                        let i = (self.nats.len() - 1) as u32;
+                        self.ops.push(Op::Verdict(VOp::Nat(i)));
+                    }
+                }
+                // evaluated elsewhere or not at all (logging and rate limits need the dataplane)
                 Stmt::Log(_)
                 | Stmt::Limit(_)
                 | Stmt::Quota(_)
-                | Stmt::Nat(_)
                 | Stmt::Notrack
                 | Stmt::ObjRef(_)
                 | Stmt::SetUpdate(_)
@@ -894,7 +907,7 @@ impl Compiler {
     }
 
     /// Lowers the value expressions evaluation supports; `None` for the rest.
-    fn vsrc(&mut self, t: &Table, v: &crate::expr::value::ValExpr) -> Option<VSrc> {
+    pub(crate) fn vsrc(&mut self, t: &Table, v: &crate::expr::value::ValExpr) -> Option<VSrc> {
         use crate::expr::value::ValExpr as V;
         match v {
             V::Const(_, Part::Val(x)) => Some(VSrc::Const(bx(x.bytes()))),

@@ -174,6 +174,19 @@ impl CompiledRuleset {
         counters: &mut [CounterValue],
         tracer: &mut T,
     ) -> Verdict {
+        self.walk(chain, pkt, counters, tracer, &mut None)
+    }
+
+    /// The chain walker behind the `eval_chain*` methods; a NAT statement ends the chain with accept and
+    /// leaves its request in `nat`.
+    pub(crate) fn walk<T: Tracer + ?Sized>(
+        &self,
+        chain: ChainId,
+        pkt: &mut PacketCtx<'_>,
+        counters: &mut [CounterValue],
+        tracer: &mut T,
+        nat: &mut Option<crate::nat_effect::NatRequest>,
+    ) -> Verdict {
         let base = chain.0 as usize;
         let policy = self.chains[base].policy.unwrap_or(Verdict::Accept);
         let mut stack = [(0u32, 0u32); JUMP_STACK];
@@ -207,7 +220,7 @@ impl CompiledRuleset {
             let rule = &self.rules[r as usize];
             let cid = ChainId(c as u32);
             let idx = r - self.chains[c].rules.start;
-            let Some(v) = self.run_rule(rule.ops.clone(), pkt, counters) else {
+            let Some(mut v) = self.run_rule(rule.ops.clone(), pkt, counters) else {
                 tracer.event(
                     pkt,
                     TraceEvent::NoMatch {
@@ -218,7 +231,17 @@ impl CompiledRuleset {
                 r += 1;
                 continue;
             };
+            if let VOp::Nat(i) = v {
+                // Not for this packet's family, or no map element: the rule does not apply.
+                *nat = self.nat_request(i, pkt);
+                v = if nat.is_some() {
+                    VOp::Accept
+                } else {
+                    VOp::Continue
+                };
+            }
             let tv = match v {
+                VOp::Nat(_) => TraceVerdict::Accept,
                 VOp::Accept => TraceVerdict::Accept,
                 VOp::Drop => TraceVerdict::Drop,
                 VOp::Reject(k) => TraceVerdict::Reject(k),
@@ -237,7 +260,7 @@ impl CompiledRuleset {
             );
             match v {
                 VOp::Continue => r += 1,
-                VOp::Accept => return Verdict::Accept,
+                VOp::Accept | VOp::Nat(_) => return Verdict::Accept,
                 VOp::Drop => return Verdict::Drop,
                 VOp::Reject(k) => return Verdict::Reject(k),
                 VOp::Return => {
@@ -335,7 +358,12 @@ impl CompiledRuleset {
     }
 
     /// Computes a value into `buf`; `None` when a load or lookup fails.
-    fn compute(&self, src: &VSrc, pkt: &PacketCtx<'_>, buf: &mut [u8; BUF]) -> Option<usize> {
+    pub(crate) fn compute(
+        &self,
+        src: &VSrc,
+        pkt: &PacketCtx<'_>,
+        buf: &mut [u8; BUF],
+    ) -> Option<usize> {
         match src {
             VSrc::Const(c) => {
                 buf[..c.len()].copy_from_slice(c);

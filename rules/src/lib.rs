@@ -14,6 +14,7 @@ pub mod eval;
 pub mod expr;
 pub mod flowtable;
 pub mod lex;
+pub mod nat_effect;
 pub mod obj;
 pub mod parse;
 pub mod print;
