@@ -8,6 +8,7 @@
 pub mod conntrack;
 pub mod fib;
 pub mod handoff;
+pub mod nat;
 pub mod neigh;
 pub mod pipeline;
 pub mod stats;

@@ -709,14 +709,9 @@ impl<A: Addr> Conntrack<A> {
         Some((idx, dir))
     }
 
-    /// Is `t` (in zone `zone`) the tuple of a live connection, or of the pending one? (The NAT port
-    /// allocator's `nf_nat_used_tuple`.)
+    /// Is `t` (in zone `zone`) a tuple of a live connection (the NAT port allocator's
+    /// `nf_nat_used_tuple`; the pending connection being bound is not counted)?
     pub fn tuple_taken(&self, zone: u16, t: &Tuple<A>, now_ms: u32) -> bool {
-        if let Some(p) = &self.pending {
-            if p.zone == zone && (p.orig() == *t || p.reply() == *t) {
-                return true;
-            }
-        }
         self.find(zone, t)
             .is_some_and(|(i, _)| !self.slab.get(i).unwrap().expired(now_ms))
     }
