@@ -12,6 +12,9 @@ use rules::{CompiledRuleset, CounterValue, Hook, NfProto, PacketCtx, Verdict};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
+mod nat_hooks;
+use nat_hooks::{Carry, NatStep, NAT_DST_PRIO, NAT_SRC_PRIO};
+
 /// What to do with a frame after the pipeline saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -68,6 +71,10 @@ pub struct Pipeline {
     pub counters: Vec<CounterValue>,
     generation: usize,
     emitted: Vec<(usize, Vec<u8>)>,
+    /// NAT port allocation state.
+    nat: crate::nat::Nat,
+    /// When "no free NAT port" was last logged (ns).
+    last_exhausted_log: Option<u64>,
 }
 
 /// Identifies a ruleset generation by the address of its shared allocation.
@@ -90,6 +97,8 @@ impl Pipeline {
             counters: Vec::new(),
             generation: 0,
             emitted: Vec::new(),
+            nat: crate::nat::Nat::new(config.hash_seed ^ 0x6e61_7400),
+            last_exhausted_log: None,
         }
     }
 
@@ -243,7 +252,7 @@ impl Pipeline {
         rs: &CompiledRuleset,
         now: u64,
     ) -> Action {
-        let ip = match wire::parse_ipv4(frame, ETH_HLEN) {
+        let mut ip = match wire::parse_ipv4(frame, ETH_HLEN) {
             Ok(ip) => ip,
             Err(wire::ParseError::BadIpv4Checksum) => {
                 self.stats.drop_bad_ip_checksum += 1;
@@ -252,15 +261,13 @@ impl Pipeline {
             Err(_) => return self.drop_parse(),
         };
         // The kernel stack already has packets for the box when it shares the interface; INPUT runs there.
-        let decision = self.fib.lookup(ip.dst);
-        if decision == RouteDecision::Local {
-            return if kernel_has_copy || self.shares(port) {
-                self.stats.local_to_kernel += 1;
-                Action::Consumed
-            } else {
-                self.stats.local_no_path += 1;
-                Action::Drop
-            };
+        // Unless they belong to a NATed connection (replies to a masqueraded flow, a port forward).
+        let mut decision = self.fib.lookup(ip.dst);
+        if decision == RouteDecision::Local
+            && !nat_hooks::has_nat_chains(rs, Hook::Prerouting)
+            && !nat_hooks::has_nat_chains(rs, Hook::Postrouting)
+        {
+            return self.local(port, kernel_has_copy);
         }
         let ct = self
             .conntrack
@@ -268,9 +275,11 @@ impl Pipeline {
         if ct == CtResult::TableFull {
             return Action::Drop;
         }
-        let fib = &*self.fib;
-        let counters = &mut self.counters;
-        let in_ifc = &fib.interfaces[port];
+        if decision == RouteDecision::Local && !self.nat_wants_local(rs, ct) {
+            self.conntrack.abandon();
+            return self.local(port, kernel_has_copy);
+        }
+        let in_ifc = &self.fib.interfaces[port];
         let mut pkt = PacketCtx {
             frame,
             nh_off: ETH_HLEN,
@@ -288,7 +297,49 @@ impl Pipeline {
             hook: Hook::Prerouting,
             nftrace: false,
         };
-        if run_hook(rs, Hook::Prerouting, &mut pkt, counters) == Verdict::Drop {
+        if run_hook(
+            rs,
+            Hook::Prerouting,
+            &mut pkt,
+            &mut self.counters,
+            i32::MIN,
+            NAT_DST_PRIO,
+        )
+        .is_drop()
+        {
+            self.stats.dropped_by_rule += 1;
+            return Action::Drop;
+        }
+        let carry = Carry::of(&pkt);
+        match self.nat_hook(rs, Hook::Prerouting, frame, &ip, ct, port, None, carry, now) {
+            NatStep::Drop => return Action::Drop,
+            NatStep::Rewritten => {
+                // The destination moved: route on the new one.
+                ip = match wire::parse_ipv4(frame, ETH_HLEN) {
+                    Ok(ip) => ip,
+                    Err(_) => return self.drop_parse(),
+                };
+                decision = self.fib.lookup(ip.dst);
+            }
+            NatStep::Same => {}
+        }
+        if decision == RouteDecision::Local {
+            self.conntrack.abandon();
+            return self.local(port, kernel_has_copy);
+        }
+        let fib = &*self.fib;
+        let in_ifc = &fib.interfaces[port];
+        let mut pkt = ctx(frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        if run_hook(
+            rs,
+            Hook::Prerouting,
+            &mut pkt,
+            &mut self.counters,
+            NAT_DST_PRIO + 1,
+            i32::MAX,
+        )
+        .is_drop()
+        {
             self.stats.dropped_by_rule += 1;
             return Action::Drop;
         }
@@ -307,8 +358,60 @@ impl Pipeline {
         }
         pkt.oif = out_ifc.ifindex;
         pkt.oifname = &out_ifc.name;
-        if run_hook(rs, Hook::Forward, &mut pkt, counters) == Verdict::Drop
-            || run_hook(rs, Hook::Postrouting, &mut pkt, counters) == Verdict::Drop
+        if run_hook(
+            rs,
+            Hook::Forward,
+            &mut pkt,
+            &mut self.counters,
+            i32::MIN,
+            i32::MAX,
+        )
+        .is_drop()
+            || run_hook(
+                rs,
+                Hook::Postrouting,
+                &mut pkt,
+                &mut self.counters,
+                i32::MIN,
+                NAT_SRC_PRIO,
+            )
+            .is_drop()
+        {
+            self.stats.dropped_by_rule += 1;
+            return Action::Drop;
+        }
+        let carry = Carry::of(&pkt);
+        let out = Some((iface, next_hop));
+        match self.nat_hook(rs, Hook::Postrouting, frame, &ip, ct, port, out, carry, now) {
+            NatStep::Drop => return Action::Drop,
+            NatStep::Rewritten => {
+                ip = match wire::parse_ipv4(frame, ETH_HLEN) {
+                    Ok(ip) => ip,
+                    Err(_) => return self.drop_parse(),
+                };
+            }
+            NatStep::Same => {}
+        }
+        let fib = &*self.fib;
+        let (in_ifc, out_ifc) = (&fib.interfaces[port], &fib.interfaces[iface]);
+        let mut pkt = ctx(
+            frame,
+            &ip,
+            in_ifc,
+            Some(out_ifc),
+            ct,
+            carry,
+            Hook::Postrouting,
+        );
+        if run_hook(
+            rs,
+            Hook::Postrouting,
+            &mut pkt,
+            &mut self.counters,
+            NAT_SRC_PRIO + 1,
+            i32::MAX,
+        )
+        .is_drop()
         {
             self.stats.dropped_by_rule += 1;
             return Action::Drop;
@@ -317,6 +420,17 @@ impl Pipeline {
             return Action::Drop;
         }
         self.finish_forward(frame, &ip, iface, next_hop, now)
+    }
+
+    /// A packet for the box itself: the kernel has it (or nobody does).
+    fn local(&mut self, port: usize, kernel_has_copy: bool) -> Action {
+        if kernel_has_copy || self.shares(port) {
+            self.stats.local_to_kernel += 1;
+            Action::Consumed
+        } else {
+            self.stats.local_no_path += 1;
+            Action::Drop
+        }
     }
 
     fn finish_forward(
@@ -367,12 +481,48 @@ fn run_hook(
     hook: Hook,
     pkt: &mut PacketCtx,
     counters: &mut [CounterValue],
+    min_prio: i32,
+    max_prio: i32,
 ) -> Verdict {
     pkt.hook = hook;
     for &chain in rs.hook_chains(NfProto::Ipv4, hook) {
+        // nat chains run in the NAT step (see nat_hooks), at their fixed place in the hook.
+        let p = rs.chain_priority(chain).unwrap_or(0);
+        if p < min_prio || p > max_prio || rs.is_nat_chain(chain) {
+            continue;
+        }
         if rs.eval_chain(chain, pkt, counters).is_drop() {
             return Verdict::Drop;
         }
     }
     Verdict::Accept
+}
+
+/// The rule context of an IPv4 packet (rebuilt after a NAT rewrite, carrying what rules set).
+fn ctx<'a>(
+    frame: &'a [u8],
+    ip: &Ipv4Info,
+    in_ifc: &'a crate::fib::InterfaceConfig,
+    out_ifc: Option<&'a crate::fib::InterfaceConfig>,
+    ct: CtResult,
+    carry: Carry,
+    hook: Hook,
+) -> PacketCtx<'a> {
+    PacketCtx {
+        frame,
+        nh_off: ETH_HLEN,
+        th_off: ip.th_off,
+        nfproto: NfProto::Ipv4,
+        l4proto: ip.proto,
+        len: ip.total_len as u32,
+        iif: in_ifc.ifindex,
+        iifname: &in_ifc.name,
+        oif: out_ifc.map_or(0, |o| o.ifindex),
+        oifname: out_ifc.map_or("", |o| o.name.as_str()),
+        mark: carry.mark,
+        ct_state: ct.state(),
+        ct_mark: carry.ct_mark,
+        hook,
+        nftrace: carry.nftrace,
+    }
 }

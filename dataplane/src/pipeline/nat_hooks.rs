@@ -1,0 +1,229 @@
+//! The NAT hooks of the packet path (the kernel's nf_nat hook functions): at PREROUTING (destination,
+//! priority -100) and POSTROUTING (source, priority 100). For the first packet of a connection the nat
+//! chains of the hook choose a binding (the first chain whose NAT statement applies wins; if none does,
+//! the null binding); then every packet whose connection is bound gets rewritten here.
+
+use super::*;
+use crate::conntrack::{ms, status, Dir};
+use crate::nat::{self, Manip, NatError, NatKind, Range};
+use rules::nat_effect::NatRequest;
+use std::net::IpAddr;
+
+/// `NF_IP_PRI_NAT_DST` and `NF_IP_PRI_NAT_SRC`: filter chains of the same hook with a priority up to
+/// these run before the NAT step, the others after it.
+pub(super) const NAT_DST_PRIO: i32 = -100;
+pub(super) const NAT_SRC_PRIO: i32 = 100;
+
+/// What the rules may have changed on a packet that must survive rebuilding its context after a rewrite.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Carry {
+    pub mark: u32,
+    pub ct_mark: u32,
+    pub nftrace: bool,
+}
+
+impl Carry {
+    pub(super) fn of(p: &PacketCtx) -> Carry {
+        Carry {
+            mark: p.mark,
+            ct_mark: p.ct_mark,
+            nftrace: p.nftrace,
+        }
+    }
+}
+
+/// Does the ruleset have nat chains on `hook` for IPv4?
+pub(super) fn has_nat_chains(rs: &CompiledRuleset, hook: Hook) -> bool {
+    rs.hook_chains(NfProto::Ipv4, hook)
+        .iter()
+        .any(|&c| rs.is_nat_chain(c))
+}
+
+fn v4_range(r: &NatRequest) -> Option<Range<Ipv4Addr>> {
+    let addr = match r.addr {
+        None => None,
+        Some((IpAddr::V4(lo), IpAddr::V4(hi))) => Some((lo, hi)),
+        Some(_) => return None,
+    };
+    Some(Range {
+        addr,
+        ports: r.ports,
+        flags: r.flags,
+    })
+}
+
+/// The outcome of a NAT hook.
+pub(super) enum NatStep {
+    /// Nothing changed.
+    Same,
+    /// The packet was rewritten.
+    Rewritten,
+    /// Drop it (counted).
+    Drop,
+}
+
+impl Pipeline {
+    /// Is a packet for one of the box's own addresses ours to handle? Only when it belongs to a NATed
+    /// connection, or may start one (a nat chain at PREROUTING can send it elsewhere).
+    pub(super) fn nat_wants_local(&self, rs: &CompiledRuleset, ct: CtResult) -> bool {
+        match ct {
+            CtResult::New => has_nat_chains(rs, Hook::Prerouting),
+            CtResult::Existing { idx, .. } | CtResult::Related { idx, .. } => self
+                .conntrack
+                .get(idx)
+                .is_some_and(|e| e.status & status::NAT_MASK != 0),
+            _ => false,
+        }
+    }
+
+    /// Runs the NAT step of `hook` for one packet. `pkt_at` builds the rule context from the current frame;
+    /// `out` is the egress interface and next hop (POSTROUTING).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn nat_hook(
+        &mut self,
+        rs: &CompiledRuleset,
+        hook: Hook,
+        frame: &mut [u8],
+        ip: &Ipv4Info,
+        ct: CtResult,
+        in_port: usize,
+        out: Option<(usize, Ipv4Addr)>,
+        carry: Carry,
+        now: u64,
+    ) -> NatStep {
+        let manip = if hook == Hook::Postrouting {
+            Manip::Src
+        } else {
+            Manip::Dst
+        };
+        if ct == CtResult::New && has_nat_chains(rs, hook) {
+            let fib = &*self.fib;
+            let in_ifc = &fib.interfaces[in_port];
+            let (oif, oifname) = match out {
+                Some((i, _)) => (fib.interfaces[i].ifindex, fib.interfaces[i].name.as_str()),
+                None => (0, ""),
+            };
+            let mut pkt = PacketCtx {
+                frame: &*frame,
+                nh_off: ETH_HLEN,
+                th_off: ip.th_off,
+                nfproto: NfProto::Ipv4,
+                l4proto: ip.proto,
+                len: ip.total_len as u32,
+                iif: in_ifc.ifindex,
+                iifname: &in_ifc.name,
+                oif,
+                oifname,
+                mark: carry.mark,
+                ct_state: ct.state(),
+                ct_mark: carry.ct_mark,
+                hook,
+                nftrace: carry.nftrace,
+            };
+            let mut request = None;
+            for &chain in rs.hook_chains(NfProto::Ipv4, hook) {
+                if !rs.is_nat_chain(chain) {
+                    continue;
+                }
+                let (v, r) = rs.eval_chain_nat(chain, &mut pkt, &mut self.counters);
+                if v.is_drop() {
+                    self.stats.dropped_by_rule += 1;
+                    return NatStep::Drop;
+                }
+                if r.is_some() {
+                    request = r;
+                    break;
+                }
+            }
+            let range = match request {
+                None => None,
+                Some(r) => {
+                    let wrong_hook = match r.kind {
+                        NatKind::Snat | NatKind::Masquerade => manip != Manip::Src,
+                        NatKind::Dnat | NatKind::Redirect => manip != Manip::Dst,
+                    };
+                    let resolved = if wrong_hook {
+                        None
+                    } else {
+                        match r.kind {
+                            NatKind::Snat | NatKind::Dnat => v4_range(&r),
+                            // The address the route out would use as source (inet_select_addr).
+                            NatKind::Masquerade => out
+                                .and_then(|(i, nh)| fib.source_for(i, nh))
+                                .map(|a| Range {
+                                    addr: Some((a, a)),
+                                    ports: r.ports,
+                                    flags: r.flags,
+                                }),
+                            // The primary address of the interface the packet came in on.
+                            NatKind::Redirect => in_ifc.ipv4.first().map(|&(a, _)| Range {
+                                addr: Some((a, a)),
+                                ports: r.ports,
+                                flags: r.flags,
+                            }),
+                        }
+                    };
+                    match resolved {
+                        Some(range) => Some(range),
+                        None => {
+                            self.stats.nat_no_address += 1;
+                            return NatStep::Drop;
+                        }
+                    }
+                }
+            };
+            match self
+                .nat
+                .setup(&mut self.conntrack, range.as_ref(), manip, ms(now))
+            {
+                Ok(()) => {
+                    if range.is_some() {
+                        self.stats.nat_bindings += 1;
+                    }
+                }
+                Err(NatError::Exhausted) => {
+                    self.stats.nat_port_exhausted += 1;
+                    let quiet = self
+                        .last_exhausted_log
+                        .is_some_and(|t| now.saturating_sub(t) < 1_000_000_000);
+                    if !quiet {
+                        self.last_exhausted_log = Some(now);
+                        tracing::warn!(
+                            "nf_nat: no free port in the NAT range, dropping new flow (so far: {})",
+                            self.stats.nat_port_exhausted
+                        );
+                    }
+                    return NatStep::Drop;
+                }
+            }
+        }
+        let end = (ETH_HLEN + ip.total_len).min(frame.len());
+        let l3 = &mut frame[ETH_HLEN..end];
+        let changed = match ct {
+            CtResult::New => self
+                .conntrack
+                .pending()
+                .is_some_and(|e| nat::apply_ipv4(l3, e, Dir::Original, manip)),
+            CtResult::Existing { idx, dir, .. } => self
+                .conntrack
+                .get(idx)
+                .is_some_and(|e| nat::apply_ipv4(l3, e, dir, manip)),
+            CtResult::Related { idx, dir } => {
+                let done = self
+                    .conntrack
+                    .get(idx)
+                    .is_some_and(|e| nat::icmp_error_ipv4(l3, e, dir, manip));
+                if done {
+                    self.stats.nat_icmp_errors += 1;
+                }
+                done
+            }
+            _ => false,
+        };
+        if changed {
+            NatStep::Rewritten
+        } else {
+            NatStep::Same
+        }
+    }
+}
