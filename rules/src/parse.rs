@@ -192,6 +192,8 @@ pub(crate) struct Parser<'a> {
     pub chain_name_span: Option<Span>,
     /// spans of the set elements parsed by the last `set_elems` calls
     pub elem_spans: Vec<Span>,
+    /// parsing a set element (where `a | b` joins flags)
+    pub in_set_elem: bool,
     expansions: u32,
 }
 
@@ -215,6 +217,7 @@ impl<'a> Parser<'a> {
             prio_kw: None,
             chain_name_span: None,
             elem_spans: Vec::new(),
+            in_set_elem: false,
             expansions: 0,
         }
     }

@@ -331,15 +331,27 @@ impl Elem {
         }
     }
     pub fn print(&self, types: &[Dtype], fmt: crate::types::ValFmt, out: &mut String) {
+        self.print_ex(types, fmt, false, out)
+    }
+
+    /// `or_flags`: print multi-bit flag values as `a | b` (set elements, explicit `==`/`!=`)
+    /// rather than `a,b` (implicit flag tests).
+    pub fn print_ex(
+        &self,
+        types: &[Dtype],
+        fmt: crate::types::ValFmt,
+        or_flags: bool,
+        out: &mut String,
+    ) {
         for (i, p) in self.parts.iter().enumerate() {
             if i > 0 {
                 out.push_str(" . ");
             }
-            p.print(
-                types.get(i).copied().unwrap_or(Dtype::Integer(32)),
-                fmt,
-                out,
-            );
+            let t = types.get(i).copied().unwrap_or(Dtype::Integer(32));
+            match p {
+                Part::Val(v) if or_flags && t.is_bitmask() => print_flags_or(t, v, fmt, out),
+                _ => p.print(t, fmt, out),
+            }
         }
     }
     /// Key, element options and mapped data: `1.2.3.4 timeout 1h comment "x" counter packets 0 bytes 0 : accept`.
@@ -347,7 +359,7 @@ impl Elem {
         if self.parts.is_empty() {
             out.push('*');
         } else {
-            self.print(f.key, f.val, out);
+            self.print_ex(f.key, f.val, true, out);
         }
         if let Some(o) = &self.opts {
             if let Some(t) = o.timeout {
@@ -450,7 +462,7 @@ impl Match {
                     print_flags_or(types[0], v, fmt, out);
                 }
             }
-            Rhs::Elem(e) => e.print(&types, fmt, out),
+            Rhs::Elem(e) => e.print_ex(&types, fmt, matches!(self.op, RelOp::Eq | RelOp::Ne), out),
             Rhs::Set(elems) => print_anon_set(elems, &types, fmt, out),
             Rhs::SetRef(n) => {
                 out.push('@');

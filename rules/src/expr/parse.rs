@@ -797,6 +797,13 @@ impl Parser<'_> {
 
     /// One set element: key (or `*`), options, and `: data` for maps.
     pub(crate) fn set_elem(&mut self, types: &[Dtype], data: Option<&[Dtype]>) -> PResult<Elem> {
+        self.in_set_elem = true;
+        let r = self.set_elem_inner(types, data);
+        self.in_set_elem = false;
+        r
+    }
+
+    fn set_elem_inner(&mut self, types: &[Dtype], data: Option<&[Dtype]>) -> PResult<Elem> {
         let mut e = if self.eat(Tok::Star) {
             Elem {
                 parts: Vec::new(),
@@ -904,7 +911,16 @@ impl Parser<'_> {
     /// A value, prefix or range of type `t`.
     pub(crate) fn part(&mut self, t: Dtype) -> PResult<Part> {
         let (p, span) = self.value(t)?;
-        let Part::Val(v) = p else { return Ok(p) };
+        let Part::Val(mut v) = p else { return Ok(p) };
+        // `syn | ack` inside sets
+        while t.is_bitmask() && self.in_set_elem && self.peek().kind == Tok::Pipe {
+            self.next();
+            let (p2, s2) = self.value(t)?;
+            let Part::Val(v2) = p2 else {
+                return Err(self.err(s2, "expected a flag value"));
+            };
+            v = v.or(&v2);
+        }
         match self.peek().kind {
             // for bitmask types `/` introduces a mask (`tcp flags syn / syn,ack`), handled by rhs()
             Tok::Slash if !t.is_bitmask() => {

@@ -78,6 +78,20 @@ impl ValExpr {
                     } else {
                         r.print_prec(fmt, p + 1, out);
                     }
+                } else if let ValExpr::Const(t, Part::Val(v)) = &**r {
+                    if t.is_bitmask() {
+                        let n = v.to_u64().count_ones();
+                        let paren = n > 1 && *op != BinOp::Or;
+                        if paren {
+                            out.push('(');
+                        }
+                        super::print_flags_or(*t, v, fmt, out);
+                        if paren {
+                            out.push(')');
+                        }
+                    } else {
+                        r.print_prec(fmt, p + 1, out);
+                    }
                 } else {
                     r.print_prec(fmt, p + 1, out);
                 }

@@ -29,7 +29,8 @@ impl SetUpdate {
             out.push(' ');
             match s {
                 super::Stmt::Counter(c) => {
-                    super::counter::Counter::print(c.packets, c.bytes, stateless, out)
+                    // per-element state lives in the set: the statement is only a template
+                    super::counter::Counter::print(c.packets, c.bytes, true, out)
                 }
                 super::Stmt::Limit(l) => l.print(out),
                 super::Stmt::Quota(q) => q.print(stateless, out),
