@@ -71,6 +71,7 @@ struct Daemon {
     workers: Vec<Mutex<Sender<Command>>>,
     /// Serialises writers: each builds the next generation from the live one.
     writer: Mutex<()>,
+    conntrack: crate::conntrack::Server,
 }
 
 impl Daemon {
@@ -168,6 +169,13 @@ impl Daemon {
                     out.push_str(&format!("{name} {v}\n"));
                 }
                 Ok(out)
+            }
+            ["conntrack", args @ ..] => self.conntrack.handle(&self.workers, args),
+            ["conntrack-events", seq] => {
+                let seq = seq
+                    .parse()
+                    .map_err(|_| format!("bad sequence number {seq}"))?;
+                Ok(self.conntrack.events_since(&self.workers, seq))
             }
             _ => Err(format!("unknown request: {line}")),
         }
@@ -324,6 +332,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         live,
         workers: senders,
         writer: Mutex::new(()),
+        conntrack: crate::conntrack::Server {
+            acct: sysctls.acct,
+            ..Default::default()
+        },
     });
     let d = daemon.clone();
     ctl::serve(

@@ -1,5 +1,6 @@
 //! `sluice`: the daemon, its control verbs, and the netns lab.
 
+mod conntrack;
 mod ctl;
 mod daemon;
 mod kernel;
@@ -47,6 +48,13 @@ enum Cmd {
     /// nft's command line against the running daemon: `-f FILE`, `-c`, `list ruleset`, `add rule …`.
     #[command(disable_help_flag = true)]
     Nft {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// conntrack-tools against the running daemon: -L, -D, -F, -C, -S, -E with conntrack's filters and
+    /// output (`--control PATH` picks the daemon).
+    #[command(disable_help_flag = true)]
+    Conntrack {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -215,6 +223,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 }
             }
         }
+        Cmd::Conntrack { args } => conntrack::run(&args),
         Cmd::Ctl { control, words } => {
             print!("{}", ctl::request(&control, &words.join(" "), "")?);
             Ok(ExitCode::SUCCESS)

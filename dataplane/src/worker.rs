@@ -28,6 +28,7 @@ pub struct Snapshot {
     pub counters: Vec<CounterValue>,
     pub conntrack: Vec<ConnSnapshot>,
     pub conntrack_len: usize,
+    pub conntrack_info: crate::conntrack::TableInfo,
 }
 
 pub enum Command {
@@ -36,6 +37,13 @@ pub enum Command {
         reply: Sender<Snapshot>,
     },
     FlushConntrack,
+    /// Removes the entries whose original tuple (and zone) is listed; answers how many went.
+    DeleteConntrack {
+        tuples: Vec<(u16, crate::conntrack::Tuple<std::net::Ipv4Addr>)>,
+        reply: Sender<usize>,
+    },
+    /// Starts (`Some`) or stops (`None`) sending conntrack events (`conntrack -E`), in batches.
+    WatchConntrack(Option<Sender<Vec<crate::conntrack::Event<std::net::Ipv4Addr>>>>),
 }
 
 /// Settings of the loop.
@@ -70,6 +78,8 @@ pub struct Worker {
     /// The clock at the last batch (for answers given between batches).
     last_now: u64,
     handoff: Option<crate::handoff::HandoffEnd>,
+    /// Where conntrack events go while someone watches.
+    events: Option<Sender<Vec<crate::conntrack::Event<std::net::Ipv4Addr>>>>,
 }
 
 impl Worker {
@@ -90,6 +100,7 @@ impl Worker {
             commands,
             config,
             last_now: 0,
+            events: None,
             handoff: None,
         }
     }
@@ -117,6 +128,7 @@ impl Worker {
                 next_timer = now + self.config.timer_interval_ns;
             }
             self.answer_commands();
+            self.send_events();
             if received == 0 {
                 idle += 1;
                 if idle >= self.config.spin_before_sleep {
@@ -230,6 +242,39 @@ impl Worker {
                     let _ = reply.send(self.snapshot(conntrack));
                 }
                 Command::FlushConntrack => self.pipeline.conntrack.flush(),
+                Command::DeleteConntrack { tuples, reply } => {
+                    let ct = &mut self.pipeline.conntrack;
+                    let now = crate::conntrack::ms(self.last_now);
+                    let mut n = 0;
+                    for (zone, t) in tuples {
+                        let mut st = crate::stats::WorkerStats::default();
+                        if let Some((idx, crate::conntrack::Dir::Original)) =
+                            ct.lookup(zone, &t, now, &mut st)
+                        {
+                            ct.remove(idx);
+                            n += 1;
+                        }
+                    }
+                    let _ = reply.send(n);
+                }
+                Command::WatchConntrack(tx) => {
+                    self.pipeline.conntrack.events_enabled = tx.is_some();
+                    self.pipeline.conntrack.events.clear();
+                    self.events = tx;
+                }
+            }
+        }
+    }
+
+    /// Hands the conntrack events collected since the last call to the watcher.
+    fn send_events(&mut self) {
+        if let Some(tx) = &self.events {
+            if !self.pipeline.conntrack.events.is_empty() {
+                let batch = std::mem::take(&mut self.pipeline.conntrack.events);
+                if tx.send(batch).is_err() {
+                    self.events = None;
+                    self.pipeline.conntrack.events_enabled = false;
+                }
             }
         }
     }
@@ -256,6 +301,7 @@ impl Worker {
                 Vec::new()
             },
             conntrack_len: self.pipeline.conntrack.len(),
+            conntrack_info: self.pipeline.conntrack.info(),
         }
     }
 }
