@@ -241,9 +241,9 @@ impl Space {
 pub fn find(space: Space, frame: &[u8], th: usize, kind: u8) -> Option<usize> {
     match space {
         Space::TcpOption => {
-            let doff = (*frame.get(th + 12)? >> 4) as usize * 4;
-            let end = (th + doff).min(frame.len());
-            let mut i = th + 20;
+            let doff = (*frame.get(th.checked_add(12)?)? >> 4) as usize * 4;
+            let end = th.checked_add(doff)?.min(frame.len());
+            let mut i = th.checked_add(20)?;
             while i < end {
                 let k = frame[i];
                 if k == kind {
@@ -264,7 +264,7 @@ pub fn find(space: Space, frame: &[u8], th: usize, kind: u8) -> Option<usize> {
             None
         }
         Space::SctpChunk => {
-            let mut i = th + 12;
+            let mut i = th.checked_add(12)?;
             for _ in 0..64 {
                 let k = *frame.get(i)?;
                 if k == kind {

@@ -506,6 +506,16 @@ impl Parser<'_> {
                     let (n, span) = self.number()?;
                     (Part::Val(Val::from_u128(n as u128, t.bytes())), span)
                 }
+                _ if self.peek().kind == Tok::LParen => {
+                    let open = self.next();
+                    let v = self.flag_list(t)?;
+                    let close = self.expect(Tok::RParen, "')'")?;
+                    (Part::Val(v), open.span.to(close.span))
+                }
+                _ if t.is_bitmask() => {
+                    let sp = self.peek().span;
+                    (Part::Val(self.flag_list(t)?), sp)
+                }
                 _ => self.value(t)?,
             };
             let Part::Val(v) = part else {
@@ -660,6 +670,15 @@ impl Parser<'_> {
 
     /// The right-hand side of a match, typed by the left-hand side.
     pub(crate) fn rhs(&mut self, types: &[Dtype]) -> PResult<Rhs> {
+        // `== fin | syn`: flags may be joined with `|` here too
+        let saved = self.in_set_elem;
+        self.in_set_elem = types.len() == 1 && types[0].is_bitmask();
+        let r = self.rhs_inner(types);
+        self.in_set_elem = saved;
+        r
+    }
+
+    fn rhs_inner(&mut self, types: &[Dtype]) -> PResult<Rhs> {
         let t = self.peek();
         match t.kind {
             Tok::LBrace => {

@@ -495,7 +495,7 @@ impl Load {
             Base::Exthdr(t) => find_exthdr(frame, nh, t)?,
         };
         let start = base.checked_add(self.off as usize)?;
-        let src = frame.get(start..start + self.len as usize)?;
+        let src = frame.get(start..start.checked_add(self.len as usize)?)?;
         let n = self.out_len as usize;
         if self.shift == 0 && self.mask == u32::MAX {
             out.get_mut(..n)?.copy_from_slice(&src[..n]);
@@ -517,8 +517,8 @@ fn find_exthdr(frame: &[u8], nh: usize, want: u8) -> Option<usize> {
     if frame.get(nh)? >> 4 != 6 {
         return None;
     }
-    let mut next = *frame.get(nh + 6)?;
-    let mut off = nh + 40;
+    let mut next = *frame.get(nh.checked_add(6)?)?;
+    let mut off = nh.checked_add(40)?;
     for _ in 0..8 {
         if next == want {
             return Some(off);
