@@ -579,6 +579,10 @@ impl Parser<'_> {
             let t = self.peek();
             return Err(self.err(t.span, "Relational expression requires a single value"));
         }
+        if op == RelOp::Bang && left.binop.is_some() {
+            let t = self.peek();
+            self.sem_err(t.span, "`!` cannot be combined with a mask");
+        }
         if let Some(mask) = self.pending_mask.take() {
             left.binop = Some((BinOp::And, mask));
         }
