@@ -180,6 +180,9 @@ pub enum Dtype {
     IgmpType,
     DccpType,
     MptcpSubtype,
+    /// a point in time (`meta time`), nanoseconds since the epoch; written and printed as
+    /// `"YYYY-MM-DD HH:MM:SS"` (taken as UTC: this crate has no time zone)
+    Date,
     /// route type from a fib lookup (`local`, `unicast`, ...)
     FibAddrType,
     /// the name of a stateful object of this kind (object maps), printed quoted
@@ -752,6 +755,62 @@ pub fn rlookup(table: &[Sym], v: u64) -> Option<&'static str> {
     table.iter().find(|x| x.val == v).map(|x| x.name)
 }
 
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+/// `YYYY-MM-DD[ HH:MM[:SS]]` → seconds since the epoch (UTC).
+pub fn parse_date(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once(' ').unwrap_or((s, "00:00:00"));
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let t: Vec<i64> = time
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let [y, mo, da] = d[..] else { return None };
+    let (h, mi, se) = match t[..] {
+        [h, mi] => (h, mi, 0),
+        [h, mi, se] => (h, mi, se),
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || se > 60 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, da) * 86400 + h * 3600 + mi * 60 + se)
+}
+
+/// Seconds since the epoch → `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn print_date(secs: i64, out: &mut String) {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    let z = days + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
+}
+
 /// `1d2h3m4s5ms` → milliseconds.
 pub fn parse_time(s: &str) -> Option<u64> {
     let b = s.as_bytes();
@@ -928,6 +987,7 @@ impl Dtype {
             Dtype::MptcpSubtype => "mptcpopt_subtype",
             Dtype::Obj(k) => k.name(),
             Dtype::FibAddrType => "fib_addrtype",
+            Dtype::Date => "time",
         }
     }
 
@@ -1017,6 +1077,7 @@ impl Dtype {
             Dtype::MptcpSubtype => 4,
             Dtype::Obj(_) => 256,
             Dtype::FibAddrType => 32,
+            Dtype::Date => 64,
         }
     }
 
@@ -1220,6 +1281,14 @@ impl Dtype {
                     .map(int)
                     .unwrap_or_else(|| Err("Could not parse devgroup".into()))
             }
+            Dtype::Date => {
+                if let Some(n) = parse_number(text) {
+                    return int(n * 1_000_000_000);
+                }
+                parse_date(text)
+                    .map(|secs| int(secs as u128 * 1_000_000_000))
+                    .unwrap_or_else(|| Err(format!("Cannot parse time \"{text}\"")))
+            }
             Dtype::Day => {
                 if let Some(n) = parse_number(text) {
                     return if n < 7 {
@@ -1383,6 +1452,12 @@ impl Dtype {
                     let _ = write!(out, "\"{h:02}:{m:02}:{s:02}\"");
                 }
             }
+            Dtype::Date => {
+                let secs = (n / 1_000_000_000) as i64;
+                out.push('"');
+                print_date(secs, out);
+                out.push('"');
+            }
             Dtype::Str16 | Dtype::Obj(_) => {
                 let _ = write!(out, "\"{}\"", v.as_str());
             }
@@ -1431,6 +1506,22 @@ mod tests {
         let mut s = String::new();
         t.print(v, ValFmt::default(), &mut s);
         s
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        for d in [
+            "1970-01-01 00:00:00",
+            "1970-05-23 21:07:14",
+            "2019-06-21 17:00:00",
+            "2000-02-29 23:59:59",
+        ] {
+            let mut out = String::new();
+            print_date(parse_date(d).unwrap(), &mut out);
+            assert_eq!(out, d);
+        }
+        assert_eq!(parse_date("1970-01-02 00:00"), Some(86400));
+        assert_eq!(parse_date("meh"), None);
     }
 
     #[test]

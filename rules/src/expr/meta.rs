@@ -54,6 +54,7 @@ pub static KEYS: &[Key] = &[
     k("ipsec", Boolean, false, true),
     k("sdif", Iface, false, false),
     k("day", Day, false, true),
+    k("time", Date, false, true),
     k("hour", Hour, false, true),
     k("sdifname", Ifname, false, false),
 ];
