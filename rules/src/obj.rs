@@ -16,7 +16,45 @@ pub enum ObjBody {
     Counter(Counter),
     Quota(Quota),
     Limit(Limit),
+    CtHelper {
+        helper: String,
+        proto: String,
+        l3: &'static str,
+    },
+    CtTimeout {
+        proto: String,
+        l3: &'static str,
+        policy: Vec<(String, u64)>,
+    },
+    CtExpectation {
+        proto: String,
+        dport: u64,
+        timeout: u64,
+        size: u64,
+        l3: &'static str,
+    },
+    Synproxy {
+        mss: u64,
+        wscale: u64,
+        timestamp: bool,
+        sack_perm: bool,
+    },
 }
+
+const TCP_STATES: &[&str] = &[
+    "syn_sent",
+    "syn_recv",
+    "established",
+    "fin_wait",
+    "close_wait",
+    "last_ack",
+    "time_wait",
+    "close",
+    "syn_sent2",
+    "retrans",
+    "unacknowledged",
+];
+const UDP_STATES: &[&str] = &["unreplied", "replied"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Obj {
@@ -32,6 +70,10 @@ impl Obj {
             ObjBody::Counter(_) => ObjKind::Counter,
             ObjBody::Quota(_) => ObjKind::Quota,
             ObjBody::Limit(_) => ObjKind::Limit,
+            ObjBody::CtHelper { .. } => ObjKind::CtHelper,
+            ObjBody::CtTimeout { .. } => ObjKind::CtTimeout,
+            ObjBody::CtExpectation { .. } => ObjKind::CtExpectation,
+            ObjBody::Synproxy { .. } => ObjKind::Synproxy,
         }
     }
 
@@ -63,6 +105,56 @@ impl Obj {
                 out.push_str("\t\t");
                 out.push_str(s.strip_prefix("limit ").unwrap_or(&s));
                 out.push('\n');
+            }
+            ObjBody::CtHelper { helper, proto, l3 } => {
+                out.push_str(&format!(
+                    "\t\ttype \"{helper}\" protocol {proto}\n\t\tl3proto {l3}\n"
+                ));
+            }
+            ObjBody::CtTimeout { proto, l3, policy } => {
+                out.push_str(&format!("\t\tprotocol {proto}\n\t\tl3proto {l3}\n"));
+                if !policy.is_empty() {
+                    let items: Vec<String> = policy
+                        .iter()
+                        .map(|(st, ms)| {
+                            let mut t = String::new();
+                            crate::types::print_time(*ms, &mut t);
+                            format!("{st} : {t}")
+                        })
+                        .collect();
+                    out.push_str(&format!("\t\tpolicy = {{ {} }}\n", items.join(", ")));
+                }
+            }
+            ObjBody::CtExpectation {
+                proto,
+                dport,
+                timeout,
+                size,
+                l3,
+            } => {
+                let mut t = String::new();
+                crate::types::print_time(*timeout, &mut t);
+                out.push_str(&format!(
+                    "\t\tprotocol {proto}\n\t\tdport {dport}\n\t\ttimeout {t}\n\t\tsize {size}\n\t\tl3proto {l3}\n"
+                ));
+            }
+            ObjBody::Synproxy {
+                mss,
+                wscale,
+                timestamp,
+                sack_perm,
+            } => {
+                out.push_str(&format!("\t\tmss {mss}\n\t\twscale {wscale}\n"));
+                let mut f = Vec::new();
+                if *timestamp {
+                    f.push("timestamp");
+                }
+                if *sack_perm {
+                    f.push("sack-perm");
+                }
+                if !f.is_empty() {
+                    out.push_str(&format!("\t\t{}\n", f.join(" ")));
+                }
             }
         }
         out.push_str("\t}\n");
@@ -109,6 +201,22 @@ impl Parser<'_> {
                 comment = Some(self.quoted()?);
                 continue;
             }
+            if matches!(
+                kind,
+                ObjKind::CtHelper | ObjKind::CtTimeout | ObjKind::CtExpectation | ObjKind::Synproxy
+            ) {
+                let b = self.ct_obj_item(family, kind, body.take(), span)?;
+                body = Some(b);
+                if !braced
+                    && matches!(
+                        self.peek().kind,
+                        Tok::Newline | Tok::Semi | Tok::Eof | Tok::RBrace
+                    )
+                {
+                    break;
+                }
+                continue;
+            }
             let t = self.peek();
             body = Some(match kind {
                 ObjKind::Counter => {
@@ -129,6 +237,9 @@ impl Parser<'_> {
             if !braced {
                 break;
             }
+        }
+        if let Some(b) = &body {
+            self.check_ct_obj(b, family, span);
         }
         let body = match (body, kind) {
             (Some(b), _) => b,
@@ -159,6 +270,145 @@ impl Parser<'_> {
             });
         }
         Ok(())
+    }
+
+    /// One item of a ct helper / timeout / expectation or synproxy object, folded into `body`.
+    fn ct_obj_item(
+        &mut self,
+        family: Family,
+        kind: ObjKind,
+        body: Option<ObjBody>,
+        span: Span,
+    ) -> PResult<ObjBody> {
+        let l3 = match family {
+            Family::Ip6 => "ip6",
+            Family::Inet => "inet",
+            _ => "ip",
+        };
+        let mut b = body.unwrap_or(match kind {
+            ObjKind::CtHelper => ObjBody::CtHelper {
+                helper: String::new(),
+                proto: String::new(),
+                l3,
+            },
+            ObjKind::CtTimeout => ObjBody::CtTimeout {
+                proto: String::new(),
+                l3,
+                policy: Vec::new(),
+            },
+            ObjKind::CtExpectation => ObjBody::CtExpectation {
+                proto: String::new(),
+                dport: 0,
+                timeout: 0,
+                size: 0,
+                l3,
+            },
+            _ => ObjBody::Synproxy {
+                mss: 0,
+                wscale: 0,
+                timestamp: false,
+                sack_perm: false,
+            },
+        });
+        let t = self.peek();
+        let (w, ws) = self.identifier()?;
+        let l3_of = |p: &mut Self, v: &str, sp: Span| -> PResult<&'static str> {
+            match v {
+                "ip" => Ok("ip"),
+                "ip6" => Ok("ip6"),
+                "inet" => Ok("inet"),
+                _ => Err(p.err(sp, "unknown l3proto")),
+            }
+        };
+        match (&mut b, w.as_str()) {
+            (ObjBody::CtHelper { helper, proto, .. }, "type") => {
+                *helper = self.quoted()?;
+                self.expect_word("protocol")?;
+                *proto = self.identifier()?.0;
+            }
+            (
+                ObjBody::CtTimeout { proto, .. } | ObjBody::CtExpectation { proto, .. },
+                "protocol",
+            ) => {
+                *proto = self.identifier()?.0;
+            }
+            (
+                ObjBody::CtHelper { l3, .. }
+                | ObjBody::CtTimeout { l3, .. }
+                | ObjBody::CtExpectation { l3, .. },
+                "l3proto",
+            ) => {
+                let (v, sp) = self.identifier()?;
+                *l3 = l3_of(self, &v, sp)?;
+            }
+            (ObjBody::CtTimeout { policy, .. }, "policy") => {
+                self.expect(Tok::Eq, "'='")?;
+                self.expect(Tok::LBrace, "'{'")?;
+                loop {
+                    self.skip_newlines();
+                    if self.eat(Tok::RBrace) {
+                        break;
+                    }
+                    let (st, _) = self.identifier()?;
+                    self.expect(Tok::Colon, "colon")?;
+                    let (ms, _) = self.time_value()?;
+                    policy.push((st, ms));
+                    self.skip_newlines();
+                    if !self.eat(Tok::Comma) {
+                        self.skip_newlines();
+                        self.expect(Tok::RBrace, "'}'")?;
+                        break;
+                    }
+                }
+            }
+            (ObjBody::CtExpectation { dport, .. }, "dport") => *dport = self.number()?.0,
+            (ObjBody::CtExpectation { timeout, .. }, "timeout") => *timeout = self.time_value()?.0,
+            (ObjBody::CtExpectation { size, .. }, "size") => *size = self.number()?.0,
+            (ObjBody::Synproxy { mss, .. }, "mss") => *mss = self.number()?.0,
+            (ObjBody::Synproxy { wscale, .. }, "wscale") => *wscale = self.number()?.0,
+            (ObjBody::Synproxy { timestamp, .. }, "timestamp") => *timestamp = true,
+            (ObjBody::Synproxy { sack_perm, .. }, "sack-perm") => *sack_perm = true,
+            _ => {
+                let _ = (ws, span);
+                return Err(self.unexpected(t, None));
+            }
+        }
+        Ok(b)
+    }
+
+    /// nft's checks on ct objects (which also come from the kernel's validation).
+    fn check_ct_obj(&mut self, b: &ObjBody, family: Family, span: Span) {
+        match b {
+            ObjBody::CtHelper { l3, .. } => {
+                if (family == Family::Ip && *l3 == "ip6") || (family == Family::Ip6 && *l3 == "ip")
+                {
+                    self.sem_err(span, "Could not process rule: Invalid argument");
+                }
+            }
+            ObjBody::CtTimeout { proto, policy, .. } => {
+                let states = if proto == "udp" {
+                    UDP_STATES
+                } else {
+                    TCP_STATES
+                };
+                for (st, _) in policy {
+                    if !states.contains(&st.as_str()) {
+                        self.sem_err(span, format!("Unknown state '{st}' for protocol {proto}"));
+                    }
+                }
+            }
+            ObjBody::CtExpectation {
+                dport,
+                timeout,
+                size,
+                ..
+            } => {
+                if *dport == 0 || *timeout == 0 || *size == 0 {
+                    self.sem_err(span, "ct expectation needs dport, timeout and size");
+                }
+            }
+            _ => {}
+        }
     }
 
     /// `counter|quota|limit name EXPR` in a rule (the kind word is consumed).

@@ -506,6 +506,23 @@ impl<'a> Parser<'a> {
                         self.next();
                         self.element_cmd(&w)
                     }
+                    "ct" | "synproxy" => {
+                        self.next();
+                        let kind = if o == "synproxy" {
+                            crate::types::ObjKind::Synproxy
+                        } else {
+                            let (sub, ss) = self.identifier()?;
+                            match sub.as_str() {
+                                "helper" => crate::types::ObjKind::CtHelper,
+                                "timeout" => crate::types::ObjKind::CtTimeout,
+                                "expectation" => crate::types::ObjKind::CtExpectation,
+                                _ => return Err(self.err(ss, "unknown ct object")),
+                            }
+                        };
+                        let (family, table, _) = self.table_spec()?;
+                        self.cur_table = Some((family, table.clone()));
+                        self.obj_decl(family, &table, kind)
+                    }
                     "counter" | "quota" | "limit" | "flowtable" => {
                         self.next();
                         let (family, table, _) = self.table_spec()?;
@@ -632,6 +649,17 @@ impl<'a> Parser<'a> {
                 "quota" => self.obj_decl(family, table, crate::types::ObjKind::Quota)?,
                 "limit" => self.obj_decl(family, table, crate::types::ObjKind::Limit)?,
                 "flowtable" => self.flowtable_decl(family, table)?,
+                "synproxy" => self.obj_decl(family, table, crate::types::ObjKind::Synproxy)?,
+                "ct" => {
+                    let (sub, ss) = self.identifier()?;
+                    let kind = match sub.as_str() {
+                        "helper" => crate::types::ObjKind::CtHelper,
+                        "timeout" => crate::types::ObjKind::CtTimeout,
+                        "expectation" => crate::types::ObjKind::CtExpectation,
+                        _ => return Err(self.err(ss, "unknown ct object")),
+                    };
+                    self.obj_decl(family, table, kind)?
+                }
                 "flags" => {
                     let mut flags = Vec::new();
                     loop {

@@ -49,6 +49,8 @@ pub static KEYS: &[Key] = &[
     k("helper", Str16, Never),
     k("label", CtLabel, Never),
     k("count", Integer(32), Never),
+    k("timeout", Str16, Never),
+    k("expectation", Str16, Never),
 ];
 
 pub fn key(name: &str) -> Option<&'static Key> {
