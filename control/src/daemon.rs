@@ -293,6 +293,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 conntrack: sysctls.clone(),
                 workers: nworkers,
                 hash_seed,
+                ..Default::default()
             },
         );
         let (tx, rx) = channel();

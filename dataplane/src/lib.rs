@@ -8,11 +8,13 @@
 pub mod conntrack;
 pub mod fib;
 pub mod handoff;
+pub mod icmp;
 pub mod nat;
 pub mod neigh;
 pub mod pipeline;
 pub mod stats;
 pub mod testkit;
+pub mod trace;
 pub mod wire;
 pub mod worker;
 

@@ -29,6 +29,10 @@ enum State {
     Failed {
         at: u64,
     },
+    /// Configured by hand (`ip neigh add … nud permanent`, a replay topology): never expires or changes.
+    Permanent {
+        mac: [u8; 6],
+    },
 }
 
 /// What the caller must do after [`NeighTable::resolve`] missed.
@@ -58,6 +62,7 @@ impl NeighTable {
             {
                 Some(*mac)
             }
+            Some(State::Permanent { mac }) => Some(*mac),
             _ => None,
         }
     }
@@ -115,6 +120,9 @@ impl NeighTable {
     /// Records that `ip` on `iface` is at `mac`. Returns the frames that were waiting for it (the caller
     /// fills in their Ethernet header and sends them).
     pub fn learn(&mut self, iface: usize, ip: Ipv4Addr, mac: [u8; 6], now: u64) -> Vec<Vec<u8>> {
+        if let Some(State::Permanent { .. }) = self.entries.get(&(iface, ip)) {
+            return Vec::new();
+        }
         let old = self.entries.insert(
             (iface, ip),
             State::Reachable {
@@ -131,6 +139,15 @@ impl NeighTable {
         }
     }
 
+    /// Adds a permanent entry (a static neighbour).
+    pub fn add_permanent(&mut self, iface: usize, ip: Ipv4Addr, mac: [u8; 6]) {
+        if let Some(State::Incomplete { pending, .. }) =
+            self.entries.insert((iface, ip), State::Permanent { mac })
+        {
+            self.pending_total -= pending.len();
+        }
+    }
+
     /// Whether an entry for `ip` exists in any state (the kernel updates, but does not create, entries from
     /// ARP traffic that was not addressed to it).
     pub fn knows(&self, iface: usize, ip: Ipv4Addr) -> bool {
@@ -138,8 +155,14 @@ impl NeighTable {
     }
 
     /// Retransmits and gives up on unresolved neighbours. Calls `send_request(iface, ip)` for each
-    /// retransmission and returns how many queued packets were dropped because a neighbour failed.
-    pub fn on_timer(&mut self, now: u64, mut send_request: impl FnMut(usize, Ipv4Addr)) -> usize {
+    /// retransmission and `failed(iface, frame)` for each queued packet dropped because its neighbour did
+    /// not answer (the kernel answers those with ICMP host-unreachable); returns how many were dropped.
+    pub fn on_timer(
+        &mut self,
+        now: u64,
+        mut send_request: impl FnMut(usize, Ipv4Addr),
+        mut failed: impl FnMut(usize, Vec<u8>),
+    ) -> usize {
         let mut dropped = 0;
         for (&(iface, ip), state) in self.entries.iter_mut() {
             if let State::Incomplete {
@@ -151,6 +174,9 @@ impl NeighTable {
                 if now.saturating_sub(*last_probe) >= RETRY_NS {
                     if *probes >= MAX_PROBES {
                         dropped += pending.len();
+                        for f in pending.drain(..) {
+                            failed(iface, f);
+                        }
                         *state = State::Failed { at: now };
                     } else {
                         *probes += 1;
@@ -195,7 +221,7 @@ mod tests {
         let mut dropped = 0;
         for _ in 0..=MAX_PROBES {
             now += RETRY_NS;
-            dropped += t.on_timer(now, |_, _| requests += 1);
+            dropped += t.on_timer(now, |_, _| requests += 1, |_, _| {});
         }
         assert_eq!(requests, (MAX_PROBES - 1) as usize);
         assert_eq!(dropped, PENDING_PER_NEIGHBOUR);

@@ -5,10 +5,16 @@
 
 use crate::conntrack::{Confirm, Conntrack, CtPkt, CtResult, Sysctls};
 use crate::fib::{Fib, RouteDecision};
+use crate::icmp::{
+    self, IcmpLimiter, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_HOST_UNREACH, ICMP_NET_UNREACH,
+    ICMP_TIME_EXCEEDED,
+};
 use crate::neigh::{Miss, NeighTable};
 use crate::stats::WorkerStats;
+use crate::trace::{Event, Trace};
 use crate::wire::{self, ArpRepr, Ipv4Info, ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETH_HLEN};
-use rules::{CompiledRuleset, CounterValue, Hook, NfProto, PacketCtx, Verdict};
+use rules::eval::{ct_state, RejectKind};
+use rules::{ChainId, CompiledRuleset, CounterValue, Hook, NfProto, PacketCtx, Verdict};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -42,6 +48,8 @@ pub struct PipelineConfig {
     pub workers: u32,
     /// Seeds the conntrack hash (pick it at random in production).
     pub hash_seed: u64,
+    /// Limits on the ICMP errors the appliance sends (the kernel's defaults).
+    pub icmp: icmp::IcmpRateLimit,
 }
 
 impl PipelineConfig {
@@ -57,6 +65,7 @@ impl Default for PipelineConfig {
             conntrack: Sysctls::default(),
             workers: 1,
             hash_seed: 0x51_1ce,
+            icmp: Default::default(),
         }
     }
 }
@@ -75,6 +84,12 @@ pub struct Pipeline {
     nat: crate::nat::Nat,
     /// When "no free NAT port" was last logged (ns).
     last_exhausted_log: Option<u64>,
+    config: PipelineConfig,
+    icmp_limit: IcmpLimiter,
+    route_errors: IcmpLimiter,
+    ip_id: u16,
+    /// Packet tracing: records for `nft monitor trace` and `sluice replay`.
+    pub trace: Trace,
 }
 
 /// Identifies a ruleset generation by the address of its shared allocation.
@@ -99,11 +114,21 @@ impl Pipeline {
             emitted: Vec::new(),
             nat: crate::nat::Nat::new(config.hash_seed ^ 0x6e61_7400),
             last_exhausted_log: None,
+            config: config.clone(),
+            icmp_limit: IcmpLimiter::default(),
+            route_errors: IcmpLimiter::default(),
+            ip_id: 0,
+            trace: Trace::default(),
         }
     }
 
     pub fn fib(&self) -> &Fib {
         &self.fib
+    }
+
+    /// A neighbour that never needs resolving (`ip neigh add … nud permanent`).
+    pub fn add_static_neighbour(&mut self, iface: usize, ip: Ipv4Addr, mac: [u8; 6]) {
+        self.neigh.add_permanent(iface, ip, mac);
     }
 
     /// Called once per batch with the ruleset the batch will use: a new generation starts from the counter
@@ -114,6 +139,7 @@ impl Pipeline {
             self.generation = id;
             self.counters = rs.initial_counters();
             self.stats.generation_switches += 1;
+            self.trace.ruleset_traces = uses_nftrace(rs);
         }
     }
 
@@ -123,14 +149,34 @@ impl Pipeline {
     }
 
     /// Timers: ARP retransmission and give-up, incremental conntrack expiry.
-    pub fn on_timer(&mut self, now: u64) {
+    pub fn on_timer(&mut self, now: u64, rs: &CompiledRuleset) {
         let mut requests = Vec::new();
-        let failed = self
-            .neigh
-            .on_timer(now, |iface, ip| requests.push((iface, ip)));
+        let mut lost = Vec::new();
+        let failed = self.neigh.on_timer(
+            now,
+            |iface, ip| requests.push((iface, ip)),
+            |iface, f| lost.push((iface, f)),
+        );
         self.stats.neigh_failed += failed as u64;
         for (iface, ip) in requests {
             self.send_arp_request(iface, ip);
+        }
+        for (iface, f) in lost {
+            if let Ok(ip) = wire::parse_ipv4(&f, ETH_HLEN) {
+                // quoted as it was queued: after the TTL decrement, as the kernel's queued skb
+                let mut f = f;
+                f[0] = 0; // it was unicast to us
+                self.icmp_error(
+                    &f,
+                    &ip,
+                    iface,
+                    ICMP_DEST_UNREACH,
+                    ICMP_HOST_UNREACH,
+                    0,
+                    rs,
+                    now,
+                );
+            }
         }
         self.conntrack.expire(now, 4096, &mut self.stats);
     }
@@ -260,14 +306,57 @@ impl Pipeline {
             }
             Err(_) => return self.drop_parse(),
         };
+        self.trace.begin_packet();
+        // netdev (and inet) ingress chains of this device run first, before the IP layer.
+        if rs
+            .ingress_chains(&self.fib.interfaces[port].name)
+            .next()
+            .is_some()
+        {
+            let fib = &*self.fib;
+            let in_ifc = &fib.interfaces[port];
+            let chains: Vec<ChainId> = rs.ingress_chains(&in_ifc.name).collect();
+            let mut pkt = packet_ctx(frame, &ip, &in_ifc.name, in_ifc.ifindex, Hook::Ingress);
+            pkt.ct_state = ct_state::INVALID;
+            let v = run_list(rs, &chains, &mut pkt, &mut self.counters, &mut self.trace);
+            if v.is_drop() {
+                return self.ruled_out(v, port, &ip, rs, now, frame);
+            }
+        }
         // The kernel stack already has packets for the box when it shares the interface; INPUT runs there.
         // Unless they belong to a NATed connection (replies to a masqueraded flow, a port forward).
         let mut decision = self.fib.lookup(ip.dst);
         if decision == RouteDecision::Local
             && !nat_hooks::has_nat_chains(rs, Hook::Prerouting)
             && !nat_hooks::has_nat_chains(rs, Hook::Postrouting)
+            && (kernel_has_copy || self.shares(port))
         {
             return self.local(port, kernel_has_copy);
+        }
+        // PREROUTING chains before conntrack (priority < -200, NF_IP_PRI_CONNTRACK) see no ct state.
+        let fib = &*self.fib;
+        let in_ifc = &fib.interfaces[port];
+        let mut pkt = ctx(
+            frame,
+            &ip,
+            in_ifc,
+            None,
+            CtResult::Invalid,
+            Carry::default(),
+            Hook::Prerouting,
+        );
+        let v = run_hook(
+            rs,
+            Hook::Prerouting,
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+            i32::MIN,
+            NF_IP_PRI_CONNTRACK - 1,
+        );
+        let carry = Carry::of(&pkt);
+        if v.is_drop() {
+            return self.ruled_out(v, port, &ip, rs, now, frame);
         }
         let ct = self
             .conntrack
@@ -275,40 +364,35 @@ impl Pipeline {
         if ct == CtResult::TableFull {
             return Action::Drop;
         }
-        if decision == RouteDecision::Local && !self.nat_wants_local(rs, ct) {
+        if decision == RouteDecision::Local
+            && (kernel_has_copy || self.shares(port))
+            && !self.nat_wants_local(rs, ct)
+        {
             self.conntrack.abandon();
             return self.local(port, kernel_has_copy);
         }
-        let in_ifc = &self.fib.interfaces[port];
-        let mut pkt = PacketCtx {
-            frame,
-            nh_off: ETH_HLEN,
-            th_off: ip.th_off,
-            nfproto: NfProto::Ipv4,
-            l4proto: ip.proto,
-            len: ip.total_len as u32,
-            iif: in_ifc.ifindex,
-            iifname: &in_ifc.name,
-            oif: 0,
-            oifname: "",
-            mark: 0,
-            ct_state: ct.state(),
-            ct_mark: 0,
-            hook: Hook::Prerouting,
-            nftrace: false,
-        };
-        if run_hook(
+        let fib = &*self.fib;
+        let in_ifc = &fib.interfaces[port];
+        let mut pkt = ctx(frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        if self.trace.active() {
+            self.trace.note(
+                &pkt,
+                Event::Conntrack {
+                    state: pkt.ct_state,
+                },
+            );
+        }
+        let v = run_hook(
             rs,
             Hook::Prerouting,
             &mut pkt,
             &mut self.counters,
-            i32::MIN,
+            &mut self.trace,
+            NF_IP_PRI_CONNTRACK,
             NAT_DST_PRIO,
-        )
-        .is_drop()
-        {
-            self.stats.dropped_by_rule += 1;
-            return Action::Drop;
+        );
+        if v.is_drop() {
+            return self.ruled_out(v, port, &ip, rs, now, frame);
         }
         let carry = Carry::of(&pkt);
         match self.nat_hook(rs, Hook::Prerouting, frame, &ip, ct, port, None, carry, now) {
@@ -323,60 +407,128 @@ impl Pipeline {
             }
             NatStep::Same => {}
         }
-        if decision == RouteDecision::Local {
+        if decision == RouteDecision::Local && (kernel_has_copy || self.shares(port)) {
             self.conntrack.abandon();
             return self.local(port, kernel_has_copy);
         }
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
         let mut pkt = ctx(frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
-        if run_hook(
+        let v = run_hook(
             rs,
             Hook::Prerouting,
             &mut pkt,
             &mut self.counters,
+            &mut self.trace,
             NAT_DST_PRIO + 1,
             i32::MAX,
-        )
-        .is_drop()
-        {
-            self.stats.dropped_by_rule += 1;
-            return Action::Drop;
+        );
+        if v.is_drop() {
+            return self.ruled_out(v, port, &ip, rs, now, frame);
         }
-        let RouteDecision::Forward { iface, next_hop } = decision else {
-            self.stats.drop_no_route += 1;
-            return Action::Drop;
+        let carry = Carry::of(&pkt);
+
+        // The routing decision (ip_route_input, then ip_forward's checks in the kernel's order).
+        let (iface, next_hop) = match decision {
+            RouteDecision::Forward { iface, next_hop } => (iface, next_hop),
+            RouteDecision::Local => {
+                // No kernel behind this port (in-memory ports, replay): INPUT is ours, and nothing
+                // listens after it.
+                let fib = &*self.fib;
+                let mut pkt = ctx(
+                    frame,
+                    &ip,
+                    &fib.interfaces[port],
+                    None,
+                    ct,
+                    carry,
+                    Hook::Input,
+                );
+                let v = run_hook(
+                    rs,
+                    Hook::Input,
+                    &mut pkt,
+                    &mut self.counters,
+                    &mut self.trace,
+                    i32::MIN,
+                    i32::MAX,
+                );
+                if v.is_drop() {
+                    return self.ruled_out(v, port, &ip, rs, now, frame);
+                }
+                // nothing behind INPUT takes the packet: the connection is not kept
+                self.conntrack.abandon();
+                return self.local(port, kernel_has_copy);
+            }
+            RouteDecision::Unreachable => {
+                self.conntrack.abandon();
+                self.stats.drop_no_route += 1;
+                if self.route_error_allowed(ip.src, now) {
+                    self.icmp_error(
+                        frame,
+                        &ip,
+                        port,
+                        ICMP_DEST_UNREACH,
+                        ICMP_NET_UNREACH,
+                        0,
+                        rs,
+                        now,
+                    );
+                }
+                return Action::Drop;
+            }
         };
         if ip.ttl <= 1 {
+            self.conntrack.abandon();
             self.stats.drop_ttl_exceeded += 1;
+            self.icmp_error(frame, &ip, port, ICMP_TIME_EXCEEDED, 0, 0, rs, now);
             return Action::Drop;
         }
-        let out_ifc = &fib.interfaces[iface];
-        if ip.total_len > out_ifc.mtu as usize && ip.dont_fragment {
+        let mtu = self.fib.interfaces[iface].mtu;
+        if ip.total_len > mtu as usize && ip.dont_fragment {
+            self.conntrack.abandon();
             self.stats.drop_too_big += 1;
+            self.icmp_error(
+                frame,
+                &ip,
+                port,
+                ICMP_DEST_UNREACH,
+                ICMP_FRAG_NEEDED,
+                mtu,
+                rs,
+                now,
+            );
             return Action::Drop;
         }
-        pkt.oif = out_ifc.ifindex;
-        pkt.oifname = &out_ifc.name;
-        if run_hook(
+        // ip_forward decrements the TTL before the FORWARD hook: rules there see the new TTL.
+        wire::decrement_ttl(frame, ip.nh_off);
+        ip.ttl -= 1;
+        let fib = &*self.fib;
+        let (in_ifc, out_ifc) = (&fib.interfaces[port], &fib.interfaces[iface]);
+        let mut pkt = ctx(frame, &ip, in_ifc, Some(out_ifc), ct, carry, Hook::Forward);
+        let v = run_hook(
             rs,
             Hook::Forward,
             &mut pkt,
             &mut self.counters,
+            &mut self.trace,
             i32::MIN,
             i32::MAX,
-        )
-        .is_drop()
-            || run_hook(
-                rs,
-                Hook::Postrouting,
-                &mut pkt,
-                &mut self.counters,
-                i32::MIN,
-                NAT_SRC_PRIO,
-            )
-            .is_drop()
-        {
+        );
+        if v.is_drop() {
+            return self.ruled_out(v, port, &ip, rs, now, frame);
+        }
+        let v = run_hook(
+            rs,
+            Hook::Postrouting,
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+            i32::MIN,
+            NAT_SRC_PRIO,
+        );
+        if v.is_drop() {
+            // reject is refused at load in postrouting: this is a drop
             self.stats.dropped_by_rule += 1;
             return Action::Drop;
         }
@@ -403,16 +555,16 @@ impl Pipeline {
             carry,
             Hook::Postrouting,
         );
-        if run_hook(
+        let v = run_hook(
             rs,
             Hook::Postrouting,
             &mut pkt,
             &mut self.counters,
+            &mut self.trace,
             NAT_SRC_PRIO + 1,
             i32::MAX,
-        )
-        .is_drop()
-        {
+        );
+        if v.is_drop() {
             self.stats.dropped_by_rule += 1;
             return Action::Drop;
         }
@@ -420,6 +572,193 @@ impl Pipeline {
             return Action::Drop;
         }
         self.finish_forward(frame, &ip, iface, next_hop, now)
+    }
+
+    /// A hook dropped or rejected the packet: count it, and for `reject` send the reply.
+    #[allow(clippy::too_many_arguments)]
+    fn ruled_out(
+        &mut self,
+        v: Verdict,
+        port: usize,
+        ip: &Ipv4Info,
+        rs: &CompiledRuleset,
+        now: u64,
+        frame: &[u8],
+    ) -> Action {
+        self.stats.dropped_by_rule += 1;
+        self.conntrack.abandon();
+        if let Verdict::Reject(kind) = v {
+            self.reject_v4(kind, frame, ip, port, rs, now);
+        }
+        Action::Drop
+    }
+
+    /// Sends what `reject` asks for, as nf_send_unreach / nf_send_reset do.
+    #[allow(clippy::too_many_arguments)]
+    fn reject_v4(
+        &mut self,
+        kind: RejectKind,
+        frame: &[u8],
+        ip: &Ipv4Info,
+        port: usize,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) {
+        let code = match kind {
+            RejectKind::TcpReset => {
+                match icmp::tcp_reset4(frame, ip) {
+                    Some(rst) => {
+                        self.stats.reject_tcp_reset += 1;
+                        self.local_out_v4(rst, rs, now);
+                    }
+                    None => self.stats.reject_no_reply += 1,
+                }
+                return;
+            }
+            RejectKind::Icmp(c) => c,
+            RejectKind::Icmpx(c) => icmp::icmpx_to_icmp(c),
+            RejectKind::Icmpv6(_) => return,
+        };
+        if !icmp::transport_checksum_ok_v4(frame, ip) {
+            self.stats.reject_no_reply += 1;
+            return;
+        }
+        self.icmp_error(frame, ip, port, ICMP_DEST_UNREACH, code, 0, rs, now);
+    }
+
+    /// ip_error's own limit on unreachable errors for routing failures (ip_rt_error_cost 1 s, burst 5).
+    fn route_error_allowed(&mut self, to: Ipv4Addr, now: u64) -> bool {
+        let cfg = icmp::IcmpRateLimit {
+            per_dest_ns: self.config.icmp.per_dest_ns,
+            msgs_per_sec: 0,
+            msgs_burst: 0,
+        };
+        // burst 5 rather than icmp's 6: the kernel's ip_rt_error_burst
+        if cfg.per_dest_ns == 0 {
+            return true;
+        }
+        let ok = self.route_errors.allow(&cfg, to.into(), now);
+        if !ok {
+            self.stats.icmp_rate_limited += 1;
+        }
+        ok
+    }
+
+    /// Sends an ICMP error about the packet in `frame` back to its sender, as `icmp_send` does: from the
+    /// address of the interface the reply leaves by, rate limited per destination and globally.
+    #[allow(clippy::too_many_arguments)]
+    fn icmp_error(
+        &mut self,
+        frame: &[u8],
+        ip: &Ipv4Info,
+        _in_port: usize,
+        ty: u8,
+        code: u8,
+        info: u32,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) {
+        if !icmp::icmp4_may_answer(frame, ip) {
+            return;
+        }
+        let RouteDecision::Forward { iface, .. } = self.fib.lookup(ip.src) else {
+            return;
+        };
+        let Some(src) = self.fib.source_for(iface, ip.src) else {
+            return;
+        };
+        if !self.icmp_limit.allow(&self.config.icmp, ip.src.into(), now) {
+            self.stats.icmp_rate_limited += 1;
+            return;
+        }
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let err = icmp::icmp4_error(frame, ip, src, ty, code, info, self.ip_id);
+        self.stats.icmp_errors_sent += 1;
+        self.local_out_v4(err, rs, now);
+    }
+
+    /// The path of a packet the appliance itself emits (reject replies, ICMP errors): route, OUTPUT with
+    /// conntrack, POSTROUTING, confirm, neighbour. Such packets never cause further replies.
+    pub fn local_out_v4(&mut self, mut frame: Vec<u8>, rs: &CompiledRuleset, now: u64) {
+        let Ok(ip) = wire::parse_ipv4(&frame, ETH_HLEN) else {
+            return;
+        };
+        let RouteDecision::Forward { iface, next_hop } = self.fib.lookup(ip.dst) else {
+            self.stats.local_out_no_route += 1;
+            return;
+        };
+        self.trace.begin_packet();
+        let fib = &*self.fib;
+        let out_ifc = &fib.interfaces[iface];
+        let out_mac = out_ifc.mac;
+        let mut pkt = packet_ctx(&frame, &ip, "", 0, Hook::Output);
+        pkt.ct_state = ct_state::INVALID;
+        pkt.oif = out_ifc.ifindex;
+        pkt.oifname = &out_ifc.name;
+        let chains = rs.hook_chains(NfProto::Ipv4, Hook::Output);
+        let split = ct_split(rs, chains);
+        pkt.ct_state = ct_state::INVALID;
+        let mut v = run_list(
+            rs,
+            &chains[..split],
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+        );
+        let mut ct = CtResult::Untracked;
+        if !v.is_drop() {
+            ct = self
+                .conntrack
+                .track(&CtPkt::from_ipv4(&ip, pkt.frame), 0, now, &mut self.stats);
+            if ct == CtResult::TableFull {
+                return;
+            }
+            pkt.ct_state = ct.state();
+            if self.trace.active() {
+                self.trace.note(
+                    &pkt,
+                    Event::Conntrack {
+                        state: pkt.ct_state,
+                    },
+                );
+            }
+            v = run_list(
+                rs,
+                &chains[split..],
+                &mut pkt,
+                &mut self.counters,
+                &mut self.trace,
+            );
+        }
+        if !v.is_drop() {
+            pkt.hook = Hook::Postrouting;
+            let chains = rs.hook_chains(NfProto::Ipv4, Hook::Postrouting);
+            v = run_list(rs, chains, &mut pkt, &mut self.counters, &mut self.trace);
+        }
+        if v.is_drop() {
+            self.stats.local_out_dropped_by_rule += 1;
+            return;
+        }
+        if self.conntrack.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
+            return;
+        }
+        frame[6..12].copy_from_slice(&out_mac);
+        match self.neigh.lookup(iface, next_hop, now) {
+            Some(mac) => {
+                frame[0..6].copy_from_slice(&mac);
+                self.stats.local_out_sent += 1;
+                self.emitted.push((iface, frame));
+            }
+            None => match self.neigh.enqueue(iface, next_hop, &frame, now) {
+                Miss::QueuedSendRequest => {
+                    self.send_arp_request(iface, next_hop);
+                    self.stats.local_out_sent += 1;
+                }
+                Miss::Queued => self.stats.local_out_sent += 1,
+                Miss::Overflow => self.stats.neigh_pending_overflow += 1,
+                Miss::Failed => self.stats.neigh_failed += 1,
+            },
+        }
     }
 
     /// A packet for the box itself: the kernel has it (or nobody does).
@@ -441,7 +780,6 @@ impl Pipeline {
         next_hop: Ipv4Addr,
         now: u64,
     ) -> Action {
-        wire::decrement_ttl(frame, ip.nh_off);
         let out_mac = self.fib.interfaces[iface].mac;
         frame[6..12].copy_from_slice(&out_mac);
         match self.neigh.lookup(iface, next_hop, now) {
@@ -474,28 +812,121 @@ impl Pipeline {
     }
 }
 
-/// Evaluates every base chain on `hook` in priority order. `accept` ends only its own chain; `drop` ends the
-/// packet.
+/// Evaluates the base chains on `hook` whose priority is in `min_prio..=max_prio`, in order. `accept`
+/// ends only its own chain; drop and reject end the packet. nat chains run in the NAT step (see
+/// nat_hooks), at their fixed place in the hook.
+#[allow(clippy::too_many_arguments)]
 fn run_hook(
     rs: &CompiledRuleset,
     hook: Hook,
     pkt: &mut PacketCtx,
     counters: &mut [CounterValue],
+    trace: &mut Trace,
     min_prio: i32,
     max_prio: i32,
 ) -> Verdict {
     pkt.hook = hook;
-    for &chain in rs.hook_chains(NfProto::Ipv4, hook) {
-        // nat chains run in the NAT step (see nat_hooks), at their fixed place in the hook.
-        let p = rs.chain_priority(chain).unwrap_or(0);
-        if p < min_prio || p > max_prio || rs.is_nat_chain(chain) {
+    let all = rs.hook_chains(NfProto::Ipv4, hook);
+    let lo = all.partition_point(|&c| rs.chain_priority(c).unwrap_or(0) < min_prio);
+    let hi = all.partition_point(|&c| rs.chain_priority(c).unwrap_or(0) <= max_prio);
+    if lo >= hi {
+        return Verdict::Accept;
+    }
+    if trace.active() {
+        let (iif, oif) = (pkt.iifname, pkt.oifname);
+        let mut rec = trace.recorder(hook, iif, oif);
+        for &chain in &all[lo..hi] {
+            if rs.is_nat_chain(chain) {
+                continue;
+            }
+            rec.base(chain);
+            let v = rs.eval_chain_traced(chain, pkt, counters, &mut rec);
+            if v.is_drop() {
+                return v;
+            }
+        }
+        return Verdict::Accept;
+    }
+    for &chain in &all[lo..hi] {
+        if rs.is_nat_chain(chain) {
             continue;
         }
-        if rs.eval_chain(chain, pkt, counters).is_drop() {
-            return Verdict::Drop;
+        let v = rs.eval_chain(chain, pkt, counters);
+        if v.is_drop() {
+            return v;
         }
     }
     Verdict::Accept
+}
+
+/// Evaluates a list of base chains in order (ingress, locally generated packets).
+fn run_list(
+    rs: &CompiledRuleset,
+    chains: &[ChainId],
+    pkt: &mut PacketCtx,
+    counters: &mut [CounterValue],
+    trace: &mut Trace,
+) -> Verdict {
+    if trace.active() {
+        let (iif, oif) = (pkt.iifname, pkt.oifname);
+        let mut rec = trace.recorder(pkt.hook, iif, oif);
+        for &chain in chains {
+            if rs.is_nat_chain(chain) {
+                continue;
+            }
+            rec.base(chain);
+            let v = rs.eval_chain_traced(chain, pkt, counters, &mut rec);
+            if v.is_drop() {
+                return v;
+            }
+        }
+        return Verdict::Accept;
+    }
+    for &chain in chains {
+        if rs.is_nat_chain(chain) {
+            continue;
+        }
+        let v = rs.eval_chain(chain, pkt, counters);
+        if v.is_drop() {
+            return v;
+        }
+    }
+    Verdict::Accept
+}
+
+/// The index of the first chain that runs after conntrack.
+fn ct_split(rs: &CompiledRuleset, chains: &[ChainId]) -> usize {
+    chains.partition_point(|&c| rs.chain_priority(c).unwrap_or(0) < NF_IP_PRI_CONNTRACK)
+}
+
+/// NF_IP_PRI_CONNTRACK: chains with a lower priority see packets before conntrack does.
+pub const NF_IP_PRI_CONNTRACK: i32 = -200;
+
+/// What the rules see of an IPv4 packet at `hook` (no conntrack, no marks yet).
+fn packet_ctx<'a>(
+    frame: &'a [u8],
+    ip: &Ipv4Info,
+    iifname: &'a str,
+    iif: u32,
+    hook: Hook,
+) -> PacketCtx<'a> {
+    PacketCtx {
+        frame,
+        nh_off: ip.nh_off,
+        th_off: ip.th_off,
+        nfproto: NfProto::Ipv4,
+        l4proto: ip.proto,
+        len: ip.total_len as u32,
+        iif,
+        iifname,
+        oif: 0,
+        oifname: "",
+        mark: 0,
+        ct_state: 0,
+        ct_mark: 0,
+        hook,
+        nftrace: false,
+    }
 }
 
 /// The rule context of an IPv4 packet (rebuilt after a NAT rewrite, carrying what rules set).
@@ -525,4 +956,20 @@ fn ctx<'a>(
         hook,
         nftrace: carry.nftrace,
     }
+}
+
+/// Whether any rule of the ruleset sets `meta nftrace`.
+fn uses_nftrace(rs: &CompiledRuleset) -> bool {
+    use rules::expr::Selector;
+    use rules::stmt::Stmt;
+    rs.ruleset()
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .flat_map(|c| &c.rules)
+        .flat_map(|r| &r.stmts)
+        .any(|s| {
+            matches!(s, Stmt::SetField(sf)
+                if matches!(&sf.target, Selector::Meta { key, .. } if key.name == "nftrace"))
+        })
 }

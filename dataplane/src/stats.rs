@@ -64,6 +64,13 @@ worker_stats! {
     handoff_sent: "frames passed to the worker that owns their flow",
     handoff_received: "frames received from other workers for flows this worker owns",
     handoff_full: "frames dropped because the hand-off ring to their owner was full",
+    icmp_errors_sent: "ICMP errors sent (reject, time exceeded, unreachable, fragmentation needed)",
+    icmp_rate_limited: "ICMP errors not sent because of the per-destination or global rate limit",
+    reject_tcp_reset: "TCP resets sent by reject with tcp reset",
+    reject_no_reply: "rejected packets the kernel would not answer (RST, fragment, bad checksum)",
+    local_out_sent: "packets the appliance emitted itself that left after OUTPUT and POSTROUTING",
+    local_out_dropped_by_rule: "packets the appliance emitted itself that OUTPUT or POSTROUTING dropped",
+    local_out_no_route: "packets the appliance emitted itself with no route to their destination",
 }
 
 #[cfg(test)]

@@ -122,7 +122,8 @@ impl Worker {
             let now = clock();
             let received = self.poll_once(&mut batch, now);
             if now >= next_timer {
-                self.pipeline.on_timer(now);
+                let rs = self.ruleset.load_full();
+                self.pipeline.on_timer(now, &rs);
                 self.send_emitted();
                 self.flush();
                 next_timer = now + self.config.timer_interval_ns;

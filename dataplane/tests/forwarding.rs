@@ -191,10 +191,15 @@ fn denied_port_stray_packets_and_expired_ttl_are_dropped_and_counted() {
     ));
     rig.step();
     assert!(rig.srv.take_sent().is_empty());
-    assert!(rig.cli.take_sent().is_empty());
+    // The expired TTL is answered with ICMP time exceeded, which first needs the client's address.
+    let to_cli = rig.cli.take_sent();
+    assert_eq!(to_cli.len(), 1);
+    assert_eq!(as_arp(&to_cli[0]).unwrap().target_ip, Ipv4Addr::from(CLI));
     let s = rig.stats();
+    assert_eq!(s.icmp_errors_sent, 1);
     assert_eq!(s.dropped_by_rule, 2);
-    assert_eq!(s.ct_invalid, 1);
+    // the SYN/ACK, and the time-exceeded error about a connection never confirmed
+    assert_eq!(s.ct_invalid, 2);
     assert_eq!(s.drop_ttl_exceeded, 1);
     // Rule counters: `ct state invalid counter drop` and the final `counter drop` each saw one packet.
     let counters = rig.worker.snapshot(false).counters;
