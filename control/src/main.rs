@@ -7,6 +7,7 @@ mod kernel;
 mod lab;
 mod nft;
 mod probe;
+mod replay;
 mod ruleset;
 
 use anyhow::{Context, Result};
@@ -64,6 +65,9 @@ enum Cmd {
         control: PathBuf,
         words: Vec<String>,
     },
+    /// Run captured frames through the pipeline offline: one pcap per egress interface and a JSON-lines
+    /// trace of every hook, chain, rule and verdict.
+    Replay(replay::ReplayArgs),
     /// Helpers the lab runs inside its namespaces.
     #[command(hide = true)]
     Internal {
@@ -226,6 +230,11 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Conntrack { args } => conntrack::run(&args),
         Cmd::Ctl { control, words } => {
             print!("{}", ctl::request(&control, &words.join(" "), "")?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Replay(args) => {
+            let n = replay::run(&args)?;
+            eprintln!("replayed {n} frames into {}", args.out.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Internal { tool } => internal(tool),
