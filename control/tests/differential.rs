@@ -1,0 +1,586 @@
+//! The kernel as oracle: every case in `tests/differential/*.toml` (a ruleset and probe packets) runs
+//! through the kernel — the ruleset loaded with the real `nft` into a forwarding namespace — and through
+//! `sluice replay` with the same topology; what comes out of each interface must be the same frames.
+//!
+//! Topology (both sides): cli (192.0.2.2, 02:00:00:00:01:02) — fw-cli [fw] fw-srv — srv (198.51.100.2,
+//! 02:00:00:00:02:02); fw-cli is 192.0.2.1/24 with MAC 02:00:00:00:01:01, fw-srv 198.51.100.1/24 with MAC
+//! 02:00:00:00:02:01; 203.0.113.0/24 via 198.51.100.254 (02:00:00:00:02:fe). Neighbours are static, the
+//! end namespaces have no addresses (nothing there answers), and ICMP rate limits are lifted on both
+//! sides. Frames are compared byte for byte except the IPv4 ID and header checksum of packets the
+//! appliance generates (the kernel picks random IDs).
+//!
+//! Probe syntax, one string per packet, sent in order (state carries over within a case):
+//! `cli|srv tcp SPORT DPORT FLAGS`, `… udp SPORT DPORT`, `… icmp echo ID`, `… icmp TYPE CODE`, then
+//! options `ttl=N dst=IP src=IP len=N (payload) tos=N df=0|1 seq=N ack=N csum=bad`.
+//! A case may say `xfail = "reason"`: its difference is known and documented (docs/DIFFERENTIAL.md).
+
+use hw::netns::{Netns, TestNet};
+use hw::packet::PacketPort;
+use hw::{Batch, Port};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
+const FW_CLI: [u8; 6] = [2, 0, 0, 0, 1, 1];
+const FW_SRV: [u8; 6] = [2, 0, 0, 0, 2, 1];
+const CLI_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
+const SRV_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
+const CLI: [u8; 4] = [192, 0, 2, 2];
+const SRV: [u8; 4] = [198, 51, 100, 2];
+
+const TOPOLOGY: &str = r#"
+[[interface]]
+name = "fw-cli"
+mac = "02:00:00:00:01:01"
+addresses = ["192.0.2.1/24"]
+[[interface]]
+name = "fw-srv"
+mac = "02:00:00:00:02:01"
+mtu = MTU
+addresses = ["198.51.100.1/24"]
+[[route]]
+dst = "203.0.113.0/24"
+via = "198.51.100.254"
+dev = "fw-srv"
+[[neighbour]]
+dev = "fw-cli"
+ip = "192.0.2.2"
+mac = "02:00:00:00:01:02"
+[[neighbour]]
+dev = "fw-srv"
+ip = "198.51.100.2"
+mac = "02:00:00:00:02:02"
+[[neighbour]]
+dev = "fw-srv"
+ip = "198.51.100.254"
+mac = "02:00:00:00:02:fe"
+"#;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    ruleset: String,
+    probes: Vec<String>,
+    #[serde(default)]
+    xfail: Option<String>,
+    /// MTU of fw-srv (and of its peer), 1500 when not given.
+    #[serde(default)]
+    mtu_srv: Option<u32>,
+    /// A comment on what the case covers.
+    #[serde(default)]
+    #[allow(dead_code)]
+    covers: Option<String>,
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in data.chunks(2) {
+        sum += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Builds the frame a probe line describes. `from_cli` picks the side (and default addresses).
+fn build_probe(line: &str) -> Result<(bool, Vec<u8>), String> {
+    let mut words = line.split_whitespace();
+    let side = words.next().ok_or("empty probe")?;
+    let from_cli = match side {
+        "cli" => true,
+        "srv" => false,
+        s => return Err(format!("probe side must be cli or srv, not {s}")),
+    };
+    let proto = words.next().ok_or("no protocol")?;
+    let mut pos: Vec<&str> = Vec::new();
+    let mut opts: BTreeMap<&str, &str> = BTreeMap::new();
+    for w in words {
+        match w.split_once('=') {
+            Some((k, v)) => {
+                opts.insert(k, v);
+            }
+            None => pos.push(w),
+        }
+    }
+    let num = |s: &str| -> Result<u32, String> { s.parse().map_err(|_| format!("bad number {s}")) };
+    let (mut src, mut dst) = if from_cli { (CLI, SRV) } else { (SRV, CLI) };
+    if let Some(d) = opts.get("dst") {
+        dst = d.parse::<Ipv4Addr>().map_err(|e| e.to_string())?.octets();
+    }
+    if let Some(s) = opts.get("src") {
+        src = s.parse::<Ipv4Addr>().map_err(|e| e.to_string())?.octets();
+    }
+    let payload = vec![0x61u8; opts.get("len").map(|l| num(l)).transpose()?.unwrap_or(0) as usize];
+    let (ipproto, mut l4) = match proto {
+        "tcp" => {
+            let (sp, dp, flags) = (num(pos[0])?, num(pos[1])?, pos.get(2).copied().unwrap_or(""));
+            let mut f = 0u8;
+            for c in flags.chars() {
+                f |= match c {
+                    'F' => 1,
+                    'S' => 2,
+                    'R' => 4,
+                    'P' => 8,
+                    'A' => 16,
+                    _ => return Err(format!("bad tcp flag {c}")),
+                };
+            }
+            let syn = f & 2 != 0;
+            let seq = match opts.get("seq") {
+                Some(s) => num(s)?,
+                None => match (from_cli, syn) {
+                    (true, true) => 1000,
+                    (true, false) => 1001,
+                    (false, true) => 5000,
+                    (false, false) => 5001,
+                },
+            };
+            let ack = match opts.get("ack") {
+                Some(s) => num(s)?,
+                None if f & 16 != 0 => {
+                    if from_cli {
+                        5001
+                    } else {
+                        1001
+                    }
+                }
+                None => 0,
+            };
+            let mut t = vec![0u8; 20];
+            t[0..2].copy_from_slice(&(sp as u16).to_be_bytes());
+            t[2..4].copy_from_slice(&(dp as u16).to_be_bytes());
+            t[4..8].copy_from_slice(&seq.to_be_bytes());
+            t[8..12].copy_from_slice(&ack.to_be_bytes());
+            t[12] = 5 << 4;
+            t[13] = f;
+            t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+            t.extend_from_slice(&payload);
+            (6u8, t)
+        }
+        "udp" => {
+            let (sp, dp) = (num(pos[0])?, num(pos[1])?);
+            let mut u = vec![0u8; 8];
+            u[0..2].copy_from_slice(&(sp as u16).to_be_bytes());
+            u[2..4].copy_from_slice(&(dp as u16).to_be_bytes());
+            u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            u.extend_from_slice(&payload);
+            (17u8, u)
+        }
+        "icmp" => {
+            let (ty, code, id) = if pos[0] == "echo" {
+                (8u8, 0u8, num(pos.get(1).copied().unwrap_or("1"))?)
+            } else if pos[0] == "echo-reply" {
+                (0, 0, num(pos.get(1).copied().unwrap_or("1"))?)
+            } else {
+                (num(pos[0])? as u8, num(pos[1])? as u8, 0)
+            };
+            let mut m = vec![ty, code, 0, 0, 0, 0, 0, 1];
+            m[4..6].copy_from_slice(&(id as u16).to_be_bytes());
+            m.extend_from_slice(&payload);
+            (1u8, m)
+        }
+        p => return Err(format!("unknown probe protocol {p}")),
+    };
+    let ttl = opts.get("ttl").map(|t| num(t)).transpose()?.unwrap_or(64) as u8;
+    let tos = opts.get("tos").map(|t| num(t)).transpose()?.unwrap_or(0) as u8;
+    let df = opts.get("df").map(|t| num(t)).transpose()?.unwrap_or(1) != 0;
+    let total = 20 + l4.len();
+    let mut ip = vec![0u8; 20];
+    ip[0] = 0x45;
+    ip[1] = tos;
+    ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+    ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    if df {
+        ip[6] = 0x40;
+    }
+    ip[8] = ttl;
+    ip[9] = ipproto;
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    let c = checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    // transport checksum
+    match ipproto {
+        6 | 17 => {
+            let mut pseudo = Vec::new();
+            pseudo.extend_from_slice(&src);
+            pseudo.extend_from_slice(&dst);
+            pseudo.extend_from_slice(&[0, ipproto]);
+            pseudo.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            pseudo.extend_from_slice(&l4);
+            let mut c = checksum(&pseudo);
+            if ipproto == 17 && c == 0 {
+                c = 0xffff;
+            }
+            if opts.get("csum") == Some(&"bad") {
+                c ^= 0x5555;
+            }
+            let off = if ipproto == 6 { 16 } else { 6 };
+            l4[off..off + 2].copy_from_slice(&c.to_be_bytes());
+        }
+        _ => {
+            let c = checksum(&l4);
+            l4[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    let (dmac, smac) = if from_cli {
+        (FW_CLI, CLI_MAC)
+    } else {
+        (FW_SRV, SRV_MAC)
+    };
+    let mut f = Vec::new();
+    f.extend_from_slice(&dmac);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&l4);
+    Ok((from_cli, f))
+}
+
+/// The comparable form of an output frame: IPv4 packets that the appliance generated (source is one of
+/// its addresses, or an ICMP error / RST it built) get their ID and header checksum zeroed.
+fn normalize(iface: &str, frame: &[u8], kernel: bool) -> String {
+    let mut f = frame.to_vec();
+    // Ethernet padding of short frames is not part of the packet.
+    if f.len() >= 34 && f[12..14] == [0x08, 0x00] {
+        let total = u16::from_be_bytes([f[16], f[17]]) as usize;
+        f.truncate((14 + total).min(f.len()));
+        let src = [f[26], f[27], f[28], f[29]];
+        let generated = src == [192, 0, 2, 1] || src == [198, 51, 100, 1] || f[20..22] != [0x12, 0x34];
+        if generated {
+            f[18] = 0;
+            f[19] = 0;
+            f[24] = 0;
+            f[25] = 0;
+        }
+        // The kernel hands locally built TCP/UDP packets to veth with CHECKSUM_PARTIAL: the field holds
+        // only the pseudo-header sum, completed by "hardware" that veth does not have. Complete it; sluice's
+        // own checksums are compared as they are.
+        let ihl = (f[14] & 15) as usize * 4;
+        let proto = f[23];
+        if kernel && generated && (proto == 6 || proto == 17) && f.len() >= 14 + ihl + 8 {
+            let off = 14 + ihl + if proto == 6 { 16 } else { 6 };
+            if f.len() >= off + 2 {
+                f[off] = 0;
+                f[off + 1] = 0;
+                let mut pseudo = Vec::new();
+                pseudo.extend_from_slice(&f[26..34]);
+                pseudo.extend_from_slice(&[0, proto]);
+                pseudo.extend_from_slice(&((f.len() - 14 - ihl) as u16).to_be_bytes());
+                pseudo.extend_from_slice(&f[14 + ihl..]);
+                let c = checksum(&pseudo);
+                f[off..off + 2].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+    }
+    let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{iface} {}", describe(&f)) + " " + &hex
+}
+
+fn describe(f: &[u8]) -> String {
+    if f.len() < 34 || f[12..14] != [0x08, 0x00] {
+        return format!("non-IPv4 frame ({} bytes)", f.len());
+    }
+    let src = Ipv4Addr::new(f[26], f[27], f[28], f[29]);
+    let dst = Ipv4Addr::new(f[30], f[31], f[32], f[33]);
+    let ihl = (f[14] & 15) as usize * 4;
+    let l4 = &f[14 + ihl..];
+    let what = match (f[23], l4) {
+        (6, t) if t.len() >= 14 => format!(
+            "tcp {}>{} flags {:#04x}",
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]]),
+            t[13]
+        ),
+        (17, t) if t.len() >= 4 => format!(
+            "udp {}>{}",
+            u16::from_be_bytes([t[0], t[1]]),
+            u16::from_be_bytes([t[2], t[3]])
+        ),
+        (1, t) if t.len() >= 2 => format!("icmp {}/{}", t[0], t[1]),
+        (p, _) => format!("proto {p}"),
+    };
+    format!("{src}>{dst} ttl {} {what}", f[22])
+}
+
+struct KernelRig {
+    _net: TestNet,
+    cli: PacketPort,
+    srv: PacketPort,
+}
+
+fn kernel_rig(ruleset: &Path, mtu: u32) -> Result<KernelRig, String> {
+    let e = |x: hw::HwError| x.to_string();
+    let mut net = TestNet::new();
+    let cli = net.add_ns("dcli").map_err(e)?;
+    let fw = net.add_ns("dfw").map_err(e)?;
+    let srv = net.add_ns("dsrv").map_err(e)?;
+    for ns in [&cli, &fw, &srv] {
+        net.sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1").map_err(e)?;
+        net.sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1").map_err(e)?;
+    }
+    #[rustfmt::skip]
+    let ip_cmds: &[(&Netns, &[&str])] = &[
+        (&fw, &["link", "add", "fw-cli", "address", "02:00:00:00:01:01", "type", "veth", "peer", "name", "cli0", "address", "02:00:00:00:01:02", "netns", cli.name()]),
+        (&fw, &["link", "add", "fw-srv", "address", "02:00:00:00:02:01", "type", "veth", "peer", "name", "srv0", "address", "02:00:00:00:02:02", "netns", srv.name()]),
+        (&fw, &["link", "set", "fw-cli", "up"]),
+        (&fw, &["link", "set", "fw-srv", "up"]),
+        (&cli, &["link", "set", "cli0", "up"]),
+        (&srv, &["link", "set", "srv0", "up"]),
+        (&fw, &["addr", "add", "192.0.2.1/24", "dev", "fw-cli"]),
+        (&fw, &["addr", "add", "198.51.100.1/24", "dev", "fw-srv"]),
+        (&fw, &["route", "add", "203.0.113.0/24", "via", "198.51.100.254"]),
+        (&fw, &["neigh", "add", "192.0.2.2", "lladdr", "02:00:00:00:01:02", "dev", "fw-cli", "nud", "permanent"]),
+        (&fw, &["neigh", "add", "198.51.100.2", "lladdr", "02:00:00:00:02:02", "dev", "fw-srv", "nud", "permanent"]),
+        (&fw, &["neigh", "add", "198.51.100.254", "lladdr", "02:00:00:00:02:fe", "dev", "fw-srv", "nud", "permanent"]),
+    ];
+    for (ns, args) in ip_cmds {
+        net.ip(ns, args).map_err(e)?;
+    }
+    let mtu = mtu.to_string();
+    net.ip(&fw, &["link", "set", "fw-srv", "mtu", &mtu]).map_err(e)?;
+    net.ip(&srv, &["link", "set", "srv0", "mtu", &mtu]).map_err(e)?;
+    for (k, v) in [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv4.icmp_ratelimit", "0"),
+        ("net.ipv4.conf.all.send_redirects", "0"),
+    ] {
+        net.sysctl(&fw, k, v).map_err(e)?;
+    }
+    let out = net
+        .exec(&fw, &["nft", "-f", ruleset.to_str().unwrap()])
+        .map_err(e)?;
+    if !out.status.success() {
+        return Err(format!(
+            "nft -f refused the ruleset: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let cli_port = cli.run(|| PacketPort::open("cli0")).map_err(e)?;
+    let srv_port = srv.run(|| PacketPort::open("srv0")).map_err(e)?;
+    Ok(KernelRig {
+        _net: net,
+        cli: cli_port,
+        srv: srv_port,
+    })
+}
+
+/// Drains both ports until nothing arrived for `quiet`.
+fn collect(rig: &mut KernelRig, quiet: Duration) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut batch = Batch::with_capacity(64);
+    let mut last = Instant::now();
+    let start = Instant::now();
+    while last.elapsed() < quiet && start.elapsed() < Duration::from_secs(1) {
+        let mut got = false;
+        for (name, port) in [("fw-cli", &mut rig.cli), ("fw-srv", &mut rig.srv)] {
+            batch.clear();
+            if port.recv(&mut batch, 0).unwrap_or(0) > 0 {
+                got = true;
+                for i in 0..batch.len() {
+                    out.push(normalize(name, batch.frame(i), true));
+                }
+            }
+        }
+        if got {
+            last = Instant::now();
+        } else {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn run_kernel(
+    ruleset: &Path,
+    mtu: u32,
+    probes: &[(bool, Vec<u8>)],
+) -> Result<Vec<Vec<String>>, String> {
+    let mut rig = kernel_rig(ruleset, mtu)?;
+    collect(&mut rig, Duration::from_millis(20));
+    let mut results = Vec::new();
+    for (from_cli, frame) in probes {
+        let port = if *from_cli { &mut rig.cli } else { &mut rig.srv };
+        port.send(frame).map_err(|e| e.to_string())?;
+        port.flush().map_err(|e| e.to_string())?;
+        results.push(collect(&mut rig, Duration::from_millis(25)));
+    }
+    Ok(results)
+}
+
+fn write_pcap(path: &Path, frames: &[(Duration, &[u8])]) {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = PcapWriter::new(f).unwrap();
+    for (ts, data) in frames {
+        w.write_packet(&PcapPacket::new(*ts, data.len() as u32, data))
+            .unwrap();
+    }
+}
+
+fn read_pcap(path: &Path) -> Vec<(Duration, Vec<u8>)> {
+    use pcap_file::pcap::PcapReader;
+    let Ok(f) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let mut r = PcapReader::new(f).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        let p = p.unwrap();
+        out.push((p.timestamp, p.data.into_owned()));
+    }
+    out
+}
+
+fn run_replay(
+    dir: &Path,
+    ruleset: &Path,
+    mtu: u32,
+    probes: &[(bool, Vec<u8>)],
+) -> Result<Vec<Vec<String>>, String> {
+    let topo = dir.join("topology.toml");
+    std::fs::write(&topo, TOPOLOGY.replace("MTU", &mtu.to_string())).unwrap();
+    let ts = |i: usize| Duration::from_secs(100 + i as u64);
+    let cli: Vec<_> = probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.0)
+        .map(|(i, p)| (ts(i), &p.1[..]))
+        .collect();
+    let srv: Vec<_> = probes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.0)
+        .map(|(i, p)| (ts(i), &p.1[..]))
+        .collect();
+    write_pcap(&dir.join("in-cli.pcap"), &cli);
+    write_pcap(&dir.join("in-srv.pcap"), &srv);
+    let out_dir = dir.join("out");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let o = std::process::Command::new(SLUICE)
+        .args(["replay", "--no-icmp-ratelimit", "--ruleset"])
+        .arg(ruleset)
+        .arg("--topology")
+        .arg(&topo)
+        .arg("--in")
+        .arg(format!("fw-cli={}", dir.join("in-cli.pcap").display()))
+        .arg("--in")
+        .arg(format!("fw-srv={}", dir.join("in-srv.pcap").display()))
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    if !o.status.success() {
+        return Err(format!(
+            "sluice replay failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    let mut results = vec![Vec::new(); probes.len()];
+    for iface in ["fw-cli", "fw-srv"] {
+        for (t, f) in read_pcap(&out_dir.join(format!("{iface}.pcap"))) {
+            let i = t.as_secs().saturating_sub(100) as usize;
+            if let Some(r) = results.get_mut(i) {
+                r.push(normalize(iface, &f, false));
+            }
+        }
+    }
+    for r in &mut results {
+        r.sort();
+    }
+    Ok(results)
+}
+
+fn cases() -> Vec<(String, PathBuf)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/differential");
+    let mut v: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn corpus_parses_and_has_enough_cases() {
+    let cases = cases();
+    assert!(cases.len() >= 50, "only {} cases", cases.len());
+    for (name, path) in cases {
+        let c: Case = toml::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(!c.probes.is_empty(), "{name}: no probes");
+        for p in &c.probes {
+            build_probe(p).unwrap_or_else(|e| panic!("{name}: {p}: {e}"));
+        }
+        rules::parse_ruleset(&c.ruleset, &name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn kernel_and_replay_agree_on_every_case() {
+    if !hw::netns::is_root() || std::process::Command::new("nft").arg("-v").output().is_err() {
+        eprintln!("kernel_and_replay_agree_on_every_case: skipped, needs root and nft");
+        return;
+    }
+    let only = std::env::var("DIFF_CASE").ok();
+    let tmp = std::env::temp_dir().join(format!("sluice-diff-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut failures = Vec::new();
+    let mut xfails = Vec::new();
+    let mut ran = 0;
+    for (name, path) in cases() {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        let c: Case = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let dir = tmp.join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let rs = dir.join("ruleset.nft");
+        std::fs::write(&rs, format!("flush ruleset\n{}", c.ruleset)).unwrap();
+        let probes: Vec<_> = c.probes.iter().map(|p| build_probe(p).unwrap()).collect();
+        let mtu = c.mtu_srv.unwrap_or(1500);
+        let kernel = run_kernel(&rs, mtu, &probes);
+        let sluice = run_replay(&dir, &rs, mtu, &probes);
+        ran += 1;
+        if std::env::var("DIFF_VERBOSE").is_ok() {
+            eprintln!("{name}:\n  kernel {kernel:#?}\n  sluice {sluice:#?}");
+        }
+        let mut report = String::new();
+        match (&kernel, &sluice) {
+            (Ok(k), Ok(s)) => {
+                for (i, p) in c.probes.iter().enumerate() {
+                    if k[i] != s[i] {
+                        report.push_str(&format!(
+                            "  probe {i} `{p}`\n    kernel: {:#?}\n    sluice: {:#?}\n",
+                            k[i].iter().map(|l| l.split(' ').take(7).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>(),
+                            s[i].iter().map(|l| l.split(' ').take(7).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>()
+                        ));
+                        for (a, b) in k[i].iter().zip(&s[i]) {
+                            if a != b {
+                                report.push_str(&format!("    kernel hex {a}\n    sluice hex {b}\n"));
+                            }
+                        }
+                    }
+                }
+            }
+            (k, s) => report = format!("  kernel: {:?}\n  sluice: {:?}\n", k.as_ref().err(), s.as_ref().err()),
+        }
+        match (&c.xfail, report.is_empty()) {
+            (None, false) => failures.push(format!("{name}:\n{report}")),
+            (Some(why), false) => xfails.push(format!("{name} (known: {why})")),
+            (Some(why), true) => failures.push(format!("{name}: marked xfail ({why}) but agrees now: remove the mark")),
+            (None, true) => {}
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!("{ran} cases run; known differences: {xfails:#?}");
+    assert!(failures.is_empty(), "{} of {ran} cases differ from the kernel:\n{}", failures.len(), failures.join("\n"));
+}
