@@ -142,11 +142,12 @@ type Bounds = (Box<[u8]>, Box<[u8]>);
 
 /// A compiled set or map: sorted exact keys, sorted intervals, per-component intervals for
 /// concatenations, and a catch-all; each match yields the element's index (for map data).
+#[allow(clippy::type_complexity)]
 pub(crate) struct CSet {
     width: usize,
     exact: Vec<u8>,
     exact_idx: Vec<u32>,
-    ranges: Vec<(Box<[u8]>, Box<[u8]>, u32)>,
+    ranges: Vec<(Box<[u8]>, Box<[u8]>, u32)>, // (lo, hi, element)
     disjoint: bool,
     comp_ranges: Vec<(Vec<Bounds>, u32)>,
     catchall: Option<u32>,

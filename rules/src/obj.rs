@@ -379,11 +379,11 @@ impl Parser<'_> {
     /// nft's checks on ct objects (which also come from the kernel's validation).
     fn check_ct_obj(&mut self, b: &ObjBody, family: Family, span: Span) {
         match b {
-            ObjBody::CtHelper { l3, .. } => {
-                if (family == Family::Ip && *l3 == "ip6") || (family == Family::Ip6 && *l3 == "ip")
-                {
-                    self.sem_err(span, "Could not process rule: Invalid argument");
-                }
+            ObjBody::CtHelper { l3, .. }
+                if ((family == Family::Ip && *l3 == "ip6")
+                    || (family == Family::Ip6 && *l3 == "ip")) =>
+            {
+                self.sem_err(span, "Could not process rule: Invalid argument");
             }
             ObjBody::CtTimeout { proto, policy, .. } => {
                 let states = if proto == "udp" {
@@ -402,10 +402,8 @@ impl Parser<'_> {
                 timeout,
                 size,
                 ..
-            } => {
-                if *dport == 0 || *timeout == 0 || *size == 0 {
-                    self.sem_err(span, "ct expectation needs dport, timeout and size");
-                }
+            } if (*dport == 0 || *timeout == 0 || *size == 0) => {
+                self.sem_err(span, "ct expectation needs dport, timeout and size");
             }
             _ => {}
         }

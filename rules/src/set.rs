@@ -421,7 +421,7 @@ impl Parser<'_> {
             }
         }
         if !has_type {
-            return Err(self.err(name_span, format!("set definition does not specify key")));
+            return Err(self.err(name_span, "set definition does not specify key".to_string()));
         }
         if let Some((elems, span, spans)) = pending_elems {
             let stmts = set.stmts.clone();

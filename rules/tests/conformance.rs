@@ -326,7 +326,7 @@ fn bogons(root: &Path, tally: &mut Tally) {
 fn ratchet_lines(doc: &str) -> Vec<(String, u64)> {
     doc.lines()
         .filter_map(|l| {
-            let mut w = l.trim().split_whitespace();
+            let mut w = l.split_whitespace();
             (w.next()? == "ratchet").then_some(())?;
             let k = w.next()?.to_string();
             let n = w.next()?.parse().ok()?;

@@ -78,7 +78,7 @@ fn random_frames_never_panic() {
             2 => len + 1,
             _ => (r % 80) as usize,
         };
-        let nh = if rng.next() % 10 == 0 {
+        let nh = if rng.next().is_multiple_of(10) {
             weird(rng.next())
         } else {
             14
@@ -92,7 +92,7 @@ fn random_frames_never_panic() {
             frame: f,
             nh_off: nh,
             th_off: th,
-            nfproto: if rng.next() % 2 == 0 {
+            nfproto: if rng.next().is_multiple_of(2) {
                 NfProto::Ipv4
             } else {
                 NfProto::Ipv6

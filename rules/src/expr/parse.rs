@@ -131,7 +131,7 @@ impl Parser<'_> {
                     field = Some(f);
                 } else if !matches!(fw.as_str(), "exists" | "missing" | "set")
                     && !self.starts_selector(&fw)
-                    && !crate::stmt::verdict::VerdictExpr::keyword(&fw).is_some()
+                    && crate::stmt::verdict::VerdictExpr::keyword(&fw).is_none()
                     && fw != "counter"
                 {
                     let ft = self.peek();
@@ -757,7 +757,7 @@ impl Parser<'_> {
                 ),
             );
         } else if vmap && !set.is_vmap() {
-            self.sem_err(span, format!("Expression is not a verdict map"));
+            self.sem_err(span, "Expression is not a verdict map".to_string());
         }
         Ok(())
     }

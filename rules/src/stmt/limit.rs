@@ -33,9 +33,9 @@ fn unit_name(secs: u64) -> &'static str {
 
 /// nft's `get_rate`: the largest unit that divides the value.
 pub fn print_bytes(v: u64, out: &mut String) {
-    let (n, u) = if v != 0 && v % (1024 * 1024) == 0 {
+    let (n, u) = if v != 0 && v.is_multiple_of(1024 * 1024) {
         (v / (1024 * 1024), "mbytes")
-    } else if v != 0 && v % 1024 == 0 {
+    } else if v != 0 && v.is_multiple_of(1024) {
         (v / 1024, "kbytes")
     } else {
         (v, "bytes")
@@ -100,7 +100,7 @@ impl Parser<'_> {
             "hour" => 3600,
             "day" => 86400,
             "week" => 604800,
-            _ => return Err(self.err(span, format!("Wrong rate format, expecting time unit"))),
+            _ => return Err(self.err(span, "Wrong rate format, expecting time unit".to_string())),
         })
     }
 

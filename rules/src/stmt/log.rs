@@ -92,7 +92,7 @@ impl Parser<'_> {
                         lv
                     };
                     if !LEVELS.contains(&lv.as_str()) {
-                        return Err(self.err(span, format!("invalid log level")));
+                        return Err(self.err(span, "invalid log level".to_string()));
                     }
                     l.level = Some(lv);
                 }
