@@ -196,10 +196,19 @@ impl Set {
         if !flags.is_empty() {
             out.push_str(&format!("\t\tflags {}\n", flags.join(",")));
         }
-        for s in &self.stmts {
-            if let Stmt::Counter(_) = s {
-                out.push_str("\t\tcounter\n");
+        if !self.stmts.is_empty() {
+            let mut line = Vec::new();
+            for s in &self.stmts {
+                let mut t = String::new();
+                match s {
+                    Stmt::Counter(_) => t.push_str("counter"),
+                    Stmt::Limit(l) => l.print(&mut t),
+                    Stmt::Quota(q) => q.print(true, &mut t),
+                    _ => continue,
+                }
+                line.push(t);
             }
+            out.push_str(&format!("\t\t{}\n", line.join(" ")));
         }
         if self.auto_merge {
             out.push_str("\t\tauto-merge\n");
@@ -395,9 +404,17 @@ impl Parser<'_> {
                     self.next();
                     set.comment = Some(self.quoted()?);
                 }
-                "counter" => {
-                    let s = self.counter_stmt()?;
-                    set.stmts.push(s);
+                "counter" | "limit" | "quota" => {
+                    // stateful templates, several may share a line: `limit rate 1/second counter`
+                    while let Some(w) = self.peek_word() {
+                        let s = match w.as_str() {
+                            "counter" => self.counter_stmt()?,
+                            "limit" => self.limit_stmt()?,
+                            "quota" => self.quota_stmt()?,
+                            _ => break,
+                        };
+                        set.stmts.push(s);
+                    }
                 }
                 "elements" => {
                     self.next();
@@ -512,11 +529,21 @@ impl Parser<'_> {
 
 /// Elements of a set with a `counter` template each carry a counter.
 fn with_set_stmts(mut elems: Vec<Elem>, stmts: &[Stmt]) -> Vec<Elem> {
-    if stmts.iter().any(|s| matches!(s, Stmt::Counter(_))) {
-        for e in &mut elems {
-            let o = e.opts.get_or_insert_with(Default::default);
-            if o.counter.is_none() {
-                o.counter = Some(Default::default());
+    if stmts.is_empty() {
+        return elems;
+    }
+    for e in &mut elems {
+        let o = e.opts.get_or_insert_with(Default::default);
+        for s in stmts {
+            match s {
+                Stmt::Counter(_) if o.counter.is_none() => o.counter = Some(Default::default()),
+                Stmt::Limit(_) if !o.stmts.iter().any(|x| matches!(x, Stmt::Limit(_))) => {
+                    o.stmts.push(s.clone())
+                }
+                Stmt::Quota(_) if !o.stmts.iter().any(|x| matches!(x, Stmt::Quota(_))) => {
+                    o.stmts.push(s.clone())
+                }
+                _ => {}
             }
         }
     }

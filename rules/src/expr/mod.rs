@@ -320,6 +320,8 @@ pub struct ElemOpts {
     pub expires: Option<u64>,
     pub comment: Option<String>,
     pub counter: Option<crate::stmt::counter::Counter>,
+    /// other per-element stateful statements (`limit rate ...`, `quota ...`), printed before the counter
+    pub stmts: Vec<crate::stmt::Stmt>,
 }
 
 impl Elem {
@@ -372,6 +374,14 @@ impl Elem {
             }
             if let Some(c) = &o.comment {
                 out.push_str(&format!(" comment \"{c}\""));
+            }
+            for st in &o.stmts {
+                out.push(' ');
+                match st {
+                    crate::stmt::Stmt::Limit(l) => l.print(out),
+                    crate::stmt::Stmt::Quota(q) => q.print(f.stateless, out),
+                    _ => {}
+                }
             }
             if let Some(c) = &o.counter {
                 out.push(' ');

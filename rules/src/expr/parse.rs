@@ -860,6 +860,14 @@ impl Parser<'_> {
                     };
                     e.opts.get_or_insert_with(Default::default).counter = Some(c);
                 }
+                "limit" => {
+                    let st = self.limit_stmt()?;
+                    e.opts.get_or_insert_with(Default::default).stmts.push(st);
+                }
+                "quota" => {
+                    let st = self.quota_stmt()?;
+                    e.opts.get_or_insert_with(Default::default).stmts.push(st);
+                }
                 _ => break,
             }
         }
