@@ -72,9 +72,21 @@ struct Daemon {
     /// Serialises writers: each builds the next generation from the live one.
     writer: Mutex<()>,
     conntrack: crate::conntrack::Server,
+    /// AF_XDP backend: local traffic goes to the kernel unless steered.
+    xdp: bool,
 }
 
 impl Daemon {
+    /// With AF_XDP, port forwards to the box's own addresses must reach sluice, not the kernel.
+    fn steer_ports(&self, rs: &CompiledRuleset) {
+        if self.xdp {
+            if let Err(e) = hw::xdp::steer_local_ports(&crate::steer::forwarded_ports(rs.ruleset()))
+            {
+                tracing::warn!("cannot steer port forwards to sluice: {e}");
+            }
+        }
+    }
+
     fn reload(&self) -> std::result::Result<String, String> {
         let Some(path) = &self.ruleset_path else {
             return Err(
@@ -83,6 +95,7 @@ impl Daemon {
         };
         let _w = self.writer.lock().unwrap();
         let next = ruleset::load(path).map_err(|e| e.to_string())?;
+        self.steer_ports(&next);
         self.live.store(Arc::new(next));
         Ok(format!("loaded {}\n", path.display()))
     }
@@ -97,6 +110,7 @@ impl Daemon {
         rules::apply(&mut next, text, name, &crate::nft::FsLoader).map_err(|d| d.to_string())?;
         let compiled = rules::compile(&next).map_err(|d| d.to_string())?;
         if !check {
+            self.steer_ports(&compiled);
             self.live.store(Arc::new(compiled));
         }
         Ok(String::new())
@@ -337,7 +351,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             acct: sysctls.acct,
             ..Default::default()
         },
+        xdp: args.backend == Backend::Xdp,
     });
+    let first = daemon.live.load_full();
+    daemon.steer_ports(&first);
     let d = daemon.clone();
     ctl::serve(
         &args.control,

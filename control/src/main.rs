@@ -9,6 +9,7 @@ mod nft;
 mod probe;
 mod replay;
 mod ruleset;
+mod steer;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};

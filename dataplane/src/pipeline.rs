@@ -90,6 +90,8 @@ pub struct Pipeline {
     ip_id: u16,
     /// Packet tracing: records for `nft monitor trace` and `sluice replay`.
     pub trace: Trace,
+    /// Connections on the box's own addresses to steer to (true) or away from (false) the dataplane.
+    steer: Vec<(hw::LocalFlow, bool)>,
 }
 
 /// Identifies a ruleset generation by the address of its shared allocation.
@@ -119,7 +121,17 @@ impl Pipeline {
             route_errors: IcmpLimiter::default(),
             ip_id: 0,
             trace: Trace::default(),
+            steer: Vec::new(),
         }
+    }
+
+    /// Steering changes since the last call: connections bound to the box's own addresses, whose frames
+    /// the kernel would otherwise take (and connections that went).
+    pub fn take_steering(&mut self) -> Vec<(hw::LocalFlow, bool)> {
+        for t in self.conntrack.unsteer.drain(..) {
+            self.steer.push((nat_hooks::local_flow(&t), false));
+        }
+        std::mem::take(&mut self.steer)
     }
 
     pub fn fib(&self) -> &Fib {
@@ -568,8 +580,10 @@ impl Pipeline {
             self.stats.dropped_by_rule += 1;
             return Action::Drop;
         }
-        if self.conntrack.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
-            return Action::Drop;
+        match self.conntrack.confirm(ct, now, &mut self.stats) {
+            Confirm::InsertFailed => return Action::Drop,
+            Confirm::Inserted(idx) => self.steer_if_local(idx),
+            Confirm::NotNew => {}
         }
         self.finish_forward(frame, &ip, iface, next_hop, now)
     }

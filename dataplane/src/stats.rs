@@ -60,6 +60,7 @@ worker_stats! {
     nat_port_exhausted: "new connections dropped because every port of the NAT range was taken",
     nat_no_address: "new connections dropped because masquerade/redirect found no address to use",
     nat_icmp_errors: "ICMP errors about NATed connections translated (outer and quoted headers)",
+    steer_failed: "connections on the box's own addresses whose frames could not be steered to sluice",
     generation_switches: "times the worker picked up a new ruleset generation",
     handoff_sent: "frames passed to the worker that owns their flow",
     handoff_received: "frames received from other workers for flows this worker owns",

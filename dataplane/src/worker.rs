@@ -124,6 +124,7 @@ impl Worker {
             if now >= next_timer {
                 let rs = self.ruleset.load_full();
                 self.pipeline.on_timer(now, &rs);
+                self.apply_steering();
                 self.send_emitted();
                 self.flush();
                 next_timer = now + self.config.timer_interval_ns;
@@ -183,9 +184,23 @@ impl Worker {
             }
         }
         total += self.drain_handoff(&rs, now);
+        self.apply_steering();
         self.send_emitted();
         self.flush();
         total
+    }
+
+    /// Points connections bound to the box's own addresses at the dataplane (before the frames that
+    /// opened them are kicked out, so the first answer already comes here).
+    fn apply_steering(&mut self) {
+        for (flow, add) in self.pipeline.take_steering() {
+            if let Some(p) = self.ports.first() {
+                if let Err(e) = p.steer_local_flow(&flow, add) {
+                    self.pipeline.stats.steer_failed += 1;
+                    tracing::warn!("cannot steer {flow:?}: {e}");
+                }
+            }
+        }
     }
 
     fn drain_handoff(&mut self, rs: &CompiledRuleset, now: u64) -> usize {

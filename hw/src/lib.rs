@@ -99,6 +99,25 @@ pub trait Port: Send {
     fn poll_fd(&self) -> Option<i32> {
         None
     }
+
+    /// Makes the frames of `flow` — a connection the dataplane bound to one of the box's own addresses
+    /// (masquerade, the SNAT half of hairpin NAT) — come to the dataplane instead of the kernel stack
+    /// (`add`), or stops it. Ports where the kernel does not pick frames away do nothing.
+    fn steer_local_flow(&self, _flow: &LocalFlow, _add: bool) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A connection on one of the box's own addresses, as frame steering keys it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LocalFlow {
+    pub local: std::net::Ipv4Addr,
+    pub remote: std::net::Ipv4Addr,
+    /// TCP/UDP port on the box's side, or the ICMP echo identifier.
+    pub local_port: u16,
+    /// TCP/UDP port on the remote side (0 for ICMP).
+    pub remote_port: u16,
+    pub proto: u8,
 }
 
 /// Pins the calling thread to `core` (an index into the cores the process may run on).

@@ -50,6 +50,9 @@ pub mod status {
     pub const DST_NAT_DONE: u16 = 1 << 8;
     pub const DYING: u16 = 1 << 9;
     pub const FIXED_TIMEOUT: u16 = 1 << 10;
+    /// sluice's own: the reply tuple is on one of the box's addresses and its frames are steered to the
+    /// dataplane (see `hw::Port::steer_local_flow`); undone when the entry goes.
+    pub const STEERED: u16 = 1 << 15;
 }
 
 /// An address family the tracker can key on.
@@ -564,6 +567,8 @@ pub struct Conntrack<A> {
     /// Collect events for `conntrack -E`.
     pub events_enabled: bool,
     pub events: Vec<Event<A>>,
+    /// Reply tuples of removed STEERED entries, for the worker to un-steer.
+    pub unsteer: Vec<Tuple<A>>,
 }
 
 /// A 64-bit multiply-fold mixer.
@@ -606,6 +611,7 @@ impl<A: Addr> Conntrack<A> {
             last_full_log: None,
             events_enabled: false,
             events: Vec::new(),
+            unsteer: Vec::new(),
         }
     }
 
@@ -727,6 +733,9 @@ impl<A: Addr> Conntrack<A> {
             }
         }
         self.labels.remove(&idx);
+        if e.status & status::STEERED != 0 {
+            self.unsteer.push(e.reply());
+        }
         if self.events_enabled {
             self.events.push(Event {
                 kind: EventKind::Destroy,
@@ -1116,6 +1125,12 @@ impl<A: Addr> Conntrack<A> {
 
     /// Removes every entry (`conntrack -F`).
     pub fn flush(&mut self) {
+        let steered: Vec<Tuple<A>> = self
+            .entries()
+            .filter(|(_, e)| e.status & status::STEERED != 0)
+            .map(|(_, e)| e.reply())
+            .collect();
+        self.unsteer.extend(steered);
         if self.events_enabled {
             let idxs: Vec<u32> = self.entries().map(|(i, _)| i).collect();
             for i in idxs {

@@ -62,7 +62,33 @@ pub(super) enum NatStep {
     Drop,
 }
 
+/// The steering key of a reply tuple that ends on one of the box's addresses.
+pub(super) fn local_flow(reply: &crate::conntrack::Tuple<Ipv4Addr>) -> hw::LocalFlow {
+    let icmp = reply.is_icmp();
+    hw::LocalFlow {
+        local: reply.dst,
+        remote: reply.src,
+        local_port: if icmp { reply.sport } else { reply.dport },
+        remote_port: if icmp { 0 } else { reply.sport },
+        proto: reply.proto,
+    }
+}
+
 impl Pipeline {
+    /// A new connection whose replies come to one of the box's own addresses (masquerade, SNAT to a
+    /// local address, hairpin): have its frames steered here rather than to the kernel.
+    pub(super) fn steer_if_local(&mut self, idx: u32) {
+        let Some(e) = self.conntrack.get_mut(idx) else {
+            return;
+        };
+        if e.status & status::SRC_NAT == 0 || !self.fib.is_local(e.reply().dst) {
+            return;
+        }
+        e.status |= status::STEERED;
+        let flow = local_flow(&e.reply());
+        self.steer.push((flow, true));
+    }
+
     /// Is a packet for one of the box's own addresses ours to handle? Only when it belongs to a NATed
     /// connection, or may start one (a nat chain at PREROUTING can send it elsewhere).
     pub(super) fn nat_wants_local(&self, rs: &CompiledRuleset, ct: CtResult) -> bool {

@@ -16,7 +16,9 @@
 mod prog;
 mod ring;
 
-pub use prog::{AttachMode, XdpProgram, MAX_LOCAL_ADDRS};
+pub use prog::{
+    steer_local_flow, steer_local_ports, AttachMode, XdpProgram, MAX_LOCAL_ADDRS, MAX_LOCAL_FLOWS,
+};
 
 use crate::{Batch, HwError, Port, PortInfo, Result, FRAME_CAPACITY};
 use ring::Ring;
@@ -630,6 +632,10 @@ fn open_arp_tap(ifindex: u32) -> Result<OwnedFd> {
 }
 
 impl Port for XdpPort {
+    fn steer_local_flow(&self, flow: &crate::LocalFlow, add: bool) -> Result<()> {
+        steer_local_flow(flow, add)
+    }
+
     fn info(&self) -> &PortInfo {
         &self.info
     }

@@ -20,6 +20,16 @@
 //! pass:
 //!  r0 = XDP_PASS ; exit
 //! ```
+//!
+//! That is the core. For NAT to the box's own addresses (masquerade, port forwards, hairpin) the program
+//! goes on for a local destination instead of passing it straight away: it builds the flow key
+//! `[local addr, remote addr, local port, remote port, proto, 0, 0, 0]` — from the TCP/UDP header, the
+//! ICMP echo-reply identifier, or the packet quoted in an ICMP destination-unreachable/time-exceeded —
+//! and redirects the frame to sluice if `local_flows` (a hash shared by every interface, filled by the
+//! dataplane when it binds a connection to a local address) has it, or if `local_ports` (an array indexed
+//! by destination port, bit 1 TCP / bit 2 UDP, filled from the ruleset's port forwards) claims the port.
+//! Everything else local still goes to the kernel. The assembled program (see [`program`]) keeps labels
+//! instead of hand-counted offsets.
 
 use crate::{HwError, Result};
 use std::collections::HashSet;
@@ -34,6 +44,7 @@ const BPF_PROG_LOAD: i32 = 5;
 const BPF_LINK_CREATE: i32 = 28;
 
 const BPF_MAP_TYPE_HASH: u32 = 1;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_XDP: u32 = 37;
@@ -97,42 +108,260 @@ const JNE_K: u8 = 0x55;
 const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 const LD_DW_IMM: u8 = 0x18;
+const LDX_B: u8 = 0x71;
+const STX_H: u8 = 0x6b;
+const STX_B: u8 = 0x73;
+const ST_W: u8 = 0x62;
+const ST_H: u8 = 0x6a;
+const AND64_K: u8 = 0x57;
+const LSH64_K: u8 = 0x67;
+const LSH64_X: u8 = 0x6f;
+const RSH64_K: u8 = 0x77;
+const ADD64_X: u8 = 0x0f;
+const JEQ_K: u8 = 0x15;
+const JA: u8 = 0x05;
 const PSEUDO_MAP_FD: u8 = 1;
 
-/// Assembles the program with the two map fds patched in.
-fn program(local_v4: RawFd, xsks: RawFd) -> Vec<Insn> {
-    let ipv4 = u16::from_ne_bytes([0x08, 0x00]) as i32; // the ethertype as a native load sees it
-    let mut p = vec![
-        insn(MOV64_X, 6, 1, 0, 0),
-        insn(LDX_W, 2, 1, 0, 0),
-        insn(LDX_W, 3, 1, 4, 0),
-        insn(MOV64_X, 4, 2, 0, 0),
-        insn(ADD64_K, 4, 0, 0, 34),
-        insn(JGT_X, 4, 3, 0, 0), // → pass, patched below
-        insn(LDX_H, 5, 2, 12, 0),
-        insn(JNE_K, 5, 0, 0, ipv4), // → pass
-        insn(LDX_W, 5, 2, 30, 0),
-        insn(STX_W, 10, 5, -4, 0),
-        insn(LD_DW_IMM, 1, PSEUDO_MAP_FD, 0, local_v4),
-        insn(0, 0, 0, 0, 0),
-        insn(MOV64_X, 2, 10, 0, 0),
-        insn(ADD64_K, 2, 0, 0, -4),
-        insn(CALL, 0, 0, 0, FN_MAP_LOOKUP_ELEM),
-        insn(JNE_K, 0, 0, 0, 0), // → pass
-        insn(LDX_W, 2, 6, 16, 0),
-        insn(LD_DW_IMM, 1, PSEUDO_MAP_FD, 0, xsks),
-        insn(0, 0, 0, 0, 0),
-        insn(MOV64_K, 3, 0, 0, XDP_PASS),
-        insn(CALL, 0, 0, 0, FN_REDIRECT_MAP),
-        insn(EXIT, 0, 0, 0, 0),
-    ];
-    let pass = p.len();
-    p.push(insn(MOV64_K, 0, 0, 0, XDP_PASS));
-    p.push(insn(EXIT, 0, 0, 0, 0));
-    for i in [5usize, 7, 15] {
-        p[i].off = (pass - i - 1) as i16;
+/// A tiny assembler: instructions plus jumps to named labels, resolved at the end.
+struct Asm {
+    p: Vec<Insn>,
+    labels: Vec<(&'static str, usize)>,
+    jumps: Vec<(usize, &'static str)>,
+}
+
+impl Asm {
+    fn new() -> Asm {
+        Asm {
+            p: Vec::new(),
+            labels: Vec::new(),
+            jumps: Vec::new(),
+        }
     }
-    p
+    fn i(&mut self, code: u8, dst: u8, src: u8, off: i16, imm: i32) -> &mut Self {
+        self.p.push(insn(code, dst, src, off, imm));
+        self
+    }
+    fn jmp(&mut self, code: u8, dst: u8, src: u8, imm: i32, to: &'static str) -> &mut Self {
+        self.jumps.push((self.p.len(), to));
+        self.i(code, dst, src, 0, imm)
+    }
+    fn map(&mut self, reg: u8, fd: RawFd) -> &mut Self {
+        self.i(LD_DW_IMM, reg, PSEUDO_MAP_FD, 0, fd)
+            .i(0, 0, 0, 0, 0)
+    }
+    fn label(&mut self, l: &'static str) -> &mut Self {
+        self.labels.push((l, self.p.len()));
+        self
+    }
+    fn finish(mut self) -> Vec<Insn> {
+        for (at, to) in &self.jumps {
+            let target = self.labels.iter().find(|(l, _)| l == to).expect("label").1;
+            self.p[*at].off = (target as i64 - *at as i64 - 1) as i16;
+        }
+        self.p
+    }
+}
+
+/// The program's maps.
+struct Maps {
+    local_v4: RawFd,
+    xsks: RawFd,
+    local_flows: RawFd,
+    local_ports: RawFd,
+}
+
+/// Assembles the program with the map fds patched in.
+fn program(m: &Maps) -> Vec<Insn> {
+    let ipv4 = u16::from_ne_bytes([0x08, 0x00]) as i32; // the ethertype as a native load sees it
+    let mut a = Asm::new();
+    // r6 = ctx, r7 = data, r8 = data_end
+    a.i(MOV64_X, 6, 1, 0, 0)
+        .i(LDX_W, 7, 1, 0, 0)
+        .i(LDX_W, 8, 1, 4, 0)
+        .i(MOV64_X, 4, 7, 0, 0)
+        .i(ADD64_K, 4, 0, 0, 34)
+        .jmp(JGT_X, 4, 8, 0, "pass")
+        .i(LDX_H, 5, 7, 12, 0)
+        .jmp(JNE_K, 5, 0, ipv4, "pass")
+        .i(LDX_W, 5, 7, 30, 0)
+        .i(STX_W, 10, 5, -4, 0)
+        .map(1, m.local_v4)
+        .i(MOV64_X, 2, 10, 0, 0)
+        .i(ADD64_K, 2, 0, 0, -4)
+        .i(CALL, 0, 0, 0, FN_MAP_LOOKUP_ELEM)
+        .jmp(JEQ_K, 0, 0, 0, "redirect");
+    // For the box. r9 = data + IP header length (the transport header is at r9 + 14).
+    a.i(LDX_B, 3, 7, 14, 0)
+        .i(AND64_K, 3, 0, 0, 15)
+        .i(LSH64_K, 3, 0, 0, 2)
+        .i(MOV64_X, 9, 7, 0, 0)
+        .i(ADD64_X, 9, 3, 0, 0)
+        .i(MOV64_X, 4, 9, 0, 0)
+        .i(ADD64_K, 4, 0, 0, 22)
+        .jmp(JGT_X, 4, 8, 0, "pass");
+    // Key at r10-16: local (dst), remote (src), local port, remote port, proto, padding.
+    a.i(LDX_W, 5, 7, 30, 0)
+        .i(STX_W, 10, 5, -16, 0)
+        .i(LDX_W, 5, 7, 26, 0)
+        .i(STX_W, 10, 5, -12, 0)
+        .i(ST_W, 10, 0, -4, 0)
+        .i(LDX_B, 5, 7, 23, 0)
+        .i(STX_B, 10, 5, -4, 0)
+        .jmp(JEQ_K, 5, 0, 6, "ports")
+        .jmp(JEQ_K, 5, 0, 17, "ports")
+        .jmp(JNE_K, 5, 0, 1, "pass")
+        .i(LDX_B, 5, 9, 14, 0)
+        .jmp(JEQ_K, 5, 0, 0, "echo")
+        .jmp(JEQ_K, 5, 0, 3, "error")
+        .jmp(JEQ_K, 5, 0, 11, "error")
+        .jmp(JA, 0, 0, 0, "pass");
+    a.label("ports")
+        .i(LDX_H, 5, 9, 16, 0)
+        .i(STX_H, 10, 5, -8, 0)
+        .i(LDX_H, 5, 9, 14, 0)
+        .i(STX_H, 10, 5, -6, 0)
+        .jmp(JA, 0, 0, 0, "flow");
+    a.label("echo")
+        .i(LDX_H, 5, 9, 18, 0)
+        .i(STX_H, 10, 5, -8, 0)
+        .i(ST_H, 10, 0, -6, 0)
+        .jmp(JA, 0, 0, 0, "flow");
+    // An ICMP error: the quoted packet (IP header of 20 bytes assumed) was sent from the local side.
+    a.label("error")
+        .i(MOV64_X, 4, 9, 0, 0)
+        .i(ADD64_K, 4, 0, 0, 50)
+        .jmp(JGT_X, 4, 8, 0, "pass")
+        .i(LDX_B, 5, 9, 31, 0)
+        .i(STX_B, 10, 5, -4, 0)
+        .i(LDX_W, 3, 9, 34, 0)
+        .i(STX_W, 10, 3, -16, 0)
+        .i(LDX_W, 3, 9, 38, 0)
+        .i(STX_W, 10, 3, -12, 0)
+        .jmp(JEQ_K, 5, 0, 1, "error_echo")
+        .i(LDX_H, 5, 9, 42, 0)
+        .i(STX_H, 10, 5, -8, 0)
+        .i(LDX_H, 5, 9, 44, 0)
+        .i(STX_H, 10, 5, -6, 0)
+        .jmp(JA, 0, 0, 0, "flow");
+    a.label("error_echo")
+        .i(LDX_H, 5, 9, 46, 0)
+        .i(STX_H, 10, 5, -8, 0)
+        .i(ST_H, 10, 0, -6, 0);
+    a.label("flow")
+        .map(1, m.local_flows)
+        .i(MOV64_X, 2, 10, 0, 0)
+        .i(ADD64_K, 2, 0, 0, -16)
+        .i(CALL, 0, 0, 0, FN_MAP_LOOKUP_ELEM)
+        .jmp(JNE_K, 0, 0, 0, "redirect");
+    // A port forward's first packet: TCP/UDP destination ports the ruleset claims.
+    a.i(LDX_B, 5, 7, 23, 0)
+        .jmp(JEQ_K, 5, 0, 1, "pass")
+        .i(LDX_H, 5, 9, 16, 0)
+        .i(STX_W, 10, 5, -20, 0)
+        .map(1, m.local_ports)
+        .i(MOV64_X, 2, 10, 0, 0)
+        .i(ADD64_K, 2, 0, 0, -20)
+        .i(CALL, 0, 0, 0, FN_MAP_LOOKUP_ELEM)
+        .jmp(JEQ_K, 0, 0, 0, "pass")
+        .i(LDX_B, 1, 0, 0, 0)
+        .i(LDX_B, 3, 7, 23, 0)
+        .i(RSH64_K, 3, 0, 0, 4)
+        .i(MOV64_K, 4, 0, 0, 1)
+        .i(LSH64_X, 4, 3, 0, 0)
+        .i(0x5f, 1, 4, 0, 0) // r1 &= r4
+        .jmp(JEQ_K, 1, 0, 0, "pass");
+    a.label("redirect")
+        .i(LDX_W, 2, 6, 16, 0)
+        .map(1, m.xsks)
+        .i(MOV64_K, 3, 0, 0, XDP_PASS)
+        .i(CALL, 0, 0, 0, FN_REDIRECT_MAP)
+        .i(EXIT, 0, 0, 0, 0);
+    a.label("pass")
+        .i(MOV64_K, 0, 0, 0, XDP_PASS)
+        .i(EXIT, 0, 0, 0, 0);
+    a.finish()
+}
+
+/// Capacity of `local_flows`: connections bound to the box's own addresses at once.
+pub const MAX_LOCAL_FLOWS: u32 = 262_144;
+
+/// The steering maps, one set for the whole process (every interface's program shares them, so a flow
+/// bound on one interface is found on any).
+struct SteerMaps {
+    local_flows: OwnedFd,
+    local_ports: OwnedFd,
+    ports: Mutex<Vec<u8>>,
+}
+
+static STEER: std::sync::OnceLock<std::result::Result<SteerMaps, String>> =
+    std::sync::OnceLock::new();
+
+fn steer_maps() -> Result<&'static SteerMaps> {
+    STEER
+        .get_or_init(|| {
+            let flows = map_create(BPF_MAP_TYPE_HASH, 16, 1, MAX_LOCAL_FLOWS, "local_flows")
+                .map_err(|e| e.to_string())?;
+            let ports = map_create(BPF_MAP_TYPE_ARRAY, 4, 1, 65536, "local_ports")
+                .map_err(|e| e.to_string())?;
+            Ok(SteerMaps {
+                local_flows: flows,
+                local_ports: ports,
+                ports: Mutex::new(vec![0u8; 65536]),
+            })
+        })
+        .as_ref()
+        .map_err(|e| HwError::Unsupported(format!("XDP steering maps: {e}")))
+}
+
+use crate::LocalFlow;
+
+fn flow_key(f: &LocalFlow) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[0..4].copy_from_slice(&f.local.octets());
+    k[4..8].copy_from_slice(&f.remote.octets());
+    k[8..10].copy_from_slice(&f.local_port.to_be_bytes());
+    k[10..12].copy_from_slice(&f.remote_port.to_be_bytes());
+    k[12] = f.proto;
+    k
+}
+
+/// Starts (`add`) or stops sending the frames of `flow` to sluice instead of the kernel.
+pub fn steer_local_flow(flow: &LocalFlow, add: bool) -> Result<()> {
+    let m = steer_maps()?;
+    if add {
+        map_update(
+            &m.local_flows,
+            &flow_key(flow),
+            &1u8,
+            "insert into local_flows",
+        )
+    } else {
+        let _ = map_delete(&m.local_flows, &flow_key(flow));
+        Ok(())
+    }
+}
+
+/// Claims TCP (`proto` 6) or UDP (17) destination ports on the box's own addresses for sluice (port
+/// forwards); replaces the previous set.
+pub fn steer_local_ports(ports: &[(u8, u16)]) -> Result<()> {
+    let m = steer_maps()?;
+    let mut want = vec![0u8; 65536];
+    for &(proto, port) in ports {
+        let bit = match proto {
+            6 => 1,
+            17 => 2,
+            _ => continue,
+        };
+        want[u16::from_le_bytes(port.to_be_bytes()) as usize] |= bit;
+    }
+    let mut cur = m.ports.lock().unwrap();
+    for i in 0..65536usize {
+        if cur[i] != want[i] {
+            map_update(&m.local_ports, &(i as u32), &want[i], "update local_ports")?;
+            cur[i] = want[i];
+        }
+    }
+    Ok(())
 }
 
 fn bpf<T>(cmd: i32, attr: &mut T) -> std::io::Result<RawFd> {
@@ -333,7 +562,13 @@ impl XdpProgram {
         let xsks = map_create(BPF_MAP_TYPE_XSKMAP, 4, 4, queues, "xsks")?;
         let local_v4 = map_create(BPF_MAP_TYPE_HASH, 4, 1, MAX_LOCAL_ADDRS, "local_v4")?;
 
-        let prog = load_xdp(&program(local_v4.as_raw_fd(), xsks.as_raw_fd()))?;
+        let steer = steer_maps()?;
+        let prog = load_xdp(&program(&Maps {
+            local_v4: local_v4.as_raw_fd(),
+            xsks: xsks.as_raw_fd(),
+            local_flows: steer.local_flows.as_raw_fd(),
+            local_ports: steer.local_ports.as_raw_fd(),
+        }))?;
 
         let mut a = LinkCreate {
             prog_fd: prog.as_raw_fd() as u32,
@@ -449,12 +684,25 @@ mod tests {
 
     #[test]
     fn jumps_land_on_pass() {
-        let p = program(3, 4);
-        for i in [5usize, 7, 15] {
+        let p = program(&Maps {
+            local_v4: 3,
+            xsks: 4,
+            local_flows: 5,
+            local_ports: 6,
+        });
+        // The length check and the ethertype check both go to `pass`: r0 = XDP_PASS; exit.
+        for i in [5usize, 7] {
             let target = i + 1 + p[i].off as usize;
             assert_eq!(p[target].code, MOV64_K);
             assert_eq!(p[target].imm, XDP_PASS);
             assert_eq!(p[target + 1].code, EXIT);
+        }
+        // Every jump lands inside the program.
+        for (i, ins) in p.iter().enumerate() {
+            if ins.code & 0x07 == 0x05 && ins.code != CALL && ins.code != EXIT {
+                let t = i as i64 + 1 + ins.off as i64;
+                assert!(t >= 0 && (t as usize) < p.len(), "jump at {i}");
+            }
         }
         assert_eq!(std::mem::size_of::<Insn>(), 8);
     }
@@ -475,6 +723,16 @@ mod tests {
         // And the real program passes the verifier.
         let a = map_create(BPF_MAP_TYPE_HASH, 4, 1, 4, "t_local").unwrap();
         let x = map_create(BPF_MAP_TYPE_XSKMAP, 4, 4, 1, "t_xsks").unwrap();
-        load_xdp(&program(a.as_raw_fd(), x.as_raw_fd())).unwrap();
+        let f = map_create(BPF_MAP_TYPE_HASH, 16, 1, 4, "t_flows").unwrap();
+        let p = map_create(BPF_MAP_TYPE_ARRAY, 4, 1, 65536, "t_ports").unwrap();
+        let prog = program(&Maps {
+            local_v4: a.as_raw_fd(),
+            xsks: x.as_raw_fd(),
+            local_flows: f.as_raw_fd(),
+            local_ports: p.as_raw_fd(),
+        });
+        if let Err(e) = load_xdp(&prog) {
+            panic!("{e}");
+        }
     }
 }
