@@ -74,6 +74,8 @@ struct Daemon {
     conntrack: crate::conntrack::Server,
     /// AF_XDP backend: local traffic goes to the kernel unless steered.
     xdp: bool,
+    /// Conntrack settings by sysctl name (`sluice ctl sysctl [NAME=VALUE…]`).
+    sysctls: Mutex<dataplane::conntrack::Sysctls>,
 }
 
 impl Daemon {
@@ -185,6 +187,26 @@ impl Daemon {
                 Ok(out)
             }
             ["conntrack", args @ ..] => self.conntrack.handle(&self.workers, args),
+            ["sysctl"] => Ok(self.sysctls.lock().unwrap().dump()),
+            ["sysctl", assignments @ ..] => {
+                let mut cfg = self.sysctls.lock().unwrap();
+                let mut next = cfg.clone();
+                for a in assignments {
+                    next.apply(a)?;
+                }
+                let share = next.max.div_ceil(self.workers.len().max(1) as u32);
+                for w in &self.workers {
+                    let _ = w
+                        .lock()
+                        .unwrap()
+                        .send(Command::SetSysctls(next.clone(), share));
+                }
+                *cfg = next;
+                Ok(assignments
+                    .iter()
+                    .map(|a| format!("{}\n", a.replace('=', " = ")))
+                    .collect())
+            }
             ["conntrack-events", seq] => {
                 let seq = seq
                     .parse()
@@ -352,6 +374,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             ..Default::default()
         },
         xdp: args.backend == Backend::Xdp,
+        sysctls: Mutex::new(sysctls.clone()),
     });
     let first = daemon.live.load_full();
     daemon.steer_ports(&first);

@@ -87,6 +87,11 @@ enum LabAction {
 
 #[derive(Subcommand)]
 enum Internal {
+    SynFlood {
+        src: std::net::Ipv4Addr,
+        dst: std::net::SocketAddrV4,
+        count: u32,
+    },
     HttpServe {
         addrs: Vec<SocketAddr>,
     },
@@ -277,6 +282,9 @@ fn internal(tool: Internal) -> Result<ExitCode> {
             if got == 0 {
                 return Ok(ExitCode::from(1));
             }
+        }
+        Internal::SynFlood { src, dst, count } => {
+            println!("{} SYNs sent", probe::syn_flood(src, dst, count)?);
         }
         Internal::TxCsumOff { ifname } => hw::iface::set_tx_checksum_offload(&ifname, false)?,
     }

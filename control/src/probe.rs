@@ -174,3 +174,61 @@ pub fn ping(dst: Ipv4Addr, count: u16, interval: Duration, timeout: Duration) ->
     }
     Ok(got)
 }
+
+/// Sends `count` TCP SYNs to `dst` from `src` with changing source ports, through a raw socket: a SYN
+/// flood for the table-full tests. Returns how many were sent.
+pub fn syn_flood(src: std::net::Ipv4Addr, dst: std::net::SocketAddrV4, count: u32) -> Result<u32> {
+    // SAFETY: plain socket(2); the fd is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_TCP) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(dst.ip().octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut sent = 0;
+    for i in 0..count {
+        let sport = 1024 + (i % 64000) as u16;
+        let mut h = [0u8; 20];
+        h[0..2].copy_from_slice(&sport.to_be_bytes());
+        h[2..4].copy_from_slice(&dst.port().to_be_bytes());
+        h[4..8].copy_from_slice(&(i.wrapping_mul(2_654_435_761)).to_be_bytes());
+        h[12] = 5 << 4;
+        h[13] = 0x02;
+        h[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        let mut sum: u32 = 0;
+        for c in src.octets().chunks(2).chain(dst.ip().octets().chunks(2)) {
+            sum += u16::from_be_bytes([c[0], c[1]]) as u32;
+        }
+        sum += 6 + 20;
+        for c in h.chunks(2) {
+            sum += u16::from_be_bytes([c[0], c[1]]) as u32;
+        }
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        h[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        // SAFETY: the buffer and address outlive the call.
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                h.as_ptr().cast(),
+                h.len(),
+                0,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if n == h.len() as isize {
+            sent += 1;
+        }
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    Ok(sent)
+}

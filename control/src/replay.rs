@@ -113,7 +113,8 @@ fn parse_prefix(s: &str) -> Result<(IpAddr, u8)> {
     let prefix = if p.is_empty() {
         max
     } else {
-        p.parse().with_context(|| format!("bad prefix length in {s}"))?
+        p.parse()
+            .with_context(|| format!("bad prefix length in {s}"))?
     };
     if prefix > max {
         bail!("prefix length {prefix} too long in {s}");
@@ -199,7 +200,11 @@ pub fn summary(frame: &[u8]) -> String {
             Ok(a) if a.op == wire::ARP_REQUEST => {
                 format!("{ll} arp who-has {} tell {}", a.target_ip, a.sender_ip)
             }
-            Ok(a) => format!("{ll} arp reply {} is-at {}", a.sender_ip, fmt_mac(&a.sender_mac)),
+            Ok(a) => format!(
+                "{ll} arp reply {} is-at {}",
+                a.sender_ip,
+                fmt_mac(&a.sender_mac)
+            ),
             Err(_) => format!("{ll} arp (malformed)"),
         },
         wire::ETHERTYPE_IPV4 => match wire::parse_ipv4(frame, ETH_HLEN) {
@@ -376,14 +381,14 @@ pub fn run(args: &ReplayArgs) -> Result<usize> {
     let mut write_out = |iface: usize, ts: Duration, frame: &[u8]| -> Result<()> {
         if !writers.contains_key(&iface) {
             let path = args.out.join(format!("{}.pcap", names[iface]));
-            let f = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+            let f =
+                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
             writers.insert(iface, PcapWriter::new(BufWriter::new(f))?);
         }
-        writers.get_mut(&iface).unwrap().write_packet(&PcapPacket::new(
-            ts,
-            frame.len() as u32,
-            frame,
-        ))?;
+        writers
+            .get_mut(&iface)
+            .unwrap()
+            .write_packet(&PcapPacket::new(ts, frame.len() as u32, frame))?;
         Ok(())
     };
 

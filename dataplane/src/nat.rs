@@ -143,7 +143,7 @@ impl Nat {
     /// `get_unique_tuple`.
     fn unique_tuple<A: Addr>(
         &mut self,
-        ct: &Conntrack<A>,
+        ct: &mut Conntrack<A>,
         zone: u16,
         orig: &Tuple<A>,
         range: &Range<A>,
@@ -176,23 +176,29 @@ impl Nat {
                 }
             }
         }
-        self.unique_l4(&mut t, range, manip, &used)?;
+        self.unique_l4(ct, zone, &mut t, range, manip, now_ms)?;
         Ok(t)
     }
 
     /// `nf_nat_l4proto_unique_tuple`, but a search that finds nothing free is an error, not a clash.
     fn unique_l4<A: Addr>(
         &mut self,
+        ct: &mut Conntrack<A>,
+        zone: u16,
         t: &mut Tuple<A>,
         range: &Range<A>,
         manip: Manip,
-        used: &dyn Fn(&Tuple<A>) -> bool,
+        now_ms: u32,
     ) -> Result<(), NatError> {
+        let used = |ct: &Conntrack<A>, t: &Tuple<A>| match t.invert() {
+            Some(r) => ct.tuple_taken(zone, &r, now_ms),
+            None => false,
+        };
         let icmp = t.is_icmp();
         let has_ports = matches!(t.proto, IPPROTO_TCP | IPPROTO_UDP | 132 | 33 | 136);
         if !icmp && !has_ports {
             // No ports to play with (GRE, ESP, ...): the tuple is what it is.
-            return if used(t) {
+            return if used(ct, t) {
                 Err(NatError::Exhausted)
             } else {
                 Ok(())
@@ -212,7 +218,7 @@ impl Nat {
                 None => {
                     if manip == Manip::Dst {
                         // A destination rewrite without ports cannot move the port.
-                        return if used(t) {
+                        return if used(ct, t) {
                             Err(NatError::Exhausted)
                         } else {
                             Ok(())
@@ -243,9 +249,9 @@ impl Nat {
         };
         let mut attempts = size.min(128);
         loop {
-            for _ in 0..attempts {
+            for i in 0..attempts {
                 key(t, (min + off % size) as u16);
-                if !used(t) {
+                if !used_harder(ct, zone, t, attempts - i, now_ms) {
                     return Ok(());
                 }
                 off = off.wrapping_add(1);
@@ -257,6 +263,51 @@ impl Nat {
             off = self.random_u16() as u32;
         }
     }
+}
+
+/// The last attempts of a TCP port search (`nf_nat_used_tuple_harder`): a tuple held by a source-NATed
+/// connection in TIME_WAIT (or later) whose sequence the new connection has passed is evicted and reused.
+fn used_harder<A: Addr>(
+    ct: &mut Conntrack<A>,
+    zone: u16,
+    t: &Tuple<A>,
+    attempts_left: u32,
+    now_ms: u32,
+) -> bool {
+    let Some(reply) = t.invert() else {
+        return false;
+    };
+    let new_end = match ct.pending().map(|p| &p.l4) {
+        Some(crate::conntrack::L4::Tcp(tc)) if tc.state == crate::conntrack::TcpState::SynSent => {
+            tc.td_end(0)
+        }
+        _ => return ct.tuple_taken(zone, &reply, now_ms),
+    };
+    if attempts_left > 128 / 4 || t.proto != IPPROTO_TCP {
+        return ct.tuple_taken(zone, &reply, now_ms);
+    }
+    let mut st = crate::stats::WorkerStats::default();
+    let Some((idx, dir)) = ct.lookup(zone, &reply, now_ms, &mut st) else {
+        return false;
+    };
+    if dir == Dir::Original {
+        return true;
+    }
+    let old = ct.get(idx).unwrap();
+    let may_kill = old
+        .tcp_state()
+        .is_some_and(|s| s as u8 >= crate::conntrack::TcpState::TimeWait as u8)
+        && old.status & (status::FIXED_TIMEOUT | status::DYING) == 0
+        && old.status & status::SRC_NAT != 0;
+    let advanced = match &old.l4 {
+        crate::conntrack::L4::Tcp(tc) => (new_end.wrapping_sub(tc.td_end(0)) as i32) > 0,
+        _ => false,
+    };
+    if may_kill && advanced {
+        ct.remove(idx);
+        return false;
+    }
+    true
 }
 
 /// `nf_in_range` for source NAT.

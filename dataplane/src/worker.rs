@@ -42,6 +42,8 @@ pub enum Command {
         tuples: Vec<(u16, crate::conntrack::Tuple<std::net::Ipv4Addr>)>,
         reply: Sender<usize>,
     },
+    /// New conntrack settings (`sysctl -w net.netfilter.…`), with this worker's share of the maximum.
+    SetSysctls(crate::conntrack::Sysctls, u32),
     /// Starts (`Some`) or stops (`None`) sending conntrack events (`conntrack -E`), in batches.
     WatchConntrack(Option<Sender<Vec<crate::conntrack::Event<std::net::Ipv4Addr>>>>),
 }
@@ -273,6 +275,7 @@ impl Worker {
                     }
                     let _ = reply.send(n);
                 }
+                Command::SetSysctls(cfg, share) => self.pipeline.conntrack.set_sysctls(cfg, share),
                 Command::WatchConntrack(tx) => {
                     self.pipeline.conntrack.events_enabled = tx.is_some();
                     self.pipeline.conntrack.events.clear();

@@ -283,6 +283,11 @@ pub enum Outcome {
 }
 
 impl TcpCt {
+    /// The highest sequence seen from direction `d` (`td_end`).
+    pub fn td_end(&self, d: usize) -> u32 {
+        self.td_end[d]
+    }
+
     /// `tcp_new`: sets up a connection for its first packet (original direction). `None` if the packet
     /// cannot open one (only a SYN, or with `nf_conntrack_tcp_loose` an ACK picking up a connection).
     pub fn new(seg: &Segment, cfg: &Sysctls) -> Option<TcpCt> {

@@ -378,3 +378,49 @@ fn jhash2_is_deterministic_and_mixes() {
     assert_ne!(jhash2(&[1, 0, 0, 0], 0), jhash2(&[2, 0, 0, 0], 0));
     assert_ne!(jhash2(&[1, 0, 0, 0], 0), jhash2(&[1, 0, 0, 0], 1));
 }
+
+#[test]
+fn time_wait_tuples_are_reused_by_a_later_syn_as_in_the_kernel() {
+    let mut t = T::new();
+    let r = snat_to(N, Some((5000, 5000)), 0);
+    let seg = |src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, flags: u8, seq: u32, ack: u32| {
+        let mut h = tcp_header(sp, dp, flags);
+        h[4..8].copy_from_slice(&seq.to_be_bytes());
+        h[8..12].copy_from_slice(&ack.to_be_bytes());
+        h[14..16].copy_from_slice(&64240u16.to_be_bytes());
+        ipv4_frame(src, dst, IPPROTO_TCP, &h, 64)
+    };
+    let run = |t: &mut T, f: Vec<u8>| {
+        let ip = parse_ipv4(&f, ETH_HLEN).unwrap();
+        let r =
+            t.ct.track(&CtPkt::from_ipv4(&ip, &f), 0, 1_000_000, &mut t.st);
+        t.ct.confirm(r, 1_000_000, &mut t.st);
+    };
+    t.open(&seg(C, S, 40000, 80, 0x02, 1000, 0), Some(&r), Manip::Src)
+        .unwrap();
+    run(&mut t, seg(S, N, 80, 5000, 0x12, 9000, 1001));
+    run(&mut t, seg(C, S, 40000, 80, 0x10, 1001, 9001));
+    run(&mut t, seg(C, S, 40000, 80, 0x11, 1001, 9001));
+    run(&mut t, seg(S, N, 80, 5000, 0x11, 9001, 1002));
+    run(&mut t, seg(C, S, 40000, 80, 0x10, 1002, 9002));
+    let (_, e) = t.ct.entries().next().unwrap();
+    assert_eq!(e.tcp_state(), Some(crate::conntrack::TcpState::TimeWait));
+    // A SYN from another client with a sequence below the old one: the port stays taken.
+    let f = seg(C2, S, 40001, 80, 0x02, 500, 0);
+    let ip = parse_ipv4(&f, ETH_HLEN).unwrap();
+    t.ct.track(&CtPkt::from_ipv4(&ip, &f), 0, 1_000_000, &mut t.st);
+    assert_eq!(
+        t.nat.setup(&mut t.ct, Some(&r), Manip::Src, 1),
+        Err(NatError::Exhausted)
+    );
+    // Past it: the TIME_WAIT entry is evicted and its port reused.
+    let i = t
+        .open(
+            &seg(C2, S, 40001, 80, 0x02, 50_000, 0),
+            Some(&r),
+            Manip::Src,
+        )
+        .unwrap();
+    assert_eq!(t.ct.get(i).unwrap().reply().dport, 5000);
+    assert_eq!(t.ct.len(), 1);
+}
