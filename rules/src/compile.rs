@@ -317,7 +317,24 @@ pub(crate) struct Compiler {
     nats: Vec<crate::nat_effect::CNat>,
 }
 
-pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
+impl<'a> From<&'a Ruleset> for std::borrow::Cow<'a, Ruleset> {
+    fn from(rs: &'a Ruleset) -> Self {
+        std::borrow::Cow::Borrowed(rs)
+    }
+}
+
+impl From<Ruleset> for std::borrow::Cow<'_, Ruleset> {
+    fn from(rs: Ruleset) -> Self {
+        std::borrow::Cow::Owned(rs)
+    }
+}
+
+/// Compiles a ruleset. The result keeps the AST (for listings): pass the `Ruleset` by value to move it
+/// there, or by reference to have it cloned.
+pub fn compile<'a>(
+    rs: impl Into<std::borrow::Cow<'a, Ruleset>>,
+) -> Result<CompiledRuleset, Diagnostic> {
+    let rs = rs.into();
     let mut names = Vec::new();
     let mut chain_base = Vec::new();
     for t in &rs.tables {
@@ -326,7 +343,7 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
             names.push((t.family.name(), t.name.clone(), c.name.clone()));
         }
     }
-    check_loops(rs, &chain_base)?;
+    check_loops(&rs, &chain_base)?;
     let mut cc = Compiler {
         n_named: names.len(),
         blocks: Vec::new(),
@@ -425,7 +442,7 @@ pub fn compile(rs: &Ruleset) -> Result<CompiledRuleset, Diagnostic> {
         .map(|(_, _, id, devs)| (id, devs))
         .collect();
     Ok(CompiledRuleset {
-        rs: rs.clone(),
+        rs: rs.into_owned(),
         chains: cc.chains,
         rules: cc.rules,
         ops: cc.ops,

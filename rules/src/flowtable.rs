@@ -67,7 +67,7 @@ impl Parser<'_> {
                 let t = self.peek();
                 let w = self.peek_word().unwrap_or_default();
                 self.next();
-                match w.as_str() {
+                match w {
                     "hook" => {
                         let (h, hs) = self.identifier()?;
                         if h != "ingress" {

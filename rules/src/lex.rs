@@ -79,25 +79,35 @@ fn colon_literal(s: &str) -> bool {
         return true;
     }
     // MAC-like or other hex-group literals: at least 3 groups of 1-2 hex digits
-    let groups: Vec<&str> = s.split(':').collect();
-    groups.len() >= 3
-        && groups
-            .iter()
+    s.split(':').count() >= 3
+        && s.split(':')
             .all(|g| !g.is_empty() && g.len() <= 2 && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn is_ip4(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('.').collect();
-    parts.len() == 4
-        && parts
-            .iter()
+    s.split('.').count() == 4
+        && s.split('.')
             .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// All tokens of `src`, ending with `Eof`.
 pub fn lex(src: &str, file: u16) -> Vec<Token> {
-    let b = src.as_bytes();
     let mut out = Vec::new();
-    let mut i = 0;
+    let mut pos = 0;
+    loop {
+        let t = next_token(src, file, &mut pos);
+        out.push(t);
+        if t.kind == Tok::Eof {
+            return out;
+        }
+    }
+}
+
+/// The token starting at or after byte `*pos` of `src` (skipping blanks and comments), advancing
+/// `*pos` past it. At the end: `Eof` (again on every call).
+pub fn next_token(src: &str, file: u16, pos: &mut usize) -> Token {
+    let b = src.as_bytes();
+    let mut i = *pos;
     let sp = |lo: usize, hi: usize| Span::new(file, lo, hi);
     while i < b.len() {
         let c = b[i];
@@ -259,16 +269,17 @@ pub fn lex(src: &str, file: u16) -> Vec<Token> {
                 k
             }
         };
-        out.push(Token {
+        *pos = i;
+        return Token {
             kind,
             span: sp(start, i),
-        });
+        };
     }
-    out.push(Token {
+    *pos = b.len();
+    Token {
         kind: Tok::Eof,
         span: sp(b.len(), b.len()),
-    });
-    out
+    }
 }
 
 #[cfg(test)]

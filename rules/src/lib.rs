@@ -62,7 +62,8 @@ pub fn apply(
     loader: &dyn Loader,
 ) -> Result<(), Diagnostic> {
     let mut work = rs.clone();
-    let mut p = parse::Parser::new(&mut work, loader, src, filename);
+    let texts = parse::Texts::default();
+    let mut p = parse::Parser::new(&mut work, loader, &texts, src, filename);
     p.parse_file()?;
     *rs = work;
     Ok(())

@@ -210,7 +210,7 @@ mod tests {
     use crate::ast::Hook;
 
     fn compiled(src: &str) -> CompiledRuleset {
-        crate::compile(&crate::parse_ruleset(src, "t.nft").unwrap()).unwrap()
+        crate::compile(crate::parse_ruleset(src, "t.nft").unwrap()).unwrap()
     }
 
     fn tcp_pkt(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> Vec<u8> {

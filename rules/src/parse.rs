@@ -4,11 +4,13 @@
 //! Parsing and checking happen in one pass: the right-hand side of a match is resolved with the
 //! datatype of its left-hand side, so every error is reported at its source location, nft-style.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use crate::ast::*;
 use crate::diag::{Diagnostic, Span};
-use crate::lex::{lex, Tok, Token};
+use crate::lex::{next_token, Tok, Token};
 use crate::stmt::Stmt;
 
 /// Supplies the text of `include`d files. The rules crate never touches the file system itself.
@@ -27,9 +29,44 @@ impl Loader for NoIncludes {
     }
 }
 
-pub(crate) struct Source {
+pub(crate) struct Source<'a> {
     pub name: String,
-    pub text: String,
+    pub text: &'a str,
+}
+
+/// The texts of included files, alive as long as the parse that loaded them: the parser hands out
+/// `&'a str` slices of every source (no per-token `String`s).
+#[derive(Default)]
+pub(crate) struct Texts {
+    /// from `Box::into_raw`: never moved, freed on drop
+    texts: RefCell<Vec<*mut str>>,
+}
+
+impl Texts {
+    pub fn add(&self, text: String) -> &str {
+        let p = Box::into_raw(text.into_boxed_str());
+        self.texts.borrow_mut().push(p);
+        // SAFETY: `p` points to a live allocation that is only freed when `self` is dropped, and
+        // nothing writes to it.
+        unsafe { &*p }
+    }
+}
+
+impl Drop for Texts {
+    fn drop(&mut self) {
+        for p in self.texts.get_mut().drain(..) {
+            // SAFETY: from `Box::into_raw` in `add`, freed exactly once; borrows of it ended with
+            // the borrow of `self`.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+/// Where tokens come from: a source being lexed, or a token list (a `$variable`'s body, tokens put
+/// back).
+enum Frame {
+    Lex { src: u16, pos: usize },
+    Toks { toks: Rc<[Token]>, i: usize },
 }
 
 pub(crate) type PResult<T> = Result<T, Diagnostic>;
@@ -172,11 +209,16 @@ impl RuleCtx {
 }
 
 pub(crate) struct Parser<'a> {
-    pub srcs: Vec<Source>,
-    pub toks: Vec<Token>,
-    pub pos: usize,
+    pub srcs: Vec<Source<'a>>,
+    texts: &'a Texts,
+    /// token sources, innermost last (the main file is at the bottom)
+    frames: Vec<Frame>,
+    /// tokens peeked at, variables expanded
+    la: VecDeque<Token>,
+    /// span of the last token consumed
+    pub prev: Span,
     pub rs: &'a mut Ruleset,
-    pub defines: HashMap<String, Vec<Token>>,
+    pub defines: HashMap<String, Rc<[Token]>>,
     pub loader: &'a dyn Loader,
     /// jump/goto targets to verify once the whole input is applied
     pub pending_jumps: Vec<(Family, String, String, Span)>,
@@ -194,19 +236,25 @@ pub(crate) struct Parser<'a> {
     pub elem_spans: Vec<Span>,
     /// parsing a set element (where `a | b` joins flags)
     pub in_set_elem: bool,
-    expansions: u32,
 }
 
 impl<'a> Parser<'a> {
-    pub fn new(rs: &'a mut Ruleset, loader: &'a dyn Loader, text: &str, name: &str) -> Parser<'a> {
-        let toks = lex(text, 0);
+    pub fn new(
+        rs: &'a mut Ruleset,
+        loader: &'a dyn Loader,
+        texts: &'a Texts,
+        text: &'a str,
+        name: &str,
+    ) -> Parser<'a> {
         Parser {
             srcs: vec![Source {
                 name: name.to_string(),
-                text: text.to_string(),
+                text,
             }],
-            toks,
-            pos: 0,
+            texts,
+            frames: vec![Frame::Lex { src: 0, pos: 0 }],
+            la: VecDeque::with_capacity(8),
+            prev: Span::default(),
             rs,
             defines: HashMap::new(),
             loader,
@@ -218,53 +266,116 @@ impl<'a> Parser<'a> {
             chain_name_span: None,
             elem_spans: Vec::new(),
             in_set_elem: false,
-            expansions: 0,
         }
     }
 
     // ---------------------------------------------------------------- tokens
 
-    /// The next token, expanding `$variables` in place.
+    /// The next token, expanding `$variables`.
+    #[inline]
     pub fn peek(&mut self) -> Token {
-        loop {
-            let t = self.toks[self.pos];
-            if t.kind != Tok::Var {
-                return t;
-            }
-            let name = self.text(t)[1..].to_string();
-            match self.defines.get(&name) {
-                Some(body) if self.expansions < 10_000 => {
-                    self.expansions += 1;
-                    let body = body.clone();
-                    self.toks.splice(self.pos..self.pos + 1, body);
-                }
-                _ => return t,
+        match self.la.front() {
+            Some(&t) => t,
+            None => {
+                self.fill(1);
+                self.la[0]
             }
         }
     }
 
+    /// The token after the next one.
     pub fn peek2(&mut self) -> Token {
-        self.peek();
-        let save = self.pos;
-        self.pos += 1;
-        if self.pos >= self.toks.len() {
-            self.pos = save;
-            return self.toks[save];
-        }
-        let t = self.peek();
-        self.pos = save;
-        t
+        self.fill(2);
+        self.la[1]
     }
 
+    /// The `i`-th token ahead (0 = `peek()`).
+    pub fn peek_nth(&mut self, i: usize) -> Token {
+        self.fill(i + 1);
+        self.la[i]
+    }
+
+    /// Makes `la` hold at least `n` tokens, expanding variables.
+    fn fill(&mut self, n: usize) {
+        // expansions in a row without a token (`define A = $A`) stop at a depth nft would not reach
+        let mut nested = 0;
+        while self.la.len() < n {
+            let t = self.pull();
+            if t.kind == Tok::Var && nested < 256 && self.frames.len() < 256 {
+                nested += 1;
+                let src = self.srcs[t.span.src as usize].text;
+                let name = &src[t.span.lo as usize + 1..t.span.hi as usize];
+                if let Some(body) = self.defines.get(name) {
+                    let toks = body.clone();
+                    self.frames.push(Frame::Toks { toks, i: 0 });
+                    continue;
+                }
+            }
+            self.la.push_back(t);
+        }
+    }
+
+    /// The next raw token (variables not expanded).
+    fn pull(&mut self) -> Token {
+        loop {
+            let nframes = self.frames.len();
+            match self.frames.last_mut() {
+                Some(Frame::Toks { toks, i }) => {
+                    if let Some(&t) = toks.get(*i) {
+                        *i += 1;
+                        if *i == toks.len() && nframes > 1 {
+                            // done with it: a variable at the end of a body nests no deeper
+                            self.frames.pop();
+                        }
+                        return t;
+                    }
+                }
+                Some(Frame::Lex { src, pos }) => {
+                    let t = next_token(self.srcs[*src as usize].text, *src, pos);
+                    // an included file ends quietly; the main file's end is the end
+                    if t.kind != Tok::Eof || nframes == 1 {
+                        return t;
+                    }
+                }
+                None => {
+                    let n = self.srcs[0].text.len();
+                    return Token {
+                        kind: Tok::Eof,
+                        span: Span::new(0, n, n),
+                    };
+                }
+            }
+            self.frames.pop();
+        }
+    }
+
+    /// Makes `toks` the next tokens, before anything peeked at.
+    pub fn push_tokens(&mut self, toks: Vec<Token>) {
+        if !self.la.is_empty() {
+            let pending: Vec<Token> = self.la.drain(..).collect();
+            self.frames.push(Frame::Toks {
+                toks: pending.into(),
+                i: 0,
+            });
+        }
+        self.frames.push(Frame::Toks {
+            toks: toks.into(),
+            i: 0,
+        });
+    }
+
+    #[inline]
     pub fn next(&mut self) -> Token {
         let t = self.peek();
         if t.kind != Tok::Eof {
-            self.pos += 1;
+            self.la.pop_front();
+            self.prev = t.span;
         }
         t
     }
 
-    pub fn text(&self, t: Token) -> &str {
+    #[inline]
+    pub fn text(&self, t: Token) -> &'a str {
         &self.srcs[t.span.src as usize].text[t.span.lo as usize..t.span.hi as usize]
     }
 
@@ -278,9 +389,9 @@ impl<'a> Parser<'a> {
         }
     }
 
-    pub fn peek_word(&mut self) -> Option<String> {
+    pub fn peek_word(&mut self) -> Option<&'a str> {
         let t = self.peek();
-        (t.kind == Tok::Word).then(|| self.text(t).to_string())
+        (t.kind == Tok::Word).then(|| self.text(t))
     }
 
     pub fn is_word(&mut self, w: &str) -> bool {
@@ -308,7 +419,7 @@ impl<'a> Parser<'a> {
 
     pub fn err(&self, span: Span, msg: impl Into<String>) -> Diagnostic {
         let s = &self.srcs[span.src as usize];
-        Diagnostic::at(&s.name, &s.text, span.lo as usize, span.hi as usize, msg)
+        Diagnostic::at(&s.name, s.text, span.lo as usize, span.hi as usize, msg)
     }
 
     /// nft's name for a token in "unexpected X" messages.
@@ -477,13 +588,13 @@ impl<'a> Parser<'a> {
         if t.kind != Tok::Word {
             return Err(self.unexpected(t, None));
         }
-        let w = self.text(t).to_string();
-        match w.as_str() {
+        let w = self.text(t);
+        match w {
             "add" | "create" | "insert" | "replace" => {
                 self.next();
                 let obj = self.peek();
                 let o = self.peek_word().unwrap_or_default();
-                match o.as_str() {
+                match o {
                     "table" => {
                         self.next();
                         self.table_cmd(w == "create")
@@ -494,7 +605,7 @@ impl<'a> Parser<'a> {
                     }
                     "rule" => {
                         self.next();
-                        self.rule_cmd(&w)
+                        self.rule_cmd(w)
                     }
                     "set" | "map" => {
                         self.next();
@@ -504,7 +615,7 @@ impl<'a> Parser<'a> {
                     }
                     "element" => {
                         self.next();
-                        self.element_cmd(&w)
+                        self.element_cmd(w)
                     }
                     "ct" | "synproxy" => {
                         self.next();
@@ -527,7 +638,7 @@ impl<'a> Parser<'a> {
                         self.next();
                         let (family, table, _) = self.table_spec()?;
                         self.cur_table = Some((family, table.clone()));
-                        match o.as_str() {
+                        match o {
                             "counter" => {
                                 self.obj_decl(family, &table, crate::types::ObjKind::Counter)
                             }
@@ -536,7 +647,7 @@ impl<'a> Parser<'a> {
                             _ => self.flowtable_decl(family, &table),
                         }
                     }
-                    _ if obj.kind == Tok::Word && w != "create" => self.rule_cmd(&w),
+                    _ if obj.kind == Tok::Word && w != "create" => self.rule_cmd(w),
                     _ => Err(self.unexpected(obj, None)),
                 }
             }
@@ -626,9 +737,9 @@ impl<'a> Parser<'a> {
                 Tok::Word => {}
                 _ => return Err(self.unexpected(t, None)),
             }
-            let w = self.text(t).to_string();
+            let w = self.text(t);
             self.next();
-            match w.as_str() {
+            match w {
                 "chain" => {
                     let (cname, span) = self.identifier()?;
                     self.ensure_chain(family, table, &cname, span, false)?;
@@ -745,7 +856,7 @@ impl<'a> Parser<'a> {
                 _ => {}
             }
             let w = self.peek_word().unwrap_or_default();
-            match w.as_str() {
+            match w {
                 "type" => {
                     let base = self.base_chain_spec(family)?;
                     let c = self
@@ -916,7 +1027,7 @@ impl<'a> Parser<'a> {
             }
             Tok::Word => {
                 self.next();
-                let name = self.text(t).to_string();
+                let name = self.text(t);
                 let kw = self.prio_kw.unwrap_or(t.span);
                 let Some(&(_, base)) = std_prios(family).iter().find(|(n, _)| *n == name) else {
                     return Err(self.err(
@@ -924,7 +1035,7 @@ impl<'a> Parser<'a> {
                         "invalid priority expression value in this context.",
                     ));
                 };
-                if !std_prio_ok(family, hook, &name) {
+                if !std_prio_ok(family, hook, name) {
                     return Err(self.err(
                         kw.to(t.span),
                         "invalid priority expression value in this context.",
@@ -1018,10 +1129,10 @@ impl<'a> Parser<'a> {
     fn flush_cmd(&mut self) -> PResult<()> {
         let t = self.peek();
         let w = self.peek_word().unwrap_or_default();
-        match w.as_str() {
+        match w {
             "ruleset" => {
                 self.next();
-                let fam = self.peek_word().and_then(|w| Family::from_name(&w));
+                let fam = self.peek_word().and_then(Family::from_name);
                 if let Some(f) = fam {
                     self.next();
                     self.rs.tables.retain(|t| t.family != f);
@@ -1062,7 +1173,7 @@ impl<'a> Parser<'a> {
         let t = self.peek();
         let w = self.peek_word().unwrap_or_default();
         let missing = "Could not process rule: No such file or directory";
-        match w.as_str() {
+        match w {
             "table" => {
                 self.next();
                 let (f, name, span) = self.table_spec()?;
@@ -1165,7 +1276,7 @@ impl<'a> Parser<'a> {
         if !redefine && self.defines.contains_key(&name) {
             return Err(self.err(span, format!("redefinition of symbol '{name}'")));
         }
-        self.defines.insert(name, body);
+        self.defines.insert(name, body.into());
         Ok(())
     }
 
@@ -1180,25 +1291,30 @@ impl<'a> Parser<'a> {
             .loader
             .load(&path, &from)
             .map_err(|e| self.err(t.span, e))?;
-        // the include command ends here: a separator, then the files' tokens
-        let mut toks = vec![Token {
-            kind: Tok::Newline,
-            span: t.span,
-        }];
+        // the include command ends here: a separator, then each file's tokens and a separator
+        let mut frames = Vec::new();
         for (name, text) in files {
             let id = self.srcs.len() as u16;
-            let mut ft = lex(&text, id);
-            ft.pop(); // Eof
-            toks.extend(ft);
-            toks.push(Token {
-                kind: Tok::Newline,
-                span: Span::new(id, text.len(), text.len()),
+            let text = self.texts.add(text);
+            frames.push(Frame::Lex { src: id, pos: 0 });
+            frames.push(Frame::Toks {
+                toks: Rc::new([Token {
+                    kind: Tok::Newline,
+                    span: Span::new(id, text.len(), text.len()),
+                }]),
+                i: 0,
             });
             self.srcs.push(Source { name, text });
         }
-        // the include command ends here: splice the files' tokens in after it
-        let at = self.pos;
-        self.toks.splice(at..at, toks);
+        self.push_tokens(vec![]);
+        self.frames.extend(frames.into_iter().rev());
+        self.frames.push(Frame::Toks {
+            toks: Rc::new([Token {
+                kind: Tok::Newline,
+                span: t.span,
+            }]),
+            i: 0,
+        });
         Ok(())
     }
 
@@ -1206,7 +1322,9 @@ impl<'a> Parser<'a> {
 
     /// One rule: statements up to newline, `;` or `}`.
     pub fn rule(&mut self, family: Family, table: &str) -> PResult<Rule> {
-        self.cur_table = Some((family, table.to_string()));
+        if !matches!(&self.cur_table, Some((f, t)) if *f == family && t == table) {
+            self.cur_table = Some((family, table.to_string()));
+        }
         let mut ctx = RuleCtx::new(family);
         let mut stmts: Vec<Stmt> = Vec::new();
         let mut comment = None;
@@ -1229,14 +1347,14 @@ impl<'a> Parser<'a> {
             let terminal_before = stmts.last().is_some_and(is_terminal).then_some(prev_span);
             let start = self.peek().span;
             let s = self.stmt(&mut ctx, table)?;
-            let end = self.toks[self.pos.saturating_sub(1)].span;
+            let end = self.prev;
             let this_span = if end.src == start.src && end.hi >= start.lo {
                 start.to(end)
             } else {
                 start
             };
             if let Some(prev) = terminal_before {
-                let src = &self.srcs[this_span.src as usize].text;
+                let src = self.srcs[this_span.src as usize].text;
                 let d = self
                     .err(
                         this_span,
@@ -1293,16 +1411,16 @@ impl<'a> Parser<'a> {
         if t.kind != Tok::Word {
             return Err(self.unexpected(t, None));
         }
-        let w = self.text(t).to_string();
-        if let Some(s) = self.verdict_stmt(ctx, table, &w)? {
+        let w = self.text(t);
+        if let Some(s) = self.verdict_stmt(ctx, table, w)? {
             ctx.dep = None;
             return Ok(s);
         }
         let n2 = self.peek2();
         let named = n2.kind == Tok::Word && self.text(n2) == "name";
-        match w.as_str() {
+        match w {
             "counter" | "quota" | "limit" if named => {
-                let kind = match w.as_str() {
+                let kind = match w {
                     "counter" => crate::types::ObjKind::Counter,
                     "quota" => crate::types::ObjKind::Quota,
                     _ => crate::types::ObjKind::Limit,
@@ -1341,7 +1459,7 @@ impl<'a> Parser<'a> {
             }
             _ => {}
         }
-        if self.starts_selector(&w) {
+        if self.starts_selector(w) {
             return self.match_stmt(ctx);
         }
         // nft reads an unknown word as the start of an expression and then fails on what follows

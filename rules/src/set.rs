@@ -319,7 +319,7 @@ impl Parser<'_> {
                 break;
             }
             let w = self.peek_word().unwrap_or_default();
-            match w.as_str() {
+            match w {
                 "type" => {
                     self.next();
                     let key = self.type_list()?;
@@ -407,7 +407,7 @@ impl Parser<'_> {
                 "counter" | "limit" | "quota" => {
                     // stateful templates, several may share a line: `limit rate 1/second counter`
                     while let Some(w) = self.peek_word() {
-                        let s = match w.as_str() {
+                        let s = match w {
                             "counter" => self.counter_stmt()?,
                             "limit" => self.limit_stmt()?,
                             "quota" => self.quota_stmt()?,

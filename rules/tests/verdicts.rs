@@ -39,7 +39,7 @@ fn ctx(frame: &[u8], hook: Hook) -> PacketCtx<'_> {
 }
 
 fn load(src: &str) -> rules::CompiledRuleset {
-    compile(&parse_ruleset(src, "t.nft").unwrap()).unwrap()
+    compile(parse_ruleset(src, "t.nft").unwrap()).unwrap()
 }
 
 #[test]
@@ -143,8 +143,8 @@ fn jumps_deeper_than_the_kernel_stack_are_refused() {
         s
     };
     // b → c0 → … → c15: 16 jumps deep is the limit.
-    assert!(compile(&parse_ruleset(&mk(15), "t").unwrap()).is_ok());
-    let e = compile(&parse_ruleset(&mk(16), "t").unwrap())
+    assert!(compile(parse_ruleset(&mk(15), "t").unwrap()).is_ok());
+    let e = compile(parse_ruleset(&mk(16), "t").unwrap())
         .err()
         .expect("too deep");
     assert!(e.to_string().contains("Too many links"), "{e}");

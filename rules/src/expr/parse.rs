@@ -48,7 +48,7 @@ impl Parser<'_> {
         if t.kind != Tok::Word {
             return Err(self.unexpected(t, None));
         }
-        let w = self.text(t).to_string();
+        let w = self.text(t);
         if w == "fib" {
             let mut flags = 0u8;
             loop {
@@ -75,7 +75,7 @@ impl Parser<'_> {
                 _ => return Err(self.err(rs, format!("unknown fib result {r}"))),
             };
             if result == FibResult::Oif
-                && matches!(self.peek_word().as_deref(), Some("exists" | "missing"))
+                && matches!(self.peek_word(), Some("exists" | "missing"))
             {
                 result = FibResult::Check;
             }
@@ -92,7 +92,7 @@ impl Parser<'_> {
             }
             return Ok((Selector::Fib { flags, result }, span));
         }
-        let space = match (w.as_str(), self.peek_word().as_deref()) {
+        let space = match (w, self.peek_word()) {
             ("tcp", Some("option")) => Some(opt::Space::TcpOption),
             ("sctp", Some("chunk")) => Some(opt::Space::SctpChunk),
             _ => None,
@@ -101,11 +101,11 @@ impl Parser<'_> {
             self.next();
             let n = self.peek();
             let name = if matches!(n.kind, Tok::Word | Tok::Num) {
-                self.text(n).to_string()
+                self.text(n)
             } else {
-                String::new()
+                ""
             };
-            let (kind, o) = if let Some(k) = types::parse_number(&name) {
+            let (kind, o) = if let Some(k) = types::parse_number(name) {
                 if k > 255 {
                     self.sem_err(n.span, format!("value {k} exceeds valid range 0-255"));
                 }
@@ -116,7 +116,7 @@ impl Parser<'_> {
                         .filter(|o| !o.name.ends_with(|c: char| c.is_ascii_digit())),
                 )
             } else {
-                match space.lookup(&name) {
+                match space.lookup(name) {
                     Some(o) => (o.kind, Some(o)),
                     None => return Err(self.unexpected(n, None)),
                 }
@@ -129,9 +129,9 @@ impl Parser<'_> {
                     let ft = self.next();
                     span = span.to(ft.span);
                     field = Some(f);
-                } else if !matches!(fw.as_str(), "exists" | "missing" | "set")
-                    && !self.starts_selector(&fw)
-                    && crate::stmt::verdict::VerdictExpr::keyword(&fw).is_none()
+                } else if !matches!(fw, "exists" | "missing" | "set")
+                    && !self.starts_selector(fw)
+                    && crate::stmt::verdict::VerdictExpr::keyword(fw).is_none()
                     && fw != "counter"
                 {
                     let ft = self.peek();
@@ -156,10 +156,10 @@ impl Parser<'_> {
             ));
         }
         // tunnels: `vxlan vni 10`, `vxlan ip saddr ...`, `gre tcp dport ...`, `gretap ether saddr ...`
-        if matches!(w.as_str(), "vxlan" | "geneve" | "gre" | "gretap") {
+        if matches!(w, "vxlan" | "geneve" | "gre" | "gretap") {
             let n = self.peek_word().unwrap_or_default();
-            let own_field = payload::proto(&w).is_some_and(|p| p.field(&n).is_some());
-            let udp_port = match w.as_str() {
+            let own_field = payload::proto(w).is_some_and(|p| p.field(n).is_some());
+            let udp_port = match w {
                 "vxlan" => Some(4789),
                 "geneve" => Some(6081),
                 _ => None,
@@ -193,7 +193,7 @@ impl Parser<'_> {
                         tunnel: if w == "gre" {
                             "gre"
                         } else {
-                            payload::proto(&w).unwrap().name
+                            payload::proto(w).unwrap().name
                         },
                         sel: Box::new(sel),
                     },
@@ -201,14 +201,14 @@ impl Parser<'_> {
                 ));
             }
         }
-        if let Some(p) = payload::proto(&w) {
+        if let Some(p) = payload::proto(w) {
             let f = self.peek();
             let fname = if f.kind == Tok::Word {
-                self.text(f).to_string()
+                self.text(f)
             } else {
-                String::new()
+                ""
             };
-            let (field, span) = match p.field(&fname) {
+            let (field, span) = match p.field(fname) {
                 Some(field) => {
                     self.next();
                     (field, t.span.to(f.span))
@@ -237,11 +237,11 @@ impl Parser<'_> {
         if w == "meta" {
             let k = self.peek();
             let kname = if k.kind == Tok::Word {
-                self.text(k).to_string()
+                self.text(k)
             } else {
-                String::new()
+                ""
             };
-            let Some(key) = meta::key(&kname) else {
+            let Some(key) = meta::key(kname) else {
                 return Err(self.unexpected(k, None));
             };
             self.next();
@@ -262,11 +262,11 @@ impl Parser<'_> {
             }
             let k = self.peek();
             let kname = if k.kind == Tok::Word {
-                self.text(k).to_string()
+                self.text(k)
             } else {
-                String::new()
+                ""
             };
-            let Some(key) = ct::key(&kname) else {
+            let Some(key) = ct::key(kname) else {
                 return Err(self.unexpected(k, None));
             };
             self.next();
@@ -295,7 +295,7 @@ impl Parser<'_> {
             }
             return Ok((Selector::Ct { key, dir, dtype }, span));
         }
-        if let Some(key) = meta::key(&w).filter(|k| k.unqualified_parse) {
+        if let Some(key) = meta::key(w).filter(|k| k.unqualified_parse) {
             return Ok((
                 Selector::Meta {
                     key,
@@ -797,7 +797,7 @@ impl Parser<'_> {
             } else {
                 let start = self.peek().span;
                 let e = self.set_elem(types, data)?;
-                let end = self.toks[self.pos.saturating_sub(1)].span;
+                let end = self.prev;
                 self.elem_spans
                     .push(if end.src == start.src && end.hi >= start.lo {
                         start.to(end)
@@ -838,7 +838,7 @@ impl Parser<'_> {
         };
         loop {
             let w = self.peek_word().unwrap_or_default();
-            match w.as_str() {
+            match w {
                 "timeout" | "expires" => {
                     self.next();
                     let (ms, _) = self.time_value()?;
@@ -876,11 +876,11 @@ impl Parser<'_> {
             if dt == [Dtype::Verdict] {
                 let t = self.peek();
                 let w = self.peek_word().unwrap_or_default();
-                let Some(make) = crate::stmt::verdict::VerdictExpr::keyword(&w) else {
+                let Some(make) = crate::stmt::verdict::VerdictExpr::keyword(w) else {
                     return Err(self.unexpected(t, None));
                 };
                 self.next();
-                let v = if crate::stmt::verdict::VerdictExpr::needs_target(&w) {
+                let v = if crate::stmt::verdict::VerdictExpr::needs_target(w) {
                     let (target, span) = self.identifier()?;
                     self.push_jump(&target, span);
                     make(target)
@@ -909,10 +909,10 @@ impl Parser<'_> {
             return Err(self.unexpected(t, None));
         }
         self.next();
-        let text = self.text(t).to_string();
-        let ms = match types::parse_number(&text) {
+        let text = self.text(t);
+        let ms = match types::parse_number(text) {
             Some(n) => n as u64 * 1000,
-            None => match types::parse_time(&text) {
+            None => match types::parse_time(text) {
                 Some(ms) => ms,
                 None => {
                     self.sem_err(t.span, "Could not parse time");
@@ -1019,7 +1019,7 @@ impl Parser<'_> {
             // `major:minor` arrives as three tokens; `a:b-c:d` as five (`b-c` is one word)
             self.next();
             let minor = self.next();
-            let m = self.text(minor).to_string();
+            let m = self.text(minor);
             if let (Some((b, c)), Tok::Colon) = (m.split_once('-'), self.peek().kind) {
                 self.next();
                 let d = self.next();

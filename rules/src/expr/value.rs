@@ -290,11 +290,11 @@ impl Parser<'_> {
         if w == "meta" || w == "ct" {
             return true;
         }
-        if let Some(p) = super::payload::proto(&w) {
+        if let Some(p) = super::payload::proto(w) {
             let n = self.peek2();
             return n.kind == Tok::Word && p.fields.iter().any(|f| f.name == self.text(n));
         }
-        super::meta::key(&w).is_some_and(|k| k.unqualified_parse)
+        super::meta::key(w).is_some_and(|k| k.unqualified_parse)
     }
 
     fn vx_primary(&mut self, ctx: &mut RuleCtx, t: Dtype) -> PResult<ValExpr> {
@@ -304,7 +304,7 @@ impl Parser<'_> {
             return Ok(e);
         }
         let w = self.peek_word().unwrap_or_default();
-        match w.as_str() {
+        match w {
             "numgen" => {
                 self.next();
                 let (mode, span) = self.identifier()?;

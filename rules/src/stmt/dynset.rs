@@ -84,7 +84,7 @@ impl Parser<'_> {
         };
         loop {
             let w = self.peek_word().unwrap_or_default();
-            match w.as_str() {
+            match w {
                 "timeout" => {
                     self.next();
                     u.timeout = Some(self.time_value()?.0);

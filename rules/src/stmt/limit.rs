@@ -82,7 +82,7 @@ impl Quota {
 impl Parser<'_> {
     fn byte_unit(&mut self) -> PResult<Option<u64>> {
         let w = self.peek_word().unwrap_or_default();
-        let m = match w.as_str() {
+        let m = match w {
             "bytes" => 1,
             "kbytes" => 1024,
             "mbytes" => 1024 * 1024,
@@ -128,13 +128,10 @@ impl Parser<'_> {
                     lo: t.span.hi - unit.len() as u32,
                     ..t.span
                 };
-                self.toks.insert(
-                    self.pos,
-                    crate::lex::Token {
-                        kind: Tok::Word,
-                        span,
-                    },
-                );
+                self.push_tokens(vec![crate::lex::Token {
+                    kind: Tok::Word,
+                    span,
+                }]);
                 n
             }
             None => self.number()?.0,

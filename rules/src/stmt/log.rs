@@ -73,7 +73,7 @@ impl Parser<'_> {
         let mut l = Log::default();
         loop {
             let w = self.peek_word().unwrap_or_default();
-            match w.as_str() {
+            match w {
                 "prefix" => {
                     self.next();
                     let t = self.peek();

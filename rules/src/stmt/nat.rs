@@ -216,7 +216,7 @@ impl Parser<'_> {
         }
         loop {
             let w = self.peek_word().unwrap_or_default();
-            let f = match w.as_str() {
+            let f = match w {
                 "random" => RANDOM,
                 "fully-random" => FULLY_RANDOM,
                 "persistent" => PERSISTENT,
@@ -242,11 +242,11 @@ impl Parser<'_> {
     /// Is this a `... map { k : addr . port }` (concatenated data)? Scans ahead to the first `:`
     /// inside the braces and checks for a `.` before the next `,` or `}`.
     fn map_with_port_ahead(&mut self) -> bool {
-        let mut i = self.pos;
+        let mut i = 0;
         let mut depth = 0;
         let mut seen_colon = false;
-        while i < self.toks.len() {
-            match self.toks[i].kind {
+        loop {
+            match self.peek_nth(i).kind {
                 Tok::LBrace => depth += 1,
                 Tok::RBrace => {
                     if depth <= 1 {
@@ -257,11 +257,11 @@ impl Parser<'_> {
                 Tok::Colon if depth == 1 => seen_colon = true,
                 Tok::Comma if depth == 1 => seen_colon = false,
                 Tok::Dot if depth == 1 && seen_colon => return true,
-                Tok::Newline | Tok::Semi | Tok::Eof if depth == 0 => return false,
+                Tok::Newline | Tok::Semi if depth == 0 => return false,
+                Tok::Eof => return false,
                 _ => {}
             }
             i += 1;
         }
-        false
     }
 }

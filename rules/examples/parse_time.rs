@@ -1,0 +1,95 @@
+//! Dev tool: `cargo run --release -p rules --example parse_time -- FILE` parses, checks and compiles
+//! FILE once and prints the time of each phase and the peak RSS (VmHWM) of the process.
+//! (File reading happens here, in the example, never in the library.)
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+/// Counts allocations (calls and bytes), to see what each phase costs.
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(l.size() as u64, Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(n as u64, Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocs() -> (u64, u64) {
+    (ALLOCS.load(Relaxed), BYTES.load(Relaxed) >> 20)
+}
+
+fn vm_hwm_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let file = std::env::args().nth(1).expect("usage: parse_time FILE");
+    let text = std::fs::read_to_string(&file).expect("read");
+    let base = vm_hwm_kb();
+    let a0 = allocs();
+    let t0 = Instant::now();
+    let rs = match rules::parse_ruleset(&text, &file) {
+        Ok(rs) => rs,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let t1 = Instant::now();
+    if std::env::var_os("PARSE_ONLY").is_some() {
+        println!("parse+check {:.3}s", (t1 - t0).as_secs_f64());
+        std::mem::forget(rs);
+        return;
+    }
+    let after_parse = vm_hwm_kb();
+    let a1 = allocs();
+    let c = match rules::compile(rs) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let t2 = Instant::now();
+    let a2 = allocs();
+    drop(c);
+    println!(
+        "allocations: parse {} ({} MB), compile {} ({} MB)",
+        a1.0 - a0.0,
+        a1.1 - a0.1,
+        a2.0 - a1.0,
+        a2.1 - a1.1
+    );
+    println!(
+        "parse+check {:.3}s compile {:.3}s total {:.3}s; VmHWM {} MB (before parsing {} MB, after {} MB)",
+        (t1 - t0).as_secs_f64(),
+        (t2 - t1).as_secs_f64(),
+        (t2 - t0).as_secs_f64(),
+        vm_hwm_kb() / 1024,
+        base / 1024,
+        after_parse / 1024
+    );
+}
