@@ -1,0 +1,127 @@
+//! Malformed packets never panic the pipeline: random bytes, and valid frames (TCP, UDP, ICMP errors,
+//! ARP, fragments, IPv4 options, IPv6) with bytes flipped, truncated or lengthened, through a ruleset that
+//! exercises reject, ICMP errors, conntrack, sets and jumps. Each outcome must also be one of the
+//! pipeline's actions on a port that exists. (The cargo-fuzz target under dataplane/fuzz does the same
+//! with coverage guidance.)
+
+use dataplane::testkit::{self, ipv4_frame, lab_fib, tcp_header, udp_datagram, with_macs};
+use dataplane::{Action, Pipeline, PipelineConfig, PortRole};
+use proptest::prelude::*;
+use std::sync::Arc;
+
+const RULESET: &str = r#"
+table inet f {
+	set ports { type inet_service; elements = { 22, 53, 80 } }
+	chain pre { type filter hook prerouting priority raw; policy accept; ip ttl 3 drop; }
+	chain fwd {
+		type filter hook forward priority filter; policy accept;
+		ct state invalid counter
+		tcp dport 22 reject with tcp reset
+		udp dport 53 reject
+		tcp dport 23 reject with icmpx admin-prohibited
+		meta l4proto icmp jump icmpc
+		th dport @ports counter accept
+		ip daddr 203.0.113.0/24 drop
+	}
+	chain icmpc { icmp type echo-request meta mark set 1 return; }
+	chain out { type filter hook output priority filter; policy accept; ip protocol icmp counter; }
+}
+"#;
+
+fn pipeline() -> (Pipeline, Arc<rules::CompiledRuleset>) {
+    let roles = vec![PortRole { kernel_shares: false }; 2];
+    let mut p = Pipeline::new(lab_fib(), roles, &PipelineConfig::default());
+    let rs = Arc::new(rules::compile(&rules::parse_ruleset(RULESET, "f.nft").unwrap()).unwrap());
+    p.use_generation(&rs);
+    (p, rs)
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let cli = [192, 0, 2, 2];
+    let srv = [198, 51, 100, 2];
+    let m = |f| with_macs(testkit::FW_IN, testkit::CLI_MAC, f);
+    let mut icmp_err = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp_err.extend_from_slice(&ipv4_frame(srv, cli, 17, &udp_datagram(53, 5000, 4), 64)[14..]);
+    let mut frag = ipv4_frame(cli, srv, 17, &udp_datagram(1, 53, 40), 64);
+    frag[14 + 6] = 0x20; // more fragments
+    let mut opts = ipv4_frame(cli, srv, 6, &tcp_header(1, 22, 2), 64);
+    opts[14] = 0x46; // claims a 24-byte header
+    let mut v6 = vec![0u8; 14 + 40 + 8];
+    v6[12] = 0x86;
+    v6[13] = 0xdd;
+    v6[14] = 0x60;
+    v6[19] = 8;
+    v6[20] = 17;
+    v6[21] = 64;
+    vec![
+        m(ipv4_frame(cli, srv, 6, &tcp_header(40000, 22, 2), 64)),
+        m(ipv4_frame(cli, srv, 6, &tcp_header(40000, 80, 0x12), 1)),
+        m(ipv4_frame(cli, srv, 17, &udp_datagram(5000, 53, 30), 64)),
+        m(ipv4_frame(cli, [8, 8, 8, 8], 17, &udp_datagram(5000, 9, 3), 64)),
+        m(ipv4_frame(cli, srv, 1, &[8, 0, 0, 0, 0, 1, 0, 1], 64)),
+        m(ipv4_frame(cli, srv, 1, &icmp_err, 64)),
+        m(ipv4_frame(cli, [192, 0, 2, 1], 6, &tcp_header(1, 22, 2), 64)),
+        m(frag),
+        m(opts),
+        testkit::arp_frame(1, testkit::CLI_MAC, cli, [0; 6], [192, 0, 2, 1], [0xff; 6]),
+        with_macs(testkit::FW_IN, testkit::CLI_MAC, v6),
+    ]
+}
+
+fn run(p: &mut Pipeline, rs: &rules::CompiledRuleset, port: usize, frame: &[u8], now: u64) {
+    let mut slot = frame.to_vec();
+    slot.resize(frame.len().max(2048), 0);
+    match p.process(&mut slot, frame.len(), port, false, rs, now) {
+        Action::Forward(out) => assert!(out < 2),
+        Action::Drop | Action::Consumed => {}
+    }
+    for (out, f) in p.take_emitted() {
+        assert!(out < 2);
+        assert!(f.len() >= 14);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(port in 0usize..2, frame in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let (mut p, rs) = pipeline();
+        run(&mut p, &rs, port, &frame, 1_000_000_000);
+    }
+
+    #[test]
+    fn mutated_frames_never_panic(
+        seed in 0usize..11,
+        flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..6),
+        cut in any::<u16>(),
+        extra in 0usize..40,
+        port in 0usize..2,
+    ) {
+        let (mut p, rs) = pipeline();
+        let mut f = seeds()[seed].clone();
+        for (at, x) in flips {
+            let i = at as usize % f.len();
+            f[i] ^= x;
+        }
+        let keep = f.len() - (cut as usize % 8).min(f.len());
+        f.truncate(keep);
+        f.extend(std::iter::repeat_n(0x5a, extra));
+        run(&mut p, &rs, port, &f, 1_000_000_000);
+        // and again later, with timers in between (neighbour give-up, conntrack expiry)
+        for t in 1..4u64 {
+            p.on_timer(1_000_000_000 + t * 1_100_000_000, &rs);
+        }
+        run(&mut p, &rs, port, &f, 6_000_000_000);
+        p.take_emitted().for_each(drop);
+    }
+}
+
+#[test]
+fn seeds_are_valid_frames() {
+    let (mut p, rs) = pipeline();
+    for f in seeds() {
+        run(&mut p, &rs, 0, &f, 1_000_000_000);
+    }
+    assert!(p.stats.rx_frames >= 11);
+}
