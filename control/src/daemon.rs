@@ -76,6 +76,7 @@ struct Daemon {
     xdp: bool,
     /// Conntrack settings by sysctl name (`sluice ctl sysctl [NAME=VALUE…]`).
     sysctls: Mutex<dataplane::conntrack::Sysctls>,
+    trace: crate::trace::TraceServer,
 }
 
 impl Daemon {
@@ -206,6 +207,12 @@ impl Daemon {
                     .iter()
                     .map(|a| format!("{}\n", a.replace('=', " = ")))
                     .collect())
+            }
+            ["trace-events", seq] => {
+                let seq = seq
+                    .parse()
+                    .map_err(|_| format!("bad sequence number {seq}"))?;
+                Ok(self.trace.since(&self.workers, seq))
             }
             ["conntrack-events", seq] => {
                 let seq = seq
@@ -369,6 +376,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         live,
         workers: senders,
         writer: Mutex::new(()),
+        trace: Default::default(),
         conntrack: crate::conntrack::Server {
             acct: sysctls.acct,
             ..Default::default()

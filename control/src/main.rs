@@ -10,6 +10,7 @@ mod probe;
 mod replay;
 mod ruleset;
 mod steer;
+mod trace;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -221,6 +222,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Nft { args } => {
             if let Some(code) = require_root("nft") {
                 return Ok(code);
+            }
+            if let Some(control) = nft::monitor_trace_args(&args)? {
+                crate::trace::monitor(&control)?;
+                return Ok(ExitCode::SUCCESS);
             }
             match nft::run(&args) {
                 Ok(out) => {

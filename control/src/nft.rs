@@ -126,6 +126,14 @@ pub fn parse_args(args: &[String]) -> Result<NftArgs> {
     Ok(a)
 }
 
+/// `sluice nft monitor trace`: the control socket to poll (it streams, so it is not answered by [`run`]).
+pub fn monitor_trace_args(args: &[String]) -> Result<Option<PathBuf>> {
+    let a = parse_args(args)?;
+    Ok((a.words.first().map(String::as_str) == Some("monitor")
+        && a.words.get(1).map(String::as_str) == Some("trace"))
+    .then_some(a.control))
+}
+
 /// Runs `sluice nft ARGS`; returns the text to print.
 pub fn run(args: &[String]) -> Result<String> {
     let a = parse_args(args)?;

@@ -117,7 +117,11 @@ fn build_probe(line: &str) -> Result<(bool, Vec<u8>), String> {
     let payload = vec![0x61u8; opts.get("len").map(|l| num(l)).transpose()?.unwrap_or(0) as usize];
     let (ipproto, mut l4) = match proto {
         "tcp" => {
-            let (sp, dp, flags) = (num(pos[0])?, num(pos[1])?, pos.get(2).copied().unwrap_or(""));
+            let (sp, dp, flags) = (
+                num(pos[0])?,
+                num(pos[1])?,
+                pos.get(2).copied().unwrap_or(""),
+            );
             let mut f = 0u8;
             for c in flags.chars() {
                 f |= match c {
@@ -250,7 +254,8 @@ fn normalize(iface: &str, frame: &[u8], kernel: bool) -> String {
         let total = u16::from_be_bytes([f[16], f[17]]) as usize;
         f.truncate((14 + total).min(f.len()));
         let src = [f[26], f[27], f[28], f[29]];
-        let generated = src == [192, 0, 2, 1] || src == [198, 51, 100, 1] || f[20..22] != [0x12, 0x34];
+        let generated =
+            src == [192, 0, 2, 1] || src == [198, 51, 100, 1] || f[20..22] != [0x12, 0x34];
         if generated {
             f[18] = 0;
             f[19] = 0;
@@ -320,8 +325,10 @@ fn kernel_rig(ruleset: &Path, mtu: u32) -> Result<KernelRig, String> {
     let fw = net.add_ns("dfw").map_err(e)?;
     let srv = net.add_ns("dsrv").map_err(e)?;
     for ns in [&cli, &fw, &srv] {
-        net.sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1").map_err(e)?;
-        net.sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1").map_err(e)?;
+        net.sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1")
+            .map_err(e)?;
+        net.sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")
+            .map_err(e)?;
     }
     #[rustfmt::skip]
     let ip_cmds: &[(&Netns, &[&str])] = &[
@@ -342,8 +349,10 @@ fn kernel_rig(ruleset: &Path, mtu: u32) -> Result<KernelRig, String> {
         net.ip(ns, args).map_err(e)?;
     }
     let mtu = mtu.to_string();
-    net.ip(&fw, &["link", "set", "fw-srv", "mtu", &mtu]).map_err(e)?;
-    net.ip(&srv, &["link", "set", "srv0", "mtu", &mtu]).map_err(e)?;
+    net.ip(&fw, &["link", "set", "fw-srv", "mtu", &mtu])
+        .map_err(e)?;
+    net.ip(&srv, &["link", "set", "srv0", "mtu", &mtu])
+        .map_err(e)?;
     for (k, v) in [
         ("net.ipv4.ip_forward", "1"),
         ("net.ipv4.icmp_ratelimit", "0"),
@@ -405,7 +414,11 @@ fn run_kernel(
     collect(&mut rig, Duration::from_millis(20));
     let mut results = Vec::new();
     for (from_cli, frame) in probes {
-        let port = if *from_cli { &mut rig.cli } else { &mut rig.srv };
+        let port = if *from_cli {
+            &mut rig.cli
+        } else {
+            &mut rig.srv
+        };
         port.send(frame).map_err(|e| e.to_string())?;
         port.flush().map_err(|e| e.to_string())?;
         results.push(collect(&mut rig, Duration::from_millis(25)));
@@ -526,7 +539,12 @@ fn corpus_parses_and_has_enough_cases() {
 
 #[test]
 fn kernel_and_replay_agree_on_every_case() {
-    if !hw::netns::is_root() || std::process::Command::new("nft").arg("-v").output().is_err() {
+    if !hw::netns::is_root()
+        || std::process::Command::new("nft")
+            .arg("-v")
+            .output()
+            .is_err()
+    {
         eprintln!("kernel_and_replay_agree_on_every_case: skipped, needs root and nft");
         return;
     }
@@ -560,27 +578,45 @@ fn kernel_and_replay_agree_on_every_case() {
                     if k[i] != s[i] {
                         report.push_str(&format!(
                             "  probe {i} `{p}`\n    kernel: {:#?}\n    sluice: {:#?}\n",
-                            k[i].iter().map(|l| l.split(' ').take(7).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>(),
-                            s[i].iter().map(|l| l.split(' ').take(7).collect::<Vec<_>>().join(" ")).collect::<Vec<_>>()
+                            k[i].iter()
+                                .map(|l| l.split(' ').take(7).collect::<Vec<_>>().join(" "))
+                                .collect::<Vec<_>>(),
+                            s[i].iter()
+                                .map(|l| l.split(' ').take(7).collect::<Vec<_>>().join(" "))
+                                .collect::<Vec<_>>()
                         ));
                         for (a, b) in k[i].iter().zip(&s[i]) {
                             if a != b {
-                                report.push_str(&format!("    kernel hex {a}\n    sluice hex {b}\n"));
+                                report
+                                    .push_str(&format!("    kernel hex {a}\n    sluice hex {b}\n"));
                             }
                         }
                     }
                 }
             }
-            (k, s) => report = format!("  kernel: {:?}\n  sluice: {:?}\n", k.as_ref().err(), s.as_ref().err()),
+            (k, s) => {
+                report = format!(
+                    "  kernel: {:?}\n  sluice: {:?}\n",
+                    k.as_ref().err(),
+                    s.as_ref().err()
+                )
+            }
         }
         match (&c.xfail, report.is_empty()) {
             (None, false) => failures.push(format!("{name}:\n{report}")),
             (Some(why), false) => xfails.push(format!("{name} (known: {why})")),
-            (Some(why), true) => failures.push(format!("{name}: marked xfail ({why}) but agrees now: remove the mark")),
+            (Some(why), true) => failures.push(format!(
+                "{name}: marked xfail ({why}) but agrees now: remove the mark"
+            )),
             (None, true) => {}
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
     eprintln!("{ran} cases run; known differences: {xfails:#?}");
-    assert!(failures.is_empty(), "{} of {ran} cases differ from the kernel:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases differ from the kernel:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -165,3 +165,251 @@ impl Tracer for Recorder<'_> {
         self.trace.push(r);
     }
 }
+
+/// Formats records the way `nft monitor trace` prints the kernel's trace events: a `packet:` line before
+/// the first event of each base chain, `rule … (verdict …)` for rules that matched, `verdict …` when a
+/// chain ends, `policy …` when the base chain's policy decides. Only traced packets' events (`nftrace`)
+/// and no `NoMatch` events are printed, as the kernel reports none of them.
+pub fn format_nft_monitor(rs: &rules::CompiledRuleset, records: &[TraceRecord]) -> Vec<String> {
+    use rules::eval::TraceVerdict;
+    let mut out = Vec::new();
+    for r in records {
+        if !r.nftrace {
+            continue;
+        }
+        let hdr = |chain: rules::ChainId| {
+            let (f, t, c) = rs.chain_name(chain);
+            format!("trace id {:08x} {f} {t} {c} ", r.id)
+        };
+        let mark = if r.mark != 0 {
+            format!(" meta mark 0x{:08x}", r.mark)
+        } else {
+            String::new()
+        };
+        let verdict = |v: TraceVerdict| match v {
+            TraceVerdict::Accept => "accept".to_string(),
+            TraceVerdict::Drop | TraceVerdict::Reject(_) => "drop".to_string(),
+            TraceVerdict::Continue => "continue".to_string(),
+            TraceVerdict::Return => "return".to_string(),
+            TraceVerdict::Jump(c) => format!("jump {}", rs.chain_name(c).2),
+            TraceVerdict::Goto(c) => format!("goto {}", rs.chain_name(c).2),
+        };
+        match &r.event {
+            Event::Packet { chain, ll, network } => {
+                let mut line = hdr(*chain) + "packet: ";
+                if !r.iif.is_empty() {
+                    line.push_str(&format!("iif \"{}\" ", r.iif));
+                }
+                if !r.oif.is_empty() {
+                    line.push_str(&format!("oif \"{}\" ", r.oif));
+                }
+                if ll.len() >= 14 {
+                    line.push_str(&format!(
+                        "ether saddr {} ether daddr {} ",
+                        mac(&ll[6..12]),
+                        mac(&ll[0..6])
+                    ));
+                }
+                line.push_str(&describe_network(r.nfproto, network));
+                out.push(line.trim_end().to_string());
+            }
+            Event::Chain(TraceEvent::Rule {
+                chain,
+                rule,
+                verdict: v,
+            }) => {
+                let ast = &rs.chain_ast(*chain).rules[*rule as usize];
+                let text = rules::print_rule(
+                    ast,
+                    &rules::PrintOptions {
+                        stateless: true,
+                        ..Default::default()
+                    },
+                );
+                out.push(format!(
+                    "{}rule {text} (verdict {}){mark}",
+                    hdr(*chain),
+                    verdict(*v)
+                ));
+            }
+            Event::Chain(TraceEvent::Return { chain }) => {
+                out.push(format!("{}verdict continue{mark}", hdr(*chain)));
+            }
+            Event::Chain(TraceEvent::Policy { chain, verdict: v }) => {
+                let p = match v {
+                    rules::Verdict::Accept => "accept",
+                    _ => "drop",
+                };
+                out.push(format!("{}policy {p}{mark}", hdr(*chain)));
+            }
+            Event::Chain(TraceEvent::NoMatch { .. }) | Event::Conntrack { .. } => {}
+        }
+    }
+    out
+}
+
+fn mac(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The network and transport headers as nft's trace prints them (IPv4; other protocols in brief).
+fn describe_network(proto: NfProto, n: &[u8]) -> String {
+    if proto != NfProto::Ipv4 || n.len() < 20 {
+        return String::new();
+    }
+    let ihl = (n[0] & 15) as usize * 4;
+    let dscp = n[1] >> 2;
+    let dscp_name = match dscp {
+        0 => "cs0".to_string(),
+        8 => "cs1".into(),
+        16 => "cs2".into(),
+        24 => "cs3".into(),
+        32 => "cs4".into(),
+        40 => "cs5".into(),
+        46 => "ef".into(),
+        48 => "cs6".into(),
+        56 => "cs7".into(),
+        d => format!("0x{d:02x}"),
+    };
+    let ecn = ["not-ect", "ect1", "ect0", "ce"][(n[1] & 3) as usize];
+    let mut s = format!(
+        "ip saddr {}.{}.{}.{} ip daddr {}.{}.{}.{} ip dscp {dscp_name} ip ecn {ecn} ip ttl {} ip id {} ip length {} ",
+        n[12],
+        n[13],
+        n[14],
+        n[15],
+        n[16],
+        n[17],
+        n[18],
+        n[19],
+        n[8],
+        u16::from_be_bytes([n[4], n[5]]),
+        u16::from_be_bytes([n[2], n[3]]),
+    );
+    let l4 = n.get(ihl..).unwrap_or(&[]);
+    let be16 = |o: usize| u16::from_be_bytes([l4[o], l4[o + 1]]);
+    let be32 = |o: usize| u32::from_be_bytes([l4[o], l4[o + 1], l4[o + 2], l4[o + 3]]);
+    match n[9] {
+        6 if l4.len() >= 20 => {
+            let names = [
+                (0x01, "fin"),
+                (0x02, "syn"),
+                (0x04, "rst"),
+                (0x08, "psh"),
+                (0x10, "ack"),
+                (0x20, "urg"),
+                (0x40, "ecn"),
+                (0x80, "cwr"),
+            ];
+            let flags: Vec<&str> = names
+                .iter()
+                .filter(|(b, _)| l4[13] & b != 0)
+                .map(|(_, n)| *n)
+                .collect();
+            s.push_str(&format!(
+                "tcp sport {} tcp dport {} tcp sequence {} tcp ackseq {} tcp flags == {} tcp window {}",
+                be16(0),
+                be16(2),
+                be32(4),
+                be32(8),
+                if flags.len() == 1 {
+                    flags[0].to_string()
+                } else {
+                    format!("({})", flags.join(" | "))
+                },
+                be16(14)
+            ));
+        }
+        17 if l4.len() >= 8 => s.push_str(&format!(
+            "udp sport {} udp dport {} udp length {}",
+            be16(0),
+            be16(2),
+            be16(4)
+        )),
+        1 if l4.len() >= 8 => {
+            let ty = match l4[0] {
+                0 => "echo-reply".to_string(),
+                3 => "destination-unreachable".into(),
+                8 => "echo-request".into(),
+                11 => "time-exceeded".into(),
+                t => t.to_string(),
+            };
+            s.push_str(&format!("icmp type {ty} icmp code {}", l4[1]));
+            if matches!(l4[0], 0 | 8) {
+                s.push_str(&format!(" icmp id {} icmp sequence {}", be16(4), be16(6)));
+            }
+        }
+        p => s.push_str(&format!("ip protocol {p}")),
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_format_prints_packet_rule_and_policy_lines() {
+        let rs = rules::compile(
+            &rules::parse_ruleset(
+                "table ip filter { chain forward { type filter hook forward priority 0; policy drop; tcp dport 80 meta nftrace set 1; } }",
+                "t",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let chain = rs.hook_chains(NfProto::Ipv4, Hook::Forward)[0];
+        let frame = crate::testkit::with_macs(
+            crate::testkit::FW_IN,
+            crate::testkit::CLI_MAC,
+            crate::testkit::ipv4_frame(
+                crate::testkit::CLI,
+                crate::testkit::SRV,
+                6,
+                &crate::testkit::tcp_header(40000, 80, 2),
+                64,
+            ),
+        );
+        let mut pkt = PacketCtx {
+            frame: &frame,
+            nh_off: 14,
+            th_off: Some(34),
+            nfproto: NfProto::Ipv4,
+            l4proto: 6,
+            len: 40,
+            iif: 2,
+            iifname: "fw-cli",
+            oif: 3,
+            oifname: "fw-srv",
+            mark: 0,
+            ct_state: 8,
+            ct_mark: 0,
+            hook: Hook::Forward,
+            nftrace: false,
+        };
+        let mut t = Trace {
+            ruleset_traces: true,
+            ..Default::default()
+        };
+        t.begin_packet();
+        {
+            let mut rec = t.recorder(Hook::Forward, "fw-cli", "fw-srv");
+            rec.base(chain);
+            rs.eval_chain_traced(chain, &mut pkt, &mut [], &mut rec);
+        }
+        let lines = format_nft_monitor(&rs, &t.records);
+        assert_eq!(lines.len(), 4, "{lines:#?}");
+        let id = format!("trace id {:08x} ip filter forward ", t.id);
+        assert!(lines[0].starts_with(&format!("{id}packet: iif \"fw-cli\" oif \"fw-srv\" ether saddr 02:00:00:00:01:02 ether daddr 02:00:00:00:01:01 ip saddr 192.0.2.2 ip daddr 198.51.100.2 ip dscp cs0 ip ecn not-ect ip ttl 64")), "{}", lines[0]);
+        assert!(lines[0].ends_with("tcp sport 40000 tcp dport 80 tcp sequence 0 tcp ackseq 0 tcp flags == syn tcp window 0"), "{}", lines[0]);
+        assert_eq!(
+            lines[1],
+            format!("{id}rule tcp dport 80 meta nftrace set 1 (verdict continue)")
+        );
+        assert_eq!(lines[2], format!("{id}verdict continue"));
+        assert_eq!(lines[3], format!("{id}policy drop"));
+    }
+}

@@ -46,6 +46,8 @@ pub enum Command {
     SetSysctls(crate::conntrack::Sysctls, u32),
     /// Starts (`Some`) or stops (`None`) sending conntrack events (`conntrack -E`), in batches.
     WatchConntrack(Option<Sender<Vec<crate::conntrack::Event<std::net::Ipv4Addr>>>>),
+    /// Send `nft monitor trace` lines of packets with `meta nftrace` set here (`None`: stop).
+    WatchTrace(Option<Sender<Vec<String>>>),
 }
 
 /// Settings of the loop.
@@ -82,6 +84,7 @@ pub struct Worker {
     handoff: Option<crate::handoff::HandoffEnd>,
     /// Where conntrack events go while someone watches.
     events: Option<Sender<Vec<crate::conntrack::Event<std::net::Ipv4Addr>>>>,
+    trace: Option<Sender<Vec<String>>>,
 }
 
 impl Worker {
@@ -103,6 +106,7 @@ impl Worker {
             config,
             last_now: 0,
             events: None,
+            trace: None,
             handoff: None,
         }
     }
@@ -189,6 +193,7 @@ impl Worker {
         self.apply_steering();
         self.send_emitted();
         self.flush();
+        self.send_trace(&rs);
         total
     }
 
@@ -203,6 +208,21 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Hands traced packets' events to the control plane (formatted off the packet loop, once per batch).
+    fn send_trace(&mut self, rs: &CompiledRuleset) {
+        let records = &mut self.pipeline.trace.records;
+        if records.is_empty() || self.pipeline.trace.all {
+            return;
+        }
+        if let Some(tx) = &self.trace {
+            let lines = crate::trace::format_nft_monitor(rs, records);
+            if !lines.is_empty() && tx.send(lines).is_err() {
+                self.trace = None;
+            }
+        }
+        records.clear();
     }
 
     fn drain_handoff(&mut self, rs: &CompiledRuleset, now: u64) -> usize {
@@ -276,6 +296,7 @@ impl Worker {
                     let _ = reply.send(n);
                 }
                 Command::SetSysctls(cfg, share) => self.pipeline.conntrack.set_sysctls(cfg, share),
+                Command::WatchTrace(tx) => self.trace = tx,
                 Command::WatchConntrack(tx) => {
                     self.pipeline.conntrack.events_enabled = tx.is_some();
                     self.pipeline.conntrack.events.clear();

@@ -29,7 +29,12 @@ table inet f {
 "#;
 
 fn pipeline() -> (Pipeline, Arc<rules::CompiledRuleset>) {
-    let roles = vec![PortRole { kernel_shares: false }; 2];
+    let roles = vec![
+        PortRole {
+            kernel_shares: false
+        };
+        2
+    ];
     let mut p = Pipeline::new(lab_fib(), roles, &PipelineConfig::default());
     let rs = Arc::new(rules::compile(&rules::parse_ruleset(RULESET, "f.nft").unwrap()).unwrap());
     p.use_generation(&rs);
@@ -57,10 +62,22 @@ fn seeds() -> Vec<Vec<u8>> {
         m(ipv4_frame(cli, srv, 6, &tcp_header(40000, 22, 2), 64)),
         m(ipv4_frame(cli, srv, 6, &tcp_header(40000, 80, 0x12), 1)),
         m(ipv4_frame(cli, srv, 17, &udp_datagram(5000, 53, 30), 64)),
-        m(ipv4_frame(cli, [8, 8, 8, 8], 17, &udp_datagram(5000, 9, 3), 64)),
+        m(ipv4_frame(
+            cli,
+            [8, 8, 8, 8],
+            17,
+            &udp_datagram(5000, 9, 3),
+            64,
+        )),
         m(ipv4_frame(cli, srv, 1, &[8, 0, 0, 0, 0, 1, 0, 1], 64)),
         m(ipv4_frame(cli, srv, 1, &icmp_err, 64)),
-        m(ipv4_frame(cli, [192, 0, 2, 1], 6, &tcp_header(1, 22, 2), 64)),
+        m(ipv4_frame(
+            cli,
+            [192, 0, 2, 1],
+            6,
+            &tcp_header(1, 22, 2),
+            64,
+        )),
         m(frag),
         m(opts),
         testkit::arp_frame(1, testkit::CLI_MAC, cli, [0; 6], [192, 0, 2, 1], [0xff; 6]),
