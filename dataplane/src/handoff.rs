@@ -169,6 +169,25 @@ fn ipv6_flow(ip: &[u8]) -> Option<u64> {
     Some(symmetric(src, dst, sp, dp, next))
 }
 
+/// The owner of an IPv4 TCP/UDP flow given by its tuple (the same hash as [`flow_owner`] on a frame).
+pub fn ipv4_tuple_owner(
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    workers: usize,
+) -> usize {
+    let h = symmetric(
+        src.to_bits() as u128,
+        dst.to_bits() as u128,
+        sport,
+        dport,
+        proto,
+    );
+    (h % workers.max(1) as u64) as usize
+}
+
 /// The worker (of `workers`) that owns the flow of `frame`; `None` for frames that are not per-flow
 /// (ARP, malformed), which any worker may handle.
 pub fn flow_owner(frame: &[u8], workers: usize) -> Option<usize> {

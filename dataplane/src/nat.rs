@@ -75,11 +75,22 @@ pub enum NatError {
 /// Per-worker NAT state: the PRNG behind port offsets (the kernel's get_random_u16).
 pub struct Nat {
     rng: u64,
+    /// This worker and how many there are: with hand-off, a source port is only chosen if the reply
+    /// tuple it makes is owned by the same worker as the original one.
+    owner: (usize, usize),
 }
 
 impl Nat {
     pub fn new(seed: u64) -> Nat {
-        Nat { rng: seed | 1 }
+        Nat {
+            rng: seed | 1,
+            owner: (0, 1),
+        }
+    }
+
+    /// Declares this worker's place among `workers` that hand flows off by hash.
+    pub fn set_owner(&mut self, worker: usize, workers: usize) {
+        self.owner = (worker, workers.max(1));
     }
 
     fn random_u16(&mut self) -> u16 {
@@ -150,9 +161,13 @@ impl Nat {
         manip: Manip,
         now_ms: u32,
     ) -> Result<Tuple<A>, NatError> {
-        let used = |t: &Tuple<A>| match t.invert() {
-            Some(r) => ct.tuple_taken(zone, &r, now_ms),
-            None => false,
+        let owner = self.owner;
+        let used = |t: &Tuple<A>| {
+            !owned_here(owner, t)
+                || match t.invert() {
+                    Some(r) => ct.tuple_taken(zone, &r, now_ms),
+                    None => false,
+                }
         };
         // 1. Source NAT: keep the tuple if it already fits and is free.
         if manip == Manip::Src && !range.random_all() && in_range(orig, range) && !used(orig) {
@@ -190,9 +205,13 @@ impl Nat {
         manip: Manip,
         now_ms: u32,
     ) -> Result<(), NatError> {
-        let used = |ct: &Conntrack<A>, t: &Tuple<A>| match t.invert() {
-            Some(r) => ct.tuple_taken(zone, &r, now_ms),
-            None => false,
+        let owner = self.owner;
+        let used = |ct: &Conntrack<A>, t: &Tuple<A>| {
+            !owned_here(owner, t)
+                || match t.invert() {
+                    Some(r) => ct.tuple_taken(zone, &r, now_ms),
+                    None => false,
+                }
         };
         let icmp = t.is_icmp();
         let has_ports = matches!(t.proto, IPPROTO_TCP | IPPROTO_UDP | 132 | 33 | 136);
@@ -251,7 +270,7 @@ impl Nat {
         loop {
             for i in 0..attempts {
                 key(t, (min + off % size) as u16);
-                if !used_harder(ct, zone, t, attempts - i, now_ms) {
+                if owned_here(self.owner, t) && !used_harder(ct, zone, t, attempts - i, now_ms) {
                     return Ok(());
                 }
                 off = off.wrapping_add(1);
@@ -263,6 +282,17 @@ impl Nat {
             off = self.random_u16() as u32;
         }
     }
+}
+
+/// With several workers: would the replies of the connection `t` (its original-direction tuple after
+/// NAT) reach this worker? IPv4 TCP/UDP only; other flows hash on addresses the NAT cannot choose.
+fn owned_here<A: Addr>(owner: (usize, usize), t: &Tuple<A>) -> bool {
+    let (me, n) = owner;
+    if n <= 1 || !matches!(t.proto, IPPROTO_TCP | IPPROTO_UDP) || A::NFPROTO != 2 {
+        return true;
+    }
+    let v4 = |a: &A| Ipv4Addr::from(<[u8; 4]>::try_from(&a.octets_vec()[..]).unwrap_or([0; 4]));
+    crate::handoff::ipv4_tuple_owner(v4(&t.src), v4(&t.dst), t.sport, t.dport, t.proto, n) == me
 }
 
 /// The last attempts of a TCP port search (`nf_nat_used_tuple_harder`): a tuple held by a source-NATed

@@ -125,6 +125,11 @@ impl Pipeline {
         }
     }
 
+    /// With hand-off between `workers`, NAT picks ports whose replies hash to this worker.
+    pub fn set_nat_owner(&mut self, worker: usize, workers: usize) {
+        self.nat.set_owner(worker, workers);
+    }
+
     /// Steering changes since the last call: connections bound to the box's own addresses, whose frames
     /// the kernel would otherwise take (and connections that went).
     pub fn take_steering(&mut self) -> Vec<(hw::LocalFlow, bool)> {

@@ -114,6 +114,7 @@ impl Worker {
     /// Makes this worker one of several: frames of flows another worker owns are passed to it, and frames
     /// passed here are processed as if received. `ports[i]` of every worker must drive interface `i`.
     pub fn with_handoff(mut self, end: crate::handoff::HandoffEnd) -> Worker {
+        self.pipeline.set_nat_owner(self.id, end.workers);
         self.handoff = Some(end);
         self
     }

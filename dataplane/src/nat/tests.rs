@@ -424,3 +424,26 @@ fn time_wait_tuples_are_reused_by_a_later_syn_as_in_the_kernel() {
     assert_eq!(t.ct.get(i).unwrap().reply().dport, 5000);
     assert_eq!(t.ct.len(), 1);
 }
+
+#[test]
+fn with_two_workers_the_chosen_port_keeps_replies_on_this_worker() {
+    for me in 0..2usize {
+        let mut t = T::new();
+        t.nat.set_owner(me, 2);
+        let r = snat_to(N, None, 0);
+        for p in 0..40u16 {
+            let i = t
+                .open(
+                    &l4_frame(C, S, IPPROTO_TCP, 30000 + p, 80),
+                    Some(&r),
+                    Manip::Src,
+                )
+                .unwrap();
+            let rep = t.ct.get(i).unwrap().reply();
+            let owner = crate::handoff::ipv4_tuple_owner(
+                rep.src, rep.dst, rep.sport, rep.dport, rep.proto, 2,
+            );
+            assert_eq!(owner, me, "port {}", rep.dport);
+        }
+    }
+}
