@@ -210,8 +210,9 @@ pub fn summarize(samples: &[Sample]) -> Vec<Row> {
                 fw_sluice: med(&s, |s| s.value.map(|_| s.cpu.forwarder)),
                 offered_kernel: med(&k, |s| s.offered),
                 offered_sluice: med(&s, |s| s.offered),
-                load_kernel: med(&k, |s| Some(s.load_s)),
-                load_sluice: med(&s, |s| Some(s.load_s)),
+                // Only runs that measured something: a failed start has no load time.
+                load_kernel: med(&k, |s| s.value.map(|_| s.load_s)),
+                load_sluice: med(&s, |s| s.value.map(|_| s.load_s)),
             });
         }
     }
@@ -259,6 +260,79 @@ pub fn runs_csv(samples: &[Sample]) -> String {
         );
     }
     out
+}
+
+/// Splits one CSV line (fields quoted as [`csv_field`] writes them).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                out.last_mut().unwrap().push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out
+}
+
+/// Reads samples back from a `runs.csv` written by [`runs_csv`] (to merge runs of separate invocations).
+pub fn parse_runs_csv(text: &str) -> Result<Vec<Sample>, String> {
+    let mut lines = text.lines();
+    let header = split_csv(lines.next().ok_or("empty runs.csv")?);
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or(format!("runs.csv has no column {name}"))
+    };
+    let (sc, tr, fw, ro, va, of, fc, cb, cs, ld, no) = (
+        col("scenario")?,
+        col("traffic")?,
+        col("forwarder")?,
+        col("round")?,
+        col("value")?,
+        col("offered_pps")?,
+        col("forwarder_cores")?,
+        col("cpu_busy")?,
+        col("cpu_softirq")?,
+        col("ruleset_load_s")?,
+        col("note")?,
+    );
+    let fracs = |s: &str| -> Vec<f64> { s.split('/').filter_map(|x| x.parse().ok()).collect() };
+    let mut out = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let f = split_csv(line);
+        let get = |k: usize| f.get(k).map(String::as_str).unwrap_or("");
+        let metric =
+            Metric::parse(get(tr)).ok_or(format!("line {}: traffic {:?}", i + 2, get(tr)))?;
+        let fwd = match get(fw) {
+            "kernel" => Forwarder::Kernel,
+            "sluice" => Forwarder::Sluice,
+            other => return Err(format!("line {}: forwarder {other:?}", i + 2)),
+        };
+        out.push(Sample {
+            scenario: get(sc).to_string(),
+            metric,
+            fwd,
+            round: get(ro).parse().unwrap_or(0),
+            value: get(va).parse().ok(),
+            offered: get(of).parse().ok(),
+            cpu: crate::traffic::CpuUse {
+                busy: fracs(get(cb)),
+                softirq: fracs(get(cs)),
+                forwarder: get(fc).parse().unwrap_or(0.0),
+            },
+            load_s: get(ld).parse().unwrap_or(0.0),
+            note: get(no).to_string(),
+        });
+    }
+    Ok(out)
 }
 
 pub fn summary_csv(rows: &[Row]) -> String {
@@ -486,7 +560,15 @@ mod tests {
         assert!(md.contains("`set-1M`: no sets"));
         let csv = summary_csv(&rows);
         assert_eq!(csv.lines().count(), 2);
-        assert_eq!(runs_csv(&s).lines().count(), 6);
+        let mut s2 = s.clone();
+        s2[4].note = "failed: \"x\", y".into();
+        let back = parse_runs_csv(&runs_csv(&s2)).unwrap();
+        assert_eq!(back.len(), 5);
+        assert_eq!(back[4].note, s2[4].note);
+        assert_eq!(back[4].value, None);
+        assert_eq!(back[0].value, Some(100.0));
+        assert_eq!(back[0].cpu.busy, vec![1.0, 0.5]);
+        assert_eq!(summarize(&back)[0].ratio(), Some(2.0));
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Rig {
     sluice_log: Option<PathBuf>,
     sluice_runs: usize,
     servers: Vec<Child>,
+    /// How long `sluice_up` waits for the daemon to answer.
+    pub start_timeout: Duration,
 }
 
 /// Runs a command, failing with its stderr when it exits non-zero.
@@ -253,6 +255,7 @@ impl Rig {
             sluice_log: None,
             sluice_runs: 0,
             servers: Vec::new(),
+            start_timeout: Duration::from_secs(300),
         };
         rig.build()?;
         Ok(rig)
@@ -561,7 +564,7 @@ impl Rig {
             .with_context(|| format!("cannot start {}", sluice.display()))?;
         self.sluice = Some(child);
         self.sluice_log = Some(log_path);
-        let deadline = Instant::now() + Duration::from_secs(300);
+        let deadline = Instant::now() + self.start_timeout;
         loop {
             if self.interrupted.load(Ordering::Relaxed) {
                 bail!("interrupted");
@@ -575,7 +578,11 @@ impl Rig {
                 self.sluice_down_quiet();
                 bail!(
                     "sluice did not come up ({}):\n{}",
-                    if exited { "it exited" } else { "timeout" },
+                    if exited {
+                        "it exited".to_string()
+                    } else {
+                        format!("not ready after {} s", self.start_timeout.as_secs())
+                    },
                     log.trim_end()
                 );
             }

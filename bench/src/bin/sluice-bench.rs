@@ -69,6 +69,15 @@ struct Cli {
     /// `perf stat` and a `perf record -e cpu-clock` report go to OUT/perf-SCENARIO-PATH.txt.
     #[arg(long, value_delimiter = ',')]
     perf: Vec<String>,
+    /// Include the runs of an earlier invocation (its runs.csv) in the report.
+    #[arg(long)]
+    merge: Option<PathBuf>,
+    /// Measure nothing: rewrite the report, CSV files and plots from --merge's runs.
+    #[arg(long, requires = "merge")]
+    report_only: bool,
+    /// How long sluice may take to load a ruleset and come up, seconds.
+    #[arg(long, default_value_t = 300)]
+    start_timeout: u64,
     /// Replace the results section (between `<!-- bench:results:start -->` and `<!-- bench:results:end -->`)
     /// of this Markdown file.
     #[arg(long)]
@@ -324,11 +333,24 @@ fn run(cli: Cli) -> Result<()> {
     // With autogroup scheduling (the default), nice only ranks processes inside one session; between sessions
     // CPU is shared equally. So the bench's session gets the niceness too, restored when it ends.
     let _autogroup = AutogroupNice::set(cfg.nice);
-    let mut samples: Vec<Sample> = Vec::new();
+    let mut samples: Vec<Sample> = match &cli.merge {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let s = report::parse_runs_csv(&text).map_err(anyhow::Error::msg)?;
+            eprintln!("merging {} earlier runs from {}", s.len(), p.display());
+            s
+        }
+        None => Vec::new(),
+    };
     let started = Instant::now();
     let load_before = loadavg();
     let result = (|| -> Result<()> {
+        if cli.report_only {
+            return Ok(());
+        }
         let mut rig = Rig::up(cfg.clone(), interrupted.clone()).context("building the rig")?;
+        rig.start_timeout = Duration::from_secs(cli.start_timeout);
         eprintln!("rig up: namespaces {}-{{gen,fw,srv}}", rig.prefix);
         let mut progress = Progress {
             start: Instant::now(),
@@ -338,6 +360,7 @@ fn run(cli: Cli) -> Result<()> {
         for sc in &scenarios {
             let text = sc.ruleset().map_err(anyhow::Error::msg)?;
             let file = rig.write_file(&format!("{}.nft", sc.name), &text)?;
+            let mut sluice_failed = false;
             for round in 0..rounds {
                 // A B, then B A: drift over time does not favour one side.
                 let order = if round % 2 == 0 {
@@ -346,9 +369,44 @@ fn run(cli: Cli) -> Result<()> {
                     [Forwarder::Sluice, Forwarder::Kernel]
                 };
                 for fwd in order {
+                    if fwd == Forwarder::Sluice && sluice_failed {
+                        continue;
+                    }
                     let load = match fwd {
                         Forwarder::Kernel => rig.kernel_up(&file)?,
-                        Forwarder::Sluice => rig.sluice_up(&sluice, &file)?,
+                        Forwarder::Sluice => match rig.sluice_up(&sluice, &file) {
+                            Ok(d) => d,
+                            Err(e) if !interrupted.load(Ordering::Relaxed) => {
+                                // Recorded, and not retried in later rounds (it would fail the same way).
+                                let note =
+                                    format!("{e:#}").lines().next().unwrap_or("").to_string();
+                                eprintln!(
+                                    "      {}: {note}; no sluice runs for this scenario",
+                                    sc.name
+                                );
+                                for &m in &metrics {
+                                    samples.push(Sample {
+                                        scenario: sc.name.clone(),
+                                        metric: m,
+                                        fwd,
+                                        round,
+                                        value: None,
+                                        offered: None,
+                                        cpu: Default::default(),
+                                        load_s: 0.0,
+                                        note: note.clone(),
+                                    });
+                                    progress.line(&format!(
+                                        "{:<12} sluice {}: {note}",
+                                        sc.name,
+                                        m.name()
+                                    ));
+                                }
+                                sluice_failed = true;
+                                continue;
+                            }
+                            Err(e) => return Err(e),
+                        },
                     };
                     let profile = (round == 0 && cli.perf.contains(&sc.name))
                         .then(|| out_dir.join(format!("perf-{}-{}.txt", sc.name, fwd.name())));
@@ -447,7 +505,19 @@ fn run(cli: Cli) -> Result<()> {
     } else {
         "CPU0".into()
     };
-    let mut md = format!(
+    let mut md = if cli.report_only {
+        format!(
+            "Report rewritten {} from the runs in {} (measured on {} vCPU ({}), kernel {}, {}; generator and \
+             end hosts on CPU {cpu_gen}, forwarding on CPU {cpu_fw}; medians (min–max)).\n\n",
+            today(),
+            cli.merge.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            ncpu,
+            m.cpu_model,
+            m.kernel,
+            m.nft
+        )
+    } else {
+        format!(
         "Measured {} on {} vCPU ({}), kernel {}, {}. sluice: {} worker(s), batch {}, AF_XDP copy mode on veth; \
          {} round(s) per scenario, kernel and sluice alternating; {} s windows; medians (min–max). \
          Generator and end hosts on CPU {cpu_gen}, forwarding on CPU {cpu_fw}; measured processes at nice {}. \
@@ -465,7 +535,8 @@ fn run(cli: Cli) -> Result<()> {
         fmt_dur(started.elapsed()),
         load_before,
         loadavg()
-    );
+    )
+    };
     md.push_str(&report::markdown(&rows, &skipped, &cpu_names));
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
