@@ -778,7 +778,7 @@ impl Compiler {
     }
 
     fn bin(lhs: &Lhs) -> Option<Bin> {
-        lhs.binop.as_ref().map(|(op, v)| {
+        lhs.binop.as_deref().map(|(op, v)| {
             let all = vec![0xffu8; v.len as usize];
             match op {
                 BinOp::And => Bin::Mask {
@@ -877,7 +877,7 @@ impl Compiler {
         let mut verdicts = Vec::new();
         for (i, e) in elems.iter().enumerate() {
             let i = i as u32;
-            if let Some(crate::expr::Data::Verdict(v)) = &e.data {
+            if let Some(crate::expr::Data::Verdict(v)) = e.data.as_deref() {
                 verdicts.push(self.vop(t, v));
             } else {
                 verdicts.push(VOp::Continue);
@@ -931,7 +931,7 @@ impl Compiler {
             V::Const(_, Part::Val(x)) => Some(VSrc::Const(bx(x.bytes()))),
             V::Sel(s) => Some(VSrc::Load {
                 loads: Self::loads(&Lhs {
-                    sels: vec![s.clone()],
+                    sels: smallvec::smallvec![s.clone()],
                     binop: None,
                 })
                 .into(),
@@ -945,15 +945,15 @@ impl Compiler {
                     return None;
                 };
                 let lhs = Lhs {
-                    sels: vec![],
-                    binop: Some((*op, *c)),
+                    sels: Default::default(),
+                    binop: Some(Box::new((*op, *c))),
                 };
                 bin.push(Self::bin(&lhs)?);
                 Some(VSrc::Load { loads, bin })
             }
             V::Map(k, m, _) => {
-                let sels: Vec<Selector> = match &**k {
-                    V::Sel(s) => vec![s.clone()],
+                let sels: crate::expr::Sels = match &**k {
+                    V::Sel(s) => smallvec::smallvec![s.clone()],
                     V::Concat(v) => v
                         .iter()
                         .map(|e| {
@@ -974,10 +974,10 @@ impl Compiler {
                 };
                 let data = elems
                     .iter()
-                    .map(|e| match &e.data {
+                    .map(|e| match e.data.as_deref() {
                         Some(crate::expr::Data::Val(parts)) => {
                             bounds(&Elem {
-                                parts: parts.clone(),
+                                parts: parts.iter().copied().collect(),
                                 data: None,
                                 opts: None,
                             })

@@ -95,7 +95,7 @@ impl Compiler {
                 };
                 let data = elems
                     .iter()
-                    .map(|e| match &e.data {
+                    .map(|e| match e.data.as_deref() {
                         Some(Data::Val(parts)) => {
                             let mut v = Vec::new();
                             for p in parts {

@@ -445,6 +445,6 @@ impl Parser<'_> {
         };
         let _ = span;
         ctx.dep = None;
-        Ok(crate::stmt::Stmt::ObjRef(ObjRef { kind, target }))
+        Ok(crate::stmt::Stmt::ObjRef(Box::new(ObjRef { kind, target })))
     }
 }

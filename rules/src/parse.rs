@@ -381,11 +381,16 @@ impl<'a> Parser<'a> {
 
     /// The token's text, without quotes for quoted strings.
     pub fn string_of(&self, t: Token) -> String {
+        self.unquoted(t).to_string()
+    }
+
+    /// The token's text, without quotes for quoted strings.
+    pub fn unquoted(&self, t: Token) -> &'a str {
         let s = self.text(t);
         if t.kind == Tok::Quoted {
-            s[1..s.len() - 1].to_string()
+            &s[1..s.len() - 1]
         } else {
-            s.to_string()
+            s
         }
     }
 
@@ -1381,9 +1386,9 @@ impl<'a> Parser<'a> {
             let key = meta::key("l4proto").unwrap();
             stmts.insert(
                 0,
-                Stmt::Match(Match {
+                Stmt::Match(Box::new(Match {
                     left: Lhs {
-                        sels: vec![Selector::Meta {
+                        sels: smallvec::smallvec![Selector::Meta {
                             key,
                             qualified: true,
                         }],
@@ -1393,9 +1398,10 @@ impl<'a> Parser<'a> {
                     right: Rhs::Elem(Elem::single(Part::Val(crate::types::Val::from_u128(
                         p as u128, 1,
                     )))),
-                }),
+                })),
             );
         }
+        stmts.shrink_to_fit();
         Ok(Rule {
             handle: 0,
             stmts,

@@ -152,11 +152,17 @@ pub enum FibResult {
     Check,
 }
 
+/// Selectors of a match (one, or several concatenated): inline when there is one.
+pub type Sels = smallvec::SmallVec<[Selector; 1]>;
+
+/// Parts of a constant (one, or one per concatenated component): inline when there is one.
+pub type Parts = smallvec::SmallVec<[Part; 1]>;
+
 /// The left side of a match: one selector or a concatenation, optionally masked (`ct mark & 0xff`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lhs {
-    pub sels: Vec<Selector>,
-    pub binop: Option<(BinOp, Val)>,
+    pub sels: Sels,
+    pub binop: Option<Box<(BinOp, Val)>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,7 +187,7 @@ impl BinOp {
 }
 
 impl Lhs {
-    pub fn dtypes(&self) -> Vec<Dtype> {
+    pub fn dtypes(&self) -> smallvec::SmallVec<[Dtype; 2]> {
         self.sels.iter().map(|s| s.dtype()).collect()
     }
     pub fn print(&self, out: &mut String, fmt: crate::types::ValFmt) {
@@ -191,7 +197,7 @@ impl Lhs {
             }
             s.print(out);
         }
-        if let Some((op, v)) = &self.binop {
+        if let Some((op, v)) = self.binop.as_deref() {
             out.push(' ');
             out.push_str(op.symbol());
             out.push(' ');
@@ -301,8 +307,8 @@ impl Part {
 /// A constant element (one part per concatenated component), possibly mapping to data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Elem {
-    pub parts: Vec<Part>,
-    pub data: Option<Data>,
+    pub parts: Parts,
+    pub data: Option<Box<Data>>,
     pub opts: Option<Box<ElemOpts>>,
 }
 
@@ -327,7 +333,7 @@ pub struct ElemOpts {
 impl Elem {
     pub fn single(p: Part) -> Elem {
         Elem {
-            parts: vec![p],
+            parts: smallvec::smallvec![p],
             data: None,
             opts: None,
         }
@@ -390,7 +396,7 @@ impl Elem {
         }
         if let Some(d) = &self.data {
             out.push_str(" : ");
-            match d {
+            match &**d {
                 Data::Verdict(v) => v.print(out),
                 Data::Val(parts) => {
                     let types = f.data.unwrap_or(&[]);

@@ -74,9 +74,7 @@ impl Parser<'_> {
                 "check" => FibResult::Check,
                 _ => return Err(self.err(rs, format!("unknown fib result {r}"))),
             };
-            if result == FibResult::Oif
-                && matches!(self.peek_word(), Some("exists" | "missing"))
-            {
+            if result == FibResult::Oif && matches!(self.peek_word(), Some("exists" | "missing")) {
                 result = FibResult::Check;
             }
             let span = t.span.to(rs);
@@ -407,9 +405,9 @@ impl Parser<'_> {
                     };
                     let (a, b) = if p.name == "icmp" { (0, 8) } else { (128, 129) };
                     let field = p.field("type").unwrap();
-                    ctx.pre.push(Stmt::Match(Match {
+                    ctx.pre.push(Stmt::Match(Box::new(Match {
                         left: Lhs {
-                            sels: vec![Selector::Payload { proto: p, field }],
+                            sels: smallvec::smallvec![Selector::Payload { proto: p, field }],
                             binop: None,
                         },
                         op: RelOp::Implicit,
@@ -417,7 +415,7 @@ impl Parser<'_> {
                             Elem::single(Part::Val(Val::from_u128(a, t.bytes()))),
                             Elem::single(Part::Val(Val::from_u128(b, t.bytes()))),
                         ]),
-                    }));
+                    })));
                     ctx.icmp_type_seen = true;
                 }
                 if field_name == "type" && matches!(p.name, "icmp" | "icmpv6") {
@@ -488,7 +486,7 @@ impl Parser<'_> {
     /// `SELECTOR[. SELECTOR...] [binop V] [op] RHS`
     pub(crate) fn match_stmt(&mut self, ctx: &mut RuleCtx) -> PResult<Stmt> {
         let (sel, _) = self.selector(ctx)?;
-        let mut sels = vec![sel];
+        let mut sels: Sels = smallvec::smallvec![sel];
         while self.peek().kind == Tok::Dot {
             self.next();
             let (s, _) = self.selector(ctx)?;
@@ -521,7 +519,7 @@ impl Parser<'_> {
             let Part::Val(v) = part else {
                 return Err(self.err(span, "Binary operation needs a value"));
             };
-            left.binop = Some((op, v));
+            left.binop = Some(Box::new((op, v)));
         }
         let types = left.dtypes();
         if self.is_word("set") && left.sels.len() == 1 && left.binop.is_none() {
@@ -537,10 +535,10 @@ impl Parser<'_> {
                 self.sem_err(t.span, "a set statement needs a single value");
             }
             ctx.dep = None;
-            return Ok(Stmt::SetField(crate::stmt::set_field::SetField {
+            return Ok(Stmt::SetField(Box::new(crate::stmt::set_field::SetField {
                 target,
                 value,
-            }));
+            })));
         }
         if self.eat_word("vmap") {
             let t = self.peek();
@@ -569,7 +567,10 @@ impl Parser<'_> {
                 crate::stmt::vmap::MapRef::Anon(normalize_anon_set(elems, &types))
             };
             ctx.dep = None;
-            return Ok(Stmt::Vmap(crate::stmt::vmap::Vmap { key: left, map }));
+            return Ok(Stmt::Vmap(Box::new(crate::stmt::vmap::Vmap {
+                key: left,
+                map,
+            })));
         }
         let op = self.relop();
         let right = self.rhs(&types)?;
@@ -584,7 +585,7 @@ impl Parser<'_> {
             self.sem_err(t.span, "`!` cannot be combined with a mask");
         }
         if let Some(mask) = self.pending_mask.take() {
-            left.binop = Some((BinOp::And, mask));
+            left.binop = Some(Box::new((BinOp::And, mask)));
         }
         let op = if left.binop.is_some() && op == RelOp::Implicit {
             RelOp::Eq
@@ -594,7 +595,7 @@ impl Parser<'_> {
         let mut m = Match { left, op, right };
         simplify(&mut m);
         self.record_facts(ctx, &m);
-        Ok(Stmt::Match(m))
+        Ok(Stmt::Match(Box::new(m)))
     }
 
     /// Remembers protocol facts an explicit match establishes (`meta l4proto tcp`, ...).
@@ -829,7 +830,7 @@ impl Parser<'_> {
     fn set_elem_inner(&mut self, types: &[Dtype], data: Option<&[Dtype]>) -> PResult<Elem> {
         let mut e = if self.eat(Tok::Star) {
             Elem {
-                parts: Vec::new(),
+                parts: Parts::new(),
                 data: None,
                 opts: None,
             }
@@ -887,7 +888,7 @@ impl Parser<'_> {
                 } else {
                     make(String::new())
                 };
-                e.data = Some(Data::Verdict(v));
+                e.data = Some(Box::new(Data::Verdict(v)));
             } else {
                 let mut parts = Vec::new();
                 for (i, &t) in dt.iter().enumerate() {
@@ -896,7 +897,7 @@ impl Parser<'_> {
                     }
                     parts.push(self.part(t)?);
                 }
-                e.data = Some(Data::Val(parts));
+                e.data = Some(Box::new(Data::Val(parts)));
             }
         }
         Ok(e)
@@ -925,7 +926,7 @@ impl Parser<'_> {
 
     /// One constant: parts joined by `.`.
     pub(crate) fn elem(&mut self, types: &[Dtype]) -> PResult<Elem> {
-        let mut parts = Vec::with_capacity(types.len());
+        let mut parts = Parts::with_capacity(types.len());
         for (i, &t) in types.iter().enumerate() {
             if i > 0 {
                 self.expect(Tok::Dot, "dot")?;
@@ -1013,7 +1014,7 @@ impl Parser<'_> {
         }
         self.next();
         let quoted = tok.kind == Tok::Quoted;
-        let mut text = self.string_of(tok);
+        let mut text = std::borrow::Cow::Borrowed(self.unquoted(tok));
         let mut tok = tok;
         if t == Dtype::Classid && self.peek().kind == Tok::Colon {
             // `major:minor` arrives as three tokens; `a:b-c:d` as five (`b-c` is one word)
@@ -1030,7 +1031,7 @@ impl Parser<'_> {
                 let hi = self.resolve(t, &hi, false, span);
                 return Ok((Part::Range(lo, hi), span));
             }
-            text = format!("{text}:{m}");
+            text = format!("{text}:{m}").into();
             tok.span = tok.span.to(minor.span);
         }
         if matches!(t, Dtype::Ifname) {
@@ -1072,7 +1073,7 @@ fn set_l3_from_ethertype(ctx: &mut RuleCtx, n: u64) {
 /// nft's evaluation-time rewrites that show in listings: `x ^ c1 == c2` → `x == c1 ^ c2`; a prefix
 /// on a non-address type → `x & mask == value`.
 fn simplify(m: &mut Match) {
-    if let (Some((BinOp::Xor, c)), Rhs::Elem(e)) = (&m.left.binop, &mut m.right) {
+    if let (Some((BinOp::Xor, c)), Rhs::Elem(e)) = (m.left.binop.as_deref(), &mut m.right) {
         if let [Part::Val(v)] = e.parts.as_mut_slice() {
             let mut x = *v;
             for i in 0..x.len as usize {
@@ -1082,7 +1083,7 @@ fn simplify(m: &mut Match) {
             m.left.binop = None;
         }
     }
-    if let (Some((BinOp::And, mask)), Rhs::Elem(e)) = (&m.left.binop, &m.right) {
+    if let (Some((BinOp::And, mask)), Rhs::Elem(e)) = (m.left.binop.as_deref(), &m.right) {
         let t = m.left.sels[0].dtype();
         if let [Part::Val(v)] = e.parts.as_slice() {
             if t.is_bitmask() && v.is_zero() && matches!(m.op, RelOp::Eq | RelOp::Ne) {
@@ -1105,7 +1106,7 @@ fn simplify(m: &mut Match) {
                 if !t.is_addr() && t != Dtype::Ifname {
                     let mask = Val::prefix_mask(v.len as usize, *plen);
                     let v = *v;
-                    m.left.binop = Some((BinOp::And, mask));
+                    m.left.binop = Some(Box::new((BinOp::And, mask)));
                     m.right = Rhs::Elem(Elem::single(Part::Val(v)));
                     if m.op == RelOp::Implicit {
                         m.op = RelOp::Eq;

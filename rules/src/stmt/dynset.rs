@@ -102,7 +102,7 @@ impl Parser<'_> {
         self.skip_newlines();
         self.expect(Tok::RBrace, "'}'")?;
         ctx.dep = None;
-        Ok(super::Stmt::SetUpdate(u))
+        Ok(super::Stmt::SetUpdate(Box::new(u)))
     }
 
     /// `flow add @ft` / `flow offload @ft`

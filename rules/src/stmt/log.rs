@@ -152,6 +152,6 @@ impl Parser<'_> {
         if l.group.is_none() && (l.snaplen.is_some() || l.qthreshold.is_some()) {
             self.sem_err(span, "snaplen and queue-threshold require a group");
         }
-        Ok(super::Stmt::Log(l))
+        Ok(super::Stmt::Log(Box::new(l)))
     }
 }

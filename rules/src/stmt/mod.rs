@@ -13,21 +13,23 @@ pub mod vmap;
 
 use crate::expr::Match;
 
+/// A statement. Large variants are boxed: a rule's statements are stored inline, and most are small
+/// (counters, verdicts) — 100,000-rule rulesets are common.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stmt {
-    Match(Match),
+    Match(Box<Match>),
     Counter(counter::Counter),
     Verdict(verdict::VerdictExpr),
-    Vmap(vmap::Vmap),
-    SetField(set_field::SetField),
-    Log(log::Log),
+    Vmap(Box<vmap::Vmap>),
+    SetField(Box<set_field::SetField>),
+    Log(Box<log::Log>),
     Limit(limit::Limit),
     Quota(limit::Quota),
     Reject(reject::Reject),
-    Nat(nat::Nat),
-    Queue(queue::Queue),
+    Nat(Box<nat::Nat>),
+    Queue(Box<queue::Queue>),
     Notrack,
-    ObjRef(crate::obj::ObjRef),
-    SetUpdate(dynset::SetUpdate),
+    ObjRef(Box<crate::obj::ObjRef>),
+    SetUpdate(Box<dynset::SetUpdate>),
     FlowAdd(String),
 }

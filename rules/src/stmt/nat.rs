@@ -230,7 +230,7 @@ impl Parser<'_> {
             }
         }
         ctx.dep = None;
-        Ok(super::Stmt::Nat(n))
+        Ok(super::Stmt::Nat(Box::new(n)))
     }
 
     /// `ip saddr ...` after `snat ip` is an expression, not a family qualifier followed by `to`.

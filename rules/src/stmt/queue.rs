@@ -86,6 +86,6 @@ impl Parser<'_> {
             }
         }
         ctx.dep = None;
-        Ok(super::Stmt::Queue(q))
+        Ok(super::Stmt::Queue(Box::new(q)))
     }
 }
