@@ -156,6 +156,33 @@ pub(crate) struct CSet {
 }
 
 impl CSet {
+    /// Key width in bytes.
+    pub(crate) fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Calls `f` with each element as a closed interval of keys, for the classifier; `false` (having
+    /// called nothing) when an element is no single interval (a concatenation of ranges, the
+    /// catch-all) or there are more than `limit` elements.
+    pub(crate) fn intervals(&self, limit: usize, mut f: impl FnMut(&[u8], &[u8])) -> bool {
+        let w = self.width;
+        let n = self.exact.len().checked_div(w).unwrap_or(0);
+        if !self.comp_ranges.is_empty()
+            || self.catchall.is_some()
+            || w == 0
+            || n + self.ranges.len() > limit
+        {
+            return false;
+        }
+        for k in self.exact.chunks_exact(w) {
+            f(k, k);
+        }
+        for (l, h, _) in &self.ranges {
+            f(l, h);
+        }
+        true
+    }
+
     #[inline]
     pub fn contains(&self, k: &[u8]) -> bool {
         self.find(k).is_some()
@@ -222,6 +249,8 @@ pub struct CompiledRuleset {
     initial: Vec<CounterValue>,
     /// compiled NAT statements (see `nat_effect`)
     pub(crate) nats: Vec<crate::nat_effect::CNat>,
+    /// the per-chain indexes (see [`crate::classify`])
+    pub(crate) cls: crate::classify::Classifier,
 }
 
 const HOOKS: [Hook; 7] = [
@@ -441,7 +470,7 @@ pub fn compile<'a>(
         .into_iter()
         .map(|(_, _, id, devs)| (id, devs))
         .collect();
-    Ok(CompiledRuleset {
+    let mut out = CompiledRuleset {
         rs: rs.into_owned(),
         chains: cc.chains,
         rules: cc.rules,
@@ -452,7 +481,10 @@ pub fn compile<'a>(
         names,
         initial: cc.initial,
         nats: cc.nats,
-    })
+        cls: Default::default(),
+    };
+    out.cls = crate::classify::build(&out);
+    Ok(out)
 }
 
 /// Rejects jump/goto loops (the kernel's ELOOP) and jumps to unknown chains.

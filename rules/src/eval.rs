@@ -98,6 +98,13 @@ pub enum TraceEvent {
 /// the packet is marked for tracing (`meta nftrace set 1`) at the time of the event.
 pub trait Tracer {
     fn event(&mut self, pkt: &PacketCtx<'_>, ev: TraceEvent);
+    /// Whether the walk must visit every rule in order, reporting `NoMatch` for each one that fails
+    /// (the default). When `false`, chains with a compiled classifier visit only the rules it cannot
+    /// rule out: the same `Rule`, `Return` and `Policy` events, verdicts, counters and side effects in
+    /// the same order, but `NoMatch` only for the rules visited.
+    fn every_rule(&self) -> bool {
+        true
+    }
 }
 
 /// The tracer that records nothing (what [`CompiledRuleset::eval_chain`] uses).
@@ -106,6 +113,10 @@ pub struct NoTrace;
 impl Tracer for NoTrace {
     #[inline(always)]
     fn event(&mut self, _: &PacketCtx<'_>, _: TraceEvent) {}
+    #[inline(always)]
+    fn every_rule(&self) -> bool {
+        false
+    }
 }
 
 /// A chain of a compiled ruleset.
@@ -193,7 +204,13 @@ impl CompiledRuleset {
         let mut sp = 0usize;
         let mut c = base;
         let mut r = self.chains[c].rules.start;
+        // the compiled classifier: skip to the next rule that can match (crate::classify)
+        let indexed = !tracer.every_rule();
+        let mut cands = None;
         loop {
+            if indexed {
+                r = self.next_candidate(c, r, pkt, &mut cands);
+            }
             if r >= self.chains[c].rules.end {
                 // end of chain: implicit return
                 tracer.event(
@@ -298,7 +315,7 @@ impl CompiledRuleset {
 
     /// Runs one rule's ops. `None`: a match failed; `Continue` when all matched and no verdict was given.
     #[inline]
-    fn run_rule(
+    pub(crate) fn run_rule(
         &self,
         ops: std::ops::Range<u32>,
         pkt: &mut PacketCtx<'_>,
@@ -393,7 +410,7 @@ impl CompiledRuleset {
     }
 
     #[inline]
-    fn test(&self, t: &Test, k: &[u8]) -> bool {
+    pub(crate) fn test(&self, t: &Test, k: &[u8]) -> bool {
         match t {
             Test::Eq(v) => k == &v[..],
             Test::Ne(v) => k != &v[..],
@@ -411,7 +428,7 @@ impl CompiledRuleset {
 }
 
 #[inline]
-fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize> {
+pub(crate) fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize> {
     match l {
         Load::Payload(pl) => pl.read(p.frame, p.nh_off, p.th_off, out),
         Load::Meta(k) => k.read(p, out),
@@ -449,7 +466,7 @@ fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize> {
 }
 
 #[inline]
-fn apply_bin(b: &Bin, buf: &mut [u8]) {
+pub(crate) fn apply_bin(b: &Bin, buf: &mut [u8]) {
     match b {
         Bin::Mask { and, xor } => {
             for (i, x) in buf.iter_mut().enumerate() {

@@ -8,6 +8,7 @@
 //! (immutable IR, evaluated with [`CompiledRuleset::eval_chain`]).
 
 pub mod ast;
+mod classify;
 pub mod compile;
 pub mod diag;
 pub mod eval;
@@ -23,6 +24,7 @@ pub mod stmt;
 pub mod types;
 
 pub use ast::{Family, Hook, Ruleset};
+pub use classify::IndexStats;
 pub use compile::{compile, CompiledRuleset};
 pub use diag::Diagnostic;
 pub use eval::{ChainId, NfProto, PacketCtx, Verdict};
