@@ -417,7 +417,7 @@ fn fixed(l: &Load) -> bool {
                 | "pkttype"
         ),
         // ct keys include `ct mark`, which rules set; options are rare in big chains
-        Load::Ct(..) | Load::Opt { .. } => false,
+        Load::Ct(..) | Load::Opt { .. } | Load::Unavailable => false,
     }
 }
 
