@@ -620,6 +620,32 @@ impl Classes {
         (m + pa..m + pb).for_each(f);
     }
 
+    /// Records in `pclass` the class of each of the compares `of` that tests for a single value.
+    fn point_classes(&self, of: &[usize], cmps: &[Cmp], ivs: &[(u128, u128)], pclass: &mut [u32]) {
+        for &i in of {
+            let iv = &ivs[cmps[i].iv.start as usize..cmps[i].iv.end as usize];
+            if let [(lo, hi)] = iv {
+                if lo == hi {
+                    pclass[i] =
+                        (self.starts.len() + self.points.partition_point(|p| p < lo)) as u32;
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with every class a compare covers: its intervals, or `pclass` when it is a single
+    /// value whose class is known.
+    #[inline]
+    fn visit(&self, ivs: &[(u128, u128)], pclass: u32, mut f: impl FnMut(usize)) {
+        if pclass != u32::MAX {
+            f(pclass as usize);
+        } else {
+            for &iv in ivs {
+                self.cover(iv, &mut f);
+            }
+        }
+    }
+
     /// How many classes the interval covers.
     fn covered(&self, (lo, hi): (u128, u128)) -> u32 {
         if lo == hi {
@@ -694,9 +720,13 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
     //    and share one of the classes it covers (u32::MAX when it covers too many classes)
     let mut cost = vec![u32::MAX; cmps.len()];
     let mut cover = vec![u32::MAX; cmps.len()];
+    // the class of each single-value compare (most of them), found once
+    let mut pclass = vec![u32::MAX; cmps.len()];
+    let mut classes: Vec<Classes> = Vec::with_capacity(fields.len());
     for (f, field) in fields.iter().enumerate() {
         let of = &by_field[f];
         let cl = Classes::new(field.width, of.iter().flat_map(|&i| ivs_of(&cmps[i])));
+        cl.point_classes(of, &cmps, &ivs, &mut pclass);
         let mut den = vec![0u32; cl.count()];
         // coverage first: only narrow compares are counted and costed
         for &i in of {
@@ -706,20 +736,17 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 .fold(0u32, |a, b| a.saturating_add(b));
             cover[i] = cov;
             if cov <= WIDE {
-                for &iv in ivs_of(&cmps[i]) {
-                    cl.cover(iv, |k| den[k] += 1);
-                }
+                cl.visit(ivs_of(&cmps[i]), pclass[i], |k| den[k] += 1);
             }
         }
         for &i in of {
             if cover[i] <= WIDE {
                 let mut worst = 0;
-                for &iv in ivs_of(&cmps[i]) {
-                    cl.cover(iv, |k| worst = worst.max(den[k]));
-                }
+                cl.visit(ivs_of(&cmps[i]), pclass[i], |k| worst = worst.max(den[k]));
                 cost[i] = worst;
             }
         }
+        classes.push(cl);
     }
 
     // 2. each rule's compare: the cheapest
@@ -751,19 +778,25 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
         if ch.is_empty() {
             continue;
         }
-        let cl = Classes::new(field.width, ch.iter().flat_map(|&i| ivs_of(&cmps[i])));
+        let fresh;
+        let cl = if ch.len() == by_field[f].len() {
+            // every compare on the field was chosen: the classes are those of step 1
+            &classes[f]
+        } else {
+            fresh = Classes::new(field.width, ch.iter().flat_map(|&i| ivs_of(&cmps[i])));
+            fresh.point_classes(ch, &cmps, &ivs, &mut pclass);
+            &fresh
+        };
         let cover = |g: &mut dyn FnMut(u32, usize)| {
             for &i in ch {
-                for &iv in ivs_of(&cmps[i]) {
-                    cl.cover(iv, |k| g(cmps[i].rule, k));
-                }
+                cl.visit(ivs_of(&cmps[i]), pclass[i], |k| g(cmps[i].rule, k));
             }
         };
         let rules: Vec<u32> = ch.iter().map(|&i| cmps[i].rule).collect();
         if field.width <= 8 {
-            narrow.push(FieldIndex::new(field, &cl, &rules, cover));
+            narrow.push(FieldIndex::new(field, cl, &rules, cover));
         } else {
-            wide.push(FieldIndex::new(field, &cl, &rules, cover));
+            wide.push(FieldIndex::new(field, cl, &rules, cover));
         }
     }
     Some(ChainIndex {
