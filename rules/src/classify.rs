@@ -67,8 +67,7 @@ struct FieldIndex<K> {
     bin: Option<Bin>,
     width: usize,
     points: PointTable<K>,
-    /// range class j is `[starts[j], starts[j + 1])`; `starts[0] == 0`
-    starts: Box<[K]>,
+    ranges: Ranges<K>,
     /// class c's rules: `ids[offsets[c]..offsets[c + 1]]` (range classes first, then point classes)
     offsets: Box<[u32]>,
     ids: Box<[u32]>,
@@ -82,6 +81,8 @@ trait Key: Copy + Eq + Ord {
     /// The first `n` bytes of `buf`.
     fn from_buf(buf: &[u8; 64], n: usize) -> Self;
     fn hash(self) -> u64;
+    /// `(self - base) >> shift`, saturated to u64 (`self >= base`).
+    fn bucket(self, base: Self, shift: u32) -> u64;
 }
 
 impl Key for u64 {
@@ -99,6 +100,10 @@ impl Key for u64 {
     fn hash(self) -> u64 {
         (self ^ (self >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
     }
+    #[inline(always)]
+    fn bucket(self, base: u64, shift: u32) -> u64 {
+        (self - base).checked_shr(shift).unwrap_or(0)
+    }
 }
 
 impl Key for u128 {
@@ -115,6 +120,80 @@ impl Key for u128 {
     #[inline(always)]
     fn hash(self) -> u64 {
         ((self as u64) ^ ((self >> 64) as u64).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    #[inline(always)]
+    fn bucket(self, base: u128, shift: u32) -> u64 {
+        u64::try_from((self - base).checked_shr(shift).unwrap_or(0)).unwrap_or(u64::MAX)
+    }
+}
+
+/// The range classes of a field: class j is `[starts[j], starts[j + 1])`, `starts[0] == 0`. Found
+/// by a bucket table over `[starts[1], last start]` (about two buckets per boundary, each knowing the
+/// boundaries below it) and a binary search within the bucket: O(1) for evenly spread boundaries, never
+/// worse than one binary search.
+struct Ranges<K> {
+    starts: Box<[K]>,
+    shift: u32,
+    /// `buckets[b]`: how many starts are below bucket b's low end `starts[1] + (b << shift)`; then
+    /// `starts.len()`
+    buckets: Box<[u32]>,
+}
+
+impl<K: Key> Ranges<K> {
+    fn new(starts: &[u128]) -> Ranges<K> {
+        let starts: Box<[K]> = starts.iter().map(|&s| K::from_u128(s)).collect();
+        let n = starts.len();
+        if n <= 2 {
+            return Ranges {
+                starts,
+                shift: 0,
+                buckets: Box::new([]),
+            };
+        }
+        let (lo, hi) = (starts[1], starts[n - 1]);
+        let mut shift = 0;
+        while hi.bucket(lo, shift) >= 2 * n as u64 {
+            shift += 1;
+        }
+        let nb = hi.bucket(lo, shift) as usize + 1;
+        let mut buckets = vec![0u32; nb + 1];
+        let mut j = 0;
+        for (b, slot) in buckets[..nb].iter_mut().enumerate() {
+            // the starts below the bucket's low end `lo + (b << shift)`
+            while j < n && (starts[j] < lo || starts[j].bucket(lo, shift) < b as u64) {
+                j += 1;
+            }
+            *slot = j as u32;
+        }
+        buckets[nb] = n as u32;
+        Ranges {
+            starts,
+            shift,
+            buckets: buckets.into_boxed_slice(),
+        }
+    }
+
+    /// The class of `v`.
+    #[inline]
+    fn class(&self, v: K) -> usize {
+        let s = &self.starts;
+        if self.buckets.is_empty() {
+            return s.partition_point(|&x| x <= v) - 1;
+        }
+        if v < s[1] {
+            return 0;
+        }
+        let b = v.bucket(s[1], self.shift);
+        let nb = self.buckets.len() - 1;
+        if b >= nb as u64 {
+            return s.len() - 1;
+        }
+        let (a, z) = (
+            self.buckets[b as usize] as usize,
+            self.buckets[b as usize + 1] as usize,
+        );
+        // the count of starts ≤ v is in [a, z]: the ones below the bucket, plus those in it ≤ v
+        a + s[a..z].partition_point(|&x| x <= v) - 1
     }
 }
 
@@ -224,8 +303,7 @@ impl<K: Key> FieldIndex<K> {
         let v = K::from_buf(&buf, n);
         let class = match self.points.get(v) {
             Some(c) => c as usize,
-            None if self.starts.len() == 1 => 0,
-            None => self.starts.partition_point(|&s| s <= v) - 1,
+            None => self.ranges.class(v),
         };
         &self.ids[self.offsets[class] as usize..self.offsets[class + 1] as usize]
     }
@@ -254,7 +332,7 @@ impl<K: Key> FieldIndex<K> {
             bin: field.bin.cloned(),
             width: field.width,
             points: PointTable::new(&cl.points, m),
-            starts: cl.starts.iter().map(|&s| K::from_u128(s)).collect(),
+            ranges: Ranges::new(&cl.starts),
             offsets: offsets.into_boxed_slice(),
             ids: ids.into_boxed_slice(),
             all: rules.into(),
@@ -804,4 +882,61 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
         wide: wide.into_boxed_slice(),
         always: always.into_boxed_slice(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_ranges<K: Key + std::fmt::Debug>(starts: &[u128], probes: &[u128]) {
+        let r: Ranges<K> = Ranges::new(starts);
+        for &v in probes {
+            let want = starts.partition_point(|&s| s <= v) - 1;
+            assert_eq!(r.class(K::from_u128(v)), want, "{v:#x} in {starts:x?}");
+        }
+    }
+
+    #[test]
+    fn range_buckets_agree_with_binary_search() {
+        let mut x = 0x1234_5678_9abc_def1u64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..300 {
+            let n = 1 + (rnd() % 200) as usize;
+            // clustered, spread, and tiny value spaces
+            let span = match case % 4 {
+                0 => 1u64 << 32,
+                1 => 1 << 16,
+                2 => 300,
+                _ => u64::MAX,
+            };
+            let base = if case % 4 == 1 { 0x0a00_0000 } else { 0 };
+            let mut starts: Vec<u128> = (0..n).map(|_| (base + rnd() % span) as u128).collect();
+            starts.push(0);
+            starts.sort_unstable();
+            starts.dedup();
+            let mut probes: Vec<u128> = (0..200).map(|_| (base + rnd() % span) as u128).collect();
+            for &s in &starts {
+                probes.extend([s, s.saturating_sub(1), s + 1]);
+            }
+            probes.extend([0, u64::MAX as u128]);
+            check_ranges::<u64>(&starts, &probes);
+            check_ranges::<u128>(&starts, &probes);
+            // 128-bit keys beyond 64 bits
+            let wide: Vec<u128> = starts
+                .iter()
+                .map(|&s| if s == 0 { 0 } else { s << 64 | s })
+                .collect();
+            let wprobes: Vec<u128> = probes
+                .iter()
+                .map(|&p| p << 64 | p)
+                .chain([u128::MAX])
+                .collect();
+            check_ranges::<u128>(&wide, &wprobes);
+        }
+    }
 }
