@@ -129,6 +129,12 @@ impl Recorder<'_> {
 }
 
 impl Tracer for Recorder<'_> {
+    /// Only a full recording (`replay`) keeps `NoMatch` events; otherwise the compiled classifier may
+    /// skip the rules that cannot match (the events kept are the same).
+    fn every_rule(&self) -> bool {
+        self.trace.all
+    }
+
     fn event(&mut self, pkt: &PacketCtx<'_>, ev: TraceEvent) {
         let wanted = self.trace.all || (pkt.nftrace && !matches!(ev, TraceEvent::NoMatch { .. }));
         if !wanted {
