@@ -284,6 +284,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let ifaces = kernel::interfaces(&args.ifaces)?;
     let routes = kernel::routes(&ifaces)?;
+    let static_neighbours = kernel::permanent_neighbours(&ifaces)?;
+    let icmp_limits = kernel::icmp_rate_limit();
     let fib = Arc::new(Fib::new(ifaces, &routes));
 
     let mut queues = match args.backend {
@@ -329,16 +331,19 @@ pub fn run(args: RunArgs) -> Result<()> {
                 kernel_shares: p.kernel_shares_interface(),
             })
             .collect();
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             fib.clone(),
             roles,
             &PipelineConfig {
                 conntrack: sysctls.clone(),
                 workers: nworkers,
                 hash_seed,
-                ..Default::default()
+                icmp: icmp_limits.clone(),
             },
         );
+        for &(iface, ip, mac) in &static_neighbours {
+            pipeline.add_static_neighbour(iface, ip, mac);
+        }
         let (tx, rx) = channel();
         senders.push(Mutex::new(tx));
         let worker = Worker::new(

@@ -74,6 +74,43 @@ pub fn interfaces(names: &[String]) -> Result<Vec<InterfaceConfig>> {
         .collect()
 }
 
+/// The namespace's permanent IPv4 neighbours (`ip neigh add … nud permanent`) on `ifaces`, as
+/// (interface index, address, MAC): sluice uses them as the kernel does, without ARP.
+pub fn permanent_neighbours(ifaces: &[InterfaceConfig]) -> Result<Vec<(usize, Ipv4Addr, [u8; 6])>> {
+    let all = ip_json(&["-4", "neigh", "show", "nud", "permanent"])?;
+    Ok(all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let iface = ifaces
+                .iter()
+                .position(|i| Some(i.name.as_str()) == n["dev"].as_str())?;
+            Some((
+                iface,
+                n["dst"].as_str()?.parse().ok()?,
+                parse_mac(n["lladdr"].as_str()?)?,
+            ))
+        })
+        .collect())
+}
+
+/// The kernel's ICMP error limits in this namespace (`net.ipv4.icmp_ratelimit` in ms,
+/// `icmp_msgs_per_sec`, `icmp_msgs_burst`), which sluice applies to the errors it sends.
+pub fn icmp_rate_limit() -> dataplane::icmp::IcmpRateLimit {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    let d = dataplane::icmp::IcmpRateLimit::default();
+    dataplane::icmp::IcmpRateLimit {
+        per_dest_ns: read("icmp_ratelimit").map_or(d.per_dest_ns, |ms| ms * 1_000_000),
+        msgs_per_sec: read("icmp_msgs_per_sec").unwrap_or(d.msgs_per_sec),
+        msgs_burst: read("icmp_msgs_burst").unwrap_or(d.msgs_burst),
+    }
+}
+
 /// Every IPv4 address configured in the namespace (all of them are local to the box, whatever interface
 /// a packet arrives on).
 pub fn all_local_ipv4() -> Result<Vec<Ipv4Addr>> {

@@ -87,7 +87,7 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 /// Builds the frame a probe line describes. `from_cli` picks the side (and default addresses).
-fn build_probe(line: &str) -> Result<(bool, Vec<u8>), String> {
+fn build_probe(line: &str) -> Result<(bool, Vec<Vec<u8>>), String> {
     let mut words = line.split_whitespace();
     let side = words.next().ok_or("empty probe")?;
     let from_cli = match side {
@@ -242,7 +242,33 @@ fn build_probe(line: &str) -> Result<(bool, Vec<u8>), String> {
     f.extend_from_slice(&[0x08, 0x00]);
     f.extend_from_slice(&ip);
     f.extend_from_slice(&l4);
-    Ok((from_cli, f))
+    // `frag=N`: sent as fragments of N payload bytes (a multiple of 8), `fragorder=rev` last first.
+    let Some(n) = opts.get("frag").map(|n| num(n)).transpose()? else {
+        return Ok((from_cli, vec![f]));
+    };
+    let n = n as usize;
+    let data = f[34..].to_vec();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let len = n.min(data.len() - at);
+        let last = at + len == data.len();
+        let mut g = f[..34].to_vec();
+        g.extend_from_slice(&data[at..at + len]);
+        g[16..18].copy_from_slice(&((20 + len) as u16).to_be_bytes());
+        let off = (at / 8) as u16 | if last { 0 } else { 0x2000 };
+        g[20..22].copy_from_slice(&off.to_be_bytes());
+        g[24] = 0;
+        g[25] = 0;
+        let c = checksum(&g[14..34]);
+        g[24..26].copy_from_slice(&c.to_be_bytes());
+        frames.push(g);
+        at += len;
+    }
+    if opts.get("fragorder") == Some(&"rev") {
+        frames.reverse();
+    }
+    Ok((from_cli, frames))
 }
 
 /// The comparable form of an output frame: IPv4 packets that the appliance generated (source is one of
@@ -255,7 +281,7 @@ fn normalize(iface: &str, frame: &[u8], kernel: bool) -> String {
         f.truncate((14 + total).min(f.len()));
         let src = [f[26], f[27], f[28], f[29]];
         let generated =
-            src == [192, 0, 2, 1] || src == [198, 51, 100, 1] || f[20..22] != [0x12, 0x34];
+            src == [192, 0, 2, 1] || src == [198, 51, 100, 1] || f[18..20] != [0x12, 0x34];
         if generated {
             f[18] = 0;
             f[19] = 0;
@@ -313,12 +339,33 @@ fn describe(f: &[u8]) -> String {
 }
 
 struct KernelRig {
-    _net: TestNet,
     cli: PacketPort,
     srv: PacketPort,
+    /// `sluice run` in fw (live mode), stopped on drop before the namespaces go.
+    daemon: Option<std::process::Child>,
+    _net: TestNet,
 }
 
-fn kernel_rig(ruleset: &Path, mtu: u32) -> Result<KernelRig, String> {
+impl Drop for KernelRig {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+            let _ = d.wait();
+        }
+    }
+}
+
+/// Which forwarder sits in fw.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fw {
+    /// The kernel, with the ruleset loaded by `nft -f`.
+    Kernel,
+    /// `sluice run` on AF_XDP (kernel forwarding off), reading the same addresses, routes and
+    /// permanent neighbours from the namespace.
+    Sluice,
+}
+
+fn kernel_rig(ruleset: &Path, mtu: u32, fw_kind: Fw) -> Result<KernelRig, String> {
     let e = |x: hw::HwError| x.to_string();
     let mut net = TestNet::new();
     let cli = net.add_ns("dcli").map_err(e)?;
@@ -353,28 +400,76 @@ fn kernel_rig(ruleset: &Path, mtu: u32) -> Result<KernelRig, String> {
         .map_err(e)?;
     net.ip(&srv, &["link", "set", "srv0", "mtu", &mtu])
         .map_err(e)?;
+    let forward = if fw_kind == Fw::Kernel { "1" } else { "0" };
     for (k, v) in [
-        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv4.ip_forward", forward),
         ("net.ipv4.icmp_ratelimit", "0"),
         ("net.ipv4.conf.all.send_redirects", "0"),
     ] {
         net.sysctl(&fw, k, v).map_err(e)?;
     }
-    let out = net
-        .exec(&fw, &["nft", "-f", ruleset.to_str().unwrap()])
-        .map_err(e)?;
-    if !out.status.success() {
-        return Err(format!(
-            "nft -f refused the ruleset: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    let mut daemon = None;
+    if fw_kind == Fw::Kernel {
+        let out = net
+            .exec(&fw, &["nft", "-f", ruleset.to_str().unwrap()])
+            .map_err(e)?;
+        if !out.status.success() {
+            return Err(format!(
+                "nft -f refused the ruleset: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    } else {
+        let sock = ruleset.with_extension("sock");
+        let child = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                fw.name(),
+                SLUICE,
+                "run",
+                "--iface",
+                "fw-cli",
+                "--iface",
+                "fw-srv",
+            ])
+            .arg("--ruleset")
+            .arg(ruleset)
+            .arg("--control")
+            .arg(&sock)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|x| x.to_string())?;
+        daemon = Some(child);
+        let start = Instant::now();
+        loop {
+            let ok = std::process::Command::new(SLUICE)
+                .args(["ctl", "--control"])
+                .arg(&sock)
+                .arg("stats")
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                if let Some(mut d) = daemon.take() {
+                    let _ = d.kill();
+                    let _ = d.wait();
+                }
+                return Err("sluice run did not come up".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     let cli_port = cli.run(|| PacketPort::open("cli0")).map_err(e)?;
     let srv_port = srv.run(|| PacketPort::open("srv0")).map_err(e)?;
     Ok(KernelRig {
-        _net: net,
         cli: cli_port,
         srv: srv_port,
+        daemon,
+        _net: net,
     })
 }
 
@@ -408,18 +503,21 @@ fn collect(rig: &mut KernelRig, quiet: Duration) -> Vec<String> {
 fn run_kernel(
     ruleset: &Path,
     mtu: u32,
-    probes: &[(bool, Vec<u8>)],
+    probes: &[(bool, Vec<Vec<u8>>)],
+    fw: Fw,
 ) -> Result<Vec<Vec<String>>, String> {
-    let mut rig = kernel_rig(ruleset, mtu)?;
+    let mut rig = kernel_rig(ruleset, mtu, fw)?;
     collect(&mut rig, Duration::from_millis(20));
     let mut results = Vec::new();
-    for (from_cli, frame) in probes {
+    for (from_cli, frames) in probes {
         let port = if *from_cli {
             &mut rig.cli
         } else {
             &mut rig.srv
         };
-        port.send(frame).map_err(|e| e.to_string())?;
+        for frame in frames {
+            port.send(frame).map_err(|e| e.to_string())?;
+        }
         port.flush().map_err(|e| e.to_string())?;
         results.push(collect(&mut rig, Duration::from_millis(25)));
     }
@@ -454,7 +552,7 @@ fn run_replay(
     dir: &Path,
     ruleset: &Path,
     mtu: u32,
-    probes: &[(bool, Vec<u8>)],
+    probes: &[(bool, Vec<Vec<u8>>)],
 ) -> Result<Vec<Vec<String>>, String> {
     let topo = dir.join("topology.toml");
     std::fs::write(&topo, TOPOLOGY.replace("MTU", &mtu.to_string())).unwrap();
@@ -463,13 +561,13 @@ fn run_replay(
         .iter()
         .enumerate()
         .filter(|(_, p)| p.0)
-        .map(|(i, p)| (ts(i), &p.1[..]))
+        .flat_map(|(i, p)| p.1.iter().map(move |f| (ts(i), &f[..])))
         .collect();
     let srv: Vec<_> = probes
         .iter()
         .enumerate()
         .filter(|(_, p)| !p.0)
-        .map(|(i, p)| (ts(i), &p.1[..]))
+        .flat_map(|(i, p)| p.1.iter().map(move |f| (ts(i), &f[..])))
         .collect();
     write_pcap(&dir.join("in-cli.pcap"), &cli);
     write_pcap(&dir.join("in-srv.pcap"), &srv);
@@ -565,11 +663,22 @@ fn kernel_and_replay_agree_on_every_case() {
         std::fs::write(&rs, format!("flush ruleset\n{}", c.ruleset)).unwrap();
         let probes: Vec<_> = c.probes.iter().map(|p| build_probe(p).unwrap()).collect();
         let mtu = c.mtu_srv.unwrap_or(1500);
-        let kernel = run_kernel(&rs, mtu, &probes);
+        let kernel = run_kernel(&rs, mtu, &probes, Fw::Kernel);
         let sluice = run_replay(&dir, &rs, mtu, &probes);
+        // Live: the same probes through `sluice run` on AF_XDP, unless a probe is addressed to the box
+        // itself (the kernel stack in fw would answer those on its own).
+        let to_box = c
+            .probes
+            .iter()
+            .any(|p| p.contains("dst=192.0.2.1") || p.contains("dst=198.51.100.1"));
+        let live = if to_box || std::env::var("DIFF_NO_LIVE").is_ok() {
+            None
+        } else {
+            Some(run_kernel(&rs, mtu, &probes, Fw::Sluice))
+        };
         ran += 1;
         if std::env::var("DIFF_VERBOSE").is_ok() {
-            eprintln!("{name}:\n  kernel {kernel:#?}\n  sluice {sluice:#?}");
+            eprintln!("{name}:\n  kernel {kernel:#?}\n  sluice {sluice:#?}\n  live {live:#?}");
         }
         let mut report = String::new();
         match (&kernel, &sluice) {
@@ -601,6 +710,20 @@ fn kernel_and_replay_agree_on_every_case() {
                     s.as_ref().err()
                 )
             }
+        }
+        match (&kernel, &live) {
+            (Ok(k), Some(Ok(l))) => {
+                for (i, p) in c.probes.iter().enumerate() {
+                    if k[i] != l[i] {
+                        report.push_str(&format!(
+                            "  live probe {i} `{p}`\n    kernel: {:#?}\n    live sluice: {:#?}\n",
+                            k[i], l[i]
+                        ));
+                    }
+                }
+            }
+            (_, Some(Err(e))) => report.push_str(&format!("  live sluice: {e}\n")),
+            _ => {}
         }
         match (&c.xfail, report.is_empty()) {
             (None, false) => failures.push(format!("{name}:\n{report}")),

@@ -6,6 +6,7 @@
 //! Nothing here reads a clock or makes a syscall of its own: time is an argument, I/O goes through `hw`.
 
 pub mod conntrack;
+pub mod defrag;
 pub mod fib;
 pub mod handoff;
 pub mod icmp;

@@ -90,6 +90,11 @@ pub struct Pipeline {
     ip_id: u16,
     /// Packet tracing: records for `nft monitor trace` and `sluice replay`.
     pub trace: Trace,
+    defrag: crate::defrag::Defrag,
+    /// The ruleset uses connection tracking, so fragments are reassembled first (nf_defrag).
+    defrag_on: bool,
+    /// Set while a reassembled datagram goes through: the size to fragment it to again.
+    reassembled: Option<usize>,
     /// Connections on the box's own addresses to steer to (true) or away from (false) the dataplane.
     steer: Vec<(hw::LocalFlow, bool)>,
 }
@@ -121,6 +126,9 @@ impl Pipeline {
             route_errors: IcmpLimiter::default(),
             ip_id: 0,
             trace: Trace::default(),
+            defrag: Default::default(),
+            defrag_on: false,
+            reassembled: None,
             steer: Vec::new(),
         }
     }
@@ -157,6 +165,7 @@ impl Pipeline {
             self.counters = rs.initial_counters();
             self.stats.generation_switches += 1;
             self.trace.ruleset_traces = uses_nftrace(rs);
+            self.defrag_on = uses_conntrack(rs);
         }
     }
 
@@ -196,6 +205,7 @@ impl Pipeline {
             }
         }
         self.conntrack.expire(now, 4096, &mut self.stats);
+        self.defrag.expire(now, &mut self.stats);
     }
 
     /// Runs one received frame through the pipeline. `slot` holds the frame in its first `len` bytes and may
@@ -324,11 +334,13 @@ impl Pipeline {
             Err(_) => return self.drop_parse(),
         };
         self.trace.begin_packet();
-        // netdev (and inet) ingress chains of this device run first, before the IP layer.
-        if rs
-            .ingress_chains(&self.fib.interfaces[port].name)
-            .next()
-            .is_some()
+        // netdev (and inet) ingress chains of this device run first, before the IP layer (once per
+        // fragment, not again for the reassembled datagram).
+        if self.reassembled.is_none()
+            && rs
+                .ingress_chains(&self.fib.interfaces[port].name)
+                .next()
+                .is_some()
         {
             let fib = &*self.fib;
             let in_ifc = &fib.interfaces[port];
@@ -349,6 +361,26 @@ impl Pipeline {
             && (kernel_has_copy || self.shares(port))
         {
             return self.local(port, kernel_has_copy);
+        }
+        // nf_defrag (priority -400) when conntrack is in use: hold fragments, go on with the whole.
+        if ip.is_fragment && self.defrag_on && self.reassembled.is_none() {
+            let Some(whole) = self.defrag.add(frame, &ip, now, &mut self.stats) else {
+                return Action::Consumed;
+            };
+            let mut buf = whole.frame;
+            let len = buf.len();
+            self.reassembled = Some(whole.frag_max_size);
+            let action = self.ipv4(&mut buf, port, kernel_has_copy, rs, now);
+            self.reassembled = None;
+            return match action {
+                Action::Forward(out) => {
+                    // finish_forward fragments reassembled datagrams itself; a whole one that fits
+                    // leaves as it is.
+                    self.emitted.push((out, buf[..len].to_vec()));
+                    Action::Consumed
+                }
+                a => a,
+            };
         }
         // PREROUTING chains before conntrack (priority < -200, NF_IP_PRI_CONNTRACK) see no ct state.
         let fib = &*self.fib;
@@ -805,6 +837,28 @@ impl Pipeline {
             Some(mac) => {
                 frame[0..6].copy_from_slice(&mac);
                 self.stats.forwarded += 1;
+                let mut mtu = self.fib.interfaces[iface].mtu as usize;
+                if let Some(max) = self.reassembled {
+                    // leave in pieces no larger than the largest that came in (frag_max_size)
+                    mtu = mtu.min(max);
+                }
+                if ip.total_len > mtu {
+                    // Too big without DF (DF was answered before FORWARD): fragment as ip_fragment does.
+                    let end = ETH_HLEN + ip.total_len;
+                    match wire::fragment_ipv4(&frame[..end], ip, mtu) {
+                        Some(frags) => {
+                            self.stats.fragments_created += frags.len() as u64;
+                            for f in frags {
+                                self.emitted.push((iface, f));
+                            }
+                        }
+                        None => {
+                            self.stats.drop_too_big += 1;
+                            return Action::Drop;
+                        }
+                    }
+                    return Action::Consumed;
+                }
                 Action::Forward(iface)
             }
             None => {
@@ -991,4 +1045,14 @@ fn uses_nftrace(rs: &CompiledRuleset) -> bool {
             matches!(s, Stmt::SetField(sf)
                 if matches!(&sf.target, Selector::Meta { key, .. } if key.name == "nftrace"))
         })
+}
+
+/// Whether the ruleset makes the kernel load connection tracking (a `ct` expression, a nat chain): only
+/// then does it reassemble fragments before the hooks.
+fn uses_conntrack(rs: &CompiledRuleset) -> bool {
+    let text = rules::print_ruleset(rs.ruleset(), &Default::default(), None);
+    text.lines().any(|l| {
+        let l = l.trim();
+        l.starts_with("type nat ") || l.split_whitespace().any(|w| w == "ct" || w == "notrack")
+    })
 }

@@ -231,6 +231,44 @@ pub fn csum_replace2(csum: u16, old: u16, new: u16) -> u16 {
     fold(sum)
 }
 
+/// Splits the IPv4 packet in `frame` (Ethernet header first) into fragments that fit `mtu`, as the
+/// kernel's `ip_fragment`: each fragment carries the header (options only in the first, which is all
+/// this does: packets with options keep them in every fragment, a simplification), data in multiples of
+/// 8 bytes, MF on all but the last, offsets continuing the packet's own. `None` when the MTU leaves no
+/// room for data.
+pub fn fragment_ipv4(frame: &[u8], ip: &Ipv4Info, mtu: usize) -> Option<Vec<Vec<u8>>> {
+    let hl = ip.header_len;
+    let room = mtu.checked_sub(hl)? & !7;
+    if room == 0 {
+        return None;
+    }
+    let nh = ip.nh_off;
+    let data = frame.get(nh + hl..nh + ip.total_len)?;
+    let orig_off = u16::from_be_bytes([frame[nh + 6], frame[nh + 7]]);
+    let base = (orig_off & 0x1fff) as usize * 8;
+    let orig_mf = orig_off & 0x2000 != 0;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let n = room.min(data.len() - at);
+        let last = at + n == data.len();
+        let mut f = Vec::with_capacity(nh + hl + n);
+        f.extend_from_slice(&frame[..nh + hl]);
+        f.extend_from_slice(&data[at..at + n]);
+        let h = &mut f[nh..nh + hl];
+        h[2..4].copy_from_slice(&((hl + n) as u16).to_be_bytes());
+        let mf = !last || orig_mf;
+        let off = (((base + at) / 8) as u16) | if mf { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&off.to_be_bytes());
+        h[10..12].fill(0);
+        let c = checksum(&h[..hl]);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        out.push(f);
+        at += n;
+    }
+    Some(out)
+}
+
 /// Decrements the TTL of the IPv4 header at `nh_off` and patches its checksum incrementally.
 pub fn decrement_ttl(frame: &mut [u8], nh_off: usize) {
     let ttl = frame[nh_off + 8];
