@@ -11,7 +11,7 @@
 //!
 //! Probe syntax, one string per packet, sent in order (state carries over within a case):
 //! `cli|srv tcp SPORT DPORT FLAGS`, `… udp SPORT DPORT`, `… icmp echo ID`, `… icmp TYPE CODE`, then
-//! options `ttl=N dst=IP src=IP len=N (payload) tos=N df=0|1 seq=N ack=N csum=bad`.
+//! options `ttl=N dst=IP src=IP len=N (payload) tos=N df=0|1 seq=N ack=N csum=bad frag=N fragorder=rev`.
 //! A case may say `xfail = "reason"`: its difference is known and documented (docs/DIFFERENTIAL.md).
 
 use hw::netns::{Netns, TestNet};
