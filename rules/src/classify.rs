@@ -745,8 +745,8 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
         let ops = &rs.rules[r as usize].ops;
         for op in &rs.ops[ops.start as usize..ops.end as usize] {
             let (loads, bin, cond) = match op {
-                Op::Cmp { loads, bin, test } => (loads, bin.as_ref(), Cond::Test(test)),
-                Op::Vmap { loads, bin, set } => (loads, bin.as_ref(), Cond::Vmap(*set)),
+                Op::Cmp { loads, bin, test } => (loads, bin.as_deref(), Cond::Test(test)),
+                Op::Vmap { loads, bin, set } => (loads, bin.as_deref(), Cond::Vmap(*set)),
                 // the first effect ends the prefix
                 Op::Store { .. } | Op::Counter(_) | Op::Verdict(_) => break,
             };

@@ -4,11 +4,13 @@
 //! `meta nfproto ipv4` before `ip saddr` in inet tables) are inserted here.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::ast::*;
 use crate::diag::Diagnostic;
 use crate::eval::{ChainId, NfProto, RejectKind, Verdict};
 use crate::expr::{ct, meta, payload, BinOp, Elem, Lhs, Match, Part, RelOp, Rhs, Selector};
+use crate::key::Key;
 use crate::stmt::verdict::VerdictExpr;
 use crate::stmt::Stmt;
 use crate::types::Val;
@@ -33,8 +35,8 @@ pub(crate) enum Load {
 pub(crate) enum Bin {
     /// x = (x & and) ^ xor
     Mask {
-        and: Box<[u8]>,
-        xor: Box<[u8]>,
+        and: Key,
+        xor: Key,
     },
     Shl(u8),
     Shr(u8),
@@ -42,20 +44,20 @@ pub(crate) enum Bin {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Test {
-    Eq(Box<[u8]>),
-    Ne(Box<[u8]>),
-    Lt(Box<[u8]>),
-    Gt(Box<[u8]>),
-    Le(Box<[u8]>),
-    Ge(Box<[u8]>),
+    Eq(Key),
+    Ne(Key),
+    Lt(Key),
+    Gt(Key),
+    Le(Key),
+    Ge(Key),
     Range {
-        lo: Box<[u8]>,
-        hi: Box<[u8]>,
+        lo: Key,
+        hi: Key,
         neg: bool,
     },
     /// any of the mask bits set (bitmask types, implicit op); `neg`: none set
     AnyBits {
-        mask: Box<[u8]>,
+        mask: Key,
         neg: bool,
     },
     Set {
@@ -80,8 +82,8 @@ pub(crate) enum VOp {
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
     Cmp {
-        loads: Box<[Load]>,
-        bin: Option<Bin>,
+        loads: Arc<[Load]>,
+        bin: Option<Box<Bin>>,
         test: Test,
     },
     /// write a packet/conntrack field (`meta mark set ...`)
@@ -91,8 +93,8 @@ pub(crate) enum Op {
     },
     /// verdict map lookup: a miss ends the rule
     Vmap {
-        loads: Box<[Load]>,
-        bin: Option<Bin>,
+        loads: Arc<[Load]>,
+        bin: Option<Box<Bin>>,
         set: u32,
     },
     Counter(u32),
@@ -109,16 +111,16 @@ pub(crate) enum StoreTarget {
 /// A computed value: a constant, a load with an optional mask/shift, or a map lookup.
 #[derive(Clone, Debug)]
 pub(crate) enum VSrc {
-    Const(Box<[u8]>),
+    Const(Key),
     Load {
-        loads: Box<[Load]>,
+        loads: Arc<[Load]>,
         bin: Vec<Bin>,
     },
     /// key loads → set lookup → element data
     Map {
-        loads: Box<[Load]>,
+        loads: Arc<[Load]>,
         set: u32,
-        data: Vec<Box<[u8]>>,
+        data: Vec<Key>,
     },
 }
 
@@ -138,7 +140,7 @@ pub(crate) struct CRule {
 
 /// A compiled set: sorted exact keys, sorted disjoint intervals, and per-component interval
 /// elements for concatenations.
-type Bounds = (Box<[u8]>, Box<[u8]>);
+type Bounds = (Key, Key);
 
 /// A compiled set or map: sorted exact keys, sorted intervals, per-component intervals for
 /// concatenations, and a catch-all; each match yields the element's index (for map data).
@@ -147,7 +149,7 @@ pub(crate) struct CSet {
     width: usize,
     exact: Vec<u8>,
     exact_idx: Vec<u32>,
-    ranges: Vec<(Box<[u8]>, Box<[u8]>, u32)>, // (lo, hi, element)
+    ranges: Vec<(Key, Key, u32)>, // (lo, hi, element)
     disjoint: bool,
     comp_ranges: Vec<(Vec<Bounds>, u32)>,
     catchall: Option<u32>,
@@ -344,6 +346,10 @@ pub(crate) struct Compiler {
     slot: u32,
     initial: Vec<CounterValue>,
     nats: Vec<crate::nat_effect::CNat>,
+    /// load lists handed out recently: rules mostly load what the rules before them loaded
+    recent_loads: Vec<Arc<[Load]>>,
+    /// chain positions by name in the table with this index (jump targets)
+    chain_pos: (Option<usize>, std::collections::HashMap<String, usize>),
 }
 
 impl<'a> From<&'a Ruleset> for std::borrow::Cow<'a, Ruleset> {
@@ -387,6 +393,8 @@ pub fn compile<'a>(
         slot: 0,
         initial: Vec::new(),
         nats: Vec::new(),
+        recent_loads: Vec::new(),
+        chain_pos: Default::default(),
     };
     let mut hooks: Vec<Vec<(i32, usize, ChainId)>> = vec![Vec::new(); 2 * HOOKS.len()];
     let mut ingress: Vec<(i32, usize, ChainId, Vec<String>)> = Vec::new();
@@ -492,27 +500,40 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
     for (ti, t) in rs.tables.iter().enumerate() {
         let n = t.chains.len();
         let mut edges = vec![Vec::new(); n];
+        let by_name: std::collections::HashMap<&str, usize> = t
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect();
         for (ci, c) in t.chains.iter().enumerate() {
-            // verdicts of the chain, including those inside its binding chains (`jump { ... }`)
+            // jumps and gotos of the chain, including those inside its binding chains (`jump { ... }`)
             let mut verdicts: Vec<&VerdictExpr> = Vec::new();
-            let mut stack: Vec<&Rule> = c.rules.iter().collect();
-            while let Some(r) = stack.pop() {
+            let mut blocks: Vec<&Rule> = Vec::new();
+            fn scan<'r>(r: &'r Rule, blocks: &mut Vec<&'r Rule>, out: &mut Vec<&'r VerdictExpr>) {
                 for s in &r.stmts {
                     if let Stmt::Verdict(v) = s {
                         match v {
                             VerdictExpr::JumpBlock(rs) | VerdictExpr::GotoBlock(rs) => {
-                                stack.extend(rs.iter())
+                                blocks.extend(rs.iter())
                             }
-                            _ => verdicts.push(v),
+                            v if v.target().is_some() => out.push(v),
+                            _ => {}
                         }
                     }
                 }
+            }
+            for r in &c.rules {
+                scan(r, &mut blocks, &mut verdicts);
+            }
+            while let Some(r) = blocks.pop() {
+                scan(r, &mut blocks, &mut verdicts);
             }
             {
                 for v in verdicts {
                     {
                         if let Some(target) = v.target() {
-                            let Some(j) = t.chains.iter().position(|x| x.name == target) else {
+                            let Some(&j) = by_name.get(target) else {
                                 return Err(Diagnostic::bare(format!(
                                     "Could not process rule: No such file or directory: chain {target} in table {} {}",
                                     t.family.name(),
@@ -610,8 +631,42 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
     Ok(())
 }
 
-fn bx(v: &[u8]) -> Box<[u8]> {
-    v.to_vec().into_boxed_slice()
+fn bx(v: &[u8]) -> Key {
+    Key::new(v)
+}
+
+/// Same load (statics compared by address).
+fn same_load(a: &Load, b: &Load) -> bool {
+    match (a, b) {
+        (Load::Unavailable, Load::Unavailable) => true,
+        (Load::Payload(x), Load::Payload(y)) => {
+            (x.base, x.off, x.len, x.shift, x.mask, x.out_len)
+                == (y.base, y.off, y.len, y.shift, y.mask, y.out_len)
+        }
+        (
+            Load::Opt {
+                space: s1,
+                kind: k1,
+                field: f1,
+            },
+            Load::Opt {
+                space: s2,
+                kind: k2,
+                field: f2,
+            },
+        ) => {
+            s1 == s2
+                && k1 == k2
+                && match (f1, f2) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => std::ptr::eq(*a, *b),
+                    _ => false,
+                }
+        }
+        (Load::Meta(x), Load::Meta(y)) => std::ptr::eq(*x, *y),
+        (Load::Ct(x, d1), Load::Ct(y, d2)) => std::ptr::eq(*x, *y) && d1 == d2,
+        _ => false,
+    }
 }
 
 impl Compiler {
@@ -630,8 +685,8 @@ impl Compiler {
                     for sel in &v.key.sels {
                         self.deps(t.family, sel, &mut have_l3, &mut have_l4);
                     }
-                    let loads = Self::loads(&v.key).into_boxed_slice();
-                    let bin = Self::bin(&v.key);
+                    let loads = self.shared(&Self::loads(&v.key));
+                    let bin = Self::bin(&v.key).map(Box::new);
                     let width: usize = v.key.sels.iter().map(|s| s.dtype().bytes()).sum();
                     let set = match &v.map {
                         crate::stmt::vmap::MapRef::Anon(elems) => self.set(t, elems, width),
@@ -665,7 +720,7 @@ impl Compiler {
                     // nft's implicit dependencies: `with tcp reset` applies to TCP only; in inet
                     // tables `with icmp` to IPv4 only, `with icmpv6` to IPv6 only.
                     let meta_eq = |c: &mut Self, key: &str, v: u8| {
-                        c.eq(vec![Load::Meta(meta::key(key).unwrap())], &[v])
+                        c.eq(Load::Meta(meta::key(key).unwrap()), &[v])
                     };
                     match kind {
                         RejectKind::TcpReset if have_l4 != Some(6) => {
@@ -718,9 +773,28 @@ impl Compiler {
         Ok(())
     }
 
-    fn eq(&mut self, loads: Vec<Load>, v: &[u8]) {
+    /// `loads` as a shared list: one of the recent ones when equal.
+    fn shared(&mut self, loads: &[Load]) -> Arc<[Load]> {
+        let same = |a: &[Load]| {
+            a.len() == loads.len() && a.iter().zip(loads).all(|(x, y)| same_load(x, y))
+        };
+        if let Some(i) = self.recent_loads.iter().position(|a| same(a)) {
+            let a = self.recent_loads.remove(i);
+            self.recent_loads.push(a.clone());
+            return a;
+        }
+        let a: Arc<[Load]> = loads.into();
+        if self.recent_loads.len() == 8 {
+            self.recent_loads.remove(0);
+        }
+        self.recent_loads.push(a.clone());
+        a
+    }
+
+    fn eq(&mut self, load: Load, v: &[u8]) {
+        let loads = self.shared(&[load]);
         self.ops.push(Op::Cmp {
-            loads: loads.into_boxed_slice(),
+            loads,
             bin: None,
             test: Test::Eq(bx(v)),
         });
@@ -744,9 +818,9 @@ impl Compiler {
                 _ => (0x0806, 3),
             };
             match family {
-                Family::Inet => c.eq(vec![Load::Meta(meta::key("nfproto").unwrap())], &[nfproto]),
+                Family::Inet => c.eq(Load::Meta(meta::key("nfproto").unwrap()), &[nfproto]),
                 Family::Bridge | Family::Netdev => c.eq(
-                    vec![Load::Meta(meta::key("protocol").unwrap())],
+                    Load::Meta(meta::key("protocol").unwrap()),
                     &ethertype.to_be_bytes(),
                 ),
                 _ => {}
@@ -774,14 +848,14 @@ impl Compiler {
                     }
                 }
                 if *have_l4 != Some(ipproto) {
-                    self.eq(vec![Load::Meta(meta::key("l4proto").unwrap())], &[ipproto]);
+                    self.eq(Load::Meta(meta::key("l4proto").unwrap()), &[ipproto]);
                     *have_l4 = Some(ipproto);
                 }
             }
         }
     }
 
-    fn loads(lhs: &Lhs) -> Vec<Load> {
+    fn loads(lhs: &Lhs) -> smallvec::SmallVec<[Load; 4]> {
         lhs.sels
             .iter()
             .map(|s| match s {
@@ -848,12 +922,12 @@ impl Compiler {
     }
 
     fn matching(&mut self, t: &Table, m: &Match) -> Result<(), Diagnostic> {
-        let loads = Self::loads(&m.left).into_boxed_slice();
+        let loads = self.shared(&Self::loads(&m.left));
         let width: usize = m.left.sels.iter().map(|s| s.dtype().bytes()).sum();
         if width > 64 {
             return Err(Diagnostic::bare("concatenation too long"));
         }
-        let bin = Self::bin(&m.left);
+        let bin = Self::bin(&m.left).map(Box::new);
         let bitmask =
             m.left.sels.len() == 1 && m.left.sels[0].dtype().is_bitmask() && m.left.binop.is_none();
         let neg = m.op == RelOp::Ne;
@@ -965,8 +1039,8 @@ impl Compiler {
                 loads: Self::loads(&Lhs {
                     sels: smallvec::smallvec![s.clone()],
                     binop: None,
-                })
-                .into(),
+                })[..]
+                    .into(),
                 bin: vec![],
             }),
             V::Binop(l, op, r) => {
@@ -999,7 +1073,7 @@ impl Compiler {
                     _ => return None,
                 };
                 let width = sels.iter().map(|s| s.dtype().bytes()).sum();
-                let loads = Self::loads(&Lhs { sels, binop: None }).into_boxed_slice();
+                let loads = Self::loads(&Lhs { sels, binop: None })[..].into();
                 let elems: Vec<Elem> = match m {
                     crate::stmt::vmap::MapRef::Anon(e) => e.clone(),
                     crate::stmt::vmap::MapRef::Named(n) => t.set(n)?.elems.clone(),
@@ -1026,10 +1100,19 @@ impl Compiler {
     }
 
     fn vop(&mut self, t: &Table, v: &VerdictExpr) -> VOp {
-        let target = |name: &str| {
-            let i = t.chains.iter().position(|c| c.name == name).unwrap_or(0);
-            (self.chain_base + i) as u32
-        };
+        if self.chain_pos.0 != Some(self.table) {
+            self.chain_pos = (
+                Some(self.table),
+                t.chains
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name.clone(), i))
+                    .collect(),
+            );
+        }
+        let pos = &self.chain_pos.1;
+        let base = self.chain_base;
+        let target = |name: &str| (base + pos.get(name).copied().unwrap_or(0)) as u32;
         match v {
             VerdictExpr::Accept => VOp::Accept,
             VerdictExpr::Drop => VOp::Drop,
@@ -1052,16 +1135,29 @@ impl Compiler {
 }
 
 /// Concatenated lower and upper bounds of an element.
-fn bounds(e: &Elem) -> (Box<[u8]>, Box<[u8]>) {
-    let mut lo = Vec::new();
-    let mut hi = Vec::new();
+fn bounds(e: &Elem) -> (Key, Key) {
+    if let [p] = e.parts.as_slice() {
+        let (l, h): (Val, Val) = match p {
+            Part::Val(v) => (*v, *v),
+            _ => p.bounds(),
+        };
+        return (Key::new(l.bytes()), Key::new(h.bytes()));
+    }
+    let mut lo = [0u8; 256];
+    let mut hi = [0u8; 256];
+    let mut n = 0;
     for p in &e.parts {
         let (l, h): (Val, Val) = match p {
             Part::Val(v) => (*v, *v),
             _ => p.bounds(),
         };
-        lo.extend_from_slice(l.bytes());
-        hi.extend_from_slice(h.bytes());
+        let w = l.bytes().len();
+        if n + w > lo.len() {
+            break;
+        }
+        lo[n..n + w].copy_from_slice(l.bytes());
+        hi[n..n + w].copy_from_slice(h.bytes());
+        n += w;
     }
-    (lo.into_boxed_slice(), hi.into_boxed_slice())
+    (Key::new(&lo[..n]), Key::new(&hi[..n]))
 }

@@ -72,7 +72,7 @@ fn is_addr_char(b: u8) -> bool {
 
 /// Does `s` look like an IPv6 address or a MAC-style colon-separated literal?
 fn colon_literal(s: &str) -> bool {
-    if !s.contains(':') || s.ends_with('.') {
+    if !s.as_bytes().contains(&b':') || s.ends_with('.') {
         return false;
     }
     if s.parse::<std::net::Ipv6Addr>().is_ok() {
@@ -85,9 +85,19 @@ fn colon_literal(s: &str) -> bool {
 }
 
 fn is_ip4(s: &str) -> bool {
-    s.split('.').count() == 4
-        && s.split('.')
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+    // four groups of 1-3 digits
+    let (mut groups, mut digits) = (1, 0);
+    for b in s.bytes() {
+        match b {
+            b'0'..=b'9' if digits < 3 => digits += 1,
+            b'.' if digits > 0 => {
+                groups += 1;
+                digits = 0;
+            }
+            _ => return false,
+        }
+    }
+    groups == 4 && digits > 0
 }
 
 /// All tokens of `src`, ending with `Eof`.

@@ -14,6 +14,7 @@ pub mod diag;
 pub mod eval;
 pub mod expr;
 pub mod flowtable;
+mod key;
 pub mod lex;
 pub mod nat_effect;
 pub mod obj;

@@ -66,11 +66,11 @@ fn ip(b: &[u8]) -> Option<IpAddr> {
 }
 
 /// A constant part as `lo ++ hi` (a single value is its own range).
-fn range_bytes(p: &Part) -> Box<[u8]> {
+fn range_bytes(p: &Part) -> crate::key::Key {
     let (lo, hi) = p.bounds();
     let mut v = lo.bytes().to_vec();
     v.extend_from_slice(hi.bytes());
-    v.into_boxed_slice()
+    crate::key::Key::new(&v)
 }
 
 impl Compiler {
@@ -101,9 +101,9 @@ impl Compiler {
                             for p in parts {
                                 v.extend_from_slice(&range_bytes(p));
                             }
-                            v.into_boxed_slice()
+                            crate::key::Key::new(&v)
                         }
-                        _ => Box::from(&[][..]),
+                        _ => crate::key::Key::new(&[]),
                     })
                     .collect();
                 Some(VSrc::Map { loads, set, data })

@@ -576,12 +576,18 @@ impl<'a> Parser<'a> {
     }
 
     fn check_jumps(&mut self) -> PResult<()> {
-        for (fam, table, target, span) in std::mem::take(&mut self.pending_jumps) {
-            let ok = self
-                .rs
-                .table(fam, &table)
-                .is_some_and(|t| t.chain(&target).is_some());
-            if !ok {
+        let jumps = std::mem::take(&mut self.pending_jumps);
+        if jumps.is_empty() {
+            return Ok(());
+        }
+        let chains: std::collections::HashSet<(Family, &str, &str)> = self
+            .rs
+            .tables
+            .iter()
+            .flat_map(|t| t.chains.iter().map(move |c| (t.family, &*t.name, &*c.name)))
+            .collect();
+        for (fam, table, target, span) in jumps {
+            if !chains.contains(&(fam, &*table, &*target)) {
                 return Err(self.err(span, "Could not process rule: No such file or directory"));
             }
         }
@@ -849,6 +855,7 @@ impl<'a> Parser<'a> {
     }
 
     fn chain_block(&mut self, family: Family, table: &str, chain: &str) -> PResult<()> {
+        let mut at: Option<(usize, usize)> = None;
         loop {
             self.skip_separators();
             let t = self.peek();
@@ -914,12 +921,31 @@ impl<'a> Parser<'a> {
                 }
                 _ => {
                     let rule = self.rule(family, table)?;
-                    let t = self.rs.table_mut(family, table).unwrap();
+                    // where the rule goes, found once per block (tables and chains are searched by name)
+                    let (ti, ci) = match at {
+                        Some((ti, ci))
+                            if self.rs.tables.get(ti).is_some_and(|t| {
+                                t.family == family
+                                    && t.name == table
+                                    && t.chains.get(ci).is_some_and(|c| c.name == chain)
+                            }) =>
+                        {
+                            (ti, ci)
+                        }
+                        _ => {
+                            let ti = (self.rs.tables.iter())
+                                .position(|t| t.family == family && t.name == table)
+                                .unwrap();
+                            let ci = (self.rs.tables[ti].chains.iter())
+                                .position(|c| c.name == chain)
+                                .unwrap();
+                            at = Some((ti, ci));
+                            (ti, ci)
+                        }
+                    };
+                    let t = &mut self.rs.tables[ti];
                     let handle = t.alloc_handle();
-                    t.chain_mut(chain)
-                        .unwrap()
-                        .rules
-                        .push(Rule { handle, ..rule });
+                    t.chains[ci].rules.push(Rule { handle, ..rule });
                 }
             }
             let t = self.peek();

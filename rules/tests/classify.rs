@@ -478,7 +478,7 @@ fn big_exact_chain_is_filed_and_skipped() {
         ));
     }
     src.push_str("  counter\n }\n}\n");
-    let c = compile(&parse_ruleset(&src, "t").unwrap()).unwrap();
+    let c = compile(parse_ruleset(&src, "t").unwrap()).unwrap();
     let chain = c.chain_id(Family::Ip, "t", "c").unwrap();
     let st = c.index_stats(chain).unwrap();
     assert_eq!((st.rules, st.filed, st.always), (5001, 5000, 1));
@@ -528,7 +528,7 @@ fn mixed_chain_is_filed_and_agrees() {
         src.push('\n');
     }
     src.push_str("  counter accept\n }\n}\n");
-    let c = compile(&parse_ruleset(&src, "t").unwrap()).unwrap();
+    let c = compile(parse_ruleset(&src, "t").unwrap()).unwrap();
     let chain = c.chain_id(Family::Inet, "t", "c").unwrap();
     let st = c.index_stats(chain).unwrap();
     assert_eq!((st.rules, st.filed, st.always), (n + 1, n, 1), "{st:?}");
