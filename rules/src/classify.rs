@@ -635,18 +635,28 @@ fn normalize(out: &mut Vec<(u128, u128)>, start: usize) {
     out.truncate(w);
 }
 
-/// A field as the rules of one chain load it.
+/// A field as the rules of one chain load it, and the prefix compares on it.
 struct Field<'a> {
     loads: &'a [Load],
     bin: Option<&'a Bin>,
     width: usize,
+    /// the compares, in rule order
+    cmps: Vec<Cmp>,
+    /// their intervals
+    ivs: Vec<(u128, u128)>,
 }
 
-/// One prefix compare on an indexed field: its rule and its intervals (`ivs[iv]`).
+/// One prefix compare: its rule and its intervals (`ivs[iv]` of its field).
 struct Cmp {
     rule: u32,
-    field: u8,
     iv: std::ops::Range<u32>,
+}
+
+impl Field<'_> {
+    fn ivs_of(&self, i: usize) -> &[(u128, u128)] {
+        let c = &self.cmps[i];
+        &self.ivs[c.iv.start as usize..c.iv.end as usize]
+    }
 }
 
 /// A field's value space cut at the boundaries of some intervals: range classes `0..starts.len()`,
@@ -698,17 +708,19 @@ impl Classes {
         (m + pa..m + pb).for_each(f);
     }
 
-    /// Records in `pclass` the class of each of the compares `of` that tests for a single value.
-    fn point_classes(&self, of: &[usize], cmps: &[Cmp], ivs: &[(u128, u128)], pclass: &mut [u32]) {
-        for &i in of {
-            let iv = &ivs[cmps[i].iv.start as usize..cmps[i].iv.end as usize];
-            if let [(lo, hi)] = iv {
+    /// The class of each compare of `field` (`which` of them) that tests for a single value, or
+    /// `u32::MAX`.
+    fn point_classes(&self, field: &Field<'_>, which: impl Iterator<Item = usize>) -> Vec<u32> {
+        let mut out = vec![u32::MAX; field.cmps.len()];
+        for i in which {
+            if let [(lo, hi)] = field.ivs_of(i) {
                 if lo == hi {
-                    pclass[i] =
-                        (self.starts.len() + self.points.partition_point(|p| p < lo)) as u32;
+                    let k = self.points.partition_point(|p| p < lo);
+                    out[i] = (self.starts.len() + k) as u32;
                 }
             }
         }
+        out
     }
 
     /// Calls `f` with every class a compare covers: its intervals, or `pclass` when it is a single
@@ -739,8 +751,9 @@ impl Classes {
 
 fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<ChainIndex> {
     let mut fields: Vec<Field<'_>> = Vec::new();
-    let mut cmps: Vec<Cmp> = Vec::new();
-    let mut ivs: Vec<(u128, u128)> = Vec::new();
+    // every compare, in rule order: (rule, field, index among the field's compares)
+    let mut all: Vec<(u32, u8, u32)> = Vec::new();
+    let mut scratch: Vec<(u128, u128)> = Vec::new();
     for r in rules.clone() {
         let ops = &rs.rules[r as usize].ops;
         for op in &rs.ops[ops.start as usize..ops.end as usize] {
@@ -751,8 +764,8 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 Op::Store { .. } | Op::Counter(_) | Op::Verdict(_) => break,
             };
             if !loads.is_empty() && loads.iter().all(fixed) {
-                let s = ivs.len();
-                if let Some(width) = intervals(rs, &cond, &mut ivs) {
+                scratch.clear();
+                if let Some(width) = intervals(rs, &cond, &mut scratch) {
                     let known = fields.iter().position(|f| {
                         f.width == width
                             && f.loads.len() == loads.len()
@@ -765,18 +778,26 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                     let field = match known {
                         Some(f) => Some(f),
                         None if fields.len() < MAX_FIELDS => {
-                            fields.push(Field { loads, bin, width });
+                            fields.push(Field {
+                                loads,
+                                bin,
+                                width,
+                                cmps: Vec::new(),
+                                ivs: Vec::new(),
+                            });
                             Some(fields.len() - 1)
                         }
                         None => None,
                     };
-                    match field {
-                        Some(f) => cmps.push(Cmp {
+                    if let Some(f) = field {
+                        let fd = &mut fields[f];
+                        let s = fd.ivs.len() as u32;
+                        fd.ivs.extend_from_slice(&scratch);
+                        all.push((r, f as u8, fd.cmps.len() as u32));
+                        fd.cmps.push(Cmp {
                             rule: r,
-                            field: f as u8,
-                            iv: s as u32..ivs.len() as u32,
-                        }),
-                        None => ivs.truncate(s),
+                            iv: s..fd.ivs.len() as u32,
+                        });
                     }
                 }
             }
@@ -785,63 +806,66 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
             }
         }
     }
-    if cmps.is_empty() {
+    if all.is_empty() {
         return None;
-    }
-    let ivs_of = |c: &Cmp| &ivs[c.iv.start as usize..c.iv.end as usize];
-    let mut by_field: Vec<Vec<usize>> = vec![Vec::new(); fields.len()];
-    for (i, c) in cmps.iter().enumerate() {
-        by_field[c.field as usize].push(i);
     }
 
     // 1. cost of filing each compare's rule under it: the most rules of the chain that test the field
     //    and share one of the classes it covers (u32::MAX when it covers too many classes)
-    let mut cost = vec![u32::MAX; cmps.len()];
-    let mut cover = vec![u32::MAX; cmps.len()];
-    // the class of each single-value compare (most of them), found once
-    let mut pclass = vec![u32::MAX; cmps.len()];
-    let mut classes: Vec<Classes> = Vec::with_capacity(fields.len());
-    for (f, field) in fields.iter().enumerate() {
-        let of = &by_field[f];
-        let cl = Classes::new(field.width, of.iter().flat_map(|&i| ivs_of(&cmps[i])));
-        cl.point_classes(of, &cmps, &ivs, &mut pclass);
+    let mut cost: Vec<Vec<u32>> = Vec::with_capacity(fields.len());
+    let mut cover: Vec<Vec<u32>> = Vec::with_capacity(fields.len());
+    let mut classes: Vec<(Classes, Vec<u32>)> = Vec::with_capacity(fields.len());
+    for field in &fields {
+        let n = field.cmps.len();
+        let cl = Classes::new(field.width, field.ivs.iter());
+        let pclass = cl.point_classes(field, 0..n);
         let mut den = vec![0u32; cl.count()];
+        let mut cov = vec![u32::MAX; n];
         // coverage first: only narrow compares are counted and costed
-        for &i in of {
-            let cov: u32 = ivs_of(&cmps[i])
-                .iter()
-                .map(|&iv| cl.covered(iv))
-                .fold(0u32, |a, b| a.saturating_add(b));
-            cover[i] = cov;
-            if cov <= WIDE {
-                cl.visit(ivs_of(&cmps[i]), pclass[i], |k| den[k] += 1);
+        for (i, c) in cov.iter_mut().enumerate() {
+            *c = if pclass[i] != u32::MAX {
+                1
+            } else {
+                field
+                    .ivs_of(i)
+                    .iter()
+                    .map(|&iv| cl.covered(iv))
+                    .fold(0u32, |a, b| a.saturating_add(b))
+            };
+            if *c <= WIDE {
+                cl.visit(field.ivs_of(i), pclass[i], |k| den[k] += 1);
             }
         }
-        for &i in of {
-            if cover[i] <= WIDE {
+        let mut cst = vec![u32::MAX; n];
+        for (i, c) in cst.iter_mut().enumerate() {
+            if cov[i] <= WIDE {
                 let mut worst = 0;
-                cl.visit(ivs_of(&cmps[i]), pclass[i], |k| worst = worst.max(den[k]));
-                cost[i] = worst;
+                cl.visit(field.ivs_of(i), pclass[i], |k| worst = worst.max(den[k]));
+                *c = worst;
             }
         }
-        classes.push(cl);
+        cost.push(cst);
+        cover.push(cov);
+        classes.push((cl, pclass));
     }
 
     // 2. each rule's compare: the cheapest
     let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); fields.len()];
     let mut always = Vec::new();
-    let mut i = 0;
+    let mut j = 0;
     for r in rules {
-        let mut best: Option<usize> = None;
-        while i < cmps.len() && cmps[i].rule == r {
-            if cost[i] != u32::MAX && best.is_none_or(|b| (cost[i], cover[i]) < (cost[b], cover[b]))
-            {
-                best = Some(i);
+        let mut best: Option<(u32, u32, u8, usize)> = None;
+        while j < all.len() && all[j].0 == r {
+            let (_, f, i) = all[j];
+            let (f, i) = (f as usize, i as usize);
+            let key = (cost[f][i], cover[f][i], f as u8, i);
+            if cost[f][i] != u32::MAX && best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
+                best = Some(key);
             }
-            i += 1;
+            j += 1;
         }
         match best {
-            Some(b) => chosen[cmps[b].field as usize].push(b),
+            Some((_, _, f, i)) => chosen[f as usize].push(i),
             None => always.push(r),
         }
     }
@@ -851,26 +875,26 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
 
     // 3. per field, classes from the chosen compares only, and each class's rules
     let (mut narrow, mut wide) = (Vec::new(), Vec::new());
-    for (f, field) in fields.iter().enumerate() {
-        let ch = &chosen[f];
+    for ((field, ch), (cl1, pc1)) in fields.iter().zip(&chosen).zip(&classes) {
         if ch.is_empty() {
             continue;
         }
         let fresh;
-        let cl = if ch.len() == by_field[f].len() {
+        let (cl, pclass) = if ch.len() == field.cmps.len() {
             // every compare on the field was chosen: the classes are those of step 1
-            &classes[f]
+            (cl1, pc1)
         } else {
-            fresh = Classes::new(field.width, ch.iter().flat_map(|&i| ivs_of(&cmps[i])));
-            fresh.point_classes(ch, &cmps, &ivs, &mut pclass);
-            &fresh
+            let cl = Classes::new(field.width, ch.iter().flat_map(|&i| field.ivs_of(i)));
+            let pc = cl.point_classes(field, ch.iter().copied());
+            fresh = (cl, pc);
+            (&fresh.0, &fresh.1)
         };
         let cover = |g: &mut dyn FnMut(u32, usize)| {
             for &i in ch {
-                cl.visit(ivs_of(&cmps[i]), pclass[i], |k| g(cmps[i].rule, k));
+                cl.visit(field.ivs_of(i), pclass[i], |k| g(field.cmps[i].rule, k));
             }
         };
-        let rules: Vec<u32> = ch.iter().map(|&i| cmps[i].rule).collect();
+        let rules: Vec<u32> = ch.iter().map(|&i| field.cmps[i].rule).collect();
         if field.width <= 8 {
             narrow.push(FieldIndex::new(field, cl, &rules, cover));
         } else {
