@@ -155,7 +155,7 @@ fn atom(r: &mut Rng, inet: bool) -> String {
 }
 
 /// One rule; `jumps`: the chains it may jump/goto to.
-fn rule(r: &mut Rng, inet: bool, jumps: &[&str], base: bool) -> String {
+fn rule(r: &mut Rng, inet: bool, jumps: &[&str], base: bool, nat: bool) -> String {
     let mut s = Vec::new();
     if r.chance(8) {
         s.push("counter".to_string());
@@ -179,6 +179,13 @@ fn rule(r: &mut Rng, inet: bool, jumps: &[&str], base: bool) -> String {
     for j in jumps {
         verdicts.push(format!("jump {j}"));
         verdicts.push(format!("goto {j}"));
+    }
+    if nat {
+        let ip = if inet { "ip " } else { "" };
+        for _ in 0..4 {
+            verdicts.push(format!("dnat {ip}to 192.0.2.{}", 1 + r.below(3)));
+        }
+        verdicts.push(format!("dnat {ip}to 192.0.2.9:8080"));
     }
     match r.below(12) {
         0..=3 => {}
@@ -207,7 +214,7 @@ fn rule(r: &mut Rng, inet: bool, jumps: &[&str], base: bool) -> String {
     s.join(" ")
 }
 
-fn ruleset(r: &mut Rng, inet: bool, n: usize) -> String {
+fn ruleset(r: &mut Rng, inet: bool, n: usize, nat: bool) -> String {
     let fam = if inet { "inet" } else { "ip" };
     let mut elems: Vec<String> = (0..3).map(|_| v4s(v4(r))).collect();
     elems.push(format!("10.{}.0.0/16", r.below(4)));
@@ -224,20 +231,23 @@ fn ruleset(r: &mut Rng, inet: bool, n: usize) -> String {
     ];
     for (name, jumps, len) in chains {
         out.push_str(&format!(" chain {name} {{\n"));
-        if name == "c" {
-            out.push_str(&format!(
-                "  type filter hook forward priority 0; policy {};\n",
+        let head = match (name, nat) {
+            ("c", false) => format!(
+                "type filter hook forward priority 0; policy {};",
                 r.pick(&["accept", "drop"])
-            ));
-        }
+            ),
+            ("c", true) => "type nat hook prerouting priority dstnat; policy accept;".to_string(),
+            _ => String::new(),
+        };
+        out.push_str(&format!("  {head}\n"));
         for _ in 0..len {
             // the generator knows no protocol dependencies: redraw what the parser refuses
             let mut tries = 0;
             let line = loop {
                 tries += 1;
-                let line = rule(r, inet, jumps, name == "c");
+                let line = rule(r, inet, jumps, name == "c", nat && name == "c");
                 let probe = format!(
-                    "table {fam} t {{ set s4 {{ type ipv4_addr; flags interval; }}\n set p {{ type inet_service; flags interval; }}\n chain leaf {{ }}\n chain sub {{ }}\n chain c {{ {line}\n }}\n }}"
+                    "table {fam} t {{ set s4 {{ type ipv4_addr; flags interval; }}\n set p {{ type inet_service; flags interval; }}\n chain leaf {{ }}\n chain sub {{ }}\n chain c {{ {head}\n {line}\n }}\n }}"
                 );
                 match parse_ruleset(&probe, "probe.nft") {
                     Ok(_) => break line,
@@ -414,14 +424,20 @@ fn check(c: &CompiledRuleset, chain: ChainId, p: &Pkt, what: &str) -> (usize, us
     (visited(&lin.ev), visited(&ix.ev))
 }
 
-fn run_cases(seed0: u64, cases: u64, sizes: &[usize], packets: usize) -> (usize, usize, usize) {
+fn run_cases(
+    seed0: u64,
+    cases: u64,
+    sizes: &[usize],
+    packets: usize,
+    nat: bool,
+) -> (usize, usize, usize) {
     let (mut lin, mut idx, mut indexed) = (0, 0, 0);
     for case in 0..cases {
         let seed = seed0 + case;
         let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let inet = r.chance(50);
         let n = *r.pick(sizes);
-        let src = ruleset(&mut r, inet, n);
+        let src = ruleset(&mut r, inet, n, nat);
         let rs = parse_ruleset(&src, "gen.nft").unwrap_or_else(|e| panic!("{e:?}\n{src}"));
         let c = compile(&rs).unwrap_or_else(|e| panic!("{e:?}\n{src}"));
         let fam = if inet { Family::Inet } else { Family::Ip };
@@ -434,7 +450,24 @@ fn run_cases(seed0: u64, cases: u64, sizes: &[usize], packets: usize) -> (usize,
         }
         for k in 0..packets {
             let p = packet(&mut r, inet);
-            let (a, b) = check(&c, chain, &p, &format!("seed {seed} packet {k}\n{src}"));
+            let what = format!("seed {seed} packet {k}\n{src}");
+            let (a, b) = check(&c, chain, &p, &what);
+            if nat {
+                // the NAT entry point: the verdict of the walk (which rule did NAT is in the events)
+                let mut counters = vec![Default::default(); c.counter_slots()];
+                let (v, _) = c.eval_chain_nat(chain, &mut ctx(&p), &mut counters);
+                let mut lc = vec![Default::default(); c.counter_slots()];
+                let lv = c.eval_chain_traced(
+                    chain,
+                    &mut ctx(&p),
+                    &mut lc,
+                    &mut Rec {
+                        every: true,
+                        ev: Vec::new(),
+                    },
+                );
+                assert_eq!((v, &counters), (lv, &lc), "nat, {what}");
+            }
             lin += a;
             idx += b;
         }
@@ -444,7 +477,7 @@ fn run_cases(seed0: u64, cases: u64, sizes: &[usize], packets: usize) -> (usize,
 
 #[test]
 fn classifier_equals_linear_walk_small_chains() {
-    let (lin, idx, indexed) = run_cases(1, 300, &[8, 12, 20, 40], 150);
+    let (lin, idx, indexed) = run_cases(1, 300, &[8, 12, 20, 40], 150, false);
     assert!(indexed > 250, "only {indexed} of 300 chains indexed");
     assert!(
         idx < lin,
@@ -454,7 +487,7 @@ fn classifier_equals_linear_walk_small_chains() {
 
 #[test]
 fn classifier_equals_linear_walk_large_chains() {
-    let (lin, idx, indexed) = run_cases(10_000, 30, &[300, 1000], 300);
+    let (lin, idx, indexed) = run_cases(10_000, 30, &[300, 1000], 300, false);
     assert_eq!(indexed, 30);
     // about a third of the generated rules have no compare the index can use (no match, a counter
     // first, only marks or ct state): the rest must mostly be skipped
@@ -496,6 +529,16 @@ fn big_exact_chain_is_filed_and_skipped() {
         assert_eq!(lin, if want_drop { 5000 } else { 5001 });
         assert_eq!(idx, 1, "rules visited");
     }
+}
+
+#[test]
+fn classifier_equals_linear_walk_nat_chains() {
+    let (lin, idx, indexed) = run_cases(20_000, 120, &[10, 40, 200], 150, true);
+    assert!(indexed > 100, "only {indexed} of 120 chains indexed");
+    assert!(
+        idx < lin,
+        "the classifier visited {idx} rules, linear {lin}"
+    );
 }
 
 /// The benchmark's mix (addresses, prefixes, ports and port ranges, protocols, interface names): every
