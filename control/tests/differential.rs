@@ -519,7 +519,9 @@ fn run_kernel(
             port.send(frame).map_err(|e| e.to_string())?;
         }
         port.flush().map_err(|e| e.to_string())?;
-        results.push(collect(&mut rig, Duration::from_millis(25)));
+        // sluice's worker may be asleep in poll(2) (10 ms) on a loaded machine: wait longer for it.
+        let quiet = if fw == Fw::Kernel { 25 } else { 50 };
+        results.push(collect(&mut rig, Duration::from_millis(quiet)));
     }
     Ok(results)
 }
