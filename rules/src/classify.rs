@@ -25,15 +25,17 @@
 //!
 //! Per field the value space is cut into *classes*: each value that some rule tests for equality is a
 //! class of its own (found with a hash probe), and the elementary intervals between the boundaries of
-//! the ranges are the others (found by binary search). Each rule is filed under one of its compares —
-//! the most selective (fewest rules of the chain sharing a class with it) — or, when none covers fewer
-//! than [`WIDE`] classes, in the chain's `always` list. Each class stores the sorted list of rules filed
-//! under that field whose compare holds for it.
+//! the ranges are the others (found through a bucket table over the boundaries, then a binary search
+//! within the bucket). Each rule is filed under one of its compares — the most selective (fewest rules
+//! of the chain sharing a class with it) — or, when every compare covers more than [`WIDE`] classes
+//! (`!=`, wide ranges over many others, big sets) or it has none, in the chain's `always` list. Each
+//! class stores the sorted list of rules filed under that field whose compare holds for it.
 //!
 //! A packet computes each filed field once per chain visit and gets one sorted list per field; the
 //! walk visits the union of those lists and `always`, in rule order (a k-way merge over ≤ 17 lists).
-//! Cost per packet: one hash probe or binary search per field, plus the rules visited. No bitmaps:
-//! per-class dense bitmaps would cost n²/8 bytes (1.25 GB at 100k rules) and n/64 words per packet.
+//! Cost per packet: one hash probe and/or bucketed search per field, plus the rules visited. No
+//! bitmaps: per-class dense bitmaps would cost n²/8 bytes (1.25 GB at 100k rules) and n/64 words per
+//! packet.
 
 use crate::compile::{Bin, CompiledRuleset, Load, Op, Test};
 use crate::eval::{apply_bin, load, PacketCtx};
