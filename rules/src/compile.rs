@@ -500,6 +500,8 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
     for (ti, t) in rs.tables.iter().enumerate() {
         let n = t.chains.len();
         let mut edges = vec![Vec::new(); n];
+        // chains with a reject statement (not counting their binding chains, as before)
+        let mut rejects = vec![false; n];
         let by_name: std::collections::HashMap<&str, usize> = t
             .chains
             .iter()
@@ -510,21 +512,27 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
             // jumps and gotos of the chain, including those inside its binding chains (`jump { ... }`)
             let mut verdicts: Vec<&VerdictExpr> = Vec::new();
             let mut blocks: Vec<&Rule> = Vec::new();
-            fn scan<'r>(r: &'r Rule, blocks: &mut Vec<&'r Rule>, out: &mut Vec<&'r VerdictExpr>) {
+            /// Collects the rule's jumps and binding chains; `true` if it rejects.
+            fn scan<'r>(
+                r: &'r Rule,
+                blocks: &mut Vec<&'r Rule>,
+                out: &mut Vec<&'r VerdictExpr>,
+            ) -> bool {
+                let mut reject = false;
                 for s in &r.stmts {
-                    if let Stmt::Verdict(v) = s {
-                        match v {
-                            VerdictExpr::JumpBlock(rs) | VerdictExpr::GotoBlock(rs) => {
-                                blocks.extend(rs.iter())
-                            }
-                            v if v.target().is_some() => out.push(v),
-                            _ => {}
+                    match s {
+                        Stmt::Verdict(VerdictExpr::JumpBlock(rs) | VerdictExpr::GotoBlock(rs)) => {
+                            blocks.extend(rs.iter())
                         }
+                        Stmt::Verdict(v) if v.target().is_some() => out.push(v),
+                        Stmt::Reject(_) => reject = true,
+                        _ => {}
                     }
                 }
+                reject
             }
             for r in &c.rules {
-                scan(r, &mut blocks, &mut verdicts);
+                rejects[ci] |= scan(r, &mut blocks, &mut verdicts);
             }
             while let Some(r) = blocks.pop() {
                 scan(r, &mut blocks, &mut verdicts);
@@ -613,11 +621,7 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
             }
         }
         for (i, c) in t.chains.iter().enumerate() {
-            let rejects = c
-                .rules
-                .iter()
-                .any(|r| r.stmts.iter().any(|s| matches!(s, Stmt::Reject(_))));
-            if reach[i] && rejects {
+            if reach[i] && rejects[i] {
                 return Err(Diagnostic::bare(format!(
                     "Could not process rule: Operation not supported (reject in chain {} of table {} {} is reachable from a postrouting/egress hook)",
                     c.name,

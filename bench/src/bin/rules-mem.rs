@@ -1,0 +1,80 @@
+//! Peak memory and CPU time of loading a ruleset with the rules crate (parse + check + compile), in a
+//! fresh process: `rules-mem N` generates `N` rules `ip saddr 10.a.b.c tcp dport N counter drop` in one
+//! chain (the workload of `benches/parse.rs`); `rules-mem FILE` loads a file. Prints VmHWM (peak resident
+//! set) before and after, and the CPU time of the phases (from /proc/thread-self/schedstat, so that other
+//! load on the machine does not count).
+
+use std::fmt::Write;
+
+fn status_kb(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn ruleset(n: usize) -> String {
+    let mut s = String::with_capacity(n * 52 + 128);
+    s.push_str("table ip filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n");
+    for i in 0..n {
+        let _ = writeln!(
+            s,
+            "\t\tip saddr 10.{}.{}.{} tcp dport {} counter drop",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255,
+            1 + i % 65535
+        );
+    }
+    s.push_str("\t}\n}\n");
+    s
+}
+
+fn main() {
+    let arg = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "100000".to_string());
+    let (name, src) = match arg.parse::<usize>() {
+        Ok(n) => (format!("{n} generated rules"), ruleset(n)),
+        Err(_) => (
+            arg.clone(),
+            std::fs::read_to_string(&arg).unwrap_or_else(|e| panic!("{arg}: {e}")),
+        ),
+    };
+    let before = status_kb("VmHWM:");
+    let c0 = cpu_ns();
+    let rs = rules::parse_ruleset(&src, &name).unwrap_or_else(|d| panic!("{d}"));
+    let c1 = cpu_ns();
+    let after_parse = status_kb("VmHWM:");
+    let compiled = rules::compile(rs).unwrap_or_else(|d| panic!("{d}"));
+    let c2 = cpu_ns();
+    let peak = status_kb("VmHWM:");
+    let rss = status_kb("VmRSS:");
+    println!("{name} ({} bytes of source)", src.len());
+    println!(
+        "  CPU: parse+check {:.1} ms, compile {:.1} ms, total {:.1} ms",
+        (c1 - c0) as f64 / 1e6,
+        (c2 - c1) as f64 / 1e6,
+        (c2 - c0) as f64 / 1e6
+    );
+    println!(
+        "  VmHWM: {} MB before, {} MB after parsing, {} MB after compiling ({} MB for the load); VmRSS {} MB holding the compiled ruleset",
+        before / 1024,
+        after_parse / 1024,
+        peak / 1024,
+        (peak - before) / 1024,
+        rss / 1024
+    );
+    std::hint::black_box(&compiled);
+}
