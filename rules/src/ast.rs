@@ -1,5 +1,6 @@
 //! The ruleset: tables, chains, rules. This is what `nft list ruleset` shows.
 
+use crate::stmt::verdict::VerdictExpr;
 use crate::stmt::Stmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -208,35 +209,62 @@ impl Ruleset {
 
     /// Writes `values` (by counter slot) into the counter statements, so that a ruleset built from this one
     /// keeps the counts of the rules it keeps — as the kernel keeps a rule's counter when other rules change.
+    /// Slots are in [`Ruleset::counters`] order, which is how [`crate::compile`] numbers them.
     pub fn set_counter_values(&mut self, values: &[crate::CounterValue]) {
-        let slots = self
-            .tables
-            .iter_mut()
-            .flat_map(|t| t.chains.iter_mut())
-            .flat_map(|c| c.rules.iter_mut())
-            .flat_map(|r| r.stmts.iter_mut())
-            .filter_map(|s| match s {
-                Stmt::Counter(c) => Some(c),
-                _ => None,
-            });
-        for (c, v) in slots.zip(values) {
+        fn visit<'a>(rules: &'a mut [Rule], out: &mut Vec<&'a mut crate::stmt::counter::Counter>) {
+            for r in rules {
+                for s in &mut r.stmts {
+                    match s {
+                        Stmt::Counter(c) => out.push(c),
+                        Stmt::Verdict(VerdictExpr::JumpBlock(b) | VerdictExpr::GotoBlock(b)) => {
+                            visit(b, out)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let mut slots = Vec::new();
+        for c in self.tables.iter_mut().flat_map(|t| t.chains.iter_mut()) {
+            visit(&mut c.rules, &mut slots);
+        }
+        for (c, v) in slots.into_iter().zip(values) {
             c.packets = v.packets;
             c.bytes = v.bytes;
         }
     }
 
-    /// Visits every counter in counter-slot order (tables, chains, rules, statements).
+    /// Visits every counter statement in counter-slot order: tables, chains, rules, statements, the rules
+    /// of a binding chain (`jump { ... }`) where it is written. Element counters of sets and named
+    /// counter objects are not counter statements.
     pub fn counters(&self) -> impl Iterator<Item = &crate::stmt::counter::Counter> {
-        self.tables
-            .iter()
-            .flat_map(|t| t.chains.iter())
-            .flat_map(|c| c.rules.iter())
-            .flat_map(|r| r.stmts.iter())
-            .filter_map(|s| match s {
-                Stmt::Counter(c) => Some(c),
-                _ => None,
-            })
+        let mut out = Vec::new();
+        for c in self.tables.iter().flat_map(|t| t.chains.iter()) {
+            collect_counters(&c.rules, &mut out);
+        }
+        out.into_iter()
     }
+}
+
+fn collect_counters<'a>(rules: &'a [Rule], out: &mut Vec<&'a crate::stmt::counter::Counter>) {
+    for r in rules {
+        for s in &r.stmts {
+            match s {
+                Stmt::Counter(c) => out.push(c),
+                Stmt::Verdict(VerdictExpr::JumpBlock(b) | VerdictExpr::GotoBlock(b)) => {
+                    collect_counters(b, out)
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Counter statements in these rules and their binding chains.
+pub(crate) fn count_counters(rules: &[Rule]) -> usize {
+    let mut out = Vec::new();
+    collect_counters(rules, &mut out);
+    out.len()
 }
 
 /// Standard priority names (nft's `std_prios`).

@@ -331,7 +331,8 @@ pub(crate) struct Compiler {
     /// number of named chains (anonymous binding chains get ids after them)
     n_named: usize,
     /// binding chains to compile: (table, its first chain id, rules)
-    blocks: Vec<(usize, usize, usize, Vec<Rule>)>,
+    /// binding chains to compile: (table, its first chain id, parent chain, rules, first counter slot)
+    blocks: Vec<(usize, usize, usize, Vec<Rule>, u32)>,
     /// AST index of the chain being compiled (binding chains point at their parent)
     cur_chain: usize,
     /// named sets already compiled: (table index, name) → set
@@ -444,7 +445,9 @@ pub fn compile<'a>(
     // binding chains (`jump { ... }`), which may nest
     let mut k = 0;
     while k < cc.blocks.len() {
-        let (ti, base, parent, rules) = cc.blocks[k].clone();
+        let (ti, base, parent, rules, slot) = cc.blocks[k].clone();
+        // its counters take the slots reserved where it is written
+        let after = std::mem::replace(&mut cc.slot, slot);
         cc.cur_chain = parent;
         let t = &rs.tables[ti];
         cc.table = ti;
@@ -464,6 +467,7 @@ pub fn compile<'a>(
             at: (ti, parent),
         });
         names.push((t.family.name(), t.name.clone(), format!("__chain{k}")));
+        cc.slot = after;
         k += 1;
     }
     let hooks = hooks
@@ -699,12 +703,17 @@ impl Compiler {
                     self.ops.push(Op::Vmap { loads, bin, set });
                 }
                 Stmt::Counter(c) => {
-                    self.ops.push(Op::Counter(self.slot));
+                    let slot = self.slot;
                     self.slot += 1;
-                    self.initial.push(CounterValue {
+                    self.ops.push(Op::Counter(slot));
+                    if self.initial.len() <= slot as usize {
+                        self.initial
+                            .resize(slot as usize + 1, CounterValue::default());
+                    }
+                    self.initial[slot as usize] = CounterValue {
                         packets: c.packets,
                         bytes: c.bytes,
-                    });
+                    };
                 }
                 Stmt::Verdict(v) => {
                     let op = self.vop(t, v);
@@ -1126,8 +1135,17 @@ impl Compiler {
             VerdictExpr::Goto(c) => VOp::Goto(target(c)),
             VerdictExpr::JumpBlock(rules) | VerdictExpr::GotoBlock(rules) => {
                 let id = (self.n_named + self.blocks.len()) as u32;
-                self.blocks
-                    .push((self.table, self.chain_base, self.cur_chain, rules.clone()));
+                // Counter slots go in statement order, binding chains included (as the AST lists
+                // them: `Ruleset::counters`): the block's counters get the next ones, now.
+                let slot = self.slot;
+                self.slot += crate::ast::count_counters(rules) as u32;
+                self.blocks.push((
+                    self.table,
+                    self.chain_base,
+                    self.cur_chain,
+                    rules.clone(),
+                    slot,
+                ));
                 if matches!(v, VerdictExpr::JumpBlock(_)) {
                     VOp::Jump(id)
                 } else {

@@ -51,9 +51,7 @@ pub fn parse_ruleset_with(
     filename: &str,
     loader: &dyn Loader,
 ) -> Result<Ruleset, Diagnostic> {
-    let mut rs = Ruleset::default();
-    apply(&mut rs, src, filename, loader)?;
-    Ok(rs)
+    apply_owned(Ruleset::default(), src, filename, loader)
 }
 
 /// Applies the commands in `src` (e.g. `add rule ...`, `flush ruleset`) to an existing ruleset. On
@@ -64,12 +62,22 @@ pub fn apply(
     filename: &str,
     loader: &dyn Loader,
 ) -> Result<(), Diagnostic> {
-    let mut work = rs.clone();
-    let texts = parse::Texts::default();
-    let mut p = parse::Parser::new(&mut work, loader, &texts, src, filename);
-    p.parse_file()?;
-    *rs = work;
+    *rs = apply_owned(rs.clone(), src, filename, loader)?;
     Ok(())
+}
+
+/// Like [`apply`], consuming the ruleset instead of copying it first (for callers that have a copy of
+/// their own, or none to keep): the result, or the error (the ruleset is dropped).
+pub fn apply_owned(
+    mut rs: Ruleset,
+    src: &str,
+    filename: &str,
+    loader: &dyn Loader,
+) -> Result<Ruleset, Diagnostic> {
+    let texts = parse::Texts::default();
+    let mut p = parse::Parser::new(&mut rs, loader, &texts, src, filename);
+    p.parse_file()?;
+    Ok(rs)
 }
 
 /// Prints the ruleset exactly like `nft list ruleset` (with the matching flags). With `counters`,
