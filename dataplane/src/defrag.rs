@@ -65,7 +65,10 @@ impl Defrag {
         let offset = (off_field & 0x1fff) as usize * 8;
         let more = off_field & 0x2000 != 0;
         let data = &frame[nh + hl..nh + ip.total_len];
-        if (more && !data.len().is_multiple_of(8)) || data.is_empty() || offset + data.len() > 65535 - hl {
+        if (more && !data.len().is_multiple_of(8))
+            || data.is_empty()
+            || offset + data.len() > 65535 - hl
+        {
             stats.defrag_invalid += 1;
             return None;
         }
