@@ -15,7 +15,11 @@ into this repository) against the `rules` crate:
   chain in scope (one execution per family/chain) and listed with nft's `-s -p` flags; the text must
   equal `OUTPUT` (or `RULE`), with nft-test.py's leniency for the first `{...}`. `RULE;fail` lines must
   be rejected (some are only rejected by the kernel upstream, so these are soft). `!`/`?`/`%` lines
-  (set, element and object declarations) are counted as `py.set`, `py.elem`, `py.obj`.
+  (set, element and object declarations) are counted as `py.set`, `py.elem`, `py.obj`. Rule lines are
+  counted per file, per family of the table they ran in (`py.ok.family.ip`), and per corpus directory
+  (`py.ok.dir.ip`; `any/*.t` runs in every family). nft-test.py's set leniency also applies when only the
+  expected output has a `{` (an implied `icmp type { echo-reply, echo-request}` that no nft prints byte
+  for byte; nft-test.py reports every output mismatch only as a warning).
 * **dump** — `shell/testcases/*/dumps/*.nft` marked `yes` or `strip-count` in `ROUNDTRIP.tsv`: parse,
   print with default flags, byte-compare.
 * **bogons** — fuzzer-found inputs: must not panic.
@@ -39,7 +43,7 @@ echo
 echo '## Current totals (pass / total)'
 echo
 echo '```'
-echo "$OUT" | grep -E '^(py\.(ok|fail|set|elem|obj)(\.family\.[a-z0-9]+)? |dump |dump\.|bogons)' 
+echo "$OUT" | grep -E '^(py\.(ok|fail|set|elem|obj)(\.(family|dir)\.[a-z0-9]+)? |dump |dump\.|bogons)' 
 echo '```'
 echo
 cat docs/conformance-differential.md

@@ -84,6 +84,18 @@ fn colon_literal(s: &str) -> bool {
             .all(|g| !g.is_empty() && g.len() <= 2 && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// A compressed IPv6 address followed by `:` (`1::2:accept`): the length of the longest such address
+/// at the start of `run`.
+fn ipv6_before_colon(run: &str) -> Option<usize> {
+    if !run.contains("::") {
+        return None;
+    }
+    (2..run.len())
+        .rev()
+        .filter(|&k| run.as_bytes()[k] == b':')
+        .find(|&k| run[..k].parse::<std::net::Ipv6Addr>().is_ok())
+}
+
 fn is_ip4(s: &str) -> bool {
     // four groups of 1-3 digits
     let (mut groups, mut digits) = (1, 0);
@@ -179,6 +191,10 @@ pub fn next_token(src: &str, file: u16, pos: &mut usize) -> Token {
                 let next_is_word = j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_');
                 if !next_is_word && colon_literal(run) {
                     i = j;
+                    Tok::Addr
+                } else if let Some(k) = ipv6_before_colon(run) {
+                    // `aaaa:::accept` in a verdict map: the address `aaaa::`, then `:`
+                    i += k;
                     Tok::Addr
                 } else if c == b':' {
                     i += 1;
@@ -341,5 +357,17 @@ mod tests {
         assert_eq!(kinds("a != b # c\n")[1], (Tok::Ne, "!="));
         assert_eq!(kinds("\"eth*\"")[0], (Tok::Quoted, "\"eth*\""));
         assert_eq!(kinds("22 : accept")[1], (Tok::Colon, ":"));
+        assert_eq!(
+            kinds("1:2:3:4:5:6:a:::accept")[..3],
+            [
+                (Tok::Addr, "1:2:3:4:5:6:a::"),
+                (Tok::Colon, ":"),
+                (Tok::Word, "accept")
+            ]
+        );
+        assert_eq!(
+            kinds("::1:accept")[..2],
+            [(Tok::Addr, "::1"), (Tok::Colon, ":")]
+        );
     }
 }

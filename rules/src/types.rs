@@ -1095,6 +1095,22 @@ impl Dtype {
     }
 
     /// Is this an address/prefix-able type?
+    /// The mask of a `/plen` prefix of this type in a `len`-byte value: the top `plen` of the type's
+    /// bits (`ip dscp 1/6` masks with 0x3f, not 0xfc).
+    pub fn prefix_mask(self, len: usize, plen: u32) -> Val {
+        let bits = (self.bits() as usize).min(len * 8);
+        if bits == len * 8 || bits >= 128 {
+            return Val::prefix_mask(len, plen);
+        }
+        let all = (1u128 << bits) - 1;
+        let low = if plen as usize >= bits {
+            0
+        } else {
+            (1u128 << (bits - plen as usize)) - 1
+        };
+        Val::from_u128(all & !low, len)
+    }
+
     pub fn is_addr(self) -> bool {
         matches!(self, Dtype::Ipv4Addr | Dtype::Ipv6Addr)
     }
@@ -1492,7 +1508,12 @@ impl Dtype {
                         return;
                     }
                 }
-                let _ = write!(out, "{n}");
+                if self == Dtype::Dscp {
+                    // nft's dscp_type basefmt "0x%.2Zx"
+                    let _ = write!(out, "0x{n:02x}");
+                } else {
+                    let _ = write!(out, "{n}");
+                }
             }
         }
     }

@@ -975,10 +975,10 @@ impl Parser<'_> {
                     );
                     return Ok(Part::Val(v));
                 }
-                if plen == width {
+                if plen == width && (t.is_addr() || self.in_set_elem) {
                     return Ok(Part::Val(v));
                 }
-                let m = Val::prefix_mask(v.len as usize, plen as u32);
+                let m = t.prefix_mask(v.len as usize, plen as u32);
                 Ok(Part::Prefix(v.and(&m), plen as u32))
             }
             Tok::Dash => {
@@ -1099,12 +1099,36 @@ fn simplify(m: &mut Match) {
             }
         }
     }
+    // `ip saddr & 255.255.0.0 == 1.2.0.0` is `ip saddr 1.2.0.0/16`
+    if let (Some((BinOp::And, mask)), Rhs::Elem(e)) = (m.left.binop.as_deref(), &m.right) {
+        let t = m.left.sels[0].dtype();
+        if let [Part::Val(v)] = e.parts.as_slice() {
+            let n = mask.bytes().iter().map(|b| b.count_ones()).sum::<u32>();
+            if t.is_addr()
+                && m.left.sels.len() == 1
+                && matches!(m.op, RelOp::Eq | RelOp::Ne | RelOp::Implicit)
+                && *mask == Val::prefix_mask(mask.len as usize, n)
+                && v.and(mask) == *v
+            {
+                let p = if n as usize == 8 * v.len as usize {
+                    Part::Val(*v)
+                } else {
+                    Part::Prefix(*v, n)
+                };
+                m.left.binop = None;
+                m.right = Rhs::Elem(Elem::single(p));
+                if m.op == RelOp::Eq {
+                    m.op = RelOp::Implicit;
+                }
+            }
+        }
+    }
     if m.left.sels.len() == 1 && m.left.binop.is_none() {
         let t = m.left.sels[0].dtype();
         if let Rhs::Elem(e) = &m.right {
             if let [Part::Prefix(v, plen)] = e.parts.as_slice() {
                 if !t.is_addr() && t != Dtype::Ifname {
-                    let mask = Val::prefix_mask(v.len as usize, *plen);
+                    let mask = t.prefix_mask(v.len as usize, *plen);
                     let v = *v;
                     m.left.binop = Some(Box::new((BinOp::And, mask)));
                     m.right = Rhs::Elem(Elem::single(Part::Val(v)));

@@ -248,12 +248,25 @@ impl Parser<'_> {
             }
             self.next();
             let lt = left.dtypes().first().copied().unwrap_or(t);
+            // `meta mark set ip dscp | 0x40`: numbers combined with a field narrower than the
+            // statement's target have the target's width (they keep the field's type for printing)
+            let widen = lt == Dtype::Dscp
+                && t.bits() > lt.bits()
+                && matches!(t, Dtype::Mark | Dtype::Integer(_))
+                && self.peek().kind == Tok::Num;
             let rt = if matches!(op, BinOp::Shl | BinOp::Shr) {
                 Dtype::Integer(32)
+            } else if widen {
+                Dtype::Integer(t.bits() as u8)
             } else {
                 lt
             };
             let mut right = self.vx_binop(ctx, rt, p + 1)?;
+            if widen {
+                if let ValExpr::Const(_, part) = right {
+                    right = ValExpr::Const(lt, part);
+                }
+            }
             if matches!(op, BinOp::Shl | BinOp::Shr) {
                 if let ValExpr::Const(_, Part::Val(v)) = &right {
                     right = ValExpr::Const(
