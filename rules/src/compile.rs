@@ -880,7 +880,9 @@ impl Compiler {
                     field: *field,
                 },
                 Selector::Payload { proto, field } => Load::Payload(field.load(proto.base)),
-                Selector::Fib { .. } | Selector::Inner { .. } => Load::Unavailable,
+                Selector::Fib { .. } | Selector::Inner { .. } | Selector::Other { .. } => {
+                    Load::Unavailable
+                }
                 Selector::Raw { base, off, len } => {
                     let f = payload::Field {
                         name: "raw",

@@ -4,6 +4,7 @@
 pub mod ct;
 pub mod meta;
 pub mod opt;
+pub mod other;
 pub mod parse;
 pub mod payload;
 pub mod value;
@@ -46,6 +47,9 @@ pub enum Selector {
         dir: Option<ct::Dir>,
         dtype: Dtype,
     },
+    /// parsed and printed, not evaluated here (`socket mark`, `osf name`, `ipsec in reqid`, ...: see
+    /// [`other`]): the printed text and the datatype
+    Other { text: Box<str>, dtype: Dtype },
 }
 
 impl Selector {
@@ -63,6 +67,7 @@ impl Selector {
             Selector::Payload { field, .. } => field.dtype,
             Selector::Meta { key, .. } => key.dtype,
             Selector::Ct { dtype, .. } => *dtype,
+            Selector::Other { dtype, .. } => *dtype,
         }
     }
 
@@ -131,6 +136,7 @@ impl Selector {
                 }
                 out.push_str(key.name);
             }
+            Selector::Other { text, .. } => out.push_str(text),
             Selector::Ct { key, dir, .. } => {
                 out.push_str("ct ");
                 if let Some(d) = dir {

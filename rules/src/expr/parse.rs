@@ -12,6 +12,7 @@ use crate::types::{self, Dtype, Val};
 impl Parser<'_> {
     pub(crate) fn starts_selector(&self, w: &str) -> bool {
         w == "fib"
+            || matches!(w, "socket" | "osf" | "exthdr")
             || payload::proto(w).is_some()
             || w == "meta"
             || w == "ct"
@@ -49,6 +50,25 @@ impl Parser<'_> {
             return Err(self.unexpected(t, None));
         }
         let w = self.text(t);
+        if other::STARTS.contains(&w) {
+            // `t` is consumed: look at what follows it
+            let n = self.peek();
+            let n = if n.kind == Tok::Word {
+                self.text(n)
+            } else {
+                ""
+            };
+            let fits = match w {
+                "socket" | "osf" | "exthdr" => true,
+                "ipsec" => matches!(n, "in" | "out"),
+                "rt" => matches!(n, "nexthop" | "ip" | "ip6" | "mtu" | "ipsec"),
+                "srh" => n == "sid",
+                _ => false,
+            };
+            if fits {
+                return self.other_selector(ctx, w, t.span);
+            }
+        }
         if w == "fib" {
             let mut flags = 0u8;
             loop {
@@ -525,7 +545,10 @@ impl Parser<'_> {
         if self.is_word("set") && left.sels.len() == 1 && left.binop.is_none() {
             self.next();
             let target = left.sels.pop().unwrap();
-            if matches!(target, Selector::Inner { .. } | Selector::Fib { .. }) {
+            if matches!(
+                target,
+                Selector::Inner { .. } | Selector::Fib { .. } | Selector::Other { .. }
+            ) {
                 let t = self.peek();
                 self.sem_err(t.span, "this expression cannot be set");
             }

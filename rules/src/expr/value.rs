@@ -303,6 +303,9 @@ impl Parser<'_> {
         if w == "meta" || w == "ct" {
             return true;
         }
+        if self.other_ahead(w) {
+            return true;
+        }
         if let Some(p) = super::payload::proto(w) {
             let n = self.peek2();
             return n.kind == Tok::Word && p.fields.iter().any(|f| f.name == self.text(n));
