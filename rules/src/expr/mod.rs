@@ -137,11 +137,19 @@ impl Selector {
                 out.push_str(key.name);
             }
             Selector::Other { text, .. } => out.push_str(text),
-            Selector::Ct { key, dir, .. } => {
+            Selector::Ct { key, dir, dtype } => {
                 out.push_str("ct ");
                 if let Some(d) = dir {
                     out.push_str(d.name());
                     out.push(' ');
+                }
+                if key.dtype == Dtype::Ipv4Addr {
+                    // nft >= 1.1 names the family of conntrack addresses
+                    out.push_str(if *dtype == Dtype::Ipv6Addr {
+                        "ip6 "
+                    } else {
+                        "ip "
+                    });
                 }
                 out.push_str(key.name);
             }

@@ -278,6 +278,16 @@ impl Parser<'_> {
             } else if self.eat_word("reply") {
                 dir = Some(ct::Dir::Reply);
             }
+            // `ct original ip saddr`: the address family, written
+            let mut fam = None;
+            let k0 = self.peek();
+            if k0.kind == Tok::Word && matches!(self.text(k0), "ip" | "ip6") {
+                let n = self.peek2();
+                if n.kind == Tok::Word && matches!(self.text(n), "saddr" | "daddr") {
+                    fam = Some(self.text(k0));
+                    self.next();
+                }
+            }
             let k = self.peek();
             let kname = if k.kind == Tok::Word {
                 self.text(k)
@@ -300,15 +310,44 @@ impl Parser<'_> {
             }
             let mut dtype = key.dtype;
             if dtype == Dtype::Ipv4Addr {
-                dtype = match ctx.l3 {
-                    Some("ip6") => Dtype::Ipv6Addr,
-                    Some("ip") => Dtype::Ipv4Addr,
-                    _ => {
+                let l3 = ctx.l3.filter(|l| matches!(*l, "ip" | "ip6"));
+                let f = match (fam, l3) {
+                    (Some(f), Some(l3)) if f != l3 => {
+                        return Err(self.err(
+                            span,
+                            format!("conflicting protocols specified: {l3} vs. {f}"),
+                        ))
+                    }
+                    (Some(f), _) => f,
+                    (None, Some(l3)) => {
+                        // only a lone address compared with a value may leave the family implied
+                        let before = self.srcs[t.span.src as usize].text[..t.span.lo as usize]
+                            .trim_end();
+                        if before.ends_with('.') || self.peek().kind == Tok::Dot || self.is_word("map")
+                        {
+                            return Err(self.err(
+                                span,
+                                format!("specify the address family: ct {} {l3} {kname}", dir.map(|d| d.name()).unwrap_or("original")),
+                            ));
+                        }
+                        // `meta nfproto ipv4 ct original saddr ...` lists as `ct original ip saddr ...`
+                        if ctx.family == Family::Inet {
+                            let nf = if l3 == "ip" { 2 } else { 10 };
+                            self.kill_dep(ctx, DepFact::NfProto(nf));
+                        }
+                        l3
+                    }
+                    (None, None) => {
                         return Err(self.err(
                             span,
                             "missing l3 protocol: use `ct original ip saddr` or a `meta nfproto` match first",
                         ))
                     }
+                };
+                dtype = if f == "ip6" {
+                    Dtype::Ipv6Addr
+                } else {
+                    Dtype::Ipv4Addr
                 };
             }
             return Ok((Selector::Ct { key, dir, dtype }, span));
