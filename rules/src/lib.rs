@@ -14,6 +14,7 @@ pub mod diag;
 pub mod eval;
 pub mod expr;
 pub mod flowtable;
+pub mod json;
 mod key;
 pub mod lex;
 pub mod nat_effect;
@@ -96,6 +97,17 @@ pub fn print_ruleset(
     };
     p.ruleset(rs);
     p.out
+}
+
+/// The ruleset as `nft -j list ruleset` prints it: libnftables' JSON schema, one line (see [`json`]).
+/// With `counters`, slot i's value is written for the i-th counter statement, as in
+/// [`print_ruleset`].
+pub fn print_ruleset_json(
+    rs: &Ruleset,
+    opts: &PrintOptions,
+    counters: Option<&[CounterValue]>,
+) -> String {
+    json::ruleset_json(rs, opts, counters)
 }
 
 /// Prints one rule the way it appears in a listing (without indentation or handle).
