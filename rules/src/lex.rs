@@ -155,7 +155,8 @@ pub fn next_token(src: &str, file: u16, pos: &mut usize) -> Token {
             }
             b'"' => {
                 i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                // a NUL byte cannot be part of a name: the string is junk
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' && b[i] != 0 {
                     i += 1;
                 }
                 if i < b.len() && b[i] == b'"' {

@@ -385,6 +385,12 @@ impl Parser<'_> {
             {
                 self.sem_err(span, "Could not process rule: Invalid argument");
             }
+            ObjBody::CtHelper { helper, proto, .. } if helper.is_empty() || proto.is_empty() => {
+                self.sem_err(
+                    span,
+                    "ct helper needs a type: type \"NAME\" protocol tcp|udp",
+                );
+            }
             ObjBody::CtTimeout { proto, policy, .. } => {
                 let states = if proto == "udp" {
                     UDP_STATES
@@ -423,15 +429,6 @@ impl Parser<'_> {
         {
             self.next();
             let name = self.string_of(t);
-            if let Some((f, tb)) = self.cur_table.clone() {
-                let ok = self
-                    .rs
-                    .table(f, &tb)
-                    .is_some_and(|tt| tt.objs.iter().any(|o| o.name == name && o.kind() == kind));
-                if !ok {
-                    self.sem_err(t.span, "Could not process rule: No such file or directory");
-                }
-            }
             ValExpr::Const(
                 Dtype::Obj(kind),
                 crate::expr::Part::Val(
@@ -443,6 +440,19 @@ impl Parser<'_> {
         } else {
             self.value_expr(ctx, &[Dtype::Obj(kind)])?
         };
+        // a name (not a map lookup) must name an object of this kind in the table
+        if let ValExpr::Const(_, crate::expr::Part::Val(v)) = &target {
+            if let Some((f, tb)) = self.cur_table.clone() {
+                let name = v.as_str();
+                let ok = self
+                    .rs
+                    .table(f, &tb)
+                    .is_some_and(|tt| tt.objs.iter().any(|o| o.name == name && o.kind() == kind));
+                if !ok {
+                    self.sem_err(t.span, "Could not process rule: No such file or directory");
+                }
+            }
+        }
         let _ = span;
         ctx.dep = None;
         Ok(crate::stmt::Stmt::ObjRef(Box::new(ObjRef { kind, target })))

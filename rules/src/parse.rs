@@ -236,7 +236,13 @@ pub(crate) struct Parser<'a> {
     pub elem_spans: Vec<Span>,
     /// parsing a set element (where `a | b` joins flags)
     pub in_set_elem: bool,
+    /// tokens produced by variable expansion so far (bounded: definitions can double each other)
+    expanded: usize,
 }
+
+/// Most tokens `$variables` may expand to in one input, and in one definition.
+const MAX_EXPANDED: usize = 1 << 24;
+const MAX_DEFINE: usize = 1 << 16;
 
 impl<'a> Parser<'a> {
     pub fn new(
@@ -266,6 +272,7 @@ impl<'a> Parser<'a> {
             chain_name_span: None,
             elem_spans: Vec::new(),
             in_set_elem: false,
+            expanded: 0,
         }
     }
 
@@ -301,11 +308,16 @@ impl<'a> Parser<'a> {
         let mut nested = 0;
         while self.la.len() < n {
             let t = self.pull();
-            if t.kind == Tok::Var && nested < 256 && self.frames.len() < 256 {
+            if t.kind == Tok::Var
+                && nested < 256
+                && self.frames.len() < 256
+                && self.expanded < MAX_EXPANDED
+            {
                 nested += 1;
                 let src = self.srcs[t.span.src as usize].text;
                 let name = &src[t.span.lo as usize + 1..t.span.hi as usize];
                 if let Some(body) = self.defines.get(name) {
+                    self.expanded += body.len();
                     let toks = body.clone();
                     self.frames.push(Frame::Toks { toks, i: 0 });
                     continue;
@@ -504,7 +516,12 @@ impl<'a> Parser<'a> {
         match t.kind {
             Tok::Word | Tok::Quoted | Tok::Num => {
                 self.next();
-                Ok((self.string_of(t), t.span))
+                let s = self.string_of(t);
+                if s.is_empty() {
+                    // the kernel refuses empty names
+                    return Err(self.err(t.span, "Could not process rule: Invalid argument"));
+                }
+                Ok((s, t.span))
             }
             _ => Err(self.unexpected(t, Some("string"))),
         }
@@ -1299,6 +1316,9 @@ impl<'a> Parser<'a> {
                 _ => {}
             }
             body.push(self.next());
+            if body.len() > MAX_DEFINE {
+                return Err(self.err(span, format!("definition of '{name}' is too long")));
+            }
         }
         if body.is_empty() {
             let t = self.peek();

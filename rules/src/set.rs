@@ -440,6 +440,16 @@ impl Parser<'_> {
         if !has_type {
             return Err(self.err(name_span, "set definition does not specify key".to_string()));
         }
+        if let Some(i) = existing {
+            // adding a set that exists with another key or data type: the kernel's EEXIST
+            let old = &self.rs.table(family, table).unwrap().sets[i];
+            if old.key_types() != set.key_types()
+                || old.data_types() != set.data_types()
+                || old.is_map != set.is_map
+            {
+                return Err(self.err(name_span, "Could not process rule: File exists"));
+            }
+        }
         if let Some((elems, span, spans)) = pending_elems {
             let stmts = set.stmts.clone();
             let elems = with_set_stmts(elems, &stmts);

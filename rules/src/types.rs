@@ -31,9 +31,14 @@ impl Val {
             b,
         }
     }
+    /// `v` as `len` big-endian bytes (truncated to the low `len` bytes; zero-extended past 16).
     pub fn from_u128(v: u128, len: usize) -> Val {
+        let len = len.min(32);
+        let mut b = [0u8; 32];
         let be = v.to_be_bytes();
-        Val::from_bytes(&be[16 - len..])
+        let n = len.min(16);
+        b[len - n..len].copy_from_slice(&be[16 - n..]);
+        Val { len: len as u8, b }
     }
     pub fn bytes(&self) -> &[u8] {
         &self.b[..self.len as usize]

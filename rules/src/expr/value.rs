@@ -246,8 +246,20 @@ impl Parser<'_> {
             if p < min {
                 break;
             }
-            self.next();
+            let opt = self.next();
             let lt = left.dtypes().first().copied().unwrap_or(t);
+            if matches!(
+                lt,
+                Dtype::Ifname | Dtype::Iface | Dtype::Str16 | Dtype::Obj(_)
+            ) {
+                return Err(self.err(
+                    opt.span,
+                    format!(
+                        "Binary operation ({}) is undefined for string expressions",
+                        op.symbol()
+                    ),
+                ));
+            }
             // `meta mark set ip dscp | 0x40`: numbers combined with a field narrower than the
             // statement's target have the target's width (they keep the field's type for printing)
             let widen = lt == Dtype::Dscp
