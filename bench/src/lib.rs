@@ -1,6 +1,7 @@
 //! Shared pieces of sluice's benchmarks: synthetic rulesets and frames, an in-memory pipeline rig, and the
 //! netns rig that compares sluice with in-kernel nftables (`sluice-bench`).
 
+pub mod load;
 pub mod plot;
 pub mod report;
 pub mod rig;

@@ -1,10 +1,9 @@
 //! Peak memory and CPU time of loading a ruleset with the rules crate (parse + check + compile), in a
-//! fresh process: `rules-mem N` generates `N` rules `ip saddr 10.a.b.c tcp dport N counter drop` in one
-//! chain (the workload of `benches/parse.rs`); `rules-mem FILE` loads a file. Prints VmHWM (peak resident
+//! fresh process: `rules-mem N [simple|mix]` generates `N` rules of that kind in one chain (the
+//! workloads of `benches/parse.rs`, see `bench::load`); `rules-mem FILE` loads a file;
+//! `rules-mem --emit N [simple|mix]` prints the generated source instead (to load it with `nft -f`). Prints VmHWM (peak resident
 //! set) before and after, and the CPU time of the phases (from /proc/thread-self/schedstat, so that other
 //! load on the machine does not count).
-
-use std::fmt::Write;
 
 fn status_kb(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -24,34 +23,31 @@ fn cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn ruleset(n: usize) -> String {
-    let mut s = String::with_capacity(n * 52 + 128);
-    s.push_str("table ip filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n");
-    for i in 0..n {
-        let _ = writeln!(
-            s,
-            "\t\tip saddr 10.{}.{}.{} tcp dport {} counter drop",
-            (i >> 16) & 255,
-            (i >> 8) & 255,
-            i & 255,
-            1 + i % 65535
-        );
-    }
-    s.push_str("\t}\n}\n");
-    s
-}
-
 fn main() {
-    let arg = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let emit = args.first().is_some_and(|a| a == "--emit");
+    let args = &args[usize::from(emit)..];
+    let arg = args
+        .first()
+        .cloned()
         .unwrap_or_else(|| "100000".to_string());
+    let kind = args.get(1).map_or("simple", String::as_str);
     let (name, src) = match arg.parse::<usize>() {
-        Ok(n) => (format!("{n} generated rules"), ruleset(n)),
+        Ok(n) => (
+            format!("{n} generated rules ({kind})"),
+            bench::load::ruleset(kind, n).unwrap_or_else(|| {
+                panic!("unknown kind {kind:?}, one of {:?}", bench::load::KINDS)
+            }),
+        ),
         Err(_) => (
             arg.clone(),
             std::fs::read_to_string(&arg).unwrap_or_else(|e| panic!("{arg}: {e}")),
         ),
     };
+    if emit {
+        print!("{src}");
+        return;
+    }
     let before = status_kb("VmHWM:");
     let c0 = cpu_ns();
     let rs = rules::parse_ruleset(&src, &name).unwrap_or_else(|d| panic!("{d}"));

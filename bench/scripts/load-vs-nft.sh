@@ -1,0 +1,61 @@
+#!/bin/sh
+# Loading a big ruleset: sluice's parse + check + compile (rules-mem, one thread, CPU time and peak RSS of
+# the process) against the real `nft -f` into an empty throwaway network namespace (/usr/bin/time -v:
+# user + system time and maximum RSS of the nft process), on the same generated files.
+#
+#   sudo bench/scripts/load-vs-nft.sh [ROUNDS [NFT_ROUNDS]]   # default 3 and 1; prints a markdown table
+#
+# sluice's figures are the best of ROUNDS runs, nft's of NFT_ROUNDS (the machine is shared; the load
+# average is printed). Careful: `nft -f` of the 100k-rule mix (12,500 anonymous sets) keeps one core
+# busy in the kernel for over two minutes.
+# Needs root (ip netns), nft, /usr/bin/time, and `cargo build --release -p bench --bin rules-mem`.
+set -eu
+rounds=${1:-3}
+nft_rounds=${2:-1}
+bin=${RULES_MEM:-target/release/rules-mem}
+ns=sluice-perf-$$
+dir=$(mktemp -d /tmp/sluice-load.XXXXXX)
+cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$dir"; }
+trap cleanup EXIT INT TERM
+ip netns add "$ns"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); nft $(nft --version | cut -d' ' -f2)"
+echo
+echo "| workload | rules | source | sluice CPU | sluice peak RSS | nft -f CPU | nft -f wall | nft -f peak RSS | nft list ruleset CPU |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for kind in simple mix; do
+  for n in 10000 100000; do
+    f=$dir/$kind-$n.nft
+    "$bin" --emit "$n" "$kind" > "$f"
+    size=$(stat -c %s "$f")
+    best_cpu=; best_rss=
+    i=0
+    while [ $i -lt "$rounds" ]; do
+      out=$("$bin" "$f")
+      cpu=$(echo "$out" | sed -n 's/.*total \([0-9.]*\) ms.*/\1/p')
+      rss=$(echo "$out" | sed -n 's/.* \([0-9]*\) MB after compiling.*/\1/p')
+      best_cpu=$(printf '%s\n%s\n' "$cpu" "${best_cpu:-$cpu}" | sort -n | head -1)
+      best_rss=$(printf '%s\n%s\n' "$rss" "${best_rss:-$rss}" | sort -n | head -1)
+      i=$((i + 1))
+    done
+    nft_cpu=; nft_wall=; nft_rss=; list_cpu=
+    i=0
+    while [ $i -lt "$nft_rounds" ]; do
+      ip netns exec "$ns" nft flush ruleset
+      ip netns exec "$ns" /usr/bin/time -v nft -f "$f" 2> "$dir/time" >/dev/null
+      c=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.0f", (u+s)*1000}' "$dir/time")
+      w=$(awk -F': ' '/Elapsed/ {n=split($2,a,":"); printf "%.0f", (a[n-1]*60+a[n])*1000}' "$dir/time")
+      r=$(awk -F': ' '/Maximum resident/ {printf "%d", $2/1024}' "$dir/time")
+      ip netns exec "$ns" /usr/bin/time -v nft list ruleset 2> "$dir/time" >/dev/null
+      l=$(awk -F': ' '/User time/ {u=$2} /System time/ {s=$2} END {printf "%.0f", (u+s)*1000}' "$dir/time")
+      nft_cpu=$(printf '%s\n%s\n' "$c" "${nft_cpu:-$c}" | sort -n | head -1)
+      nft_wall=$(printf '%s\n%s\n' "$w" "${nft_wall:-$w}" | sort -n | head -1)
+      nft_rss=$(printf '%s\n%s\n' "$r" "${nft_rss:-$r}" | sort -n | head -1)
+      list_cpu=$(printf '%s\n%s\n' "$l" "${list_cpu:-$l}" | sort -n | head -1)
+      i=$((i + 1))
+    done
+    ip netns exec "$ns" nft flush ruleset
+    echo "| $kind | $n | $((size / 1024)) KB | ${best_cpu} ms | ${best_rss} MB | ${nft_cpu} ms | ${nft_wall} ms | ${nft_rss} MB | ${list_cpu} ms |"
+  done
+done
+echo
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
