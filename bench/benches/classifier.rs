@@ -125,6 +125,7 @@ fn ctx(frame: &[u8]) -> PacketCtx<'_> {
         ct_mark: 0,
         hook: Hook::Forward,
         nftrace: false,
+        now: 0,
     }
 }
 

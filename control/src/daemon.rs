@@ -110,6 +110,8 @@ impl Daemon {
         let (live, counters) = self.counters();
         let mut next = live.ruleset().clone();
         next.set_counter_values(&counters);
+        // quotas and named counters go on from where they are
+        live.write_state(&mut next);
         rules::apply(&mut next, text, name, &crate::nft::FsLoader).map_err(|d| d.to_string())?;
         let compiled = rules::compile(&next).map_err(|d| d.to_string())?;
         if !check {
@@ -169,7 +171,9 @@ impl Daemon {
                 } else {
                     body.trim()
                 };
-                crate::nft::list(rs.ruleset(), flags, what, &counters)
+                let mut view = rs.ruleset().clone();
+                rs.write_state(&mut view);
+                crate::nft::list(&view, flags, what, &counters)
             }
             ["nft-apply", name] => self.apply(name, body, false),
             ["nft-check", name] => self.apply(name, body, true),

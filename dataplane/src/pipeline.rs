@@ -345,7 +345,7 @@ impl Pipeline {
             let fib = &*self.fib;
             let in_ifc = &fib.interfaces[port];
             let chains: Vec<ChainId> = rs.ingress_chains(&in_ifc.name).collect();
-            let mut pkt = packet_ctx(frame, &ip, &in_ifc.name, in_ifc.ifindex, Hook::Ingress);
+            let mut pkt = packet_ctx(frame, &ip, &in_ifc.name, in_ifc.ifindex, Hook::Ingress, now);
             pkt.ct_state = ct_state::INVALID;
             let v = run_list(rs, &chains, &mut pkt, &mut self.counters, &mut self.trace);
             if v.is_drop() {
@@ -391,7 +391,10 @@ impl Pipeline {
             in_ifc,
             None,
             CtResult::Invalid,
-            Carry::default(),
+            Carry {
+                now,
+                ..Carry::default()
+            },
             Hook::Prerouting,
         );
         let v = run_hook(
@@ -742,7 +745,7 @@ impl Pipeline {
         let fib = &*self.fib;
         let out_ifc = &fib.interfaces[iface];
         let out_mac = out_ifc.mac;
-        let mut pkt = packet_ctx(&frame, &ip, "", 0, Hook::Output);
+        let mut pkt = packet_ctx(&frame, &ip, "", 0, Hook::Output, now);
         pkt.ct_state = ct_state::INVALID;
         pkt.oif = out_ifc.ifindex;
         pkt.oifname = &out_ifc.name;
@@ -982,6 +985,7 @@ fn packet_ctx<'a>(
     iifname: &'a str,
     iif: u32,
     hook: Hook,
+    now: u64,
 ) -> PacketCtx<'a> {
     PacketCtx {
         frame,
@@ -999,6 +1003,7 @@ fn packet_ctx<'a>(
         ct_mark: 0,
         hook,
         nftrace: false,
+        now,
     }
 }
 
@@ -1028,6 +1033,7 @@ fn ctx<'a>(
         ct_mark: carry.ct_mark,
         hook,
         nftrace: carry.nftrace,
+        now: carry.now,
     }
 }
 

@@ -395,6 +395,7 @@ mod tests {
             ct_mark: 0,
             hook: Hook::Forward,
             nftrace: false,
+            now: 0,
         };
         let mut t = Trace {
             ruleset_traces: true,

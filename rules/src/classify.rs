@@ -763,7 +763,12 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 Op::Cmp { loads, bin, test } => (loads, bin.as_deref(), Cond::Test(test)),
                 Op::Vmap { loads, bin, set } => (loads, bin.as_deref(), Cond::Vmap(*set)),
                 // the first effect ends the prefix
-                Op::Store { .. } | Op::Counter(_) | Op::Verdict(_) => break,
+                Op::Store { .. }
+                | Op::Counter(_)
+                | Op::Limit(_)
+                | Op::Quota(_)
+                | Op::ObjCounter(_)
+                | Op::Verdict(_) => break,
             };
             if !loads.is_empty() && loads.iter().all(fixed) {
                 scratch.clear();

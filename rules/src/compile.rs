@@ -98,6 +98,12 @@ pub(crate) enum Op {
         set: u32,
     },
     Counter(u32),
+    /// `limit` (index into `limits`): a packet outside the rate (inside it, with `over`) ends the rule
+    Limit(u32),
+    /// `quota` (index into `quotas`), likewise
+    Quota(u32),
+    /// `counter name X` (index into `obj_counters`)
+    ObjCounter(u32),
     Verdict(VOp),
 }
 
@@ -253,6 +259,16 @@ pub struct CompiledRuleset {
     pub(crate) nats: Vec<crate::nat_effect::CNat>,
     /// the per-chain indexes (see [`crate::classify`])
     pub(crate) cls: crate::classify::Classifier,
+    /// `limit` and `quota` state, statements first (in compile order), then named objects
+    pub(crate) limits: Vec<crate::stateful::LimitState>,
+    pub(crate) quotas: Vec<crate::stateful::QuotaState>,
+    /// the quota objects' entries in `quotas`: (table, object index) → state
+    quota_objs: Vec<((usize, usize), u32)>,
+    /// the quota statements' entries in `quotas`, in compile order
+    quota_stmts: Vec<u32>,
+    /// named counter objects used by rules: (table, object index), and their shared counts
+    pub(crate) obj_counters: Vec<crate::stateful::SharedCounter>,
+    counter_objs: Vec<((usize, usize), u32)>,
 }
 
 const HOOKS: [Hook; 7] = [
@@ -318,6 +334,63 @@ impl CompiledRuleset {
         let (f, t, n) = &self.names[c.0 as usize];
         (f, t, n)
     }
+    /// Writes the live state of quotas (statements and objects) and of named counters used by rules
+    /// into `rs`, a copy of this generation's AST: what a listing shows as `used …` and
+    /// `packets … bytes …`, and what a change applied on top of it starts from.
+    pub fn write_state(&self, rs: &mut Ruleset) {
+        use crate::obj::ObjBody;
+        // quota statements, in compile order: the named chains' rules, then binding chains
+        // breadth-first as the compiler queues them
+        let mut quotas: Vec<&mut crate::stmt::limit::Quota> = Vec::new();
+        let mut queue: std::collections::VecDeque<&mut Vec<Rule>> = Default::default();
+        fn visit<'r>(
+            rules: &'r mut Vec<Rule>,
+            quotas: &mut Vec<&'r mut crate::stmt::limit::Quota>,
+            queue: &mut std::collections::VecDeque<&'r mut Vec<Rule>>,
+        ) {
+            for r in rules.iter_mut() {
+                for s in r.stmts.iter_mut() {
+                    match s {
+                        Stmt::Quota(q) => quotas.push(q),
+                        Stmt::Verdict(VerdictExpr::JumpBlock(b) | VerdictExpr::GotoBlock(b)) => {
+                            queue.push_back(b)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let mut objs: Vec<(usize, usize, &mut ObjBody)> = Vec::new();
+        for (ti, t) in rs.tables.iter_mut().enumerate() {
+            for c in t.chains.iter_mut() {
+                visit(&mut c.rules, &mut quotas, &mut queue);
+            }
+            for (oi, o) in t.objs.iter_mut().enumerate() {
+                objs.push((ti, oi, &mut o.body));
+            }
+        }
+        while let Some(b) = queue.pop_front() {
+            visit(b, &mut quotas, &mut queue);
+        }
+        for (q, &i) in quotas.into_iter().zip(&self.quota_stmts) {
+            q.used = self.quotas[i as usize].used();
+        }
+        for (ti, oi, body) in objs {
+            match body {
+                ObjBody::Quota(q) => {
+                    if let Some(&(_, i)) = self.quota_objs.iter().find(|e| e.0 == (ti, oi)) {
+                        q.used = self.quotas[i as usize].used();
+                    }
+                }
+                ObjBody::Counter(c) => {
+                    if let Some(&(_, i)) = self.counter_objs.iter().find(|e| e.0 == (ti, oi)) {
+                        (c.packets, c.bytes) = self.obj_counters[i as usize].get();
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
     /// Looks a chain up by name.
     pub fn chain_id(&self, family: Family, table: &str, chain: &str) -> Option<ChainId> {
         self.names
@@ -347,6 +420,14 @@ pub(crate) struct Compiler {
     slot: u32,
     initial: Vec<CounterValue>,
     nats: Vec<crate::nat_effect::CNat>,
+    limits: Vec<crate::stateful::LimitState>,
+    quotas: Vec<crate::stateful::QuotaState>,
+    /// named limit and quota objects already given state: (table, object index) → state index
+    limit_objs: Vec<((usize, usize), u32)>,
+    quota_objs: Vec<((usize, usize), u32)>,
+    quota_stmts: Vec<u32>,
+    obj_counters: Vec<crate::stateful::SharedCounter>,
+    counter_objs: Vec<((usize, usize), u32)>,
     /// load lists handed out recently: rules mostly load what the rules before them loaded
     recent_loads: Vec<Arc<[Load]>>,
     /// chain positions by name in the table with this index (jump targets)
@@ -394,6 +475,13 @@ pub fn compile<'a>(
         slot: 0,
         initial: Vec::new(),
         nats: Vec::new(),
+        limits: Vec::new(),
+        quotas: Vec::new(),
+        limit_objs: Vec::new(),
+        quota_objs: Vec::new(),
+        quota_stmts: Vec::new(),
+        obj_counters: Vec::new(),
+        counter_objs: Vec::new(),
         recent_loads: Vec::new(),
         chain_pos: Default::default(),
     };
@@ -494,6 +582,12 @@ pub fn compile<'a>(
         initial: cc.initial,
         nats: cc.nats,
         cls: Default::default(),
+        limits: cc.limits,
+        quotas: cc.quotas,
+        quota_objs: cc.quota_objs,
+        quota_stmts: cc.quota_stmts,
+        obj_counters: cc.obj_counters,
+        counter_objs: cc.counter_objs,
     };
     out.cls = crate::classify::build(&out);
     Ok(out)
@@ -773,14 +867,24 @@ impl Compiler {
                         self.ops.push(Op::Verdict(VOp::Nat(i)));
                     }
                 }
-                // evaluated elsewhere or not at all (logging and rate limits need the dataplane)
-                Stmt::Log(_)
-                | Stmt::Limit(_)
-                | Stmt::Quota(_)
-                | Stmt::Notrack
-                | Stmt::ObjRef(_)
-                | Stmt::SetUpdate(_)
-                | Stmt::FlowAdd(_) => {}
+                Stmt::Limit(l) => {
+                    let st = crate::stateful::LimitState::new(l).ok_or_else(|| {
+                        Diagnostic::bare(
+                            "Could not process rule: Value too large for defined data type",
+                        )
+                    })?;
+                    self.limits.push(st);
+                    self.ops.push(Op::Limit(self.limits.len() as u32 - 1));
+                }
+                Stmt::Quota(q) => {
+                    self.quotas.push(crate::stateful::QuotaState::new(q));
+                    let i = self.quotas.len() as u32 - 1;
+                    self.quota_stmts.push(i);
+                    self.ops.push(Op::Quota(i));
+                }
+                Stmt::ObjRef(o) => self.obj_ref(t, o)?,
+                // evaluated elsewhere or not at all (logging needs the dataplane)
+                Stmt::Log(_) | Stmt::Notrack | Stmt::SetUpdate(_) | Stmt::FlowAdd(_) => {}
             }
         }
         Ok(())
@@ -934,6 +1038,70 @@ impl Compiler {
         let i = self.set(t, &set.elems, width);
         self.named.insert((self.table, name.to_string()), i);
         Ok(i)
+    }
+
+    /// `counter|quota|limit name X`: the named object's state, shared by every rule naming it. A name
+    /// chosen by a map lookup (`quota name ip saddr map { … }`) is not evaluated yet.
+    fn obj_ref(&mut self, t: &Table, o: &crate::obj::ObjRef) -> Result<(), Diagnostic> {
+        use crate::obj::ObjBody;
+        use crate::stateful::{LimitState, QuotaState, SharedCounter};
+        use crate::types::ObjKind;
+        let crate::expr::value::ValExpr::Const(_, crate::expr::Part::Val(v)) = &o.target else {
+            return Ok(());
+        };
+        let name = v.as_str();
+        let Some(oi) = t
+            .objs
+            .iter()
+            .position(|x| x.name == name && x.kind() == o.kind)
+        else {
+            return Err(Diagnostic::bare(
+                "Could not process rule: No such file or directory",
+            ));
+        };
+        let key = (self.table, oi);
+        let find = |v: &[((usize, usize), u32)]| v.iter().find(|e| e.0 == key).map(|e| e.1);
+        match (o.kind, &t.objs[oi].body) {
+            (ObjKind::Counter, ObjBody::Counter(c)) => {
+                let i = find(&self.counter_objs).unwrap_or_else(|| {
+                    self.obj_counters
+                        .push(SharedCounter::new(c.packets, c.bytes));
+                    let i = self.obj_counters.len() as u32 - 1;
+                    self.counter_objs.push((key, i));
+                    i
+                });
+                self.ops.push(Op::ObjCounter(i));
+            }
+            (ObjKind::Quota, ObjBody::Quota(q)) => {
+                let i = find(&self.quota_objs).unwrap_or_else(|| {
+                    self.quotas.push(QuotaState::new(q));
+                    let i = self.quotas.len() as u32 - 1;
+                    self.quota_objs.push((key, i));
+                    i
+                });
+                self.ops.push(Op::Quota(i));
+            }
+            (ObjKind::Limit, ObjBody::Limit(l)) => {
+                let i = match find(&self.limit_objs) {
+                    Some(i) => i,
+                    None => {
+                        let st = LimitState::new(l).ok_or_else(|| {
+                            Diagnostic::bare(
+                                "Could not process rule: Value too large for defined data type",
+                            )
+                        })?;
+                        self.limits.push(st);
+                        let i = self.limits.len() as u32 - 1;
+                        self.limit_objs.push((key, i));
+                        i
+                    }
+                };
+                self.ops.push(Op::Limit(i));
+            }
+            // ct helper/timeout/expectation, synproxy, secmark: attached by the dataplane, if at all
+            _ => {}
+        }
+        Ok(())
     }
 
     fn matching(&mut self, t: &Table, m: &Match) -> Result<(), Diagnostic> {

@@ -157,6 +157,8 @@ pub struct PacketCtx<'a> {
     pub hook: Hook,
     /// `meta nftrace`: the packet is traced (set by `meta nftrace set 1`).
     pub nftrace: bool,
+    /// monotonic time in nanoseconds (for `limit`)
+    pub now: u64,
 }
 
 /// Kernel's NFT_JUMP_STACK_SIZE.
@@ -368,6 +370,17 @@ impl CompiledRuleset {
                         c.bytes += pkt.len as u64;
                     }
                 }
+                Op::Limit(i) => {
+                    if !self.limits[*i as usize].matches(pkt.now, pkt.len) {
+                        return None;
+                    }
+                }
+                Op::Quota(i) => {
+                    if !self.quotas[*i as usize].matches(pkt.len) {
+                        return None;
+                    }
+                }
+                Op::ObjCounter(i) => self.obj_counters[*i as usize].add(pkt.len),
                 Op::Verdict(v) => return Some(*v),
             }
         }

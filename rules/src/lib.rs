@@ -22,6 +22,7 @@ pub mod obj;
 pub mod parse;
 pub mod print;
 pub mod set;
+pub mod stateful;
 pub mod stmt;
 pub mod types;
 

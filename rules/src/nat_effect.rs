@@ -245,6 +245,7 @@ mod tests {
             ct_mark: 0,
             hook,
             nftrace: false,
+            now: 0,
         };
         let chain = rs.hook_chains(NfProto::Ipv4, hook)[0];
         assert!(rs.is_nat_chain(chain));

@@ -339,6 +339,7 @@ fn ctx(p: &Pkt) -> PacketCtx<'_> {
         ct_mark: 0,
         hook: Hook::Forward,
         nftrace: false,
+        now: 0,
     }
 }
 

@@ -37,6 +37,7 @@ fn ctx(frame: &[u8]) -> PacketCtx<'_> {
         ct_mark: 0,
         hook: Hook::Forward,
         nftrace: false,
+        now: 0,
     }
 }
 

@@ -108,6 +108,7 @@ fn random_frames_never_panic() {
             ct_mark: 0,
             hook: Hook::Input,
             nftrace: false,
+            now: 0,
         };
         for &chain in c.hook_chains(p.nfproto, Hook::Input) {
             let _ = c.eval_chain(chain, &mut p, &mut counters);

@@ -51,6 +51,7 @@ fn ctx(frame: &[u8]) -> PacketCtx<'_> {
         ct_mark: 0,
         hook: Hook::Input,
         nftrace: false,
+        now: 0,
     }
 }
 

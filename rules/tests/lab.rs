@@ -144,6 +144,7 @@ fn ctx(frame: &[u8], proto: u8, ct: u32) -> PacketCtx<'_> {
         ct_mark: 0,
         hook: Hook::Forward,
         nftrace: false,
+        now: 0,
     }
 }
 

@@ -35,6 +35,7 @@ fn ctx(frame: &[u8], hook: Hook) -> PacketCtx<'_> {
         ct_mark: 0,
         hook,
         nftrace: false,
+        now: 0,
     }
 }
 

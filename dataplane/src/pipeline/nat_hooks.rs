@@ -20,6 +20,8 @@ pub(super) struct Carry {
     pub mark: u32,
     pub ct_mark: u32,
     pub nftrace: bool,
+    /// the packet's arrival time (ns), for `limit`
+    pub now: u64,
 }
 
 impl Carry {
@@ -28,6 +30,7 @@ impl Carry {
             mark: p.mark,
             ct_mark: p.ct_mark,
             nftrace: p.nftrace,
+            now: p.now,
         }
     }
 }
@@ -145,6 +148,7 @@ impl Pipeline {
                 ct_mark: carry.ct_mark,
                 hook,
                 nftrace: carry.nftrace,
+                now: carry.now,
             };
             let mut request = None;
             for &chain in rs.hook_chains(NfProto::Ipv4, hook) {

@@ -1,0 +1,152 @@
+//! `limit`, `quota` and named counter/quota/limit objects on the packet path: the kernel's token
+//! bucket and byte counts, shared by the rules that name an object, and their state in listings.
+
+use rules::{
+    compile, parse_ruleset, print_ruleset, CounterValue, Hook, NfProto, PacketCtx, Verdict,
+};
+
+/// A UDP packet of `len` IP bytes from 192.0.2.`src` to 198.51.100.2 port `dport`.
+fn frame(src: u8, dport: u16, len: u16) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + len as usize];
+    f[12] = 0x08;
+    let ip = &mut f[14..];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&len.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[192, 0, 2, src]);
+    ip[16..20].copy_from_slice(&[198, 51, 100, 2]);
+    ip[22..24].copy_from_slice(&dport.to_be_bytes());
+    f
+}
+
+fn run(rs: &rules::CompiledRuleset, f: &[u8], now: u64, counters: &mut [CounterValue]) -> Verdict {
+    let mut pkt = PacketCtx {
+        frame: f,
+        nh_off: 14,
+        th_off: Some(34),
+        nfproto: NfProto::Ipv4,
+        l4proto: 17,
+        len: (f.len() - 14) as u32,
+        iif: 2,
+        iifname: "in0",
+        oif: 3,
+        oifname: "out0",
+        mark: 0,
+        ct_state: 8,
+        ct_mark: 0,
+        hook: Hook::Forward,
+        nftrace: false,
+        now,
+    };
+    let chain = rs.hook_chains(NfProto::Ipv4, Hook::Forward)[0];
+    rs.eval_chain(chain, &mut pkt, counters)
+}
+
+const SEC: u64 = 1_000_000_000;
+
+#[test]
+fn limit_accepts_the_burst_then_refills_at_the_rate() {
+    let rs = parse_ruleset(
+        "table ip t {
+	chain fwd {
+		type filter hook forward priority filter; policy drop;
+		udp dport 53 limit rate 10/second burst 2 packets accept
+		udp dport 54 limit rate over 1 kbytes/second drop
+		udp dport 54 accept
+	}
+}
+",
+        "t.nft",
+    )
+    .unwrap();
+    let rs = compile(rs).unwrap();
+    let mut c = vec![CounterValue::default(); rs.counter_slots()];
+    let f = frame(1, 53, 100);
+    let t0 = 1000 * SEC;
+    // a bucket of `burst` packets: 2 at once; it refills at one per 100 ms up to the burst
+    let burst = (0..50)
+        .filter(|_| run(&rs, &f, t0, &mut c) == Verdict::Accept)
+        .count();
+    assert_eq!(burst, 2);
+    let later = (0..50)
+        .filter(|_| run(&rs, &f, t0 + SEC / 2, &mut c) == Verdict::Accept)
+        .count();
+    assert_eq!(later, 2);
+    let soon = (0..50)
+        .filter(|_| run(&rs, &f, t0 + SEC / 2 + SEC / 10, &mut c) == Verdict::Accept)
+        .count();
+    assert_eq!(soon, 1);
+    // byte rate with `over` (no burst): 1024 bytes per second pass the limit, the rest is dropped
+    let g = frame(1, 54, 500);
+    let got: Vec<Verdict> = (0..4).map(|_| run(&rs, &g, t0, &mut c)).collect();
+    assert_eq!(
+        got,
+        [
+            Verdict::Accept,
+            Verdict::Accept,
+            Verdict::Drop,
+            Verdict::Drop
+        ]
+    );
+    assert_eq!(run(&rs, &g, t0 + SEC, &mut c), Verdict::Accept);
+}
+
+#[test]
+fn quotas_count_bytes_and_listings_show_what_was_used() {
+    let src = "table ip t {
+	quota q {
+		over 1000 bytes
+	}
+
+	counter hits {
+		packets 0 bytes 0
+	}
+
+	chain fwd {
+		type filter hook forward priority filter; policy accept;
+		udp dport 80 quota name \"q\" drop
+		udp dport 81 quota name \"q\" drop
+		udp dport 82 counter name \"hits\" quota 300 bytes accept
+		udp dport 82 jump {
+			quota over 50 bytes drop
+		}
+	}
+}
+";
+    let rs = compile(parse_ruleset(src, "t.nft").unwrap()).unwrap();
+    let mut c = vec![CounterValue::default(); rs.counter_slots()];
+    // one quota object for two rules: the bytes of both count against it
+    assert_eq!(run(&rs, &frame(1, 80, 400), 0, &mut c), Verdict::Accept);
+    assert_eq!(run(&rs, &frame(1, 81, 400), 0, &mut c), Verdict::Accept);
+    assert_eq!(run(&rs, &frame(1, 80, 400), 0, &mut c), Verdict::Drop);
+    assert_eq!(run(&rs, &frame(1, 81, 28), 0, &mut c), Verdict::Drop);
+    // 100 + 100 bytes within the 300-byte quota; the third packet reaches it and falls to the block
+    let p = frame(1, 82, 100);
+    assert_eq!(run(&rs, &p, 0, &mut c), Verdict::Accept);
+    assert_eq!(run(&rs, &p, 0, &mut c), Verdict::Accept);
+    assert_eq!(run(&rs, &p, 0, &mut c), Verdict::Drop);
+    let mut view = rs.ruleset().clone();
+    rs.write_state(&mut view);
+    let listing = print_ruleset(&view, &Default::default(), None);
+    assert!(
+        listing.contains("\tquota q {\n\t\tover 1000 bytes used 1228 bytes\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("\tcounter hits {\n\t\tpackets 3 bytes 300\n"),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .contains("udp dport 82 counter name \"hits\" quota 300 bytes used 300 bytes accept"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("quota over 50 bytes used 100 bytes drop"),
+        "{listing}"
+    );
+    // the listing is a ruleset that resumes where the counts are
+    let again = compile(parse_ruleset(&listing, "l.nft").unwrap()).unwrap();
+    assert_eq!(run(&again, &frame(1, 80, 28), 0, &mut c), Verdict::Drop);
+}
