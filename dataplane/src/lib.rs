@@ -10,6 +10,7 @@ pub mod defrag;
 pub mod fib;
 pub mod handoff;
 pub mod icmp;
+pub mod ipv6;
 pub mod nat;
 pub mod neigh;
 pub mod pipeline;
@@ -19,7 +20,7 @@ pub mod trace;
 pub mod wire;
 pub mod worker;
 
-pub use fib::{Fib, InterfaceConfig, Route};
+pub use fib::{Fib, InterfaceConfig, Route, Route6};
 pub use pipeline::{Action, Pipeline, PipelineConfig, PortRole};
 pub use stats::WorkerStats;
 pub use worker::{Command, Snapshot, Worker, WorkerConfig};

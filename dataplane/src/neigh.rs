@@ -2,6 +2,7 @@
 //! resolution. One table per worker, so lookups take no lock.
 
 use hashbrown::HashMap;
+use std::hash::Hash;
 use std::net::Ipv4Addr;
 
 /// How long a learned entry is trusted before it is resolved again.
@@ -48,14 +49,24 @@ pub enum Miss {
     Failed,
 }
 
-#[derive(Default)]
-pub struct NeighTable {
-    entries: HashMap<(usize, Ipv4Addr), State>,
+/// One address family's neighbours: `NeighTable` (IPv4, resolved by ARP) or `NeighTable<Ipv6Addr>`
+/// (resolved by neighbour discovery); both hold the same bounded pending queues.
+pub struct NeighTable<A = Ipv4Addr> {
+    entries: HashMap<(usize, A), State>,
     pending_total: usize,
 }
 
-impl NeighTable {
-    pub fn lookup(&self, iface: usize, ip: Ipv4Addr, now: u64) -> Option<[u8; 6]> {
+impl<A> Default for NeighTable<A> {
+    fn default() -> Self {
+        NeighTable {
+            entries: HashMap::new(),
+            pending_total: 0,
+        }
+    }
+}
+
+impl<A: Copy + Eq + Hash> NeighTable<A> {
+    pub fn lookup(&self, iface: usize, ip: A, now: u64) -> Option<[u8; 6]> {
         match self.entries.get(&(iface, ip)) {
             Some(State::Reachable { mac, confirmed_at })
                 if now.saturating_sub(*confirmed_at) < REACHABLE_NS =>
@@ -68,7 +79,7 @@ impl NeighTable {
     }
 
     /// Holds `frame` until `ip` on `iface` resolves.
-    pub fn enqueue(&mut self, iface: usize, ip: Ipv4Addr, frame: &[u8], now: u64) -> Miss {
+    pub fn enqueue(&mut self, iface: usize, ip: A, frame: &[u8], now: u64) -> Miss {
         let entry = self
             .entries
             .entry((iface, ip))
@@ -119,7 +130,7 @@ impl NeighTable {
 
     /// Records that `ip` on `iface` is at `mac`. Returns the frames that were waiting for it (the caller
     /// fills in their Ethernet header and sends them).
-    pub fn learn(&mut self, iface: usize, ip: Ipv4Addr, mac: [u8; 6], now: u64) -> Vec<Vec<u8>> {
+    pub fn learn(&mut self, iface: usize, ip: A, mac: [u8; 6], now: u64) -> Vec<Vec<u8>> {
         if let Some(State::Permanent { .. }) = self.entries.get(&(iface, ip)) {
             return Vec::new();
         }
@@ -140,7 +151,7 @@ impl NeighTable {
     }
 
     /// Adds a permanent entry (a static neighbour).
-    pub fn add_permanent(&mut self, iface: usize, ip: Ipv4Addr, mac: [u8; 6]) {
+    pub fn add_permanent(&mut self, iface: usize, ip: A, mac: [u8; 6]) {
         if let Some(State::Incomplete { pending, .. }) =
             self.entries.insert((iface, ip), State::Permanent { mac })
         {
@@ -150,7 +161,7 @@ impl NeighTable {
 
     /// Whether an entry for `ip` exists in any state (the kernel updates, but does not create, entries from
     /// ARP traffic that was not addressed to it).
-    pub fn knows(&self, iface: usize, ip: Ipv4Addr) -> bool {
+    pub fn knows(&self, iface: usize, ip: A) -> bool {
         self.entries.contains_key(&(iface, ip))
     }
 
@@ -160,7 +171,7 @@ impl NeighTable {
     pub fn on_timer(
         &mut self,
         now: u64,
-        mut send_request: impl FnMut(usize, Ipv4Addr),
+        mut send_request: impl FnMut(usize, A),
         mut failed: impl FnMut(usize, Vec<u8>),
     ) -> usize {
         let mut dropped = 0;

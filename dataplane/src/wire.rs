@@ -29,6 +29,16 @@ pub enum ParseError {
     BadIpv4Checksum,
     #[error("malformed transport header")]
     BadTransport,
+    #[error("malformed IPv6 header (short, not version 6, or a payload length past the frame)")]
+    BadIpv6,
+    #[error("IPv6 source or destination address the kernel refuses on input")]
+    BadIpv6Address,
+    #[error("malformed or discarding IPv6 hop-by-hop options")]
+    BadIpv6Options,
+    #[error("IPv6 extension-header chain that cannot be walked")]
+    BadIpv6ExtHeader,
+    #[error("malformed neighbour discovery message")]
+    BadNdp,
 }
 
 /// What the link layer says about a frame.
