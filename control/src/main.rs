@@ -128,7 +128,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // `log` statements' lines (target nft_log) at every level, as the kernel log keeps them
+                .unwrap_or_else(|_| "warn,nft_log=debug".into()),
         )
         .with_writer(std::io::stderr)
         .init();

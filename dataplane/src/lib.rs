@@ -13,6 +13,7 @@ pub mod icmp;
 pub mod ipv6;
 pub mod nat;
 pub mod neigh;
+pub mod nflog;
 pub mod pipeline;
 pub mod stats;
 pub mod testkit;

@@ -165,6 +165,7 @@ impl Pipeline {
             self.counters = rs.initial_counters();
             self.stats.generation_switches += 1;
             self.trace.ruleset_traces = uses_nftrace(rs);
+            self.trace.ruleset_logs = rs.has_logs();
             self.defrag_on = uses_conntrack(rs);
         }
     }

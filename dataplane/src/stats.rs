@@ -65,6 +65,7 @@ worker_stats! {
     handoff_sent: "frames passed to the worker that owns their flow",
     handoff_received: "frames received from other workers for flows this worker owns",
     handoff_full: "frames dropped because the hand-off ring to their owner was full",
+    log_lines_lost: "log statement lines dropped because too many came in one batch",
     defrag_fragments: "IPv4 fragments taken for reassembly before conntrack",
     defrag_reassembled: "IPv4 datagrams reassembled from fragments",
     defrag_invalid: "IPv4 fragments dropped as invalid or overlapping (their datagram with them)",

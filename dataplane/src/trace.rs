@@ -49,6 +49,12 @@ pub struct Trace {
     pub all: bool,
     /// The live ruleset can set `meta nftrace` (refreshed on generation switch).
     pub ruleset_traces: bool,
+    /// The live ruleset has `log` statements: their lines are collected in `logs`.
+    pub ruleset_logs: bool,
+    /// `log` lines (syslog severity, text) since the last drain; beyond [`MAX_RECORDS`] they are
+    /// counted in `logs_lost`.
+    pub logs: Vec<(u8, String)>,
+    pub logs_lost: u64,
     pub records: Vec<TraceRecord>,
     pub lost: u64,
     /// The current packet's id.
@@ -60,7 +66,7 @@ impl Trace {
     /// Whether hooks must run with a recording tracer.
     #[inline]
     pub fn active(&self) -> bool {
-        self.all || self.ruleset_traces
+        self.all || self.ruleset_traces || self.ruleset_logs
     }
 
     /// Starts a new packet: gives it a fresh trace id.
@@ -133,6 +139,15 @@ impl Tracer for Recorder<'_> {
     /// skip the rules that cannot match (the events kept are the same).
     fn every_rule(&self) -> bool {
         self.trace.all
+    }
+
+    fn log(&mut self, pkt: &PacketCtx<'_>, log: &rules::stmt::log::Log) {
+        if self.trace.logs.len() < MAX_RECORDS {
+            let line = crate::nflog::line(log, pkt);
+            self.trace.logs.push((crate::nflog::severity(log), line));
+        } else {
+            self.trace.logs_lost += 1;
+        }
     }
 
     fn event(&mut self, pkt: &PacketCtx<'_>, ev: TraceEvent) {

@@ -195,6 +195,7 @@ impl Worker {
         self.send_emitted();
         self.flush();
         self.send_trace(&rs);
+        self.write_logs();
         total
     }
 
@@ -208,6 +209,24 @@ impl Worker {
                     tracing::warn!("cannot steer {flow:?}: {e}");
                 }
             }
+        }
+    }
+
+    /// Writes the batch's `log` lines to the daemon's log, at their statement's level (the kernel
+    /// writes them to its own log).
+    fn write_logs(&mut self) {
+        let t = &mut self.pipeline.trace;
+        for (level, line) in t.logs.drain(..) {
+            match level {
+                0..=3 => tracing::error!(target: "nft_log", "{line}"),
+                4 | 5 => tracing::warn!(target: "nft_log", "{line}"),
+                6 => tracing::info!(target: "nft_log", "{line}"),
+                _ => tracing::debug!(target: "nft_log", "{line}"),
+            }
+        }
+        if t.logs_lost != 0 {
+            tracing::warn!(target: "nft_log", "{} log lines lost", t.logs_lost);
+            self.pipeline.stats.log_lines_lost += std::mem::take(&mut t.logs_lost);
         }
     }
 

@@ -311,3 +311,49 @@ fn forward_rules_see_the_decremented_ttl() {
     rig.send(0, &cli_tcp(80, wire::TCP_SYN, 64));
     assert_eq!((rig.counter(0), rig.counter(1)), (1, 0));
 }
+
+#[test]
+fn log_statements_write_the_kernels_line_at_each_hook_and_limit_throttles() {
+    let mut rig = Rig::new(
+        "table ip f {\n\
+           chain pre { type filter hook prerouting priority 0; tcp dport 22 log prefix \"PRE \" level info; }\n\
+           chain fwd { type filter hook forward priority 0; tcp dport 22 limit rate 1/minute burst 1 packets log prefix \"ssh: \" drop; }\n\
+           chain post { type filter hook postrouting priority 0; meta mark set 7 log; }\n\
+         }\n",
+    );
+    assert_eq!(rig.send(0, &cli_tcp(22, wire::TCP_SYN, 64)), Action::Drop);
+    let logs: Vec<(u8, String)> = rig.p.trace.logs.drain(..).collect();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_eq!(logs[0].0, 6);
+    assert!(
+        logs[0].1.starts_with(
+            "PRE IN=fw-cli OUT= MAC=02:00:00:00:01:01:02:00:00:00:01:02:08:00 SRC=192.0.2.2 DST=198.51.100.2 LEN=40 "
+        ),
+        "{}",
+        logs[0].1
+    );
+    assert!(logs[0].1.contains(" TTL=64 "), "{}", logs[0].1);
+    assert_eq!(logs[1].0, 4);
+    assert!(
+        logs[1].1.starts_with("ssh: IN=fw-cli OUT=fw-srv MAC=")
+            && logs[1].1.contains(" TTL=63 ")
+            && logs[1]
+                .1
+                .ends_with("PROTO=TCP SPT=40000 DPT=22 WINDOW=0 RES=0x00 SYN URGP=0 "),
+        "{}",
+        logs[1].1
+    );
+    // over the limit: the rule does not match, so nothing logs and the packet goes on
+    assert_eq!(
+        rig.send(0, &cli_tcp(22, wire::TCP_SYN, 64)),
+        Action::Forward(1)
+    );
+    let logs: Vec<(u8, String)> = rig.p.trace.logs.drain(..).collect();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert!(
+        logs[1].1.starts_with("IN=fw-cli OUT=fw-srv "),
+        "{}",
+        logs[1].1
+    );
+    assert!(logs[1].1.ends_with(" MARK=0x7 "), "{}", logs[1].1);
+}

@@ -768,6 +768,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 | Op::Limit(_)
                 | Op::Quota(_)
                 | Op::ObjCounter(_)
+                | Op::Log(_)
                 | Op::Verdict(_) => break,
             };
             if !loads.is_empty() && loads.iter().all(fixed) {

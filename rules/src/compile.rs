@@ -104,6 +104,8 @@ pub(crate) enum Op {
     Quota(u32),
     /// `counter name X` (index into `obj_counters`)
     ObjCounter(u32),
+    /// `log …` (index into `logs`): reported to the tracer, which writes the line
+    Log(u32),
     Verdict(VOp),
 }
 
@@ -269,6 +271,8 @@ pub struct CompiledRuleset {
     /// named counter objects used by rules: (table, object index), and their shared counts
     pub(crate) obj_counters: Vec<crate::stateful::SharedCounter>,
     counter_objs: Vec<((usize, usize), u32)>,
+    /// the log statements
+    pub(crate) logs: Vec<crate::stmt::log::Log>,
 }
 
 const HOOKS: [Hook; 7] = [
@@ -391,6 +395,10 @@ impl CompiledRuleset {
             }
         }
     }
+    /// Whether any rule logs (the dataplane then walks chains with a tracer that writes log lines).
+    pub fn has_logs(&self) -> bool {
+        !self.logs.is_empty()
+    }
     /// Looks a chain up by name.
     pub fn chain_id(&self, family: Family, table: &str, chain: &str) -> Option<ChainId> {
         self.names
@@ -428,6 +436,7 @@ pub(crate) struct Compiler {
     quota_stmts: Vec<u32>,
     obj_counters: Vec<crate::stateful::SharedCounter>,
     counter_objs: Vec<((usize, usize), u32)>,
+    logs: Vec<crate::stmt::log::Log>,
     /// load lists handed out recently: rules mostly load what the rules before them loaded
     recent_loads: Vec<Arc<[Load]>>,
     /// chain positions by name in the table with this index (jump targets)
@@ -482,6 +491,7 @@ pub fn compile<'a>(
         quota_stmts: Vec::new(),
         obj_counters: Vec::new(),
         counter_objs: Vec::new(),
+        logs: Vec::new(),
         recent_loads: Vec::new(),
         chain_pos: Default::default(),
     };
@@ -588,6 +598,7 @@ pub fn compile<'a>(
         quota_stmts: cc.quota_stmts,
         obj_counters: cc.obj_counters,
         counter_objs: cc.counter_objs,
+        logs: cc.logs,
     };
     out.cls = crate::classify::build(&out);
     Ok(out)
@@ -883,8 +894,12 @@ impl Compiler {
                     self.ops.push(Op::Quota(i));
                 }
                 Stmt::ObjRef(o) => self.obj_ref(t, o)?,
-                // evaluated elsewhere or not at all (logging needs the dataplane)
-                Stmt::Log(_) | Stmt::Notrack | Stmt::SetUpdate(_) | Stmt::FlowAdd(_) => {}
+                Stmt::Log(l) => {
+                    self.logs.push((**l).clone());
+                    self.ops.push(Op::Log(self.logs.len() as u32 - 1));
+                }
+                // not evaluated (yet): notrack, dynamic set updates, flowtable offload
+                Stmt::Notrack | Stmt::SetUpdate(_) | Stmt::FlowAdd(_) => {}
             }
         }
         Ok(())

@@ -105,6 +105,8 @@ pub trait Tracer {
     fn every_rule(&self) -> bool {
         true
     }
+    /// A `log` statement was reached with the packet as it is now.
+    fn log(&mut self, _pkt: &PacketCtx<'_>, _log: &crate::stmt::log::Log) {}
 }
 
 /// The tracer that records nothing (what [`CompiledRuleset::eval_chain`] uses).
@@ -239,7 +241,7 @@ impl CompiledRuleset {
             let rule = &self.rules[r as usize];
             let cid = ChainId(c as u32);
             let idx = r - self.chains[c].rules.start;
-            let Some(mut v) = self.run_rule(rule.ops.clone(), pkt, counters) else {
+            let Some(mut v) = self.run_rule(rule.ops.clone(), pkt, counters, tracer) else {
                 tracer.event(
                     pkt,
                     TraceEvent::NoMatch {
@@ -317,11 +319,12 @@ impl CompiledRuleset {
 
     /// Runs one rule's ops. `None`: a match failed; `Continue` when all matched and no verdict was given.
     #[inline]
-    pub(crate) fn run_rule(
+    pub(crate) fn run_rule<T: Tracer + ?Sized>(
         &self,
         ops: std::ops::Range<u32>,
         pkt: &mut PacketCtx<'_>,
         counters: &mut [CounterValue],
+        tracer: &mut T,
     ) -> Option<VOp> {
         for op in &self.ops[ops.start as usize..ops.end as usize] {
             match op {
@@ -381,6 +384,7 @@ impl CompiledRuleset {
                     }
                 }
                 Op::ObjCounter(i) => self.obj_counters[*i as usize].add(pkt.len),
+                Op::Log(i) => tracer.log(pkt, &self.logs[*i as usize]),
                 Op::Verdict(v) => return Some(*v),
             }
         }

@@ -14,11 +14,11 @@ pub struct Log {
     pub flags: u8,
 }
 
-const TCPSEQ: u8 = 1;
-const TCPOPT: u8 = 2;
-const IPOPT: u8 = 4;
-const UID: u8 = 8;
-const MAC: u8 = 0x20;
+pub const TCPSEQ: u8 = 1;
+pub const TCPOPT: u8 = 2;
+pub const IPOPT: u8 = 4;
+pub const UID: u8 = 8;
+pub const MAC: u8 = 0x20;
 const ALL: u8 = TCPSEQ | TCPOPT | IPOPT | UID | MAC;
 
 const LEVELS: &[&str] = &[
