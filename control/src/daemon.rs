@@ -77,9 +77,16 @@ struct Daemon {
     /// Conntrack settings by sysctl name (`sluice ctl sysctl [NAME=VALUE…]`).
     sysctls: Mutex<dataplane::conntrack::Sysctls>,
     trace: crate::trace::TraceServer,
+    /// the workers' clock origin (their `now` is nanoseconds since it)
+    start: Instant,
 }
 
 impl Daemon {
+    /// The workers' clock.
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
     /// With AF_XDP, port forwards to the box's own addresses must reach sluice, not the kernel.
     fn steer_ports(&self, rs: &CompiledRuleset) {
         if self.xdp {
@@ -111,7 +118,7 @@ impl Daemon {
         let mut next = live.ruleset().clone();
         next.set_counter_values(&counters);
         // quotas and named counters go on from where they are
-        live.write_state(&mut next);
+        live.write_state(&mut next, self.now());
         rules::apply(&mut next, text, name, &crate::nft::FsLoader).map_err(|d| d.to_string())?;
         let compiled = rules::compile(&next).map_err(|d| d.to_string())?;
         if !check {
@@ -172,7 +179,7 @@ impl Daemon {
                     body.trim()
                 };
                 let mut view = rs.ruleset().clone();
-                rs.write_state(&mut view);
+                rs.write_state(&mut view, self.now());
                 crate::nft::list(&view, flags, what, &counters)
             }
             ["nft-apply", name] => self.apply(name, body, false),
@@ -385,6 +392,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         live,
         workers: senders,
         writer: Mutex::new(()),
+        start,
         trace: Default::default(),
         conntrack: crate::conntrack::Server {
             acct: sysctls.acct,

@@ -177,6 +177,7 @@ impl Pipeline {
 
     /// Timers: ARP retransmission and give-up, incremental conntrack expiry.
     pub fn on_timer(&mut self, now: u64, rs: &CompiledRuleset) {
+        rs.sweep_dynamic(now);
         let mut requests = Vec::new();
         let mut lost = Vec::new();
         let failed = self.neigh.on_timer(

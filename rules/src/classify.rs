@@ -557,7 +557,7 @@ fn intervals(rs: &CompiledRuleset, cond: &Cond<'_>, out: &mut Vec<(u128, u128)>)
     if let (1, Cond::Test(t @ Test::AnyBits { .. })) = (width, cond) {
         // bit tests on one byte (tcp flags): try every value with the linear code itself
         for b in 0..=255u8 {
-            if rs.test(t, &[b]) {
+            if rs.test(t, &[b], 0) {
                 out.push((b as u128, b as u128));
             }
         }
@@ -769,6 +769,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 | Op::Quota(_)
                 | Op::ObjCounter(_)
                 | Op::Log(_)
+                | Op::DynSet(_)
                 | Op::Verdict(_) => break,
             };
             if !loads.is_empty() && loads.iter().all(fixed) {

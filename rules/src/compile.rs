@@ -106,7 +106,20 @@ pub(crate) enum Op {
     ObjCounter(u32),
     /// `log …` (index into `logs`): reported to the tracer, which writes the line
     Log(u32),
+    /// `add|update|delete @set { key … }`
+    DynSet(Box<DynOp>),
     Verdict(VOp),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct DynOp {
+    pub key: VSrc,
+    pub set: u32,
+    pub kind: crate::dynset::DynOpKind,
+    /// ns; 0: the set's
+    pub timeout: u64,
+    /// per-element statements (counter, limit, quota)
+    pub stmts: Vec<Stmt>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -163,6 +176,8 @@ pub(crate) struct CSet {
     catchall: Option<u32>,
     /// verdict maps: the verdict of each element
     pub verdicts: Vec<VOp>,
+    /// sets written from the packet path, or with timeouts: their dynamic elements
+    pub(crate) dynamic: Option<Box<crate::dynset::DynSet>>,
 }
 
 impl CSet {
@@ -179,6 +194,7 @@ impl CSet {
         let n = self.exact.len().checked_div(w).unwrap_or(0);
         if !self.comp_ranges.is_empty()
             || self.catchall.is_some()
+            || self.dynamic.is_some()
             || w == 0
             || n + self.ranges.len() > limit
         {
@@ -193,9 +209,10 @@ impl CSet {
         true
     }
 
+    /// Membership at `now`, dynamic elements included.
     #[inline]
-    pub fn contains(&self, k: &[u8]) -> bool {
-        self.find(k).is_some()
+    pub fn contains_at(&self, k: &[u8], now: u64) -> bool {
+        self.find(k).is_some() || self.dynamic.as_ref().is_some_and(|d| d.contains(k, now))
     }
 
     /// Index of the element matching `k`, if any.
@@ -273,6 +290,8 @@ pub struct CompiledRuleset {
     counter_objs: Vec<((usize, usize), u32)>,
     /// the log statements
     pub(crate) logs: Vec<crate::stmt::log::Log>,
+    /// named sets with dynamic elements: (table, set name) → compiled set
+    dyn_sets: Vec<((usize, String), u32)>,
 }
 
 const HOOKS: [Hook; 7] = [
@@ -341,8 +360,9 @@ impl CompiledRuleset {
     /// Writes the live state of quotas (statements and objects) and of named counters used by rules
     /// into `rs`, a copy of this generation's AST: what a listing shows as `used …` and
     /// `packets … bytes …`, and what a change applied on top of it starts from.
-    pub fn write_state(&self, rs: &mut Ruleset) {
+    pub fn write_state(&self, rs: &mut Ruleset, now: u64) {
         use crate::obj::ObjBody;
+        self.write_dynamic_elements(rs, now);
         // quota statements, in compile order: the named chains' rules, then binding chains
         // breadth-first as the compiler queues them
         let mut quotas: Vec<&mut crate::stmt::limit::Quota> = Vec::new();
@@ -395,6 +415,64 @@ impl CompiledRuleset {
             }
         }
     }
+    /// The dynamic elements of sets, as of `now`, in place of the timed elements the AST had.
+    fn write_dynamic_elements(&self, rs: &mut Ruleset, now: u64) {
+        let ms = 1_000_000u64;
+        for ((ti, name), i) in &self.dyn_sets {
+            let Some(d) = self.sets[*i as usize].dynamic.as_deref() else {
+                continue;
+            };
+            let Some(set) = rs
+                .tables
+                .get_mut(*ti)
+                .and_then(|t| t.sets.iter_mut().find(|s| &s.name == name))
+            else {
+                continue;
+            };
+            let widths: Vec<usize> = set.key_types().iter().map(|t| t.bytes()).collect();
+            set.elems.retain(|e| !dynamic_elem(e));
+            for (key, left, own_timeout, counter, stmts) in d.elements(now) {
+                let mut parts = smallvec::SmallVec::new();
+                let mut at = 0;
+                for w in &widths {
+                    if at + w > key.len() {
+                        break;
+                    }
+                    parts.push(Part::Val(Val::from_bytes(&key[at..at + w])));
+                    at += w;
+                }
+                let mut o = crate::expr::ElemOpts::default();
+                // its own timeout only when it differs from the set's, as the kernel lists them
+                if own_timeout != 0 {
+                    o.timeout = Some(own_timeout / ms);
+                }
+                o.expires = left.map(|l| (l / ms).max(1));
+                // per-element statements in the order they were written (the kernel's listing)
+                if let Some((packets, bytes)) = counter {
+                    o.stmts.push(Stmt::Counter(crate::stmt::counter::Counter {
+                        packets,
+                        bytes,
+                    }));
+                }
+                o.stmts.extend(stmts);
+                set.elems.push(Elem {
+                    parts,
+                    data: None,
+                    opts: Some(Box::new(o)),
+                });
+            }
+        }
+    }
+
+    /// Sweeps expired dynamic set elements: a few shards of every dynamic set per call.
+    pub fn sweep_dynamic(&self, now: u64) {
+        for (_, i) in &self.dyn_sets {
+            if let Some(d) = &self.sets[*i as usize].dynamic {
+                d.sweep(now, 2);
+            }
+        }
+    }
+
     /// Whether any rule logs (the dataplane then walks chains with a tracer that writes log lines).
     pub fn has_logs(&self) -> bool {
         !self.logs.is_empty()
@@ -437,6 +515,9 @@ pub(crate) struct Compiler {
     obj_counters: Vec<crate::stateful::SharedCounter>,
     counter_objs: Vec<((usize, usize), u32)>,
     logs: Vec<crate::stmt::log::Log>,
+    /// sets written by rules: (table, name), found before compiling
+    updated_sets: std::collections::HashSet<(usize, String)>,
+    dyn_sets: Vec<((usize, String), u32)>,
     /// load lists handed out recently: rules mostly load what the rules before them loaded
     recent_loads: Vec<Arc<[Load]>>,
     /// chain positions by name in the table with this index (jump targets)
@@ -492,6 +573,8 @@ pub fn compile<'a>(
         obj_counters: Vec::new(),
         counter_objs: Vec::new(),
         logs: Vec::new(),
+        updated_sets: updated_sets(&rs),
+        dyn_sets: Vec::new(),
         recent_loads: Vec::new(),
         chain_pos: Default::default(),
     };
@@ -599,6 +682,7 @@ pub fn compile<'a>(
         obj_counters: cc.obj_counters,
         counter_objs: cc.counter_objs,
         logs: cc.logs,
+        dyn_sets: cc.dyn_sets,
     };
     out.cls = crate::classify::build(&out);
     Ok(out)
@@ -898,8 +982,9 @@ impl Compiler {
                     self.logs.push((**l).clone());
                     self.ops.push(Op::Log(self.logs.len() as u32 - 1));
                 }
-                // not evaluated (yet): notrack, dynamic set updates, flowtable offload
-                Stmt::Notrack | Stmt::SetUpdate(_) | Stmt::FlowAdd(_) => {}
+                Stmt::SetUpdate(u) => self.set_update(t, u)?,
+                // not evaluated (yet): notrack, flowtable offload
+                Stmt::Notrack | Stmt::FlowAdd(_) => {}
             }
         }
         Ok(())
@@ -1050,9 +1135,97 @@ impl Compiler {
                 t.name
             )));
         };
-        let i = self.set(t, &set.elems, width);
-        self.named.insert((self.table, name.to_string()), i);
+        let key = (self.table, name.to_string());
+        let dynamic = !set.is_map
+            && (set.flags.dynamic
+                || set.flags.timeout
+                || set.timeout.is_some()
+                || self.updated_sets.contains(&key));
+        let i = if dynamic {
+            // single keys live in the dynamic table (with their timeouts and state); ranges and
+            // prefixes stay static
+            let (timed, fixed): (Vec<&Elem>, Vec<&Elem>) =
+                set.elems.iter().partition(|e| dynamic_elem(e));
+            let fixed: Vec<Elem> = fixed.into_iter().cloned().collect();
+            let i = self.set(t, &fixed, width);
+            let ms = 1_000_000u64;
+            let d = crate::dynset::DynSet::new(
+                set.timeout.unwrap_or(0).saturating_mul(ms),
+                set.size.unwrap_or(0),
+                set.stmts.clone(),
+            );
+            for e in timed {
+                let none = Default::default();
+                let o: &crate::expr::ElemOpts = e.opts.as_deref().unwrap_or(&none);
+                let timeout = o.timeout.unwrap_or(0).saturating_mul(ms);
+                let set_timeout = set.timeout.unwrap_or(0).saturating_mul(ms);
+                let left = o
+                    .expires
+                    .map_or(if timeout != 0 { timeout } else { set_timeout }, |x| {
+                        x.saturating_mul(ms)
+                    });
+                let mut stmts = o.stmts.clone();
+                if let Some(c) = &o.counter {
+                    stmts.push(Stmt::Counter(c.clone()));
+                }
+                d.preload(bounds(e).0.as_ref(), left, timeout, &stmts);
+            }
+            self.sets[i as usize].dynamic = Some(Box::new(d));
+            self.dyn_sets.push((key.clone(), i));
+            i
+        } else {
+            self.set(t, &set.elems, width)
+        };
+        self.named.insert(key, i);
         Ok(i)
+    }
+
+    /// `add|update|delete @s { KEY [timeout T] [stmts] }`. Maps written from the packet path
+    /// (`… : DATA`) are refused: their data is not evaluated.
+    fn set_update(
+        &mut self,
+        t: &Table,
+        u: &crate::stmt::dynset::SetUpdate,
+    ) -> Result<(), Diagnostic> {
+        use crate::dynset::DynOpKind;
+        use crate::expr::value::ValExpr as V;
+        let unsupported = |what: &str| {
+            Diagnostic::bare(format!(
+                "Could not process rule: Operation not supported: {what} @{} from the packet path: sluice updates sets only (KEY, timeout, counter, limit, quota)",
+                u.set
+            ))
+        };
+        if u.data.is_some() {
+            return Err(unsupported("updating map"));
+        }
+        let sels: crate::expr::Sels = match &u.key {
+            V::Sel(s) => smallvec::smallvec![s.clone()],
+            V::Concat(parts) => parts
+                .iter()
+                .map(|p| match p {
+                    V::Sel(s) => Ok(s.clone()),
+                    _ => Err(unsupported("a computed key for")),
+                })
+                .collect::<Result<_, _>>()?,
+            _ => return Err(unsupported("a computed key for")),
+        };
+        let width: usize = sels.iter().map(|s| s.dtype().bytes()).sum();
+        let lhs = Lhs { sels, binop: None };
+        let loads = self.shared(&Self::loads(&lhs));
+        let set = self.named_set(t, &u.set, width)?;
+        let kind = match u.op {
+            "add" => DynOpKind::Add,
+            "update" => DynOpKind::Update,
+            _ => DynOpKind::Delete,
+        };
+        self.ops.push(Op::DynSet(Box::new(DynOp {
+            key: VSrc::Load { loads, bin: vec![] },
+            set,
+            kind,
+            timeout: u.timeout.unwrap_or(0).saturating_mul(1_000_000),
+            stmts: u.stmts.clone(),
+        })));
+        Ok(())
     }
 
     /// `counter|quota|limit name X`: the named object's state, shared by every rule naming it. A name
@@ -1224,6 +1397,7 @@ impl Compiler {
             comp_ranges,
             catchall,
             verdicts,
+            dynamic: None,
         });
         (self.sets.len() - 1) as u32
     }
@@ -1339,6 +1513,37 @@ impl Compiler {
             }
         }
     }
+}
+
+/// Elements a set with dynamic elements keeps in its hash table: single keys, no map data.
+fn dynamic_elem(e: &Elem) -> bool {
+    e.data.is_none() && e.parts.iter().all(|p| p.is_single())
+}
+
+/// The (table, set) pairs some rule writes from the packet path.
+fn updated_sets(rs: &Ruleset) -> std::collections::HashSet<(usize, String)> {
+    fn visit(ti: usize, rules: &[Rule], out: &mut std::collections::HashSet<(usize, String)>) {
+        for r in rules {
+            for s in &r.stmts {
+                match s {
+                    Stmt::SetUpdate(u) => {
+                        out.insert((ti, u.set.clone()));
+                    }
+                    Stmt::Verdict(VerdictExpr::JumpBlock(b) | VerdictExpr::GotoBlock(b)) => {
+                        visit(ti, b, out)
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut out = Default::default();
+    for (ti, t) in rs.tables.iter().enumerate() {
+        for c in &t.chains {
+            visit(ti, &c.rules, &mut out);
+        }
+    }
+    out
 }
 
 /// Concatenated lower and upper bounds of an element.

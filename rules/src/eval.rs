@@ -337,7 +337,7 @@ impl CompiledRuleset {
                     if let Some(b) = bin {
                         apply_bin(b, &mut buf[..n]);
                     }
-                    if !self.test(test, &buf[..n]) {
+                    if !self.test(test, &buf[..n], pkt.now) {
                         return None;
                     }
                 }
@@ -385,6 +385,19 @@ impl CompiledRuleset {
                 }
                 Op::ObjCounter(i) => self.obj_counters[*i as usize].add(pkt.len),
                 Op::Log(i) => tracer.log(pkt, &self.logs[*i as usize]),
+                Op::DynSet(d) => {
+                    let mut buf = [0u8; BUF];
+                    let n = self.compute(&d.key, pkt, &mut buf)?;
+                    let cs = &self.sets[d.set as usize];
+                    // a range or prefix of the set's own text covers it: nothing to add
+                    if d.kind != crate::dynset::DynOpKind::Delete && cs.find(&buf[..n]).is_some() {
+                        continue;
+                    }
+                    let set = cs.dynamic.as_ref()?;
+                    if !set.apply(d.kind, &buf[..n], d.timeout, &d.stmts, pkt.now, pkt.len) {
+                        return None;
+                    }
+                }
                 Op::Verdict(v) => return Some(*v),
             }
         }
@@ -427,7 +440,7 @@ impl CompiledRuleset {
     }
 
     #[inline]
-    pub(crate) fn test(&self, t: &Test, k: &[u8]) -> bool {
+    pub(crate) fn test(&self, t: &Test, k: &[u8], now: u64) -> bool {
         match t {
             Test::Eq(v) => k == &v[..],
             Test::Ne(v) => k != &v[..],
@@ -439,7 +452,7 @@ impl CompiledRuleset {
             Test::AnyBits { mask, neg } => {
                 k.iter().zip(mask.iter()).any(|(a, b)| a & b != 0) != *neg
             }
-            Test::Set { set, neg } => self.sets[*set as usize].contains(k) != *neg,
+            Test::Set { set, neg } => self.sets[*set as usize].contains_at(k, now) != *neg,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod ast;
 mod classify;
 pub mod compile;
 pub mod diag;
+pub mod dynset;
 pub mod eval;
 pub mod expr;
 pub mod flowtable;

@@ -190,7 +190,9 @@ impl Set {
         if self.flags.interval {
             flags.push("interval");
         }
-        if self.flags.timeout && (self.timeout.is_none() || self.flags.timeout_explicit) {
+        if self.flags.timeout
+            && (self.timeout.is_none() || self.flags.timeout_explicit || self.flags.dynamic)
+        {
             flags.push("timeout");
         }
         if !flags.is_empty() {

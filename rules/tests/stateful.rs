@@ -127,7 +127,7 @@ fn quotas_count_bytes_and_listings_show_what_was_used() {
     assert_eq!(run(&rs, &p, 0, &mut c), Verdict::Accept);
     assert_eq!(run(&rs, &p, 0, &mut c), Verdict::Drop);
     let mut view = rs.ruleset().clone();
-    rs.write_state(&mut view);
+    rs.write_state(&mut view, 0);
     let listing = print_ruleset(&view, &Default::default(), None);
     assert!(
         listing.contains("\tquota q {\n\t\tover 1000 bytes used 1228 bytes\n"),
@@ -149,4 +149,89 @@ fn quotas_count_bytes_and_listings_show_what_was_used() {
     // the listing is a ruleset that resumes where the counts are
     let again = compile(parse_ruleset(&listing, "l.nft").unwrap()).unwrap();
     assert_eq!(run(&again, &frame(1, 80, 28), 0, &mut c), Verdict::Drop);
+}
+
+#[test]
+fn sets_written_from_the_packet_path_match_expire_and_are_listed() {
+    let src = "table ip t {
+	set seen {
+		type ipv4_addr
+		size 2
+		flags dynamic,timeout
+		timeout 10s
+	}
+
+	set perport {
+		type ipv4_addr . inet_service
+		flags dynamic
+	}
+
+	chain fwd {
+		type filter hook forward priority filter; policy accept;
+		ip saddr @seen udp dport 7 drop
+		udp dport 9 add @seen { ip saddr }
+		udp dport 53 update @perport { ip saddr . udp dport counter limit rate 1/minute burst 2 packets } accept
+		udp dport 53 drop
+	}
+}
+";
+    let rs = compile(parse_ruleset(src, "t.nft").unwrap()).unwrap();
+    let mut c = vec![CounterValue::default(); rs.counter_slots()];
+    let t0 = 100 * SEC;
+    assert_eq!(run(&rs, &frame(1, 7, 28), t0, &mut c), Verdict::Accept);
+    assert_eq!(run(&rs, &frame(1, 9, 28), t0, &mut c), Verdict::Accept);
+    assert_eq!(run(&rs, &frame(1, 7, 28), t0 + SEC, &mut c), Verdict::Drop);
+    // others are not in it; the set holds 2: the third address is refused (the rule does not match)
+    assert_eq!(
+        run(&rs, &frame(2, 7, 28), t0 + SEC, &mut c),
+        Verdict::Accept
+    );
+    run(&rs, &frame(2, 9, 28), t0 + SEC, &mut c);
+    run(&rs, &frame(3, 9, 28), t0 + SEC, &mut c);
+    assert_eq!(
+        run(&rs, &frame(3, 7, 28), t0 + SEC, &mut c),
+        Verdict::Accept
+    );
+    // a meter: 2 packets per source and port, then the rule stops matching
+    let got: Vec<Verdict> = (0..3)
+        .map(|_| run(&rs, &frame(1, 53, 28), t0, &mut c))
+        .collect();
+    assert_eq!(got, [Verdict::Accept, Verdict::Accept, Verdict::Drop]);
+    assert_eq!(run(&rs, &frame(2, 53, 28), t0, &mut c), Verdict::Accept);
+    // listed with what is left of their timeouts, and the meter's per-element state
+    let mut view = rs.ruleset().clone();
+    rs.write_state(&mut view, t0 + 4 * SEC);
+    let listing = print_ruleset(&view, &Default::default(), None);
+    assert!(
+        listing.contains("elements = { 192.0.2.1 expires 6s,\n\t\t\t     192.0.2.2 expires 7s }"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains(
+            "192.0.2.1 . 53 counter packets 3 bytes 84 limit rate 1/minute burst 2 packets,"
+        ),
+        "{listing}"
+    );
+    // the listing, compiled again (the next transaction), goes on from there
+    let next =
+        compile(parse_ruleset(&listing, "l.nft").unwrap_or_else(|e| panic!("{e}\n{listing}")))
+            .unwrap();
+    let t1 = t0 + 5 * SEC;
+    assert_eq!(run(&next, &frame(1, 7, 28), t1, &mut c), Verdict::Drop);
+    assert_eq!(
+        run(&next, &frame(1, 7, 28), t1 + 6 * SEC, &mut c),
+        Verdict::Accept
+    );
+    assert_eq!(
+        run(&next, &frame(2, 7, 28), t1 + 6 * SEC, &mut c),
+        Verdict::Drop
+    );
+    // the meter's bucket carried over is a fresh one; its counter goes on
+    let mut view = next.ruleset().clone();
+    next.write_state(&mut view, t1);
+    let listing = print_ruleset(&view, &Default::default(), None);
+    assert!(
+        listing.contains("counter packets 3 bytes 84 limit"),
+        "{listing}"
+    );
 }

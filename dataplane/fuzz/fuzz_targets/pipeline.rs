@@ -2,7 +2,8 @@
 //!
 //! `cargo fuzz run pipeline` from dataplane/ (needs cargo-fuzz and a nightly toolchain). Input layout:
 //! byte 0 picks the port and whether timers run first; the rest is the frame. A ruleset with reject,
-//! ICMP errors, conntrack, sets, jumps and an OUTPUT chain makes every path reachable.
+//! ICMP errors, conntrack, NAT (dnat, redirect, masquerade, a two-port snat range), limit, quota, sets, jumps
+//! and an OUTPUT chain makes every path reachable.
 
 #![no_main]
 
@@ -26,6 +27,11 @@ table inet f {
 	}
 	chain icmpc { icmp type echo-request meta mark set 1 return; }
 	chain out { type filter hook output priority filter; policy accept; ip protocol icmp counter; }
+	chain lim { type filter hook forward priority 10; policy accept; udp dport 9 limit rate 10/second accept; udp dport 8 quota over 1000 bytes drop; }
+}
+table ip nat {
+	chain pre { type nat hook prerouting priority dstnat; policy accept; tcp dport 8080 dnat to 198.51.100.2:80; udp dport 5353 redirect to :53; }
+	chain post { type nat hook postrouting priority srcnat; policy accept; oifname "fw-srv" masquerade random; udp sport 1000-2000 snat to 198.51.100.1:3000-3001; }
 }
 "#;
 

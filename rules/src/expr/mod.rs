@@ -400,6 +400,9 @@ impl Elem {
                 match st {
                     crate::stmt::Stmt::Limit(l) => l.print(out),
                     crate::stmt::Stmt::Quota(q) => q.print(f.stateless, out),
+                    crate::stmt::Stmt::Counter(c) => {
+                        crate::stmt::counter::Counter::print(c.packets, c.bytes, f.stateless, out)
+                    }
                     _ => {}
                 }
             }

@@ -100,8 +100,28 @@ impl Parser<'_> {
             u.data = Some(self.value_expr(ctx, &dt)?);
         }
         self.skip_newlines();
-        self.expect(Tok::RBrace, "'}'")?;
+        let end = self.expect(Tok::RBrace, "'}'")?;
         ctx.dep = None;
+        // as nft does, a set written by the packet path becomes `dynamic` (maps do not show it), and
+        // both get the kernel's default size; a per-element timeout needs a set that has timeouts
+        // (the kernel's EOPNOTSUPP)
+        if let Some((f, tb)) = self.cur_table.clone() {
+            let set = self
+                .rs
+                .table_mut(f, &tb)
+                .and_then(|tt| tt.sets.iter_mut().find(|s| s.name == u.set));
+            if let Some(set) = set {
+                set.flags.dynamic |= !set.is_map;
+                if set.size.is_none() {
+                    set.size = Some(65535);
+                }
+                if u.timeout.is_some() && !set.flags.timeout && set.timeout.is_none() {
+                    let mut span = verb.span;
+                    span.hi = end.span.hi;
+                    self.sem_err(span, "Could not process rule: Operation not supported");
+                }
+            }
+        }
         Ok(super::Stmt::SetUpdate(Box::new(u)))
     }
 
