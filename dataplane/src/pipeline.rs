@@ -15,10 +15,11 @@ use crate::trace::{Event, Trace};
 use crate::wire::{self, ArpRepr, Ipv4Info, ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETH_HLEN};
 use rules::eval::{ct_state, RejectKind};
 use rules::{ChainId, CompiledRuleset, CounterValue, Hook, NfProto, PacketCtx, Verdict};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 mod nat_hooks;
+mod v6;
 use nat_hooks::{Carry, NatStep, NAT_DST_PRIO, NAT_SRC_PRIO};
 
 /// What to do with a frame after the pipeline saw it.
@@ -75,6 +76,11 @@ pub struct Pipeline {
     roles: Vec<PortRole>,
     neigh: NeighTable,
     pub conntrack: Conntrack<Ipv4Addr>,
+    /// IPv6 connections: a table of their own, so IPv4 entries keep their size (128 bytes against 176);
+    /// `nf_conntrack_max` applies to each table.
+    pub conntrack6: Conntrack<Ipv6Addr>,
+    /// IPv6 neighbours, resolved by neighbour discovery.
+    neigh6: NeighTable<Ipv6Addr>,
     pub stats: WorkerStats,
     /// Rule counters of the current generation, indexed by counter slot.
     pub counters: Vec<CounterValue>,
@@ -115,6 +121,12 @@ impl Pipeline {
                 config.conntrack_share(),
                 config.hash_seed,
             ),
+            conntrack6: Conntrack::new(
+                config.conntrack.clone(),
+                config.conntrack_share(),
+                config.hash_seed ^ 0x6_6666,
+            ),
+            neigh6: NeighTable::default(),
             stats: WorkerStats::default(),
             counters: Vec::new(),
             generation: 0,
@@ -154,6 +166,11 @@ impl Pipeline {
     /// A neighbour that never needs resolving (`ip neigh add … nud permanent`).
     pub fn add_static_neighbour(&mut self, iface: usize, ip: Ipv4Addr, mac: [u8; 6]) {
         self.neigh.add_permanent(iface, ip, mac);
+    }
+
+    /// A permanent IPv6 neighbour (`ip -6 neigh add … nud permanent`).
+    pub fn add_static_neighbour6(&mut self, iface: usize, ip: Ipv6Addr, mac: [u8; 6]) {
+        self.neigh6.add_permanent(iface, ip, mac);
     }
 
     /// Called once per batch with the ruleset the batch will use: a new generation starts from the counter
@@ -207,7 +224,9 @@ impl Pipeline {
             }
         }
         self.conntrack.expire(now, 4096, &mut self.stats);
+        self.conntrack6.expire(now, 4096, &mut self.stats);
         self.defrag.expire(now, &mut self.stats);
+        self.on_timer6(now, rs);
     }
 
     /// Runs one received frame through the pipeline. `slot` holds the frame in its first `len` bytes and may
@@ -245,6 +264,7 @@ impl Pipeline {
             wire::ETHERTYPE_IPV4 if eth.dst == ifc.mac => {
                 self.ipv4(frame, port, kernel_has_copy, rs, now)
             }
+            wire::ETHERTYPE_IPV6 => self.ipv6(frame, port, kernel_has_copy, rs, now),
             _ if kernel_has_copy || self.shares(port) => Action::Consumed,
             _ => {
                 self.stats.drop_unsupported += 1;
@@ -904,7 +924,7 @@ fn run_hook(
     max_prio: i32,
 ) -> Verdict {
     pkt.hook = hook;
-    let all = rs.hook_chains(NfProto::Ipv4, hook);
+    let all = rs.hook_chains(pkt.nfproto, hook);
     let lo = all.partition_point(|&c| rs.chain_priority(c).unwrap_or(0) < min_prio);
     let hi = all.partition_point(|&c| rs.chain_priority(c).unwrap_or(0) <= max_prio);
     if lo >= hi {

@@ -41,7 +41,7 @@ worker_stats! {
     drop_no_route: "packets with no route to their destination",
     drop_ttl_exceeded: "packets whose TTL ran out",
     drop_too_big: "packets larger than the egress MTU with DF set",
-    drop_unsupported: "frames of a protocol the dataplane does not forward (IPv6, VLAN, fragments for now)",
+    drop_unsupported: "frames of a protocol the dataplane does not forward (VLAN, non-IP)",
     local_to_kernel: "packets for the appliance's own addresses left to the kernel stack",
     local_no_path: "packets for the appliance's own addresses with no path to the kernel",
     arp_requests_sent: "ARP requests sent to resolve next hops",
@@ -79,6 +79,19 @@ worker_stats! {
     local_out_sent: "packets the appliance emitted itself that left after OUTPUT and POSTROUTING",
     local_out_dropped_by_rule: "packets the appliance emitted itself that OUTPUT or POSTROUTING dropped",
     local_out_no_route: "packets the appliance emitted itself with no route to their destination",
+    forwarded6: "IPv6 packets forwarded",
+    drop_ip6_invalid: "IPv6 packets dropped on input as ip6_rcv_core drops them (short, bad version or length, bad addresses)",
+    drop_ip6_hbh: "IPv6 packets dropped for malformed or discarding hop-by-hop options (ipv6_parse_hopopts)",
+    ip6_exthdr_unparsed: "IPv6 packets whose extension-header chain cannot be walked (no transport header for rules, no conntrack; forwarded as the kernel does)",
+    drop_ip6_scope: "IPv6 packets not forwarded because of their address scope (link-local source or destination, multicast)",
+    drop_hop_limit: "IPv6 packets whose hop limit ran out",
+    drop_too_big6: "IPv6 packets larger than the egress MTU (answered with packet too big)",
+    ndp_bad: "neighbour discovery messages dropped as invalid (hop limit, checksum, options)",
+    ndp_learned: "IPv6 neighbour entries learned or refreshed from NS/NA",
+    ndp_solicits_sent: "neighbour solicitations sent to resolve IPv6 next hops",
+    ndp_adverts_sent: "neighbour advertisements sent for the appliance's own IPv6 addresses",
+    icmp6_errors_sent: "ICMPv6 errors sent (reject, time exceeded, unreachable, packet too big)",
+    ip6_nat_skipped: "IPv6 packets that met a nat chain sluice does not apply to IPv6 yet",
 }
 
 #[cfg(test)]

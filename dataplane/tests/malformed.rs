@@ -4,7 +4,11 @@
 //! pipeline's actions on a port that exists. (The cargo-fuzz target under dataplane/fuzz does the same
 //! with coverage guidance.)
 
-use dataplane::testkit::{self, ipv4_frame, lab_fib, tcp_header, udp_datagram, with_macs};
+use dataplane::ipv6::{self, NdRepr, ND_NEIGHBOUR_SOLICIT};
+use dataplane::testkit::{
+    self, fix_l4_checksum_v6, ipv4_frame, ipv6_frame, ipv6_frame_ext, lab_fib, tcp_header,
+    udp_datagram, with_macs, CLI6, FW_IN6, SRV6,
+};
 use dataplane::{Action, Pipeline, PipelineConfig, PortRole};
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -22,6 +26,9 @@ table inet f {
 		meta l4proto icmp jump icmpc
 		th dport @ports counter accept
 		ip daddr 203.0.113.0/24 drop
+		ip6 daddr 2001:db8:3::/48 drop
+		ip6 hoplimit 2 reject with icmpv6 admin-prohibited
+		meta l4proto ipv6-icmp counter
 	}
 	chain icmpc { icmp type echo-request meta mark set 1 return; }
 	chain out { type filter hook output priority filter; policy accept; ip protocol icmp counter; }
@@ -58,7 +65,7 @@ fn seeds() -> Vec<Vec<u8>> {
     v6[19] = 8;
     v6[20] = 17;
     v6[21] = 64;
-    vec![
+    let mut v = vec![
         m(ipv4_frame(cli, srv, 6, &tcp_header(40000, 22, 2), 64)),
         m(ipv4_frame(cli, srv, 6, &tcp_header(40000, 80, 0x12), 1)),
         m(ipv4_frame(cli, srv, 17, &udp_datagram(5000, 53, 30), 64)),
@@ -82,6 +89,75 @@ fn seeds() -> Vec<Vec<u8>> {
         m(opts),
         testkit::arp_frame(1, testkit::CLI_MAC, cli, [0; 6], [192, 0, 2, 1], [0xff; 6]),
         with_macs(testkit::FW_IN, testkit::CLI_MAC, v6),
+    ];
+    v.extend(seeds6());
+    v
+}
+
+/// IPv6 frames from cli: TCP and UDP to rejecting ports, extension-header chains, fragments, a neighbour
+/// solicitation, an ICMPv6 error quoting a flow, a hop limit that runs out.
+fn seeds6() -> Vec<Vec<u8>> {
+    let m = |mut f: Vec<u8>| {
+        f = with_macs(testkit::FW_IN, testkit::CLI_MAC, f);
+        fix_l4_checksum_v6(&mut f);
+        f
+    };
+    let opts = [0u8, 0, 1, 4, 0, 0, 0, 0];
+    let rh = [
+        0u8, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    let first = [0u8, 0, 0, 1, 0, 0, 0, 7];
+    let later = [0u8, 0, 0, 8, 0, 0, 0, 7];
+    let ah = [0u8, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+    let mut quote = ipv6_frame(SRV6, CLI6, 17, &udp_datagram(53, 5000, 4), 64)[14..].to_vec();
+    quote.truncate(48);
+    let mut err = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    err.extend_from_slice(&quote);
+    let (group, mac) = ipv6::solicited_node(FW_IN6);
+    let ns = NdRepr {
+        ty: ND_NEIGHBOUR_SOLICIT,
+        target: FW_IN6,
+        lladdr: Some(testkit::CLI_MAC),
+        flags: 0,
+    }
+    .emit_frame(testkit::CLI_MAC, mac, CLI6, group);
+    let far = "2001:db8:3::1".parse().unwrap();
+    vec![
+        m(ipv6_frame(CLI6, SRV6, 6, &tcp_header(40000, 22, 2), 64)),
+        m(ipv6_frame(CLI6, SRV6, 17, &udp_datagram(5000, 53, 12), 64)),
+        m(ipv6_frame(CLI6, SRV6, 17, &udp_datagram(5000, 80, 12), 2)),
+        m(ipv6_frame(CLI6, far, 17, &udp_datagram(5000, 80, 12), 1)),
+        m(ipv6_frame(CLI6, SRV6, 58, &err, 64)),
+        m(ipv6_frame_ext(
+            CLI6,
+            SRV6,
+            &[
+                (0, &opts[..]),
+                (43, &rh[..]),
+                (60, &opts[..]),
+                (51, &ah[..]),
+            ],
+            6,
+            &tcp_header(1, 80, 2),
+            64,
+        )),
+        m(ipv6_frame_ext(
+            CLI6,
+            SRV6,
+            &[(44, &first[..])],
+            17,
+            &udp_datagram(1, 53, 20),
+            64,
+        )),
+        m(ipv6_frame_ext(
+            CLI6,
+            SRV6,
+            &[(44, &later[..])],
+            17,
+            &[0x41; 16],
+            64,
+        )),
+        ns,
     ]
 }
 
@@ -109,14 +185,15 @@ proptest! {
 
     #[test]
     fn mutated_frames_never_panic(
-        seed in 0usize..11,
+        seed in 0usize..20,
         flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 1..6),
         cut in any::<u16>(),
         extra in 0usize..40,
         port in 0usize..2,
     ) {
         let (mut p, rs) = pipeline();
-        let mut f = seeds()[seed].clone();
+        let all = seeds();
+        let mut f = all[seed % all.len()].clone();
         for (at, x) in flips {
             let i = at as usize % f.len();
             f[i] ^= x;
@@ -140,5 +217,83 @@ fn seeds_are_valid_frames() {
     for f in seeds() {
         run(&mut p, &rs, 0, &f, 1_000_000_000);
     }
-    assert!(p.stats.rx_frames >= 11);
+    assert_eq!(p.stats.rx_frames, 20);
+    assert_eq!(p.stats.drop_parse_error, 0);
+}
+
+/// Each malformed IPv6 frame is refused with its own counter, before any hook sees it.
+#[test]
+fn malformed_ipv6_is_a_counted_drop() {
+    let good = with_macs(
+        testkit::FW_IN,
+        testkit::CLI_MAC,
+        ipv6_frame(CLI6, SRV6, 17, &udp_datagram(1, 2, 8), 64),
+    );
+    let hbh = |opts: &[u8]| {
+        with_macs(
+            testkit::FW_IN,
+            testkit::CLI_MAC,
+            ipv6_frame_ext(
+                CLI6,
+                SRV6,
+                &[(0, &opts[..])],
+                17,
+                &udp_datagram(1, 2, 0),
+                64,
+            ),
+        )
+    };
+    let mut short = good.clone();
+    short.truncate(14 + 39);
+    let mut version = good.clone();
+    version[14] = 0x40;
+    let mut long = good.clone();
+    long[14 + 5] += 1;
+    let mut mcast_src = good.clone();
+    mcast_src[14 + 8] = 0xff;
+    let mut tcp_short = with_macs(
+        testkit::FW_IN,
+        testkit::CLI_MAC,
+        ipv6_frame(CLI6, SRV6, 6, &tcp_header(1, 80, 2), 64),
+    );
+    tcp_short[14 + 40 + 12] = 0xf0; // data offset 60 in a 20-byte segment
+    type Counter = fn(&dataplane::WorkerStats) -> u64;
+    let cases: Vec<(&str, Vec<u8>, Counter)> = vec![
+        ("short header", short, |s| s.drop_ip6_invalid),
+        ("version 4", version, |s| s.drop_ip6_invalid),
+        ("payload past the frame", long, |s| s.drop_ip6_invalid),
+        ("multicast source", mcast_src, |s| s.drop_ip6_invalid),
+        ("PadN with data", hbh(&[0, 0, 1, 4, 0, 9, 0, 0]), |s| {
+            s.drop_ip6_hbh
+        }),
+        (
+            "unknown option, discard",
+            hbh(&[0, 0, 0x41, 4, 0, 0, 0, 0]),
+            |s| s.drop_ip6_hbh,
+        ),
+        (
+            "option past the header",
+            hbh(&[0, 0, 0x05, 7, 0, 0, 0, 0]),
+            |s| s.drop_ip6_hbh,
+        ),
+        (
+            "eight bytes of padding",
+            hbh(&[0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            |s| s.drop_ip6_hbh,
+        ),
+        ("truncated TCP", tcp_short, |s| s.drop_parse_error),
+    ];
+    for (what, f, counter) in cases {
+        let (mut p, rs) = pipeline();
+        let mut slot = f.clone();
+        slot.resize(2048, 0);
+        let a = p.process(&mut slot, f.len(), 0, false, &rs, 1_000_000_000);
+        assert_eq!(a, Action::Drop, "{what}");
+        assert_eq!(counter(&p.stats), 1, "{what}");
+        assert!(
+            p.counters.iter().all(|c| c.packets == 0),
+            "{what}: a hook saw it"
+        );
+        assert_eq!(p.take_emitted().count(), 0, "{what}");
+    }
 }

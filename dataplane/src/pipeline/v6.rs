@@ -1,0 +1,754 @@
+//! The IPv6 packet path, after the kernel's `ipv6_rcv` → PREROUTING → `ip6_route_input` → `ip6_forward`
+//! → FORWARD → `ip6_output` (POSTROUTING) → `ip6_finish_output2` (neighbour discovery).
+//!
+//! The hooks run the base chains of the `ip6` and `inet` tables registered for NFPROTO_IPV6, by priority,
+//! exactly as for IPv4 (the same [`run_hook`] and [`run_list`]); connection tracking keeps IPv6
+//! connections in a table of their own ([`Pipeline::conntrack6`], the same generic `Conntrack`).
+//!
+//! Not done yet, and so different from the kernel: NAT for IPv6 (nat chains are skipped and counted,
+//! `ip6_nat_skipped`); reassembly before conntrack (nf_defrag_ipv6): fragments are forwarded one by one
+//! and are `ct state invalid`; the parameter problem the kernel sends about unknown hop-by-hop options
+//! whose type asks for one (the packet is dropped and counted, no error is sent); redirects (the kernel
+//! sends one when a packet leaves by the interface it came in by; sluice forwards it without); a
+//! link-local destination that is not the box's is dropped (`drop_ip6_scope`), where the kernel would
+//! route it back out of its link.
+
+use super::*;
+use crate::fib::RouteDecision6;
+use crate::ipv6::{
+    self, Ipv6Info, NdRepr, ICMPV6_ADDR_UNREACH, ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT,
+    ICMPV6_NOROUTE, ICMPV6_NOT_NEIGHBOUR, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, IPPROTO_ICMPV6,
+    IPV6_MIN_MTU, NA_OVERRIDE, NA_ROUTER, NA_SOLICITED, ND_NEIGHBOUR_ADVERT, ND_NEIGHBOUR_SOLICIT,
+    ND_REDIRECT, ND_ROUTER_SOLICIT,
+};
+use crate::wire::ParseError;
+use std::net::IpAddr;
+
+/// ff02::1, all nodes.
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+impl Pipeline {
+    pub(super) fn ipv6(
+        &mut self,
+        frame: &mut [u8],
+        port: usize,
+        kernel_has_copy: bool,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) -> Action {
+        let mut ip = match ipv6::parse_ipv6(frame, ETH_HLEN) {
+            Ok(ip) => ip,
+            Err(e) => {
+                match e {
+                    ParseError::BadIpv6Options => self.stats.drop_ip6_hbh += 1,
+                    ParseError::BadIpv6 | ParseError::BadIpv6Address => {
+                        self.stats.drop_ip6_invalid += 1
+                    }
+                    _ => self.stats.drop_parse_error += 1,
+                }
+                return if kernel_has_copy {
+                    Action::Consumed
+                } else {
+                    Action::Drop
+                };
+            }
+        };
+        if ip.chain_error.is_some() {
+            self.stats.ip6_exthdr_unparsed += 1;
+        }
+        if ip.proto == IPPROTO_ICMPV6 {
+            if let Some(ty) = ip.th_off.and_then(|t| frame.get(t)) {
+                if (ND_ROUTER_SOLICIT..=ND_REDIRECT).contains(ty) {
+                    return self.ndisc(frame, &ip, port, kernel_has_copy, now);
+                }
+            }
+        }
+        if kernel_has_copy {
+            // copies from the tap are for neighbour discovery only
+            return Action::Consumed;
+        }
+        let decision = self.fib.lookup6(ip.dst);
+        if decision == RouteDecision6::Local && self.shares(port) {
+            return self.local(port, kernel_has_copy);
+        }
+        if frame[0] & 1 == 1 && decision != RouteDecision6::Local {
+            // ip6_forward: only PACKET_HOST frames are forwarded
+            self.stats.drop_not_for_us += 1;
+            return Action::Drop;
+        }
+        self.trace.begin_packet();
+        let fib = &*self.fib;
+        let in_ifc = &fib.interfaces[port];
+        if rs.ingress_chains(&in_ifc.name).next().is_some() {
+            let chains: Vec<ChainId> = rs.ingress_chains(&in_ifc.name).collect();
+            let mut pkt = ctx6(
+                frame,
+                &ip,
+                in_ifc,
+                None,
+                CtResult::Invalid,
+                Carry {
+                    now,
+                    ..Carry::default()
+                },
+                Hook::Ingress,
+            );
+            let v = run_list(rs, &chains, &mut pkt, &mut self.counters, &mut self.trace);
+            if v.is_drop() {
+                return self.ruled_out6(v, port, &ip, rs, now, frame);
+            }
+        }
+        // PREROUTING chains before conntrack (priority < -200) see no ct state.
+        let fib = &*self.fib;
+        let in_ifc = &fib.interfaces[port];
+        let mut pkt = ctx6(
+            frame,
+            &ip,
+            in_ifc,
+            None,
+            CtResult::Invalid,
+            Carry {
+                now,
+                ..Carry::default()
+            },
+            Hook::Prerouting,
+        );
+        let v = run_hook(
+            rs,
+            Hook::Prerouting,
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+            i32::MIN,
+            NF_IP_PRI_CONNTRACK - 1,
+        );
+        let carry = Carry::of(&pkt);
+        if v.is_drop() {
+            return self.ruled_out6(v, port, &ip, rs, now, frame);
+        }
+        let ct = self.track6(frame, &ip, now);
+        if ct == CtResult::TableFull {
+            return Action::Drop;
+        }
+        if ct == CtResult::New && has_nat_chains6(rs, Hook::Prerouting) {
+            self.stats.ip6_nat_skipped += 1;
+        }
+        let fib = &*self.fib;
+        let in_ifc = &fib.interfaces[port];
+        let mut pkt = ctx6(frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        if self.trace.active() {
+            self.trace.note(
+                &pkt,
+                Event::Conntrack {
+                    state: pkt.ct_state,
+                },
+            );
+        }
+        let v = run_hook(
+            rs,
+            Hook::Prerouting,
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+            NF_IP_PRI_CONNTRACK,
+            i32::MAX,
+        );
+        if v.is_drop() {
+            return self.ruled_out6(v, port, &ip, rs, now, frame);
+        }
+        let carry = Carry::of(&pkt);
+        let (iface, next_hop) = match decision {
+            RouteDecision6::Forward { iface, next_hop } => (iface, next_hop),
+            RouteDecision6::Local => {
+                // No kernel behind this port: INPUT is ours, and nothing listens after it.
+                let fib = &*self.fib;
+                let mut pkt = ctx6(
+                    frame,
+                    &ip,
+                    &fib.interfaces[port],
+                    None,
+                    ct,
+                    carry,
+                    Hook::Input,
+                );
+                let v = run_hook(
+                    rs,
+                    Hook::Input,
+                    &mut pkt,
+                    &mut self.counters,
+                    &mut self.trace,
+                    i32::MIN,
+                    i32::MAX,
+                );
+                if v.is_drop() {
+                    return self.ruled_out6(v, port, &ip, rs, now, frame);
+                }
+                self.conntrack6.abandon();
+                return self.local(port, kernel_has_copy);
+            }
+            RouteDecision6::NotForwardable => {
+                self.conntrack6.abandon();
+                self.stats.drop_ip6_scope += 1;
+                return Action::Drop;
+            }
+            RouteDecision6::Unreachable => {
+                self.conntrack6.abandon();
+                self.stats.drop_no_route += 1;
+                self.icmp6_error(
+                    frame,
+                    &ip,
+                    Some(port),
+                    ICMPV6_DEST_UNREACH,
+                    ICMPV6_NOROUTE,
+                    0,
+                    rs,
+                    now,
+                );
+                return Action::Drop;
+            }
+        };
+        // ip6_forward's checks, in its order.
+        if ip.hop_limit <= 1 {
+            self.conntrack6.abandon();
+            self.stats.drop_hop_limit += 1;
+            self.icmp6_error(
+                frame,
+                &ip,
+                Some(port),
+                ICMPV6_TIME_EXCEED,
+                ICMPV6_EXC_HOPLIMIT,
+                0,
+                rs,
+                now,
+            );
+            return Action::Drop;
+        }
+        // "This check is security critical": never forward an unspecified or link-local source; the kernel
+        // skips it where it would send a redirect instead (out by the interface the packet came in by),
+        // and so does sluice (which sends no redirects).
+        if iface != port && ip.src.is_unspecified() {
+            self.conntrack6.abandon();
+            self.stats.drop_ip6_scope += 1;
+            return Action::Drop;
+        }
+        if iface != port && is_link_local(ip.src) {
+            self.conntrack6.abandon();
+            self.stats.drop_ip6_scope += 1;
+            self.icmp6_error(
+                frame,
+                &ip,
+                Some(port),
+                ICMPV6_DEST_UNREACH,
+                ICMPV6_NOT_NEIGHBOUR,
+                0,
+                rs,
+                now,
+            );
+            return Action::Drop;
+        }
+        let mtu = (self.fib.interfaces[iface].mtu as usize).max(IPV6_MIN_MTU);
+        if ip.total_len > mtu {
+            // Routers never fragment IPv6.
+            self.conntrack6.abandon();
+            self.stats.drop_too_big6 += 1;
+            self.icmp6_error(
+                frame,
+                &ip,
+                Some(port),
+                ICMPV6_PKT_TOOBIG,
+                0,
+                mtu as u32,
+                rs,
+                now,
+            );
+            return Action::Drop;
+        }
+        // The hop limit is decremented before FORWARD: rules there see the new value.
+        ipv6::decrement_hop_limit(frame, ip.nh_off);
+        ip.hop_limit -= 1;
+        let fib = &*self.fib;
+        let (in_ifc, out_ifc) = (&fib.interfaces[port], &fib.interfaces[iface]);
+        let mut pkt = ctx6(frame, &ip, in_ifc, Some(out_ifc), ct, carry, Hook::Forward);
+        let v = run_hook(
+            rs,
+            Hook::Forward,
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+            i32::MIN,
+            i32::MAX,
+        );
+        if v.is_drop() {
+            return self.ruled_out6(v, port, &ip, rs, now, frame);
+        }
+        if ct == CtResult::New && has_nat_chains6(rs, Hook::Postrouting) {
+            self.stats.ip6_nat_skipped += 1;
+        }
+        let v = run_hook(
+            rs,
+            Hook::Postrouting,
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+            i32::MIN,
+            i32::MAX,
+        );
+        if v.is_drop() {
+            self.stats.dropped_by_rule += 1;
+            self.conntrack6.abandon();
+            return Action::Drop;
+        }
+        if self.conntrack6.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
+            return Action::Drop;
+        }
+        self.finish_forward6(frame, &ip, iface, next_hop, now)
+    }
+
+    /// Conntrack for an IPv6 packet. A chain that cannot be walked gives no protocol to track
+    /// (`ipv6_get_l4proto` fails: no ct, `ct state invalid`).
+    fn track6(&mut self, frame: &[u8], ip: &Ipv6Info, now: u64) -> CtResult {
+        if ip.chain_error.is_some() {
+            self.stats.ct_invalid += 1;
+            return CtResult::Invalid;
+        }
+        let l4 = ip
+            .th_off
+            .and_then(|o| frame.get(o..ip.nh_off + ip.total_len))
+            .unwrap_or(&[]);
+        let pkt = CtPkt {
+            src: ip.src,
+            dst: ip.dst,
+            proto: ip.proto,
+            l4,
+            len: ip.total_len as u32,
+            fragment: ip.is_fragment(),
+        };
+        self.conntrack6.track(&pkt, 0, now, &mut self.stats)
+    }
+
+    fn ruled_out6(
+        &mut self,
+        v: Verdict,
+        port: usize,
+        ip: &Ipv6Info,
+        rs: &CompiledRuleset,
+        now: u64,
+        frame: &[u8],
+    ) -> Action {
+        self.stats.dropped_by_rule += 1;
+        self.conntrack6.abandon();
+        if let Verdict::Reject(kind) = v {
+            self.reject_v6(kind, frame, ip, port, rs, now);
+        }
+        Action::Drop
+    }
+
+    /// Sends what `reject` asks for over IPv6, as nf_send_unreach6 / nf_send_reset6 do.
+    fn reject_v6(
+        &mut self,
+        kind: RejectKind,
+        frame: &[u8],
+        ip: &Ipv6Info,
+        port: usize,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) {
+        let code = match kind {
+            RejectKind::TcpReset => {
+                match ipv6::tcp_reset6(frame, ip) {
+                    Some(rst) => {
+                        self.stats.reject_tcp_reset += 1;
+                        self.local_out_v6(rst, Some(port), rs, now);
+                    }
+                    None => self.stats.reject_no_reply += 1,
+                }
+                return;
+            }
+            RejectKind::Icmpv6(c) => c,
+            RejectKind::Icmpx(c) => icmp::icmpx_to_icmpv6(c),
+            // `reject with icmp` matches IPv4 only (the compiler adds the dependency)
+            RejectKind::Icmp(_) => return,
+        };
+        if !ipv6::transport_checksum_ok_v6(frame, ip) {
+            self.stats.reject_no_reply += 1;
+            return;
+        }
+        self.icmp6_error(frame, ip, Some(port), ICMPV6_DEST_UNREACH, code, 0, rs, now);
+    }
+
+    /// Sends an ICMPv6 error about the packet in `frame` back to its sender, as `icmp6_send` does: from the
+    /// packet's destination when that is the box's, else from the address of the interface the error leaves
+    /// by; rate limited per destination and globally except packet-too-big (not in the default
+    /// `net.ipv6.icmp.ratemask`).
+    #[allow(clippy::too_many_arguments)]
+    fn icmp6_error(
+        &mut self,
+        frame: &[u8],
+        ip: &Ipv6Info,
+        in_port: Option<usize>,
+        ty: u8,
+        code: u8,
+        info: u32,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) {
+        if !ipv6::icmp6_may_answer(frame, ip, ty, code) {
+            return;
+        }
+        let Some((iface, _)) = self.route_out6(ip.src, in_port) else {
+            return;
+        };
+        let src = if self.fib.is_own6(ip.dst) {
+            ip.dst
+        } else {
+            match self.fib.source6_for(iface, ip.src) {
+                Some(s) => s,
+                None => return,
+            }
+        };
+        // icmpv6_xrlim_allow: "give more bandwidth to wider prefixes" (the per-destination interval
+        // shifted right by (128 - prefix length of the route back) / 32).
+        let mut limit = self.config.icmp.clone();
+        let plen = self.fib.route6(ip.src).map_or(128, |r| r.prefix);
+        limit.per_dest_ns >>= (128 - plen as u32) >> 5;
+        if ty != ICMPV6_PKT_TOOBIG && !self.icmp_limit.allow(&limit, IpAddr::V6(ip.src), now) {
+            self.stats.icmp_rate_limited += 1;
+            return;
+        }
+        let err = ipv6::icmp6_error(frame, ip, src, ty, code, info);
+        self.stats.icmp6_errors_sent += 1;
+        self.local_out_v6(err, in_port, rs, now);
+    }
+
+    /// Where a packet the appliance emits to `dst` leaves: by the FIB, or for a link-local destination
+    /// (which the FIB does not route) by `scope_port`, the interface the packet answered came in by.
+    fn route_out6(&self, dst: Ipv6Addr, scope_port: Option<usize>) -> Option<(usize, Ipv6Addr)> {
+        match self.fib.lookup6(dst) {
+            RouteDecision6::Forward { iface, next_hop } => Some((iface, next_hop)),
+            RouteDecision6::NotForwardable if is_link_local(dst) => scope_port.map(|p| (p, dst)),
+            _ => None,
+        }
+    }
+
+    /// The path of an IPv6 packet the appliance emits (reject replies, ICMPv6 errors): route, OUTPUT with
+    /// conntrack, POSTROUTING, confirm, neighbour. Such packets never cause further replies.
+    /// `scope_port` is the interface for a link-local destination.
+    pub fn local_out_v6(
+        &mut self,
+        mut frame: Vec<u8>,
+        scope_port: Option<usize>,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) {
+        let Ok(ip) = ipv6::parse_ipv6(&frame, ETH_HLEN) else {
+            return;
+        };
+        let Some((iface, next_hop)) = self.route_out6(ip.dst, scope_port) else {
+            self.stats.local_out_no_route += 1;
+            return;
+        };
+        self.trace.begin_packet();
+        let fib = &*self.fib;
+        let out_ifc = &fib.interfaces[iface];
+        let out_mac = out_ifc.mac;
+        let mut pkt = ctx6(
+            &frame,
+            &ip,
+            out_ifc,
+            Some(out_ifc),
+            CtResult::Invalid,
+            Carry {
+                now,
+                ..Carry::default()
+            },
+            Hook::Output,
+        );
+        pkt.iif = 0;
+        pkt.iifname = "";
+        let chains = rs.hook_chains(NfProto::Ipv6, Hook::Output);
+        let split = ct_split(rs, chains);
+        let mut v = run_list(
+            rs,
+            &chains[..split],
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+        );
+        let mut ct = CtResult::Untracked;
+        if !v.is_drop() {
+            let l4 = ip
+                .th_off
+                .and_then(|o| frame.get(o..ip.nh_off + ip.total_len))
+                .unwrap_or(&[]);
+            let cp = CtPkt {
+                src: ip.src,
+                dst: ip.dst,
+                proto: ip.proto,
+                l4,
+                len: ip.total_len as u32,
+                fragment: false,
+            };
+            ct = self.conntrack6.track(&cp, 0, now, &mut self.stats);
+            if ct == CtResult::TableFull {
+                return;
+            }
+            pkt.ct_state = ct.state();
+            if self.trace.active() {
+                self.trace.note(
+                    &pkt,
+                    Event::Conntrack {
+                        state: pkt.ct_state,
+                    },
+                );
+            }
+            v = run_list(
+                rs,
+                &chains[split..],
+                &mut pkt,
+                &mut self.counters,
+                &mut self.trace,
+            );
+        }
+        if !v.is_drop() {
+            pkt.hook = Hook::Postrouting;
+            let chains = rs.hook_chains(NfProto::Ipv6, Hook::Postrouting);
+            v = run_list(rs, chains, &mut pkt, &mut self.counters, &mut self.trace);
+        }
+        if v.is_drop() {
+            self.conntrack6.abandon();
+            self.stats.local_out_dropped_by_rule += 1;
+            return;
+        }
+        if self.conntrack6.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
+            return;
+        }
+        frame[6..12].copy_from_slice(&out_mac);
+        match self.neigh6.lookup(iface, next_hop, now) {
+            Some(mac) => {
+                frame[0..6].copy_from_slice(&mac);
+                self.stats.local_out_sent += 1;
+                self.emitted.push((iface, frame));
+            }
+            None => match self.neigh6.enqueue(iface, next_hop, &frame, now) {
+                Miss::QueuedSendRequest => {
+                    self.send_ns(iface, next_hop);
+                    self.stats.local_out_sent += 1;
+                }
+                Miss::Queued => self.stats.local_out_sent += 1,
+                Miss::Overflow => self.stats.neigh_pending_overflow += 1,
+                Miss::Failed => self.stats.neigh_failed += 1,
+            },
+        }
+    }
+
+    fn finish_forward6(
+        &mut self,
+        frame: &mut [u8],
+        ip: &Ipv6Info,
+        iface: usize,
+        next_hop: Ipv6Addr,
+        now: u64,
+    ) -> Action {
+        let out_mac = self.fib.interfaces[iface].mac;
+        frame[6..12].copy_from_slice(&out_mac);
+        match self.neigh6.lookup(iface, next_hop, now) {
+            Some(mac) => {
+                frame[0..6].copy_from_slice(&mac);
+                self.stats.forwarded6 += 1;
+                Action::Forward(iface)
+            }
+            None => {
+                let end = ETH_HLEN + ip.total_len;
+                match self.neigh6.enqueue(iface, next_hop, &frame[..end], now) {
+                    Miss::QueuedSendRequest => {
+                        self.send_ns(iface, next_hop);
+                        self.stats.forwarded6 += 1;
+                    }
+                    Miss::Queued => self.stats.forwarded6 += 1,
+                    Miss::Overflow => {
+                        self.stats.neigh_pending_overflow += 1;
+                        return Action::Drop;
+                    }
+                    Miss::Failed => {
+                        self.stats.neigh_failed += 1;
+                        return Action::Drop;
+                    }
+                }
+                Action::Consumed
+            }
+        }
+    }
+
+    /// A neighbour solicitation for `target` on `iface`, to its solicited-node address.
+    fn send_ns(&mut self, iface: usize, target: Ipv6Addr) {
+        let Some(ifc) = self.fib.interfaces.get(iface) else {
+            return;
+        };
+        let Some(src) = self.fib.source6_for(iface, target) else {
+            return;
+        };
+        let (group, mac) = ipv6::solicited_node(target);
+        let ns = NdRepr {
+            ty: ND_NEIGHBOUR_SOLICIT,
+            target,
+            lladdr: Some(ifc.mac),
+            flags: 0,
+        };
+        let f = ns.emit_frame(ifc.mac, mac, src, group);
+        self.emitted.push((iface, f));
+        self.stats.ndp_solicits_sent += 1;
+    }
+
+    /// Neighbour discovery: learn from NS/NA (`ndisc_recv_ns`, `ndisc_recv_na`), answer NS for the box's
+    /// own addresses where the kernel does not share the port. Router solicitations, advertisements and
+    /// redirects are the kernel's (or nobody's).
+    fn ndisc(
+        &mut self,
+        frame: &[u8],
+        ip: &Ipv6Info,
+        port: usize,
+        kernel_has_copy: bool,
+        now: u64,
+    ) -> Action {
+        let theirs = kernel_has_copy || self.shares(port);
+        let ty = ip.th_off.and_then(|t| frame.get(t)).copied().unwrap_or(0);
+        if ty != ND_NEIGHBOUR_SOLICIT && ty != ND_NEIGHBOUR_ADVERT {
+            if theirs {
+                return Action::Consumed;
+            }
+            self.stats.local_no_path += 1;
+            return Action::Drop;
+        }
+        let nd = match NdRepr::parse(frame, ip) {
+            Ok(nd) => nd,
+            Err(_) => {
+                self.stats.ndp_bad += 1;
+                return if theirs {
+                    Action::Consumed
+                } else {
+                    Action::Drop
+                };
+            }
+        };
+        let fib = &*self.fib;
+        let ifc = &fib.interfaces[port];
+        let own = fib.ipv6_addrs(port).iter().any(|(a, _)| *a == nd.target);
+        let (learn_ip, learn_mac) = if ty == ND_NEIGHBOUR_SOLICIT {
+            // the sender, when it asks about us (not during duplicate address detection)
+            let ok = own && !ip.src.is_unspecified();
+            (ok.then_some(ip.src), nd.lladdr)
+        } else {
+            // an advertisement updates an entry we have (we made it when we solicited)
+            let ok = self.neigh6.knows(port, nd.target);
+            (ok.then_some(nd.target), nd.lladdr)
+        };
+        if let (Some(who), Some(mac)) = (learn_ip, learn_mac) {
+            self.stats.ndp_learned += 1;
+            let waiting = self.neigh6.learn(port, who, mac, now);
+            let own_mac = ifc.mac;
+            for mut f in waiting {
+                f[0..6].copy_from_slice(&mac);
+                f[6..12].copy_from_slice(&own_mac);
+                self.emitted.push((port, f));
+            }
+        }
+        if ty == ND_NEIGHBOUR_SOLICIT && own && !theirs {
+            let dad = ip.src.is_unspecified();
+            let (dst, eth_dst, flags) = if dad {
+                (
+                    ALL_NODES,
+                    ipv6::multicast_mac(ALL_NODES),
+                    NA_ROUTER | NA_OVERRIDE,
+                )
+            } else {
+                let mac = nd
+                    .lladdr
+                    .unwrap_or_else(|| frame[6..12].try_into().unwrap());
+                (ip.src, mac, NA_ROUTER | NA_SOLICITED | NA_OVERRIDE)
+            };
+            let ifc = &self.fib.interfaces[port];
+            let na = NdRepr {
+                ty: ND_NEIGHBOUR_ADVERT,
+                target: nd.target,
+                lladdr: Some(ifc.mac),
+                flags,
+            };
+            let f = na.emit_frame(ifc.mac, eth_dst, nd.target, dst);
+            self.emitted.push((port, f));
+            self.stats.ndp_adverts_sent += 1;
+        }
+        Action::Consumed
+    }
+
+    /// IPv6 neighbour timers: retransmit solicitations, and answer the packets of a neighbour that never
+    /// answered with address unreachable (`ndisc_error_report`).
+    pub(super) fn on_timer6(&mut self, now: u64, rs: &CompiledRuleset) {
+        let mut requests = Vec::new();
+        let mut lost = Vec::new();
+        let failed = self.neigh6.on_timer(
+            now,
+            |iface, ip| requests.push((iface, ip)),
+            |iface, f| lost.push((iface, f)),
+        );
+        self.stats.neigh_failed += failed as u64;
+        for (iface, ip) in requests {
+            self.send_ns(iface, ip);
+        }
+        for (_, mut f) in lost {
+            f[0] = 0; // it was unicast to us
+            if let Ok(ip) = ipv6::parse_ipv6(&f, ETH_HLEN) {
+                self.icmp6_error(
+                    &f,
+                    &ip,
+                    None,
+                    ICMPV6_DEST_UNREACH,
+                    ICMPV6_ADDR_UNREACH,
+                    0,
+                    rs,
+                    now,
+                );
+            }
+        }
+    }
+}
+
+fn is_link_local(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Whether a nat chain is registered for IPv6 on `hook`.
+fn has_nat_chains6(rs: &CompiledRuleset, hook: Hook) -> bool {
+    rs.hook_chains(NfProto::Ipv6, hook)
+        .iter()
+        .any(|&c| rs.is_nat_chain(c))
+}
+
+/// The rule context of an IPv6 packet.
+fn ctx6<'a>(
+    frame: &'a [u8],
+    ip: &Ipv6Info,
+    in_ifc: &'a crate::fib::InterfaceConfig,
+    out_ifc: Option<&'a crate::fib::InterfaceConfig>,
+    ct: CtResult,
+    carry: Carry,
+    hook: Hook,
+) -> PacketCtx<'a> {
+    PacketCtx {
+        frame,
+        nh_off: ip.nh_off,
+        th_off: ip.th_off,
+        nfproto: NfProto::Ipv6,
+        l4proto: ip.proto,
+        len: ip.total_len as u32,
+        iif: in_ifc.ifindex,
+        iifname: &in_ifc.name,
+        oif: out_ifc.map_or(0, |o| o.ifindex),
+        oifname: out_ifc.map_or("", |o| o.name.as_str()),
+        mark: carry.mark,
+        ct_state: ct.state(),
+        ct_mark: carry.ct_mark,
+        hook,
+        nftrace: carry.nftrace,
+        now: carry.now,
+    }
+}
