@@ -4,7 +4,7 @@
 //! by that thread), so [`crate::netns`] closures see the interfaces of their namespace.
 
 use crate::{HwError, Result};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 const ETHTOOL_GTXCSUM: u32 = 0x16;
@@ -211,6 +211,36 @@ pub fn local_ipv4_addrs() -> Result<Vec<Ipv4Addr>> {
                     if mask.count_ones() < 31 && ifa.ifa_flags & libc::IFF_LOOPBACK as u32 == 0 {
                         add(a | !mask);
                     }
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+    }
+    // SAFETY: head came from getifaddrs.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(out)
+}
+
+/// Every IPv6 address the calling thread's namespace owns (link-local ones included): with multicast, the
+/// IPv6 destinations that belong to the kernel stack.
+pub fn local_ipv6_addrs() -> Result<Vec<Ipv6Addr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(HwError::last_os("getifaddrs"));
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: cur walks the list getifaddrs returned; an address is a sockaddr_in6 when the family is
+        // AF_INET6.
+        unsafe {
+            let ifa = &*cur;
+            let sa = ifa.ifa_addr;
+            if !sa.is_null() && (*sa).sa_family as i32 == libc::AF_INET6 {
+                let a = Ipv6Addr::from((*(sa as *const libc::sockaddr_in6)).sin6_addr.s6_addr);
+                if !out.contains(&a) {
+                    out.push(a);
                 }
             }
             cur = ifa.ifa_next;

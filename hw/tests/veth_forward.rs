@@ -459,3 +459,128 @@ fn measure_xdp_native() {
 fn measure_af_packet() {
     measure(Backend::Packet);
 }
+
+/// IPv6 on the XDP path: frames for B's own addresses (link-local ones included) and multicast (neighbour
+/// discovery, MLD) pass to B's kernel, which keeps answering them; every other IPv6 frame comes up the fast
+/// path; and the neighbour solicitations/advertisements B's kernel receives are copied to the port with
+/// `kernel_has_copy` (and nothing else IPv6 is). Addresses in 2001:db8::/32 inside the test's namespaces.
+#[test]
+fn xdp_steers_ipv6_by_destination_and_copies_neighbour_discovery() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let mut net = TestNet::new();
+    let a = net.add_ns("v6a").unwrap();
+    let b = net.add_ns("v6b").unwrap();
+    net.veth(&a, "a0", &b, "b0").unwrap();
+    for (ns, ifname, cidr) in [
+        (&a, "a0", "2001:db8:1::2/64"),
+        (&b, "b0", "2001:db8:1::1/64"),
+    ] {
+        net.ip(ns, &["addr", "add", cidr, "dev", ifname, "nodad"])
+            .unwrap();
+    }
+    net.ip(
+        &a,
+        &[
+            "-6",
+            "route",
+            "add",
+            "2001:db8:2::/64",
+            "via",
+            "2001:db8:1::1",
+        ],
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let watcher = b.spawn(move || {
+        let mut port = XdpPort::open("b0", &XdpConfig::default()).unwrap();
+        let local = port.program().local_addresses6();
+        ready_tx.send(local).unwrap();
+        let mut batch = Batch::with_capacity(64);
+        let (mut fast, mut copies) = (Vec::new(), Vec::new());
+        while !stop2.load(Ordering::Relaxed) {
+            batch.clear();
+            if port.recv(&mut batch, 0).unwrap() == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            for k in 0..batch.len() {
+                let copy = batch.meta(k).kernel_has_copy;
+                let f = batch.frame_mut(k);
+                if f.len() < 55 || f[12..14] != [0x86, 0xdd] {
+                    continue;
+                }
+                let dst = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&f[38..54]).unwrap());
+                if copy {
+                    copies.push((f[20], f[54]));
+                } else {
+                    fast.push(dst);
+                }
+            }
+        }
+        (fast, copies)
+    });
+    let local = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let own: std::net::Ipv6Addr = "2001:db8:1::1".parse().unwrap();
+    assert!(local.contains(&own), "{local:?}");
+    assert!(local.iter().any(|a| a.segments()[0] == 0xfe80), "{local:?}");
+    let to_b = net
+        .exec(
+            &a,
+            &[
+                "ping",
+                "-6",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                "2001:db8:1::1",
+            ],
+        )
+        .unwrap();
+    let far = net
+        .exec(
+            &a,
+            &[
+                "ping",
+                "-6",
+                "-c",
+                "2",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "2001:db8:2::9",
+            ],
+        )
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let (fast, copies) = watcher.join().unwrap();
+    eprintln!("fast path: {fast:?}; kernel copies (next header, type): {copies:?}");
+    assert!(
+        to_b.status.success(),
+        "B's kernel must keep answering its own IPv6 address"
+    );
+    assert!(!far.status.success(), "nothing forwards in this test");
+    let far: std::net::Ipv6Addr = "2001:db8:2::9".parse().unwrap();
+    assert!(fast.iter().filter(|d| **d == far).count() >= 2, "{fast:?}");
+    assert!(
+        fast.iter().all(|d| *d == far),
+        "only the frames not for B come up the fast path: {fast:?}"
+    );
+    assert!(
+        !copies.is_empty(),
+        "A's solicitation of B's address is copied"
+    );
+    assert!(
+        copies
+            .iter()
+            .all(|&(nh, ty)| nh == 58 && (ty == 135 || ty == 136)),
+        "{copies:?}"
+    );
+}

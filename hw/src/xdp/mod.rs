@@ -5,13 +5,15 @@
 //! ring. Frames are copied in both directions (into the [`Batch`] on receive, out of the caller's slice on
 //! send), so nothing above this module ever holds a UMEM pointer.
 //!
-//! Every port of an interface shares one [`XdpProgram`] (the redirect program and its `xsks`/`local_v4`
+//! Every port of an interface shares one [`XdpProgram`] (the redirect program and its `xsks`/`local_v4`/`local_v6`
 //! maps). [`XdpPort::open`] finds or attaches it through a per-process registry keyed by (network namespace,
 //! ifindex); [`XdpPort::with_program`] takes one explicitly.
 //!
 //! Besides the XSK, each port opens an AF_PACKET socket for ETH_P_ARP on its interface: the program passes ARP
 //! to the kernel (which answers for its own addresses), and the tap copies those frames into the batch with
-//! `kernel_has_copy = true` so the dataplane can learn neighbours from them.
+//! `kernel_has_copy = true` so the dataplane can learn neighbours from them. A second one, for ETH_P_IPV6
+//! with a classic BPF filter, does the same for ICMPv6 neighbour solicitations and advertisements (the
+//! program passes IPv6 multicast and the box's own IPv6 addresses to the kernel).
 
 mod prog;
 mod ring;
@@ -186,6 +188,9 @@ pub struct XdpPort {
     tx: Ring<libc::xdp_desc>,
     fd: OwnedFd,
     arp: OwnedFd,
+    /// Copies of the neighbour solicitations and advertisements the kernel receives (the program passes
+    /// multicast and the box's own IPv6 addresses to it), as `arp` is for ARP.
+    nd: OwnedFd,
     arp_buf: Vec<u8>,
     /// Busy receive calls left before the ARP tap is polled again (a recvfrom per call cost 6–8 % of a
     /// worker's time at full load, for a socket that is almost always empty).
@@ -390,6 +395,7 @@ impl XdpPort {
 
         program.register(cfg.queue, raw)?;
         let arp = open_arp_tap(iface.ifindex)?;
+        let nd = open_nd_tap(iface.ifindex)?;
         tracing::debug!(
             ifname = iface.name,
             queue = cfg.queue,
@@ -411,6 +417,7 @@ impl XdpPort {
             tx,
             fd,
             arp,
+            nd,
             arp_buf: vec![0; FRAME_CAPACITY],
             arp_skip: 0,
             umem,
@@ -526,15 +533,17 @@ impl XdpPort {
 
     fn recv_arp(&mut self, batch: &mut Batch, port_index: u16) -> usize {
         let mut n = 0;
-        while batch.free() > 0 {
-            let Some((len, pkttype)) = recv_ll(self.arp.as_raw_fd(), &mut self.arp_buf) else {
-                break;
-            };
-            if pkttype == libc::PACKET_OUTGOING {
-                continue; // our own (the kernel's) transmission
+        for fd in [self.arp.as_raw_fd(), self.nd.as_raw_fd()] {
+            while batch.free() > 0 {
+                let Some((len, pkttype)) = recv_ll(fd, &mut self.arp_buf) else {
+                    break;
+                };
+                if pkttype == libc::PACKET_OUTGOING {
+                    continue; // our own (the kernel's) transmission
+                }
+                batch.push(&self.arp_buf[..len], port_index, true);
+                n += 1;
             }
-            batch.push(&self.arp_buf[..len], port_index, true);
-            n += 1;
         }
         self.stats.rx_arp_frames += n as u64;
         n
@@ -636,6 +645,50 @@ const ARP_POLL_EVERY: u32 = 64;
 
 fn open_arp_tap(ifindex: u32) -> Result<OwnedFd> {
     packet_socket(ifindex, libc::ETH_P_ARP as u16)
+}
+
+/// A classic BPF filter keeping only ICMPv6 neighbour solicitations and advertisements that directly follow
+/// the IPv6 header (an NS/NA behind extension headers is not copied; the dataplane validates the rest).
+fn nd_filter() -> [libc::sock_filter; 9] {
+    let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    [
+        f(0x28, 0, 0, 12),     // ldh [12]          ethertype
+        f(0x15, 0, 6, 0x86dd), // jeq IPv6 ? next : drop
+        f(0x30, 0, 0, 20),     // ldb [20]          next header
+        f(0x15, 0, 4, 58),     // jeq ICMPv6 ? next : drop
+        f(0x30, 0, 0, 54),     // ldb [54]          ICMPv6 type
+        f(0x35, 0, 2, 135),    // jge 135 ? next : drop
+        f(0x25, 1, 0, 136),    // jgt 136 ? drop : keep
+        f(0x06, 0, 0, 0xffff), // keep: ret 65535
+        f(0x06, 0, 0, 0),      // drop: ret 0
+    ]
+}
+
+fn open_nd_tap(ifindex: u32) -> Result<OwnedFd> {
+    let fd = packet_socket(ifindex, libc::ETH_P_IPV6 as u16)?;
+    let filter = nd_filter();
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prog points at `filter`, alive for the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            &prog as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(HwError::last_os(
+            "SO_ATTACH_FILTER on the neighbour discovery tap",
+        ));
+    }
+    // Frames that arrived between bind and the filter are drained by the dataplane as kernel copies
+    // (it keeps only NS/NA from them).
+    Ok(fd)
 }
 
 impl Port for XdpPort {

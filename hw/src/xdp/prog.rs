@@ -7,7 +7,8 @@
 //!  r4 = r2 ; r4 += 34
 //!  if r4 > r3 goto pass                 ; shorter than Ethernet + IPv4 header
 //!  r5 = *(u16 *)(r2 + 12)
-//!  if r5 != htons(0x0800) goto pass     ; not IPv4 (ARP, IPv6, VLAN-tagged …)
+//!  if r5 == htons(0x86dd) goto ipv6
+//!  if r5 != htons(0x0800) goto pass     ; not IP (ARP, VLAN-tagged …)
 //!  r5 = *(u32 *)(r2 + 30)               ; destination address, network order
 //!  *(u32 *)(r10 - 4) = r5
 //!  r1 = map[local_v4] ; r2 = r10 ; r2 += -4
@@ -19,6 +20,14 @@
 //!  exit
 //! pass:
 //!  r0 = XDP_PASS ; exit
+//! ipv6:
+//!  if data + 54 > data_end goto pass
+//!  if *(u8 *)(data + 38) == 0xff goto pass   ; multicast destination (neighbour discovery, MLD …)
+//!  copy the 16-byte destination to r10 - 32
+//!  r1 = map[local_v6] ; r2 = r10 ; r2 += -32
+//!  call bpf_map_lookup_elem
+//!  if r0 == 0 goto redirect            ; not the box's: sluice forwards it
+//!  goto pass                           ; the box's own (link-local ones included): the kernel's
 //! ```
 //!
 //! That is the core. For NAT to the box's own addresses (masquerade, port forwards, hairpin) the program
@@ -33,7 +42,7 @@
 
 use crate::{HwError, Result};
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
@@ -56,7 +65,7 @@ const XDP_PASS: i32 = 2;
 const FN_MAP_LOOKUP_ELEM: i32 = 1;
 const FN_REDIRECT_MAP: i32 = 51;
 
-/// Capacity of the `local_v4` map.
+/// Capacity of the `local_v4` map (and of `local_v6`).
 pub const MAX_LOCAL_ADDRS: u32 = 1024;
 
 /// How the program is attached to the interface.
@@ -165,6 +174,7 @@ impl Asm {
 /// The program's maps.
 struct Maps {
     local_v4: RawFd,
+    local_v6: RawFd,
     xsks: RawFd,
     local_flows: RawFd,
     local_ports: RawFd,
@@ -173,6 +183,7 @@ struct Maps {
 /// Assembles the program with the map fds patched in.
 fn program(m: &Maps) -> Vec<Insn> {
     let ipv4 = u16::from_ne_bytes([0x08, 0x00]) as i32; // the ethertype as a native load sees it
+    let ipv6 = u16::from_ne_bytes([0x86, 0xdd]) as i32;
     let mut a = Asm::new();
     // r6 = ctx, r7 = data, r8 = data_end
     a.i(MOV64_X, 6, 1, 0, 0)
@@ -182,6 +193,7 @@ fn program(m: &Maps) -> Vec<Insn> {
         .i(ADD64_K, 4, 0, 0, 34)
         .jmp(JGT_X, 4, 8, 0, "pass")
         .i(LDX_H, 5, 7, 12, 0)
+        .jmp(JEQ_K, 5, 0, ipv6, "ipv6")
         .jmp(JNE_K, 5, 0, ipv4, "pass")
         .i(LDX_W, 5, 7, 30, 0)
         .i(STX_W, 10, 5, -4, 0)
@@ -279,6 +291,23 @@ fn program(m: &Maps) -> Vec<Insn> {
     a.label("pass")
         .i(MOV64_K, 0, 0, 0, XDP_PASS)
         .i(EXIT, 0, 0, 0, 0);
+    // IPv6: everything not for the box (and not multicast) goes to sluice.
+    a.label("ipv6")
+        .i(MOV64_X, 4, 7, 0, 0)
+        .i(ADD64_K, 4, 0, 0, 54)
+        .jmp(JGT_X, 4, 8, 0, "pass")
+        .i(LDX_B, 5, 7, 38, 0)
+        .jmp(JEQ_K, 5, 0, 0xff, "pass");
+    for w in 0..4i16 {
+        a.i(LDX_W, 5, 7, 38 + 4 * w, 0)
+            .i(STX_W, 10, 5, -32 + 4 * w, 0);
+    }
+    a.map(1, m.local_v6)
+        .i(MOV64_X, 2, 10, 0, 0)
+        .i(ADD64_K, 2, 0, 0, -32)
+        .i(CALL, 0, 0, 0, FN_MAP_LOOKUP_ELEM)
+        .jmp(JEQ_K, 0, 0, 0, "redirect")
+        .jmp(JA, 0, 0, 0, "pass");
     a.finish()
 }
 
@@ -539,6 +568,8 @@ pub struct XdpProgram {
     xsks: OwnedFd,
     local_v4: OwnedFd,
     local: Mutex<HashSet<Ipv4Addr>>,
+    local_v6: OwnedFd,
+    local6: Mutex<HashSet<Ipv6Addr>>,
     _prog: OwnedFd,
     _link: OwnedFd,
 }
@@ -561,10 +592,12 @@ impl XdpProgram {
         let queues = iface.rx_queues.max(1);
         let xsks = map_create(BPF_MAP_TYPE_XSKMAP, 4, 4, queues, "xsks")?;
         let local_v4 = map_create(BPF_MAP_TYPE_HASH, 4, 1, MAX_LOCAL_ADDRS, "local_v4")?;
+        let local_v6 = map_create(BPF_MAP_TYPE_HASH, 16, 1, MAX_LOCAL_ADDRS, "local_v6")?;
 
         let steer = steer_maps()?;
         let prog = load_xdp(&program(&Maps {
             local_v4: local_v4.as_raw_fd(),
+            local_v6: local_v6.as_raw_fd(),
             xsks: xsks.as_raw_fd(),
             local_flows: steer.local_flows.as_raw_fd(),
             local_ports: steer.local_ports.as_raw_fd(),
@@ -601,10 +634,13 @@ impl XdpProgram {
             xsks,
             local_v4,
             local: Mutex::new(HashSet::new()),
+            local_v6,
+            local6: Mutex::new(HashSet::new()),
             _prog: prog,
             _link: link,
         };
         prog.set_local_addresses(&crate::iface::local_ipv4_addrs()?)?;
+        prog.set_local_addresses6(&crate::iface::local_ipv6_addrs()?)?;
         Ok(prog)
     }
 
@@ -650,6 +686,38 @@ impl XdpProgram {
         Ok(())
     }
 
+    /// Replaces the set of IPv6 destinations the program leaves to the kernel stack (multicast always
+    /// goes there). Additions before removals, as for IPv4.
+    pub fn set_local_addresses6(&self, addrs: &[Ipv6Addr]) -> Result<()> {
+        if addrs.len() > MAX_LOCAL_ADDRS as usize {
+            return Err(HwError::Unsupported(format!(
+                "more than {MAX_LOCAL_ADDRS} local IPv6 addresses"
+            )));
+        }
+        let mut cur = self.local6.lock().unwrap();
+        let new: HashSet<Ipv6Addr> = addrs.iter().copied().collect();
+        for a in new.difference(&cur) {
+            map_update(
+                &self.local_v6,
+                &a.octets(),
+                &1u8,
+                &format!("insert {a} into local_v6"),
+            )?;
+        }
+        for a in cur.difference(&new) {
+            let _ = map_delete(&self.local_v6, &a.octets());
+        }
+        *cur = new;
+        Ok(())
+    }
+
+    /// The addresses currently in `local_v6`.
+    pub fn local_addresses6(&self) -> Vec<Ipv6Addr> {
+        let mut v: Vec<_> = self.local6.lock().unwrap().iter().copied().collect();
+        v.sort();
+        v
+    }
+
     /// The addresses currently in `local_v4`.
     pub fn local_addresses(&self) -> Vec<Ipv4Addr> {
         let mut v: Vec<_> = self.local.lock().unwrap().iter().copied().collect();
@@ -686,12 +754,13 @@ mod tests {
     fn jumps_land_on_pass() {
         let p = program(&Maps {
             local_v4: 3,
+            local_v6: 7,
             xsks: 4,
             local_flows: 5,
             local_ports: 6,
         });
-        // The length check and the ethertype check both go to `pass`: r0 = XDP_PASS; exit.
-        for i in [5usize, 7] {
+        // The length check and the IPv4 ethertype check both go to `pass`: r0 = XDP_PASS; exit.
+        for i in [5usize, 8] {
             let target = i + 1 + p[i].off as usize;
             assert_eq!(p[target].code, MOV64_K);
             assert_eq!(p[target].imm, XDP_PASS);
@@ -704,6 +773,9 @@ mod tests {
                 assert!(t >= 0 && (t as usize) < p.len(), "jump at {i}");
             }
         }
+        // The IPv6 ethertype check goes to the IPv6 block, whose first act is its own length check.
+        let v6 = 7 + 1 + p[7].off as usize;
+        assert_eq!((p[7].code, p[v6].code, p[v6 + 1].imm), (JEQ_K, MOV64_X, 54));
         assert_eq!(std::mem::size_of::<Insn>(), 8);
     }
 
@@ -722,11 +794,13 @@ mod tests {
         assert!(err.to_string().contains("verifier log"));
         // And the real program passes the verifier.
         let a = map_create(BPF_MAP_TYPE_HASH, 4, 1, 4, "t_local").unwrap();
+        let a6 = map_create(BPF_MAP_TYPE_HASH, 16, 1, 4, "t_local6").unwrap();
         let x = map_create(BPF_MAP_TYPE_XSKMAP, 4, 4, 1, "t_xsks").unwrap();
         let f = map_create(BPF_MAP_TYPE_HASH, 16, 1, 4, "t_flows").unwrap();
         let p = map_create(BPF_MAP_TYPE_ARRAY, 4, 1, 65536, "t_ports").unwrap();
         let prog = program(&Maps {
             local_v4: a.as_raw_fd(),
+            local_v6: a6.as_raw_fd(),
             xsks: x.as_raw_fd(),
             local_flows: f.as_raw_fd(),
             local_ports: p.as_raw_fd(),
