@@ -476,8 +476,8 @@ pub fn transport_checksum_ok_v6(frame: &[u8], ip: &Ipv6Info) -> bool {
     }
 }
 
-/// The RST `nf_send_reset6` answers a TCP segment with (traffic class copied, flow label 0, hop limit
-/// 64), or `None` where the kernel sends none (an RST, a later fragment, a bad checksum, a multicast
+/// The RST `nf_send_reset6` answers a TCP segment with (traffic class 0 — `nf_reject_ip6hdr_put`'s
+/// DEFAULT_TOS_VALUE, unlike IPv4 —, flow label 0, hop limit 64), or `None` where the kernel sends none (an RST, a later fragment, a bad checksum, a multicast
 /// destination, a segment not unicast to us).
 pub fn tcp_reset6(frame: &[u8], ip: &Ipv6Info) -> Option<Vec<u8>> {
     let th = ip.th_off?;
@@ -511,7 +511,7 @@ pub fn tcp_reset6(frame: &[u8], ip: &Ipv6Info) -> Option<Vec<u8>> {
         t[13] = crate::wire::TCP_RST | crate::wire::TCP_ACK;
     }
     Some(frame_v6(
-        ip.traffic_class,
+        0,
         IPPROTO_TCP,
         DEFAULT_HOP_LIMIT,
         ip.dst,
@@ -799,7 +799,7 @@ mod tests {
         let rip = parse_ipv6(&r, ETH_HLEN).unwrap();
         assert_eq!((rip.src, rip.dst, rip.sport, rip.dport), (B, A, 22, 40000));
         assert_eq!(rip.tcp_flags, 0x14);
-        assert_eq!(rip.traffic_class, 0xb8);
+        assert_eq!(rip.traffic_class, 0, "not copied from the segment's 0xb8");
         assert!(transport_checksum_ok_v6(&r, &rip));
         let e = icmp6_error(&f, &ip, B, ICMPV6_DEST_UNREACH, ICMPV6_PORT_UNREACH, 0);
         let eip = parse_ipv6(&e, ETH_HLEN).unwrap();
