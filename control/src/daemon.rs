@@ -296,8 +296,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     let ifaces = kernel::interfaces(&args.ifaces)?;
     let routes = kernel::routes(&ifaces)?;
     let static_neighbours = kernel::permanent_neighbours(&ifaces)?;
+    let static_neighbours6 = kernel::permanent_neighbours6(&ifaces)?;
+    let addrs6 = kernel::ipv6_addresses(&ifaces)?;
+    let routes6 = kernel::routes6(&ifaces)?;
     let icmp_limits = kernel::icmp_rate_limit();
-    let fib = Arc::new(Fib::new(ifaces, &routes));
+    let mut fib = Fib::new(ifaces, &routes);
+    for &(iface, addr, prefix) in &addrs6 {
+        fib.add_ipv6(iface, addr, prefix);
+    }
+    for r in routes6 {
+        fib.add_route6(r);
+    }
+    let fib = Arc::new(fib);
 
     let mut queues = match args.backend {
         Backend::Packet => 1,
@@ -352,6 +362,9 @@ pub fn run(args: RunArgs) -> Result<()> {
                 icmp: icmp_limits.clone(),
             },
         );
+        for &(iface, ip, mac) in &static_neighbours6 {
+            pipeline.add_static_neighbour6(iface, ip, mac);
+        }
         for &(iface, ip, mac) in &static_neighbours {
             pipeline.add_static_neighbour(iface, ip, mac);
         }

@@ -3,9 +3,9 @@
 //! operator's own tool.
 
 use anyhow::{anyhow, bail, Context, Result};
-use dataplane::{InterfaceConfig, Route};
+use dataplane::{InterfaceConfig, Route, Route6};
 use serde_json::Value;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
 fn ip_json(args: &[&str]) -> Result<Value> {
@@ -72,6 +72,89 @@ pub fn interfaces(names: &[String]) -> Result<Vec<InterfaceConfig>> {
             })
         })
         .collect()
+}
+
+/// The IPv6 addresses of `ifaces` (global and link-local; tentative ones too, as the kernel's DAD is its
+/// own business), as (interface index, address, prefix length).
+pub fn ipv6_addresses(ifaces: &[InterfaceConfig]) -> Result<Vec<(usize, Ipv6Addr, u8)>> {
+    let all = ip_json(&["-6", "addr", "show"])?;
+    let mut out = Vec::new();
+    for link in all.as_array().into_iter().flatten() {
+        let Some(i) = ifaces
+            .iter()
+            .position(|x| Some(x.name.as_str()) == link["ifname"].as_str())
+        else {
+            continue;
+        };
+        for a in link["addr_info"].as_array().into_iter().flatten() {
+            if a["family"] != "inet6" {
+                continue;
+            }
+            let (Some(addr), Some(plen)) = (
+                a["local"].as_str().and_then(|s| s.parse().ok()),
+                a["prefixlen"].as_u64(),
+            ) else {
+                continue;
+            };
+            out.push((i, addr, plen.min(128) as u8));
+        }
+    }
+    Ok(out)
+}
+
+/// The main table's IPv6 routes through one of `ifaces` with a gateway or a prefix (connected routes come
+/// with the addresses; link-local and multicast routes are not forwarding routes).
+pub fn routes6(ifaces: &[InterfaceConfig]) -> Result<Vec<Route6>> {
+    let all = ip_json(&["-6", "route", "show", "table", "main"])?;
+    let mut routes = Vec::new();
+    for r in all.as_array().into_iter().flatten() {
+        let Some(iface) = r["dev"]
+            .as_str()
+            .and_then(|dev| ifaces.iter().position(|i| i.name == dev))
+        else {
+            continue;
+        };
+        let (dst, prefix): (Ipv6Addr, u8) = match r["dst"].as_str() {
+            Some("default") | None => (Ipv6Addr::UNSPECIFIED, 0),
+            Some(s) => match s.split_once('/') {
+                Some((a, p)) => (a.parse()?, p.parse()?),
+                None => (s.parse()?, 128),
+            },
+        };
+        if dst.is_multicast() || dst.segments()[0] & 0xffc0 == 0xfe80 {
+            continue;
+        }
+        let gateway = r["gateway"].as_str().and_then(|g| g.parse().ok());
+        routes.push(Route6 {
+            dst,
+            prefix,
+            gateway,
+            iface,
+        });
+    }
+    Ok(routes)
+}
+
+/// The namespace's permanent IPv6 neighbours on `ifaces`, as [`permanent_neighbours`] for IPv4.
+pub fn permanent_neighbours6(
+    ifaces: &[InterfaceConfig],
+) -> Result<Vec<(usize, Ipv6Addr, [u8; 6])>> {
+    let all = ip_json(&["-6", "neigh", "show", "nud", "permanent"])?;
+    Ok(all
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let iface = ifaces
+                .iter()
+                .position(|i| Some(i.name.as_str()) == n["dev"].as_str())?;
+            Some((
+                iface,
+                n["dst"].as_str()?.parse().ok()?,
+                parse_mac(n["lladdr"].as_str()?)?,
+            ))
+        })
+        .collect())
 }
 
 /// The namespace's permanent IPv4 neighbours (`ip neigh add … nud permanent`) on `ifaces`, as

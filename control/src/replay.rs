@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,6 +187,49 @@ impl Topology {
         }
         Ok((Fib::new(ifaces, &routes), neigh))
     }
+
+    /// Adds the topology's IPv6 addresses and routes to `fib` (built by [`Topology::build`]) and returns
+    /// the static IPv6 neighbours. A route's `dst = "default"` is IPv6 when its `via` is.
+    pub fn build6(&self, fib: &mut Fib) -> Result<Vec<(usize, Ipv6Addr, [u8; 6])>> {
+        for (i, t) in self.interfaces.iter().enumerate() {
+            for a in &t.addresses {
+                if let (IpAddr::V6(v6), p) = parse_prefix(a)? {
+                    fib.add_ipv6(i, v6, p);
+                }
+            }
+        }
+        for r in &self.routes {
+            let via6 = match &r.via {
+                Some(g) => g.parse::<Ipv6Addr>().ok(),
+                None => None,
+            };
+            let (dst, prefix) = if r.dst == "default" {
+                match via6 {
+                    Some(_) => (Ipv6Addr::UNSPECIFIED, 0),
+                    None => continue,
+                }
+            } else {
+                match parse_prefix(&r.dst)? {
+                    (IpAddr::V6(d), p) => (d, p),
+                    _ => continue,
+                }
+            };
+            fib.add_route6(dataplane::Route6 {
+                dst,
+                prefix,
+                gateway: via6,
+                iface: self.iface_index(&r.dev)?,
+            });
+        }
+        let mut neigh = Vec::new();
+        for n in &self.neighbours {
+            let mac = parse_mac(&n.mac).ok_or_else(|| anyhow!("bad MAC {}", n.mac))?;
+            if let Ok(ip) = n.ip.parse::<Ipv6Addr>() {
+                neigh.push((self.iface_index(&n.dev)?, ip, mac));
+            }
+        }
+        Ok(neigh)
+    }
 }
 
 /// A short tcpdump-like line for a frame.
@@ -238,6 +281,26 @@ pub fn summary(frame: &[u8]) -> String {
                 )
             }
             Err(e) => format!("{ll} ip ({e})"),
+        },
+        wire::ETHERTYPE_IPV6 => match dataplane::ipv6::parse_ipv6(frame, ETH_HLEN) {
+            Ok(ip) => {
+                let l4 = match (ip.proto, ip.icmp) {
+                    (wire::IPPROTO_TCP, _) => {
+                        format!(
+                            "tcp {} > {} flags {:#04x}",
+                            ip.sport, ip.dport, ip.tcp_flags
+                        )
+                    }
+                    (wire::IPPROTO_UDP, _) => format!("udp {} > {}", ip.sport, ip.dport),
+                    (_, Some(i)) => format!("icmp6 type {} code {}", i.ty, i.code),
+                    (p, _) => format!("proto {p}"),
+                };
+                format!(
+                    "{ll} ip6 {} > {} hlim {} len {} {l4}",
+                    ip.src, ip.dst, ip.hop_limit, ip.total_len
+                )
+            }
+            Err(e) => format!("{ll} ip6 ({e})"),
         },
         t => format!("{ll} ethertype 0x{t:04x} len {}", frame.len()),
     }
@@ -330,7 +393,8 @@ fn read_pcap(path: &Path) -> Result<Vec<(Duration, Vec<u8>)>> {
 pub fn run(args: &ReplayArgs) -> Result<usize> {
     let rs = Arc::new(crate::ruleset::load(&args.ruleset)?);
     let topo = Topology::load(&args.topology)?;
-    let (fib, neigh) = topo.build()?;
+    let (mut fib, neigh) = topo.build()?;
+    let neigh6 = topo.build6(&mut fib)?;
     let names: Vec<String> = fib.interfaces.iter().map(|i| i.name.clone()).collect();
     let mut inputs = Vec::new();
     for spec in &args.inputs {
@@ -368,6 +432,9 @@ pub fn run(args: &ReplayArgs) -> Result<usize> {
     let mut p = Pipeline::new(Arc::new(fib), roles, &config);
     for (i, ip, mac) in neigh {
         p.add_static_neighbour(i, ip, mac);
+    }
+    for (i, ip, mac) in neigh6 {
+        p.add_static_neighbour6(i, ip, mac);
     }
     p.use_generation(&rs);
     p.trace.all = true;

@@ -12,6 +12,13 @@
 //! Probe syntax, one string per packet, sent in order (state carries over within a case):
 //! `cli|srv tcp SPORT DPORT FLAGS`, `… udp SPORT DPORT`, `… icmp echo ID`, `… icmp TYPE CODE`, then
 //! options `ttl=N dst=IP src=IP len=N (payload) tos=N df=0|1 seq=N ack=N csum=bad frag=N fragorder=rev`.
+//! IPv6 probes say `cli6|srv6` (cli 2001:db8:1::2, srv 2001:db8:2::2; fw-cli 2001:db8:1::1/64, fw-srv
+//! 2001:db8:2::1/64, 2001:db8:3::/48 via 2001:db8:2::fe) with `tcp`, `udp`, `icmp6 echo ID` or `icmp6
+//! TYPE CODE`; `ttl=` is the hop limit, `tos=` the traffic class, and `ext=hbh,dst,rt` puts extension
+//! headers (hop-by-hop and destination options with a PadN, a type-0 routing header with segments left
+//! 0) before the transport header. A case with IPv6 probes runs with IPv6 on in fw (addresses without
+//! DAD, `auto_flowlabels=0` so the kernel's own packets carry flow label 0 as sluice's do); multicast
+//! frames (the kernel's MLD reports and DAD) are left out of the comparison.
 //! A case may say `xfail = "reason"`: its difference is known and documented (docs/DIFFERENTIAL.md).
 
 use hw::netns::{Netns, TestNet};
@@ -30,17 +37,19 @@ const CLI_MAC: [u8; 6] = [2, 0, 0, 0, 1, 2];
 const SRV_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
 const CLI: [u8; 4] = [192, 0, 2, 2];
 const SRV: [u8; 4] = [198, 51, 100, 2];
+const CLI6: &str = "2001:db8:1::2";
+const SRV6: &str = "2001:db8:2::2";
 
 const TOPOLOGY: &str = r#"
 [[interface]]
 name = "fw-cli"
 mac = "02:00:00:00:01:01"
-addresses = ["192.0.2.1/24"]
+addresses = ["192.0.2.1/24", "2001:db8:1::1/64"]
 [[interface]]
 name = "fw-srv"
 mac = "02:00:00:00:02:01"
 mtu = MTU
-addresses = ["198.51.100.1/24"]
+addresses = ["198.51.100.1/24", "2001:db8:2::1/64"]
 [[route]]
 dst = "203.0.113.0/24"
 via = "198.51.100.254"
@@ -57,7 +66,30 @@ mac = "02:00:00:00:02:02"
 dev = "fw-srv"
 ip = "198.51.100.254"
 mac = "02:00:00:00:02:fe"
+[[route]]
+dst = "2001:db8:3::/48"
+via = "2001:db8:2::fe"
+dev = "fw-srv"
+[[neighbour]]
+dev = "fw-cli"
+ip = "2001:db8:1::2"
+mac = "02:00:00:00:01:02"
+[[neighbour]]
+dev = "fw-srv"
+ip = "2001:db8:2::2"
+mac = "02:00:00:00:02:02"
+[[neighbour]]
+dev = "fw-srv"
+ip = "2001:db8:2::fe"
+mac = "02:00:00:00:02:fe"
 "#;
+
+/// fw's IPv6 addresses in the topology above (the kernel rig adds the same, plus link-local ones that
+/// neither side uses as a source here).
+const TOPOLOGY6_ADDRS: [(&str, &str); 2] = [
+    ("fw-cli", "2001:db8:1::1/64"),
+    ("fw-srv", "2001:db8:2::1/64"),
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,10 +122,16 @@ fn checksum(data: &[u8]) -> u16 {
 fn build_probe(line: &str) -> Result<(bool, Vec<Vec<u8>>), String> {
     let mut words = line.split_whitespace();
     let side = words.next().ok_or("empty probe")?;
-    let from_cli = match side {
-        "cli" => true,
-        "srv" => false,
-        s => return Err(format!("probe side must be cli or srv, not {s}")),
+    let (from_cli, v6) = match side {
+        "cli" => (true, false),
+        "srv" => (false, false),
+        "cli6" => (true, true),
+        "srv6" => (false, true),
+        s => {
+            return Err(format!(
+                "probe side must be cli, srv, cli6 or srv6, not {s}"
+            ))
+        }
     };
     let proto = words.next().ok_or("no protocol")?;
     let mut pos: Vec<&str> = Vec::new();
@@ -108,6 +146,9 @@ fn build_probe(line: &str) -> Result<(bool, Vec<Vec<u8>>), String> {
     }
     let num = |s: &str| -> Result<u32, String> { s.parse().map_err(|_| format!("bad number {s}")) };
     let (mut src, mut dst) = if from_cli { (CLI, SRV) } else { (SRV, CLI) };
+    if v6 {
+        return build_probe6(from_cli, proto, &pos, &opts);
+    }
     if let Some(d) = opts.get("dst") {
         dst = d.parse::<Ipv4Addr>().map_err(|e| e.to_string())?.octets();
     }
@@ -271,6 +312,154 @@ fn build_probe(line: &str) -> Result<(bool, Vec<Vec<u8>>), String> {
     Ok((from_cli, frames))
 }
 
+fn ip6(s: &str) -> Result<std::net::Ipv6Addr, String> {
+    s.parse().map_err(|e| format!("{s}: {e}"))
+}
+
+/// An IPv6 probe (see the header for the syntax).
+fn build_probe6(
+    from_cli: bool,
+    proto: &str,
+    pos: &[&str],
+    opts: &BTreeMap<&str, &str>,
+) -> Result<(bool, Vec<Vec<u8>>), String> {
+    let num = |s: &str| -> Result<u32, String> { s.parse().map_err(|_| format!("bad number {s}")) };
+    let (mut src, mut dst) = if from_cli {
+        (ip6(CLI6)?, ip6(SRV6)?)
+    } else {
+        (ip6(SRV6)?, ip6(CLI6)?)
+    };
+    if let Some(d) = opts.get("dst") {
+        dst = ip6(d)?;
+    }
+    if let Some(s) = opts.get("src") {
+        src = ip6(s)?;
+    }
+    let payload = vec![0x61u8; opts.get("len").map(|l| num(l)).transpose()?.unwrap_or(0) as usize];
+    let arg = |i: usize| {
+        pos.get(i)
+            .copied()
+            .ok_or(format!("{proto}: missing argument {i}"))
+    };
+    let (next, mut l4, csum_at) = match proto {
+        "tcp" => {
+            let mut f = 0u8;
+            for c in pos.get(2).copied().unwrap_or("").chars() {
+                f |= match c {
+                    'F' => 1,
+                    'S' => 2,
+                    'R' => 4,
+                    'P' => 8,
+                    'A' => 16,
+                    _ => return Err(format!("bad tcp flag {c}")),
+                };
+            }
+            let seq = match opts.get("seq") {
+                Some(s) => num(s)?,
+                None => match (from_cli, f & 2 != 0) {
+                    (true, true) => 1000,
+                    (true, false) => 1001,
+                    (false, true) => 5000,
+                    (false, false) => 5001,
+                },
+            };
+            let ack = match opts.get("ack") {
+                Some(s) => num(s)?,
+                None if f & 16 != 0 => {
+                    if from_cli {
+                        5001
+                    } else {
+                        1001
+                    }
+                }
+                None => 0,
+            };
+            let mut t = vec![0u8; 20];
+            t[0..2].copy_from_slice(&(num(arg(0)?)? as u16).to_be_bytes());
+            t[2..4].copy_from_slice(&(num(arg(1)?)? as u16).to_be_bytes());
+            t[4..8].copy_from_slice(&seq.to_be_bytes());
+            t[8..12].copy_from_slice(&ack.to_be_bytes());
+            t[12] = 5 << 4;
+            t[13] = f;
+            t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+            t.extend_from_slice(&payload);
+            (6u8, t, 16)
+        }
+        "udp" => {
+            let mut u = vec![0u8; 8];
+            u[0..2].copy_from_slice(&(num(arg(0)?)? as u16).to_be_bytes());
+            u[2..4].copy_from_slice(&(num(arg(1)?)? as u16).to_be_bytes());
+            u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            u.extend_from_slice(&payload);
+            (17u8, u, 6)
+        }
+        "icmp6" => {
+            let (ty, code, id) = match arg(0)? {
+                "echo" => (128u8, 0u8, num(pos.get(1).copied().unwrap_or("1"))?),
+                "echo-reply" => (129, 0, num(pos.get(1).copied().unwrap_or("1"))?),
+                t => (num(t)? as u8, num(arg(1)?)? as u8, 0),
+            };
+            let mut m = vec![ty, code, 0, 0, 0, 0, 0, 1];
+            m[4..6].copy_from_slice(&(id as u16).to_be_bytes());
+            m.extend_from_slice(&payload);
+            (58u8, m, 2)
+        }
+        p => return Err(format!("unknown IPv6 probe protocol {p}")),
+    };
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, next]);
+    pseudo.extend_from_slice(&l4);
+    let mut c = checksum(&pseudo);
+    if next == 17 && c == 0 {
+        c = 0xffff;
+    }
+    if opts.get("csum") == Some(&"bad") {
+        c ^= 0x5555;
+    }
+    l4[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    // Extension headers, in the order given; each one's first byte names what follows.
+    let mut exts: Vec<(u8, Vec<u8>)> = Vec::new();
+    if let Some(list) = opts.get("ext") {
+        for e in list.split(',') {
+            exts.push(match e {
+                "hbh" => (0, vec![0, 0, 1, 4, 0, 0, 0, 0]),
+                "dst" => (60, vec![0, 0, 1, 4, 0, 0, 0, 0]),
+                "rt" => (43, vec![0, 0, 0, 0, 0, 0, 0, 0]),
+                e => return Err(format!("unknown extension header {e}")),
+            });
+        }
+    }
+    let mut payload6 = Vec::new();
+    for i in 0..exts.len() {
+        let mut h = exts[i].1.clone();
+        h[0] = exts.get(i + 1).map_or(next, |e| e.0);
+        payload6.extend_from_slice(&h);
+    }
+    payload6.extend_from_slice(&l4);
+    let hl = opts.get("ttl").map(|t| num(t)).transpose()?.unwrap_or(64) as u8;
+    let tc = opts.get("tos").map(|t| num(t)).transpose()?.unwrap_or(0) as u8;
+    let mut f = Vec::new();
+    let (dmac, smac) = if from_cli {
+        (FW_CLI, CLI_MAC)
+    } else {
+        (FW_SRV, SRV_MAC)
+    };
+    f.extend_from_slice(&dmac);
+    f.extend_from_slice(&smac);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&[0x60 | (tc >> 4), tc << 4, 0, 0]);
+    f.extend_from_slice(&(payload6.len() as u16).to_be_bytes());
+    f.push(exts.first().map_or(next, |e| e.0));
+    f.push(hl);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&payload6);
+    Ok((from_cli, vec![f]))
+}
+
 /// The comparable form of an output frame: IPv4 packets that the appliance generated (source is one of
 /// its addresses, or an ICMP error / RST it built) get their ID and header checksum zeroed.
 fn normalize(iface: &str, frame: &[u8], kernel: bool) -> String {
@@ -308,11 +497,35 @@ fn normalize(iface: &str, frame: &[u8], kernel: bool) -> String {
             }
         }
     }
+    if f.len() >= 54 && f[12..14] == [0x86, 0xdd] {
+        let total = 40 + u16::from_be_bytes([f[18], f[19]]) as usize;
+        f.truncate((14 + total).min(f.len()));
+    }
     let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
     format!("{iface} {}", describe(&f)) + " " + &hex
 }
 
 fn describe(f: &[u8]) -> String {
+    if f.len() >= 54 && f[12..14] == [0x86, 0xdd] {
+        let a = |o: usize| std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&f[o..o + 16]).unwrap());
+        let t = &f[54..];
+        let what = match (f[20], t) {
+            (6, t) if t.len() >= 14 => format!(
+                "tcp {}>{} flags {:#04x}",
+                u16::from_be_bytes([t[0], t[1]]),
+                u16::from_be_bytes([t[2], t[3]]),
+                t[13]
+            ),
+            (17, t) if t.len() >= 4 => format!(
+                "udp {}>{}",
+                u16::from_be_bytes([t[0], t[1]]),
+                u16::from_be_bytes([t[2], t[3]])
+            ),
+            (58, t) if t.len() >= 2 => format!("icmp6 {}/{}", t[0], t[1]),
+            (p, _) => format!("next {p}"),
+        };
+        return format!("{}>{} hlim {} {what}", a(22), a(38), f[21]);
+    }
     if f.len() < 34 || f[12..14] != [0x08, 0x00] {
         return format!("non-IPv4 frame ({} bytes)", f.len());
     }
@@ -365,13 +578,18 @@ enum Fw {
     Sluice,
 }
 
-fn kernel_rig(ruleset: &Path, mtu: u32, fw_kind: Fw) -> Result<KernelRig, String> {
+fn kernel_rig(ruleset: &Path, mtu: u32, fw_kind: Fw, v6: bool) -> Result<KernelRig, String> {
     let e = |x: hw::HwError| x.to_string();
     let mut net = TestNet::new();
     let cli = net.add_ns("dcli").map_err(e)?;
     let fw = net.add_ns("dfw").map_err(e)?;
     let srv = net.add_ns("dsrv").map_err(e)?;
+    // IPv6 stays off in the end namespaces (nothing there sends anything), and in fw unless the case
+    // needs it.
     for ns in [&cli, &fw, &srv] {
+        if v6 && ns.name() == fw.name() {
+            continue;
+        }
         net.sysctl(ns, "net.ipv6.conf.all.disable_ipv6", "1")
             .map_err(e)?;
         net.sysctl(ns, "net.ipv6.conf.default.disable_ipv6", "1")
@@ -407,6 +625,29 @@ fn kernel_rig(ruleset: &Path, mtu: u32, fw_kind: Fw) -> Result<KernelRig, String
         ("net.ipv4.conf.all.send_redirects", "0"),
     ] {
         net.sysctl(&fw, k, v).map_err(e)?;
+    }
+    if v6 {
+        for (k, v) in [
+            ("net.ipv6.conf.all.forwarding", forward),
+            ("net.ipv6.icmp.ratelimit", "0"),
+            ("net.ipv6.auto_flowlabels", "0"),
+        ] {
+            net.sysctl(&fw, k, v).map_err(e)?;
+        }
+        for (dev, cidr) in TOPOLOGY6_ADDRS {
+            net.ip(&fw, &["addr", "add", cidr, "dev", dev, "nodad"])
+                .map_err(e)?;
+        }
+        #[rustfmt::skip]
+        let v6_cmds: &[&[&str]] = &[
+            &["-6", "route", "add", "2001:db8:3::/48", "via", "2001:db8:2::fe", "dev", "fw-srv"],
+            &["-6", "neigh", "add", CLI6, "lladdr", "02:00:00:00:01:02", "dev", "fw-cli", "nud", "permanent"],
+            &["-6", "neigh", "add", SRV6, "lladdr", "02:00:00:00:02:02", "dev", "fw-srv", "nud", "permanent"],
+            &["-6", "neigh", "add", "2001:db8:2::fe", "lladdr", "02:00:00:00:02:fe", "dev", "fw-srv", "nud", "permanent"],
+        ];
+        for args in v6_cmds {
+            net.ip(&fw, args).map_err(e)?;
+        }
     }
     let mut daemon = None;
     if fw_kind == Fw::Kernel {
@@ -486,7 +727,11 @@ fn collect(rig: &mut KernelRig, quiet: Duration) -> Vec<String> {
             if port.recv(&mut batch, 0).unwrap_or(0) > 0 {
                 got = true;
                 for i in 0..batch.len() {
-                    out.push(normalize(name, batch.frame(i), true));
+                    let f = batch.frame(i);
+                    if f.starts_with(&[0x33, 0x33]) {
+                        continue; // IPv6 multicast: fw's kernel announcing itself (MLD, DAD)
+                    }
+                    out.push(normalize(name, f, true));
                 }
             }
         }
@@ -505,8 +750,9 @@ fn run_kernel(
     mtu: u32,
     probes: &[(bool, Vec<Vec<u8>>)],
     fw: Fw,
+    v6: bool,
 ) -> Result<Vec<Vec<String>>, String> {
-    let mut rig = kernel_rig(ruleset, mtu, fw)?;
+    let mut rig = kernel_rig(ruleset, mtu, fw, v6)?;
     collect(&mut rig, Duration::from_millis(20));
     let mut results = Vec::new();
     for (from_cli, frames) in probes {
@@ -665,18 +911,26 @@ fn kernel_and_replay_agree_on_every_case() {
         std::fs::write(&rs, format!("flush ruleset\n{}", c.ruleset)).unwrap();
         let probes: Vec<_> = c.probes.iter().map(|p| build_probe(p).unwrap()).collect();
         let mtu = c.mtu_srv.unwrap_or(1500);
-        let kernel = run_kernel(&rs, mtu, &probes, Fw::Kernel);
+        let v6 = c
+            .probes
+            .iter()
+            .any(|p| p.starts_with("cli6") || p.starts_with("srv6"));
+        let kernel = run_kernel(&rs, mtu, &probes, Fw::Kernel, v6);
         let sluice = run_replay(&dir, &rs, mtu, &probes);
         // Live: the same probes through `sluice run` on AF_XDP, unless a probe is addressed to the box
         // itself (the kernel stack in fw would answer those on its own).
-        let to_box = c
-            .probes
-            .iter()
-            .any(|p| p.contains("dst=192.0.2.1") || p.contains("dst=198.51.100.1"));
+        let to_box = c.probes.iter().any(|p| {
+            p.contains("dst=192.0.2.1")
+                || p.contains("dst=198.51.100.1")
+                || p.contains("dst=2001:db8:1::1 ")
+                || p.ends_with("dst=2001:db8:1::1")
+                || p.contains("dst=2001:db8:2::1 ")
+                || p.ends_with("dst=2001:db8:2::1")
+        });
         let live = if to_box || std::env::var("DIFF_NO_LIVE").is_ok() {
             None
         } else {
-            Some(run_kernel(&rs, mtu, &probes, Fw::Sluice))
+            Some(run_kernel(&rs, mtu, &probes, Fw::Sluice, v6))
         };
         ran += 1;
         if std::env::var("DIFF_VERBOSE").is_ok() {
