@@ -7,9 +7,11 @@
 //! (`ipv6_parse_hopopts` / `ip6_parse_tlv`, before PREROUTING) are malformed or unknown with a discard
 //! action: those are [`ParseError`]s here and the pipeline drops and counts them. The rest of the chain
 //! (routing, fragment, destination options, AH) is never checked by the kernel's forwarding path: when
-//! `ipv6_find_hdr` cannot walk it (truncated, running past the payload), nftables sees no transport
+//! `ipv6_find_hdr` cannot walk it (an extension header that cannot be read), nftables sees no transport
 //! header (`nft_set_pktinfo_unspec`: `meta l4proto` 0) and conntrack finds no protocol (the packet has
-//! no ct, `ct state invalid`), but the packet is still forwarded if the rules let it. [`Ipv6Info::chain_error`]
+//! no ct, `ct state invalid`), but the packet is still forwarded if the rules let it; when the last
+//! extension header only claims more bytes than there are, the protocol after it is still named, with no
+//! transport header to read. [`Ipv6Info::chain_error`]
 //! records that case and the pipeline counts it (`ip6_exthdr_unparsed`) and goes on the same way.
 
 use crate::wire::{checksum, IcmpInfo, ParseError, ETH_HLEN, IPPROTO_TCP, IPPROTO_UDP};
@@ -209,12 +211,15 @@ pub fn parse_ipv6(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
             }
             _ => break,
         }
-        if off > end {
-            info.chain_error = Some(ParseError::BadIpv6ExtHeader);
-            return Ok(info);
-        }
     }
     info.proto = next;
+    if off > end {
+        // The last extension header claims more than the payload holds. ipv6_find_hdr still names the
+        // protocol after it (so `meta l4proto` matches) with a transport offset past the end (so every
+        // transport field fails to load), and conntrack finds no tuple there (`ct state invalid`).
+        info.chain_error = Some(ParseError::BadIpv6ExtHeader);
+        return Ok(info);
+    }
     info.th_off = Some(off);
     let l4 = &frame[off..end];
     let first_fragment_only = info.frag.is_some_and(|f| f.more);
@@ -675,9 +680,15 @@ mod tests {
         for cut in 0..f.len() {
             let _ = parse_ipv6(&f[..cut], ETH_HLEN);
         }
-        // routing header claiming 3 × 8 more bytes than the payload has
+        // routing header claiming 3 × 8 more bytes than the payload has, then UDP: the protocol is named
+        // (ipv6_find_hdr stops at a non-extension header without reading it), the header is not there
         let rh = [17u8, 3, 0, 0, 0, 0, 0, 0];
-        let g = ipv6_frame_ext(A, B, &[(NEXTHDR_ROUTING, &rh[..])], 255, &[], 64);
+        let g = ipv6_frame_ext(A, B, &[(NEXTHDR_ROUTING, &rh[..])], 17, &[], 64);
+        let ip = parse_ipv6(&g, ETH_HLEN).unwrap();
+        assert_eq!(ip.chain_error, Some(ParseError::BadIpv6ExtHeader));
+        assert_eq!((ip.proto, ip.th_off), (17, None));
+        // … then destination options that cannot be read: no protocol at all
+        let g = ipv6_frame_ext(A, B, &[(NEXTHDR_ROUTING, &rh[..])], NEXTHDR_DEST, &[], 64);
         let ip = parse_ipv6(&g, ETH_HLEN).unwrap();
         assert_eq!(ip.chain_error, Some(ParseError::BadIpv6ExtHeader));
         assert_eq!((ip.proto, ip.th_off), (0, None));

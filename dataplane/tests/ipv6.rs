@@ -477,6 +477,7 @@ fn extension_headers_are_walked_for_the_rules_and_broken_chains_are_forwarded_un
     let mut rig = Rig::new(
         "table ip6 f { chain c { type filter hook forward priority 0;\n\
            tcp dport 80 counter\n\
+           meta l4proto tcp counter\n\
            meta l4proto 0 counter\n\
            ct state invalid counter\n } }",
     );
@@ -493,7 +494,8 @@ fn extension_headers_are_walked_for_the_rules_and_broken_chains_are_forwarded_un
     );
     assert_eq!(rig.send(0, &f), Action::Forward(1));
     assert_eq!(parsed(&rig.last).hop_limit, 63);
-    // a routing header that runs past the payload: no transport header, no conntrack, still forwarded
+    // a routing header that claims more than the payload, then TCP: the protocol is named but there is
+    // no transport header to read, and no conntrack; still forwarded
     let rh = [0u8, 6, 0, 0, 0, 0, 0, 0];
     let g = with_macs(
         FW_IN,
@@ -501,9 +503,17 @@ fn extension_headers_are_walked_for_the_rules_and_broken_chains_are_forwarded_un
         ipv6_frame_ext(CLI6, SRV6, &[(43, &rh[..])], 6, &l4, 64),
     );
     assert_eq!(rig.send(0, &g), Action::Forward(1));
-    let c: Vec<u64> = (0..3).map(|i| rig.counter(i)).collect();
-    assert_eq!(c, vec![1, 1, 1]);
-    assert_eq!(rig.p.stats.ip6_exthdr_unparsed, 1);
+    // … then destination options that cannot be read: no protocol at all
+    let g = with_macs(
+        FW_IN,
+        CLI_MAC,
+        ipv6_frame_ext(CLI6, SRV6, &[(43, &rh[..])], 60, &l4[..4], 64),
+    );
+    assert_eq!(rig.send(0, &g), Action::Forward(1));
+    // (`meta l4proto` is unavailable then, as the kernel's NFT_BREAK: not even `meta l4proto 0` matches)
+    let c: Vec<u64> = (0..4).map(|i| rig.counter(i)).collect();
+    assert_eq!(c, vec![1, 2, 0, 2]);
+    assert_eq!(rig.p.stats.ip6_exthdr_unparsed, 2);
     // malformed hop-by-hop options are dropped before PREROUTING
     let bad = [0u8, 0, 0xc3, 4, 0, 0, 0, 0];
     let h = with_macs(

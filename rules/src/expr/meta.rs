@@ -88,6 +88,10 @@ impl Key {
             "oif" => put_name(out, p.oifname),
             "oifname" => put_name(out, p.oifname),
             "nfproto" => put(out, &[p.nfproto.value()]),
+            // IPv6 whose extension headers could not be walked (nft_set_pktinfo_unspec): no
+            // NFT_PKTINFO_L4PROTO, so `meta l4proto` breaks the rule whatever it compares with. 0 is
+            // never an IPv6 upper-layer protocol (it is the hop-by-hop header), so it marks that case.
+            "l4proto" if p.l4proto == 0 && p.nfproto == crate::eval::NfProto::Ipv6 => None,
             "l4proto" => put(out, &[p.l4proto]),
             "protocol" => put(out, &p.nfproto.ethertype().to_be_bytes()),
             "pkttype" => {
