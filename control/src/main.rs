@@ -47,6 +47,9 @@ enum Cmd {
         /// Only check; print nothing on success.
         #[arg(long, short = 'c')]
         check: bool,
+        /// The files are in libnftables' JSON schema (`nft -j -f`), as `nft -j list ruleset` prints it.
+        #[arg(long, short = 'j')]
+        json: bool,
     },
     /// nft's command line against the running daemon: `-f FILE`, `-c`, `list ruleset`, `add rule …`.
     #[command(disable_help_flag = true)]
@@ -198,12 +201,18 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode> {
                 }
             }
         }
-        Cmd::Fmt { files, check } => {
+        Cmd::Fmt { files, check, json } => {
             let mut failed = false;
             for f in &files {
                 let src = std::fs::read_to_string(f)
                     .with_context(|| format!("cannot read {}", f.display()))?;
-                match rules::parse_ruleset_with(&src, &f.display().to_string(), &nft::FsLoader) {
+                let name = f.display().to_string();
+                let parsed = if json {
+                    rules::apply_json_owned(Default::default(), &src, &name, &nft::FsLoader)
+                } else {
+                    rules::parse_ruleset_with(&src, &name, &nft::FsLoader)
+                };
+                match parsed {
                     Ok(rs) if !check => {
                         print!("{}", rules::print_ruleset(&rs, &Default::default(), None))
                     }

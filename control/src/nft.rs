@@ -76,6 +76,8 @@ fn glob_match(pat: &str, name: &str) -> bool {
 pub struct NftArgs {
     pub file: Option<PathBuf>,
     pub check: bool,
+    /// `-j`: JSON in (`-f`) and out (`list`)
+    pub json: bool,
     pub print: PrintOptions,
     pub control: PathBuf,
     pub words: Vec<String>,
@@ -95,6 +97,7 @@ pub fn parse_args(args: &[String]) -> Result<NftArgs> {
         match arg.as_str() {
             "-f" | "--file" => a.file = Some(it.next().context("-f needs a file")?.into()),
             "-c" | "--check" => a.check = true,
+            "-j" | "--json" => a.json = true,
             "-a" | "--handle" => a.print.handles = true,
             "-s" | "--stateless" => a.print.stateless = true,
             "-n" | "--numeric" => a.print.numeric = true,
@@ -117,6 +120,7 @@ pub fn parse_args(args: &[String]) -> Result<NftArgs> {
                 };
                 more.file = more.file.or(a.file);
                 more.check |= a.check;
+                more.json |= a.json;
                 return Ok(more);
             }
             s if s.starts_with('-') => bail!("unknown option {s}"),
@@ -139,8 +143,16 @@ pub fn run(args: &[String]) -> Result<String> {
     let a = parse_args(args)?;
     if let Some(file) = &a.file {
         let abs = std::path::absolute(file).unwrap_or(file.clone());
-        let text = std::fs::read_to_string(&abs)
+        let mut text = std::fs::read_to_string(&abs)
             .with_context(|| format!("Could not open file \"{}\"", file.display()))?;
+        // like nft 1.0.6, a `-j -f` file that is not JSON is read as nft source
+        if a.json && serde_json::from_str::<serde_json::Value>(&text).is_ok() {
+            // translated here; the daemon applies (and checks) the equivalent nft source
+            text = match rules::json_in::to_nft(&text) {
+                Ok(t) => t,
+                Err(e) => bail!("{e}"),
+            };
+        }
         let verb = if a.check { "nft-check" } else { "nft-apply" };
         return ctl::request(&a.control, &format!("{verb} {}", abs.display()), &text);
     }
@@ -155,6 +167,7 @@ pub fn run(args: &[String]) -> Result<String> {
             (a.print.numeric, "-n"),
             (a.print.numeric_proto, "-p"),
             (a.print.numeric_prio, "-y"),
+            (a.json, "-j"),
         ] {
             if on {
                 flags.push(f);
@@ -239,6 +252,9 @@ pub fn list(
             }
         }
         _ => return Err(format!("Error: unsupported list command: list {what}")),
+    }
+    if flags.contains(&"-j") {
+        return Ok(rules::print_ruleset_json(&view, &opts, None));
     }
     Ok(rules::print_ruleset(&view, &opts, None))
 }

@@ -35,8 +35,9 @@ impl Drop for Ns {
     }
 }
 
-/// What the kernel's nft prints after loading `file` into an empty ruleset.
-fn real_nft(ns: &Ns, file: &Path) -> Result<String, String> {
+/// What the kernel's nft prints after loading `file` into an empty ruleset: `nft list ruleset` and
+/// `nft -j list ruleset`.
+fn real_nft(ns: &Ns, file: &Path) -> Result<(String, String), String> {
     let flush = Command::new("ip")
         .args(["netns", "exec", &ns.0, "nft", "flush", "ruleset"])
         .output()
@@ -50,15 +51,30 @@ fn real_nft(ns: &Ns, file: &Path) -> Result<String, String> {
     if !load.status.success() {
         return Err(String::from_utf8_lossy(&load.stderr).to_string());
     }
-    let list = Command::new("ip")
-        .args(["netns", "exec", &ns.0, "nft", "list", "ruleset"])
-        .output()
-        .unwrap();
-    Ok(String::from_utf8_lossy(&list.stdout).to_string())
+    let list = |json: bool| {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &ns.0, "nft"])
+            .args(json.then_some("-j"))
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    Ok((list(false), list(true)))
 }
 
 fn sluice_fmt(file: &Path) -> Result<String, String> {
-    let out = Command::new(SLUICE).arg("fmt").arg(file).output().unwrap();
+    sluice_fmt_args(&[], file)
+}
+
+fn sluice_fmt_args(args: &[&str], file: &Path) -> Result<String, String> {
+    let out = Command::new(SLUICE)
+        .arg("fmt")
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap();
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     } else {
@@ -205,11 +221,30 @@ fn sluice_fmt_prints_what_the_real_nft_prints() {
         files.push(p);
     }
     let mut failures = Vec::new();
+    let mut json_failures = Vec::new();
     let mut compared = 0;
+    let mut json_compared = 0;
     for f in &files {
         compared += 1;
         let theirs = match real_nft(&ns, f) {
-            Ok(t) => t,
+            Ok((t, json)) => {
+                // nft's own JSON listing, read back by `sluice fmt -j`, lists like nft's text listing
+                json_compared += 1;
+                let jf = dir.join("nft.json");
+                std::fs::write(&jf, &json).unwrap();
+                match sluice_fmt_args(&["-j"], &jf) {
+                    Ok(ours) if normalise(&ours) == normalise(&t) => {}
+                    Ok(ours) => json_failures.push(format!(
+                        "{} (nft -j list ruleset read back):\n--- nft\n{t}--- sluice fmt -j\n{ours}--- JSON\n{json}",
+                        f.display()
+                    )),
+                    Err(e) => json_failures.push(format!(
+                        "{} (nft -j list ruleset read back): sluice refused it:\n{e}--- JSON\n{json}",
+                        f.display()
+                    )),
+                }
+                t
+            }
             Err(e) => {
                 // nft refused it: sluice must refuse it too, pointing at the same place.
                 let where_ = |m: &str| {
@@ -247,6 +282,11 @@ fn sluice_fmt_prints_what_the_real_nft_prints() {
         "fmt vs nft: {} of {compared} rulesets agree (same listing, or same error location)",
         compared - failures.len()
     );
+    eprintln!(
+        "fmt -j vs nft: {} of {json_compared} JSON listings of nft read back to nft's text listing",
+        json_compared - json_failures.len()
+    );
+    failures.extend(json_failures);
     assert!(
         failures.is_empty(),
         "{} differences:\n{}",

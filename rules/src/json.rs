@@ -361,6 +361,8 @@ impl Writer<'_> {
     fn part(&self, t: Dtype, p: &Part) -> Json {
         match p {
             Part::Val(v) => self.val(t, v),
+            // `iifname "wan*"`: nft writes the wildcard as a string
+            Part::Prefix(v, _) if t == Dtype::Ifname => s(&format!("{}*", v.as_str())),
             Part::Prefix(v, plen) if t.is_addr() => one(
                 "prefix",
                 obj([("addr", self.val(t, v)), ("len", Json::Num(*plen as i128))]),

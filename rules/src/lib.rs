@@ -16,6 +16,7 @@ pub mod eval;
 pub mod expr;
 pub mod flowtable;
 pub mod json;
+pub mod json_in;
 mod key;
 pub mod lex;
 pub mod nat_effect;
@@ -32,6 +33,7 @@ pub use classify::IndexStats;
 pub use compile::{compile, CompiledRuleset};
 pub use diag::Diagnostic;
 pub use eval::{ChainId, NfProto, PacketCtx, Verdict};
+pub use json_in::{apply_json_owned, parse_json_ruleset};
 pub use parse::{Loader, NoIncludes};
 pub use print::PrintOptions;
 

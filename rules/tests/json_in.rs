@@ -1,0 +1,100 @@
+//! The JSON reader (`rules::json_in`) against the JSON writer: a ruleset printed as `nft -j list ruleset`
+//! and read back must list exactly like the original. Over the example rulesets (all must agree), a set of
+//! hand-written rulesets, and the round-trippable shell dumps of nftables' corpus when it is present
+//! (../shared/nft-conformance; a floor on the count that agree, like the conformance ratchet).
+//! The comparison with the real nft's own JSON is in control/tests/fmt_vs_nft.rs.
+
+use std::path::Path;
+
+use rules::{parse_json_ruleset, parse_ruleset, print_ruleset, print_ruleset_json, PrintOptions};
+
+/// Dumps of the corpus that must survive the JSON round trip (measured 2026-11-25; raise it, never lower).
+const CORPUS_FLOOR: usize = 266;
+
+/// `Ok(())` when `text` lists the same after text → JSON → reader; else what differs.
+fn round_trip(text: &str, name: &str) -> Result<(), String> {
+    let rs = parse_ruleset(text, name).map_err(|d| format!("does not parse: {d}"))?;
+    let want = print_ruleset(&rs, &PrintOptions::default(), None);
+    let json = print_ruleset_json(&rs, &PrintOptions::default(), None);
+    let back = parse_json_ruleset(&json, name).map_err(|d| format!("{d}\n(JSON: {json})"))?;
+    let got = print_ruleset(&back, &PrintOptions::default(), None);
+    if got == want {
+        return Ok(());
+    }
+    let diff = want
+        .lines()
+        .zip(got.lines())
+        .find(|(a, b)| a != b)
+        .map(|(a, b)| format!("want `{a}`\n got `{b}`"))
+        .unwrap_or_else(|| "length differs".into());
+    Err(diff)
+}
+
+#[test]
+fn example_rulesets_survive_the_json_round_trip() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "nft") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            round_trip(&text, &p.display().to_string())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "examples not found in {}", dir.display());
+}
+
+#[test]
+fn hand_written_rulesets_survive_the_json_round_trip() {
+    let cases = [
+        "table ip t {\n\tchain c {\n\t\ttype filter hook input priority filter; policy drop;\n\t\tip saddr 10.0.0.0/8 tcp dport { 22, 80-90 } counter packets 1 bytes 2 accept\n\t\ttcp flags syn / fin,syn,rst,ack ct state new log prefix \"new \" level warn drop\n\t\tmeta mark & 0x0000ff00 == 0x00000100 meta mark set 0x00000001 accept\n\t\tiifname \"wan*\" oifname \"eth0\" reject with tcp reset\n\t}\n}\n",
+        "table inet f {\n\tset allow {\n\t\ttype ipv4_addr . inet_service\n\t\tflags interval\n\t\telements = { 10.0.0.0/24 . 22, 192.0.2.1 . 443 }\n\t}\n\n\tmap ports {\n\t\ttype inet_service : verdict\n\t\telements = { 22 : accept, 23 : drop }\n\t}\n\n\tchain in {\n\t\ttype filter hook input priority filter + 5; policy accept;\n\t\tip saddr . tcp dport @allow accept\n\t\ttcp dport vmap @ports\n\t\tudp dport vmap { 53 : accept, 123 : jump ntp }\n\t\tlimit rate 10/second burst 5 packets counter\n\t\tquota over 10 mbytes drop\n\t\tct state established,related accept comment \"ok\"\n\t}\n\n\tchain ntp {\n\t\tip6 saddr 2001:db8::/32 return\n\t}\n}\n",
+        "table ip nat {\n\tchain pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\ttcp dport 80 dnat to 192.0.2.10:8080\n\t\tudp dport 53 redirect to :5353\n\t}\n\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname \"eth0\" masquerade random,persistent\n\t\tip saddr 10.0.0.0/8 snat to 198.51.100.1-198.51.100.9\n\t}\n}\n",
+        "table netdev n {\n\tchain ing {\n\t\ttype filter hook ingress device \"eth0\" priority -10; policy accept;\n\t\tether saddr 02:00:00:00:00:01 drop\n\t}\n}\n",
+    ];
+    for (i, c) in cases.iter().enumerate() {
+        round_trip(c, &format!("case{i}")).unwrap_or_else(|e| panic!("case {i}: {e}\n{c}"));
+    }
+}
+
+#[test]
+fn corpus_dumps_survive_the_json_round_trip() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/nft-conformance");
+    let Ok(tsv) = std::fs::read_to_string(root.join("shell/ROUNDTRIP.tsv")) else {
+        println!("nft conformance corpus not found (../shared/nft-conformance): skipping");
+        return;
+    };
+    let (mut ok, mut total) = (0, 0);
+    let mut failed = Vec::new();
+    for line in tsv.lines().filter(|l| !l.starts_with('#')) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() < 4 || cols[3] != "yes" {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(root.join("shell").join(cols[0])) else {
+            continue;
+        };
+        // only dumps sluice itself lists identically: the round trip is what is tested here
+        let Ok(rs) = parse_ruleset(&text, cols[0]) else {
+            continue;
+        };
+        if print_ruleset(&rs, &PrintOptions::default(), None) != text {
+            continue;
+        }
+        total += 1;
+        match round_trip(&text, cols[0]) {
+            Ok(()) => ok += 1,
+            Err(e) => failed.push(format!("{}: {}", cols[0], e.lines().next().unwrap_or(""))),
+        }
+    }
+    println!("JSON round trip of corpus dumps: {ok} of {total}");
+    for f in &failed {
+        println!("  {f}");
+    }
+    assert!(
+        ok >= CORPUS_FLOOR,
+        "{ok} corpus dumps survive the JSON round trip, fewer than the recorded {CORPUS_FLOOR}"
+    );
+}
