@@ -3,7 +3,7 @@
 //! objects, sets and maps, chains, then the chains' rules.
 //!
 //! Covered: tables, base and regular chains, rules (with comments), named sets and maps with their
-//! elements, counter/quota/limit objects, and the statements gateways use: matches on payload, meta and
+//! elements (and `auto-merge`, set statements), flowtables, counter/quota/limit objects, and the statements gateways use: matches on payload, meta and
 //! ct fields (values, prefixes, ranges, anonymous sets, `@set` references, concatenations, masks),
 //! counters, verdicts, `vmap`, `meta|ct mark set`, `log`, `limit`, `quota`, `reject`, NAT. Anything
 //! else is written in the same shape with its nft text where the schema has no better form.
@@ -156,6 +156,32 @@ impl Writer<'_> {
         for set in &t.sets {
             items.push(self.set(t, set));
         }
+        for ft in &t.flowtables {
+            let mut o = vec![
+                ("family".to_string(), s(fam)),
+                ("name".to_string(), s(&ft.name)),
+                ("table".to_string(), s(&t.name)),
+                ("handle".to_string(), Json::Num(ft.handle as i128)),
+            ];
+            if let Some(h) = ft.hook {
+                o.push(("hook".into(), s(h.name())));
+                o.push(("prio".into(), Json::Num(ft.priority as i128)));
+            }
+            match ft.devices.as_slice() {
+                [] => {}
+                [d] => o.push(("dev".into(), s(d))),
+                ds => o.push(("dev".into(), Json::Arr(ds.iter().map(|d| s(d)).collect()))),
+            }
+            let flags: Vec<Json> = [(ft.offload, "offload"), (ft.counter, "counter")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, n)| s(n))
+                .collect();
+            if !flags.is_empty() {
+                o.push(("flags".into(), Json::Arr(flags)));
+            }
+            items.push(one("flowtable", Json::Obj(o)));
+        }
         for c in &t.chains {
             let mut o = vec![
                 ("family".to_string(), s(fam)),
@@ -283,8 +309,15 @@ impl Writer<'_> {
         if let Some(ms) = set.gc_interval {
             o.push(("gc-interval".into(), Json::Num((ms / 1000) as i128)));
         }
+        if set.auto_merge {
+            o.push(("auto-merge".into(), Json::Bool(true)));
+        }
         if let Some(c) = &set.comment {
             o.push(("comment".into(), s(c)));
+        }
+        if !set.stmts.is_empty() {
+            let stmts = self.stmts(&set.stmts);
+            o.push(("stmt".into(), Json::Arr(stmts)));
         }
         if !set.elems.is_empty() {
             let elems = set
@@ -389,6 +422,8 @@ impl Writer<'_> {
             | Dtype::Gid
             | Dtype::CtLabel
             | Dtype::Time => return Json::Num(n as i128),
+            // `fib daddr oif missing`, `tcp option sack exists`
+            Dtype::Boolean => return Json::Bool(n != 0),
             t if t.is_bitmask() && n.count_ones() > 1 && !self.fmt.numeric_symbols => {
                 let names: Vec<Json> = (0..64)
                     .filter(|b| n & (1 << b) != 0)

@@ -9,7 +9,7 @@
 //!
 //! Commands: `metainfo` (ignored), objects without a verb (= `add`), and `add`, `create`, `insert`,
 //! `replace`, `delete`, `destroy`, `flush`, `rename` wrapping `table`, `chain`, `rule`, `set`, `map`,
-//! `element`, `counter`, `quota`, `limit` (and `ruleset` for `flush`). Handles in added objects are ignored,
+//! `element`, `flowtable`, `counter`, `quota`, `limit` (and `ruleset` for `flush`). Handles in added objects are ignored,
 //! as nft ignores them; `delete`/`replace` use them.
 //!
 //! Expressions: numbers, strings (symbols, addresses, names; `@set`, `*`), booleans (`exists`/`missing`),
@@ -218,6 +218,7 @@ fn verb(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {
             set_elems(&elems, &[], out)
         }
         ("add" | "create", "counter" | "quota" | "limit") => object(verb, what, o, out),
+        ("add" | "create", "flowtable") => flowtable(verb, o, out),
         ("delete" | "destroy" | "flush", "table") => {
             out.push_str(&format!("{verb} table {} ", family(o)));
             match (opt_str(o, "name"), opt_u64(o, "handle")) {
@@ -421,11 +422,15 @@ fn set(verb: &str, is_map: bool, o: &Obj, out: &mut String) -> R<()> {
         out.push_str(&format!(" : {}", data.join(" . ")));
     }
     out.push(';');
-    let flags: Vec<&str> = match o.get("flags") {
+    let mut flags: Vec<&str> = match o.get("flags") {
         Some(Value::String(f)) => vec![f.as_str()],
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
         _ => vec![],
     };
+    if o.contains_key("timeout") {
+        // a timeout value implies the flag; written out, it would be listed too
+        flags.retain(|f| *f != "timeout");
+    }
     if !flags.is_empty() {
         out.push_str(&format!(" flags {};", flags.join(",")));
     }
@@ -445,6 +450,12 @@ fn set(verb: &str, is_map: bool, o: &Obj, out: &mut String) -> R<()> {
         out.push_str(" auto-merge;");
     }
     comment(o, out, ";")?;
+    if let Some(Value::Array(ss)) = o.get("stmt") {
+        if !ss.is_empty() {
+            stmts(ss, out)?;
+            out.push(';');
+        }
+    }
     if let Some(Value::Array(elems)) = o.get("elem") {
         if !elems.is_empty() {
             out.push_str(" elements = ");
@@ -490,6 +501,52 @@ fn set_elem(e: &Value, quote: &[bool], out: &mut String) -> R<()> {
         ..Ctx::default()
     };
     expr(e, ctx, out)
+}
+
+fn flowtable(verb: &str, o: &Obj, out: &mut String) -> R<()> {
+    out.push_str(&format!(
+        "{verb} flowtable {} {} {} {{",
+        family(o),
+        get_str(o, "table")?,
+        get_str(o, "name")?
+    ));
+    if let Some(h) = opt_str(o, "hook") {
+        out.push_str(&format!(" hook {h} priority "));
+        match o.get("prio") {
+            Some(Value::Number(n)) => out.push_str(&n.to_string()),
+            Some(Value::String(p)) => out.push_str(p),
+            _ => out.push('0'),
+        }
+        out.push(';');
+    }
+    let devs: Vec<&str> = match o.get("dev") {
+        Some(Value::String(d)) => vec![d.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !devs.is_empty() {
+        out.push_str(" devices = { ");
+        for (i, d) in devs.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            quoted(d, out)?;
+        }
+        out.push_str(" };");
+    }
+    let flags: Vec<&str> = match o.get("flags") {
+        Some(Value::String(f)) => vec![f.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if flags.contains(&"offload") {
+        out.push_str(" flags offload;");
+    }
+    if flags.contains(&"counter") {
+        out.push_str(" counter;");
+    }
+    out.push_str(" }");
+    Ok(())
 }
 
 fn object(verb: &str, what: &str, o: &Obj, out: &mut String) -> R<()> {
@@ -565,8 +622,12 @@ fn stmt(v: &Value, out: &mut String) -> R<()> {
                 ..Ctx::default()
             };
             expr(left, Ctx::default(), out)?;
+            let right = get(o, "right")?;
             match op {
+                // `fib daddr oif missing`: presence tests take no operator
                 "in" => {}
+                "==" if right.is_boolean()
+                    || matches!(right.as_str(), Some("exists" | "missing")) => {}
                 "==" | "!=" | "<" | ">" | "<=" | ">=" => {
                     out.push(' ');
                     out.push_str(op);
@@ -574,7 +635,13 @@ fn stmt(v: &Value, out: &mut String) -> R<()> {
                 _ => return Err(JsonError::new(format!("Unknown relational op '{op}'."))),
             }
             out.push(' ');
-            expr(get(o, "right")?, ctx, out)
+            expr(right, ctx, out)
+        }
+        "counter" | "quota" | "limit" if body.get("map").is_some() => {
+            // a named object chosen by a map lookup: `counter name ip saddr map { … }`
+            out.push_str(k);
+            out.push_str(" name ");
+            expr(body, Ctx::default(), out)
         }
         "counter" => {
             match body {
@@ -1065,9 +1132,21 @@ fn expr_obj(k: &str, body: &Value, ctx: Ctx<'_>, out: &mut String) -> R<()> {
                 .filter(|a| a.len() == 2)
                 .ok_or_else(|| JsonError::new(format!("Malformed binary expression '{k}'.")))?;
             let inner = Ctx { binop: true, ..ctx };
-            expr(&a[0], inner, out)?;
+            let operand = |v: &Value, out: &mut String| -> R<()> {
+                let nested =
+                    single(v).is_ok_and(|(k, _)| matches!(k, "&" | "|" | "^" | "<<" | ">>"));
+                if nested {
+                    out.push('(');
+                }
+                expr(v, inner, out)?;
+                if nested {
+                    out.push(')');
+                }
+                Ok(())
+            };
+            operand(&a[0], out)?;
             out.push_str(&format!(" {k} "));
-            expr(&a[1], inner, out)
+            operand(&a[1], out)
         }
         "prefix" => {
             let o = as_obj(body, k)?;

@@ -9,7 +9,7 @@ use std::path::Path;
 use rules::{parse_json_ruleset, parse_ruleset, print_ruleset, print_ruleset_json, PrintOptions};
 
 /// Dumps of the corpus that must survive the JSON round trip (measured 2026-11-25; raise it, never lower).
-const CORPUS_FLOOR: usize = 266;
+const CORPUS_FLOOR: usize = 291;
 
 /// `Ok(())` when `text` lists the same after text → JSON → reader; else what differs.
 fn round_trip(text: &str, name: &str) -> Result<(), String> {
@@ -86,7 +86,11 @@ fn corpus_dumps_survive_the_json_round_trip() {
         total += 1;
         match round_trip(&text, cols[0]) {
             Ok(()) => ok += 1,
-            Err(e) => failed.push(format!("{}: {}", cols[0], e.lines().next().unwrap_or(""))),
+            Err(e) => failed.push(format!(
+                "{}: {}",
+                cols[0],
+                e.lines().take(2).collect::<Vec<_>>().join(" / ")
+            )),
         }
     }
     println!("JSON round trip of corpus dumps: {ok} of {total}");
