@@ -7,7 +7,8 @@
 #
 # sluice's figures are the best of ROUNDS runs, nft's of NFT_ROUNDS (the machine is shared; the load
 # average is printed). Careful: `nft -f` of the 100k-rule mix (12,500 anonymous sets) keeps one core
-# busy in the kernel for over two minutes.
+# busy in the kernel for over two minutes: NFT_SKIP="mix-100000" leaves nft out of that case (and any other
+# KIND-N listed).
 # Needs root (ip netns), nft, /usr/bin/time, and `cargo build --release -p bench --bin rules-mem`.
 set -eu
 rounds=${1:-3}
@@ -37,8 +38,9 @@ for kind in simple mix; do
       best_rss=$(printf '%s\n%s\n' "$rss" "${best_rss:-$rss}" | sort -n | head -1)
       i=$((i + 1))
     done
-    nft_cpu=; nft_wall=; nft_rss=; list_cpu=
+    nft_cpu=-; nft_wall=-; nft_rss=-; list_cpu=-
     i=0
+    case " ${NFT_SKIP:-} " in *" $kind-$n "*) i=$nft_rounds ;; *) nft_cpu=; nft_wall=; nft_rss=; list_cpu= ;; esac
     while [ $i -lt "$nft_rounds" ]; do
       ip netns exec "$ns" nft flush ruleset
       ip netns exec "$ns" /usr/bin/time -v nft -f "$f" 2> "$dir/time" >/dev/null
