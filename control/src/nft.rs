@@ -307,5 +307,16 @@ mod tests {
         let out = list(&rs, &[], "table b", &counters).unwrap();
         assert_eq!(out, "table ip b {\n}\n");
         assert!(list(&rs, &[], "table inet nope", &counters).is_err());
+        // -j: the JSON listing, with the live counters
+        let out = list(&rs, &["-j"], "chain inet a x", &counters).unwrap();
+        assert!(out.starts_with("{\"nftables\": [{\"metainfo\""), "{out}");
+        assert!(
+            out.contains("\"expr\": [{\"counter\": {\"packets\": 5, \"bytes\": 300}}]"),
+            "{out}"
+        );
+        assert!(!out.contains("\"name\": \"y\""), "{out}");
+        let a = parse_args(&s(&["-j", "-f", "x.json"])).unwrap();
+        assert!(a.json && a.file.is_some());
+        assert!(parse_args(&s(&["-jf", "x.json"])).unwrap().json);
     }
 }

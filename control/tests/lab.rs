@@ -354,6 +354,39 @@ fn nft_commands_change_the_live_ruleset_and_swaps_lose_no_packet() {
         "{}",
         text(&download)
     );
+    // JSON: the live ruleset listed with -j loads back with -j -f and lists the same (stateless: the
+    // counters keep counting); a broken JSON file is refused with nft's message and changes nothing.
+    let before = String::from_utf8_lossy(&nft(&["-s", "list", "ruleset"]).stdout).to_string();
+    let json = nft(&["-j", "list", "ruleset"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let jdir = std::env::temp_dir().join(format!("sluice-labj-{}", std::process::id()));
+    std::fs::create_dir_all(&jdir).unwrap();
+    let jfile = jdir.join("live.json");
+    let mut doc = String::from_utf8_lossy(&json.stdout).to_string();
+    assert!(doc.starts_with("{\"nftables\": [{\"metainfo\""), "{doc}");
+    // the listing has no `flush ruleset`: prepend one, as a saved ruleset would
+    doc = doc.replacen("[", "[{\"flush\": {\"ruleset\": null}}, ", 1);
+    std::fs::write(&jfile, &doc).unwrap();
+    let load = nft(&["-j", "-f", jfile.to_str().unwrap()]);
+    assert!(load.status.success(), "{}", text(&load));
+    let after = String::from_utf8_lossy(&nft(&["-s", "list", "ruleset"]).stdout).to_string();
+    assert_eq!(after, before);
+    std::fs::write(
+        &jfile,
+        r#"{"nftables": [{"flush": {"ruleset": null}}, {"table": {"family": "inet"}}]}"#,
+    )
+    .unwrap();
+    let bad = nft(&["-j", "-f", jfile.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("Error: Object item not found: name"),
+        "{}",
+        text(&bad)
+    );
+    let after_bad = String::from_utf8_lossy(&nft(&["-s", "list", "ruleset"]).stdout).to_string();
+    assert_eq!(after_bad, before);
+    std::fs::remove_dir_all(&jdir).ok();
+
     let stats = Command::new(SLUICE)
         .args(["ctl", "--control", &sock, "stats"])
         .output()
