@@ -258,6 +258,68 @@ impl Fib {
     }
 }
 
+/// The routing answers `fib` expressions need (`fib saddr . iif oif missing drop`, `fib daddr type
+/// local`), from the same table the forwarding uses (no policy routing: `mark` in the flags changes
+/// nothing).
+impl rules::eval::FibLookup for Fib {
+    fn route(&self, dst: &[u8]) -> Option<(u32, &str)> {
+        let iface = match *dst {
+            [a, b, c, d] => match self.lookup(Ipv4Addr::new(a, b, c, d)) {
+                RouteDecision::Forward { iface, .. } => iface,
+                _ => return None,
+            },
+            _ => {
+                let a: [u8; 16] = dst.try_into().ok()?;
+                match self.lookup6(Ipv6Addr::from(a)) {
+                    RouteDecision6::Forward { iface, .. } => iface,
+                    _ => return None,
+                }
+            }
+        };
+        let i = self.interfaces.get(iface)?;
+        Some((i.ifindex, i.name.as_str()))
+    }
+
+    fn addr_type(&self, addr: &[u8], _ifindex: Option<u32>) -> u32 {
+        const UNICAST: u32 = 1;
+        const LOCAL: u32 = 2;
+        const BROADCAST: u32 = 3;
+        const MULTICAST: u32 = 5;
+        const UNREACHABLE: u32 = 7;
+        match *addr {
+            [a, b, c, d] => {
+                let ip = Ipv4Addr::new(a, b, c, d);
+                let v = u32::from(ip);
+                // __inet_dev_addr_type: the local table decides; the rest is unicast
+                if v == 0 || v == u32::MAX || self.broadcast.contains(&v) {
+                    BROADCAST
+                } else if ip.is_multicast() {
+                    MULTICAST
+                } else if self.local.contains(&v) {
+                    LOCAL
+                } else {
+                    UNICAST
+                }
+            }
+            _ => {
+                let Ok(a) = <[u8; 16]>::try_from(addr) else {
+                    return 0;
+                };
+                let ip = Ipv6Addr::from(a);
+                if self.is_own6(ip) {
+                    LOCAL
+                } else if ip.is_multicast() {
+                    MULTICAST
+                } else if self.route6(ip).is_some() {
+                    UNICAST
+                } else {
+                    UNREACHABLE
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -438,6 +438,7 @@ mod tests {
             hook,
             nftrace: false,
             now: 0,
+            fib: None,
         }
     }
 

@@ -367,7 +367,15 @@ impl Pipeline {
             let fib = &*self.fib;
             let in_ifc = &fib.interfaces[port];
             let chains: Vec<ChainId> = rs.ingress_chains(&in_ifc.name).collect();
-            let mut pkt = packet_ctx(frame, &ip, &in_ifc.name, in_ifc.ifindex, Hook::Ingress, now);
+            let mut pkt = packet_ctx(
+                fib,
+                frame,
+                &ip,
+                &in_ifc.name,
+                in_ifc.ifindex,
+                Hook::Ingress,
+                now,
+            );
             pkt.ct_state = ct_state::INVALID;
             let v = run_list(rs, &chains, &mut pkt, &mut self.counters, &mut self.trace);
             if v.is_drop() {
@@ -408,6 +416,7 @@ impl Pipeline {
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
         let mut pkt = ctx(
+            fib,
             frame,
             &ip,
             in_ifc,
@@ -447,7 +456,7 @@ impl Pipeline {
         }
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
-        let mut pkt = ctx(frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        let mut pkt = ctx(fib, frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
         if self.trace.active() {
             self.trace.note(
                 &pkt,
@@ -487,7 +496,7 @@ impl Pipeline {
         }
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
-        let mut pkt = ctx(frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        let mut pkt = ctx(fib, frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
         let v = run_hook(
             rs,
             Hook::Prerouting,
@@ -510,6 +519,7 @@ impl Pipeline {
                 // listens after it.
                 let fib = &*self.fib;
                 let mut pkt = ctx(
+                    fib,
                     frame,
                     &ip,
                     &fib.interfaces[port],
@@ -579,7 +589,16 @@ impl Pipeline {
         ip.ttl -= 1;
         let fib = &*self.fib;
         let (in_ifc, out_ifc) = (&fib.interfaces[port], &fib.interfaces[iface]);
-        let mut pkt = ctx(frame, &ip, in_ifc, Some(out_ifc), ct, carry, Hook::Forward);
+        let mut pkt = ctx(
+            fib,
+            frame,
+            &ip,
+            in_ifc,
+            Some(out_ifc),
+            ct,
+            carry,
+            Hook::Forward,
+        );
         let v = run_hook(
             rs,
             Hook::Forward,
@@ -621,6 +640,7 @@ impl Pipeline {
         let fib = &*self.fib;
         let (in_ifc, out_ifc) = (&fib.interfaces[port], &fib.interfaces[iface]);
         let mut pkt = ctx(
+            fib,
             frame,
             &ip,
             in_ifc,
@@ -767,7 +787,7 @@ impl Pipeline {
         let fib = &*self.fib;
         let out_ifc = &fib.interfaces[iface];
         let out_mac = out_ifc.mac;
-        let mut pkt = packet_ctx(&frame, &ip, "", 0, Hook::Output, now);
+        let mut pkt = packet_ctx(fib, &frame, &ip, "", 0, Hook::Output, now);
         pkt.ct_state = ct_state::INVALID;
         pkt.oif = out_ifc.ifindex;
         pkt.oifname = &out_ifc.name;
@@ -1002,6 +1022,7 @@ pub const NF_IP_PRI_CONNTRACK: i32 = -200;
 
 /// What the rules see of an IPv4 packet at `hook` (no conntrack, no marks yet).
 fn packet_ctx<'a>(
+    fib: &'a crate::fib::Fib,
     frame: &'a [u8],
     ip: &Ipv4Info,
     iifname: &'a str,
@@ -1026,11 +1047,13 @@ fn packet_ctx<'a>(
         hook,
         nftrace: false,
         now,
+        fib: Some(fib),
     }
 }
 
 /// The rule context of an IPv4 packet (rebuilt after a NAT rewrite, carrying what rules set).
 fn ctx<'a>(
+    fib: &'a crate::fib::Fib,
     frame: &'a [u8],
     ip: &Ipv4Info,
     in_ifc: &'a crate::fib::InterfaceConfig,
@@ -1056,6 +1079,7 @@ fn ctx<'a>(
         hook,
         nftrace: carry.nftrace,
         now: carry.now,
+        fib: Some(fib),
     }
 }
 

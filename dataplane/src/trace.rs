@@ -411,6 +411,7 @@ mod tests {
             hook: Hook::Forward,
             nftrace: false,
             now: 0,
+            fib: None,
         };
         let mut t = Trace {
             ruleset_traces: true,

@@ -29,6 +29,11 @@ pub(crate) enum Load {
     },
     Meta(&'static meta::Key),
     Ct(&'static ct::Key, Option<ct::Dir>),
+    /// `fib FLAGS RESULT`, answered by the packet's [`crate::eval::FibLookup`]
+    Fib {
+        flags: u8,
+        result: crate::expr::FibResult,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -1084,9 +1089,11 @@ impl Compiler {
                     field: *field,
                 },
                 Selector::Payload { proto, field } => Load::Payload(field.load(proto.base)),
-                Selector::Fib { .. } | Selector::Inner { .. } | Selector::Other { .. } => {
-                    Load::Unavailable
-                }
+                Selector::Fib { flags, result } => Load::Fib {
+                    flags: *flags,
+                    result: *result,
+                },
+                Selector::Inner { .. } | Selector::Other { .. } => Load::Unavailable,
                 Selector::Raw { base, off, len } => {
                     let f = payload::Field {
                         name: "raw",

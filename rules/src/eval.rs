@@ -161,6 +161,90 @@ pub struct PacketCtx<'a> {
     pub nftrace: bool,
     /// monotonic time in nanoseconds (for `limit`)
     pub now: u64,
+    /// the routing table `fib` expressions ask; without one they do not match
+    pub fib: Option<&'a dyn FibLookup>,
+}
+
+/// What `fib` expressions ask of the routing table (the dataplane's FIB).
+pub trait FibLookup: std::fmt::Debug {
+    /// The output interface (ifindex, name) of the route to `dst` (4 or 16 bytes); `None` without a
+    /// usable route, or when `dst` is one of the box's own addresses (the kernel's RTN_LOCAL).
+    fn route(&self, dst: &[u8]) -> Option<(u32, &str)>;
+    /// `inet_dev_addr_type`: the RTN_* type of `addr` (2 local, 1 unicast, 3 broadcast, 5 multicast,
+    /// 7 unreachable, …), as seen from interface `ifindex` when given.
+    fn addr_type(&self, addr: &[u8], ifindex: Option<u32>) -> u32;
+}
+
+/// `fib`, as nft_fib4_eval / nft_fib6_eval: look the source (or destination) address up; with `iif` or
+/// `oif` in the flags only a route through that interface counts.
+fn fib_load(
+    flags: u8,
+    result: crate::expr::FibResult,
+    p: &PacketCtx<'_>,
+    out: &mut [u8],
+) -> Option<usize> {
+    use crate::expr::FibResult;
+    const SADDR: u8 = 1;
+    const DADDR: u8 = 2;
+    const IIF: u8 = 8;
+    const OIF: u8 = 16;
+    let fib = p.fib?;
+    let (s, d, w) = match p.nfproto {
+        NfProto::Ipv4 => (p.nh_off + 12, p.nh_off + 16, 4),
+        NfProto::Ipv6 => (p.nh_off + 8, p.nh_off + 24, 16),
+    };
+    let saddr = p.frame.get(s..s + w)?;
+    let daddr = p.frame.get(d..d + w)?;
+    let restrict = if flags & IIF != 0 {
+        Some((p.iif, p.iifname))
+    } else if flags & OIF != 0 {
+        Some((p.oif, p.oifname))
+    } else {
+        None
+    };
+    let addr = if flags & DADDR != 0 || flags & SADDR == 0 {
+        daddr
+    } else {
+        saddr
+    };
+    if result == FibResult::Type {
+        let t = fib.addr_type(addr, restrict.map(|r| r.0));
+        out.get_mut(..4)?.copy_from_slice(&t.to_be_bytes());
+        return Some(4);
+    }
+    let v4_zeronet_local = w == 4
+        && saddr == [0, 0, 0, 0]
+        && (daddr == [255, 255, 255, 255] || daddr[..3] == [224, 0, 0]);
+    let found: Option<(u32, &str)> = if v4_zeronet_local {
+        // DHCP discovery and the like: the interface it came in on
+        Some((p.iif, p.iifname))
+    } else {
+        match (fib.route(addr), restrict) {
+            (Some(r), None) => Some(r),
+            (Some(r), Some(want)) if r.0 == want.0 => Some(want),
+            _ => None,
+        }
+    };
+    match result {
+        FibResult::Oif => {
+            out.get_mut(..4)?
+                .copy_from_slice(&found.map_or(0, |f| f.0).to_be_bytes());
+            Some(4)
+        }
+        FibResult::Oifname => {
+            let o = out.get_mut(..16)?;
+            o.fill(0);
+            if let Some((_, name)) = found {
+                let n = name.len().min(16);
+                o[..n].copy_from_slice(&name.as_bytes()[..n]);
+            }
+            Some(16)
+        }
+        _ => {
+            *out.get_mut(0)? = found.is_some() as u8;
+            Some(1)
+        }
+    }
 }
 
 /// Kernel's NFT_JUMP_STACK_SIZE.
@@ -492,6 +576,7 @@ pub(crate) fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize>
             }
         }
         Load::Ct(k, d) => k.read(p, *d, out),
+        Load::Fib { flags, result } => fib_load(*flags, *result, p, out),
     }
 }
 

@@ -246,6 +246,7 @@ mod tests {
             hook,
             nftrace: false,
             now: 0,
+            fib: None,
         };
         let chain = rs.hook_chains(NfProto::Ipv4, hook)[0];
         assert!(rs.is_nat_chain(chain));

@@ -340,6 +340,7 @@ fn ctx(p: &Pkt) -> PacketCtx<'_> {
         hook: Hook::Forward,
         nftrace: false,
         now: 0,
+        fib: None,
     }
 }
 

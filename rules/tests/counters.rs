@@ -38,6 +38,7 @@ fn ctx(frame: &[u8]) -> PacketCtx<'_> {
         hook: Hook::Forward,
         nftrace: false,
         now: 0,
+        fib: None,
     }
 }
 

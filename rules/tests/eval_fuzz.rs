@@ -109,6 +109,7 @@ fn random_frames_never_panic() {
             hook: Hook::Input,
             nftrace: false,
             now: 0,
+            fib: None,
         };
         for &chain in c.hook_chains(p.nfproto, Hook::Input) {
             let _ = c.eval_chain(chain, &mut p, &mut counters);

@@ -52,6 +52,7 @@ fn ctx(frame: &[u8]) -> PacketCtx<'_> {
         hook: Hook::Input,
         nftrace: false,
         now: 0,
+        fib: None,
     }
 }
 

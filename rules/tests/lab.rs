@@ -145,6 +145,7 @@ fn ctx(frame: &[u8], proto: u8, ct: u32) -> PacketCtx<'_> {
         hook: Hook::Forward,
         nftrace: false,
         now: 0,
+        fib: None,
     }
 }
 

@@ -38,6 +38,7 @@ fn run(rs: &rules::CompiledRuleset, f: &[u8], now: u64, counters: &mut [CounterV
         hook: Hook::Forward,
         nftrace: false,
         now,
+        fib: None,
     };
     let chain = rs.hook_chains(NfProto::Ipv4, Hook::Forward)[0];
     rs.eval_chain(chain, &mut pkt, counters)

@@ -36,6 +36,7 @@ fn ctx(frame: &[u8], hook: Hook) -> PacketCtx<'_> {
         hook,
         nftrace: false,
         now: 0,
+        fib: None,
     }
 }
 

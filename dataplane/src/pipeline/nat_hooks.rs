@@ -149,6 +149,7 @@ impl Pipeline {
                 hook,
                 nftrace: carry.nftrace,
                 now: carry.now,
+                fib: Some(fib),
             };
             let mut request = None;
             for &chain in rs.hook_chains(NfProto::Ipv4, hook) {

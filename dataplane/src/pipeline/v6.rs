@@ -82,6 +82,7 @@ impl Pipeline {
         if rs.ingress_chains(&in_ifc.name).next().is_some() {
             let chains: Vec<ChainId> = rs.ingress_chains(&in_ifc.name).collect();
             let mut pkt = ctx6(
+                fib,
                 frame,
                 &ip,
                 in_ifc,
@@ -102,6 +103,7 @@ impl Pipeline {
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
         let mut pkt = ctx6(
+            fib,
             frame,
             &ip,
             in_ifc,
@@ -135,7 +137,7 @@ impl Pipeline {
         }
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
-        let mut pkt = ctx6(frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        let mut pkt = ctx6(fib, frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
         if self.trace.active() {
             self.trace.note(
                 &pkt,
@@ -163,6 +165,7 @@ impl Pipeline {
                 // No kernel behind this port: INPUT is ours, and nothing listens after it.
                 let fib = &*self.fib;
                 let mut pkt = ctx6(
+                    fib,
                     frame,
                     &ip,
                     &fib.interfaces[port],
@@ -268,7 +271,16 @@ impl Pipeline {
         ip.hop_limit -= 1;
         let fib = &*self.fib;
         let (in_ifc, out_ifc) = (&fib.interfaces[port], &fib.interfaces[iface]);
-        let mut pkt = ctx6(frame, &ip, in_ifc, Some(out_ifc), ct, carry, Hook::Forward);
+        let mut pkt = ctx6(
+            fib,
+            frame,
+            &ip,
+            in_ifc,
+            Some(out_ifc),
+            ct,
+            carry,
+            Hook::Forward,
+        );
         let v = run_hook(
             rs,
             Hook::Forward,
@@ -452,6 +464,7 @@ impl Pipeline {
         let out_ifc = &fib.interfaces[iface];
         let out_mac = out_ifc.mac;
         let mut pkt = ctx6(
+            fib,
             &frame,
             &ip,
             out_ifc,
@@ -725,6 +738,7 @@ fn has_nat_chains6(rs: &CompiledRuleset, hook: Hook) -> bool {
 
 /// The rule context of an IPv6 packet.
 fn ctx6<'a>(
+    fib: &'a crate::fib::Fib,
     frame: &'a [u8],
     ip: &Ipv6Info,
     in_ifc: &'a crate::fib::InterfaceConfig,
@@ -750,5 +764,6 @@ fn ctx6<'a>(
         hook,
         nftrace: carry.nftrace,
         now: carry.now,
+        fib: Some(fib),
     }
 }
