@@ -294,3 +294,64 @@ fn sluice_fmt_prints_what_the_real_nft_prints() {
         failures.join("\n")
     );
 }
+
+/// nft's JSON of the corpus' shell dumps (those nft here loads), read back by `sluice fmt -j`, must list
+/// like nft's own text listing for at least this many (measured 2026-11-25; raise it, never lower).
+const CORPUS_JSON_FLOOR: usize = 239;
+
+#[test]
+fn nft_json_of_corpus_dumps_reads_back_as_nft_lists_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/nft-conformance/shell");
+    let Ok(tsv) = std::fs::read_to_string(root.join("ROUNDTRIP.tsv")) else {
+        eprintln!("nft_json_of_corpus_dumps: corpus not found, skipped");
+        return;
+    };
+    if !nft_available() {
+        eprintln!("nft_json_of_corpus_dumps: skipped, needs root and nft");
+        return;
+    }
+    let ns = Ns::new("cj");
+    let dir = std::env::temp_dir().join(format!("sluice-fmtj-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut ok, mut total) = (0, 0);
+    let mut failed = Vec::new();
+    for line in tsv.lines().filter(|l| !l.starts_with('#')) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if cols.len() < 4 || cols[3] != "yes" {
+            continue;
+        }
+        let file = root.join(cols[0]);
+        let Ok((text, json)) = real_nft(&ns, &file) else {
+            continue; // needs something this kernel or nft lacks
+        };
+        total += 1;
+        let jf = dir.join("dump.json");
+        std::fs::write(&jf, &json).unwrap();
+        match sluice_fmt_args(&["-j"], &jf) {
+            Ok(ours) if normalise(&ours) == normalise(&text) => ok += 1,
+            Ok(ours) => {
+                let diff = normalise(&text)
+                    .lines()
+                    .zip(normalise(&ours).lines())
+                    .find(|(a, b)| a != b)
+                    .map(|(a, b)| format!("nft `{a}` sluice `{b}`"))
+                    .unwrap_or_else(|| "length differs".into());
+                failed.push(format!("{}: {diff}", cols[0]));
+            }
+            Err(e) => failed.push(format!(
+                "{}: refused: {}",
+                cols[0],
+                e.lines().next().unwrap_or("")
+            )),
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    eprintln!("nft -j of corpus dumps read back by sluice fmt -j: {ok} of {total} list like nft");
+    for f in &failed {
+        eprintln!("  {f}");
+    }
+    assert!(
+        ok >= CORPUS_JSON_FLOOR,
+        "{ok} of {total} corpus dumps read back from nft's JSON, fewer than the recorded {CORPUS_JSON_FLOOR}"
+    );
+}

@@ -611,6 +611,23 @@ fn limit_body(o: &Obj, out: &mut String) -> R<()> {
 }
 
 fn stmt(v: &Value, out: &mut String) -> R<()> {
+    if let Value::String(text) = v {
+        // nft 1.0.6 writes statements its schema has no form for (anonymous chains, map updates) as
+        // their nft text; an anonymous chain's rules, one a line there, are separated by `;` here
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        for (i, l) in lines.iter().enumerate() {
+            if i > 0 {
+                let open = lines[i - 1].ends_with('{');
+                out.push_str(if open || *l == "}" { " " } else { " ; " });
+            }
+            out.push_str(l);
+        }
+        return Ok(());
+    }
     let (k, body) = single(v)?;
     match k {
         "match" => {
@@ -1132,9 +1149,19 @@ fn expr_obj(k: &str, body: &Value, ctx: Ctx<'_>, out: &mut String) -> R<()> {
                 .filter(|a| a.len() == 2)
                 .ok_or_else(|| JsonError::new(format!("Malformed binary expression '{k}'.")))?;
             let inner = Ctx { binop: true, ..ctx };
-            let operand = |v: &Value, out: &mut String| -> R<()> {
-                let nested =
-                    single(v).is_ok_and(|(k, _)| matches!(k, "&" | "|" | "^" | "<<" | ">>"));
+            // nft's precedence, tightest first: shifts, `&`, `^`, `|`; written left-associative, so
+            // an operand needs parentheses when it binds looser than `k` (right: or as loose)
+            let prec = |op: &str| match op {
+                "<<" | ">>" => 4,
+                "&" => 3,
+                "^" => 2,
+                "|" => 1,
+                _ => 9,
+            };
+            let operand = |v: &Value, right: bool, out: &mut String| -> R<()> {
+                let nested = single(v).is_ok_and(|(op, _)| {
+                    prec(op) < prec(k) || (right && prec(op) == prec(k) && prec(op) != 9)
+                });
                 if nested {
                     out.push('(');
                 }
@@ -1144,9 +1171,9 @@ fn expr_obj(k: &str, body: &Value, ctx: Ctx<'_>, out: &mut String) -> R<()> {
                 }
                 Ok(())
             };
-            operand(&a[0], out)?;
+            operand(&a[0], false, out)?;
             out.push_str(&format!(" {k} "));
-            operand(&a[1], out)
+            operand(&a[1], true, out)
         }
         "prefix" => {
             let o = as_obj(body, k)?;
