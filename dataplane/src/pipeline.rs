@@ -441,9 +441,13 @@ impl Pipeline {
         if v.is_drop() {
             return self.ruled_out(v, port, &ip, rs, now, frame);
         }
-        let ct = self
-            .conntrack
-            .track(&CtPkt::from_ipv4(&ip, frame), 0, now, &mut self.stats);
+        // `notrack` in a chain before conntrack
+        let ct = if pkt.ct_state == ct_state::UNTRACKED {
+            CtResult::Untracked
+        } else {
+            self.conntrack
+                .track(&CtPkt::from_ipv4(&ip, frame), 0, now, &mut self.stats)
+        };
         if ct == CtResult::TableFull {
             return Action::Drop;
         }
@@ -803,9 +807,14 @@ impl Pipeline {
         );
         let mut ct = CtResult::Untracked;
         if !v.is_drop() {
-            ct = self
-                .conntrack
-                .track(&CtPkt::from_ipv4(&ip, pkt.frame), 0, now, &mut self.stats);
+            if pkt.ct_state != ct_state::UNTRACKED {
+                ct = self.conntrack.track(
+                    &CtPkt::from_ipv4(&ip, pkt.frame),
+                    0,
+                    now,
+                    &mut self.stats,
+                );
+            }
             if ct == CtResult::TableFull {
                 return;
             }

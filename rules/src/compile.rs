@@ -132,6 +132,8 @@ pub(crate) enum StoreTarget {
     Mark,
     CtMark,
     Nftrace,
+    /// `notrack`: a packet without a connection (yet) stays untracked
+    Notrack,
 }
 
 /// A computed value: a constant, a load with an optional mask/shift, or a map lookup.
@@ -989,7 +991,11 @@ impl Compiler {
                 }
                 Stmt::SetUpdate(u) => self.set_update(t, u)?,
                 // not evaluated (yet): notrack, flowtable offload
-                Stmt::Notrack | Stmt::FlowAdd(_) => {}
+                Stmt::Notrack => self.ops.push(Op::Store {
+                    target: StoreTarget::Notrack,
+                    src: VSrc::Const(bx(&[1])),
+                }),
+                Stmt::FlowAdd(_) => {}
             }
         }
         Ok(())

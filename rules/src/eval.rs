@@ -449,6 +449,12 @@ impl CompiledRuleset {
                         StoreTarget::Mark => pkt.mark = v,
                         StoreTarget::CtMark => pkt.ct_mark = v,
                         StoreTarget::Nftrace => pkt.nftrace = v != 0,
+                        // nft_notrack_eval: no effect on a packet that has a connection
+                        StoreTarget::Notrack => {
+                            if pkt.ct_state == ct_state::INVALID {
+                                pkt.ct_state = ct_state::UNTRACKED;
+                            }
+                        }
                     }
                 }
                 Op::Counter(slot) => {

@@ -128,7 +128,12 @@ impl Pipeline {
         if v.is_drop() {
             return self.ruled_out6(v, port, &ip, rs, now, frame);
         }
-        let ct = self.track6(frame, &ip, now);
+        // `notrack` in a chain before conntrack
+        let ct = if pkt.ct_state == ct_state::UNTRACKED {
+            CtResult::Untracked
+        } else {
+            self.track6(frame, &ip, now)
+        };
         if ct == CtResult::TableFull {
             return Action::Drop;
         }
@@ -489,21 +494,23 @@ impl Pipeline {
         );
         let mut ct = CtResult::Untracked;
         if !v.is_drop() {
-            let l4 = ip
-                .th_off
-                .and_then(|o| frame.get(o..ip.nh_off + ip.total_len))
-                .unwrap_or(&[]);
-            let cp = CtPkt {
-                src: ip.src,
-                dst: ip.dst,
-                proto: ip.proto,
-                l4,
-                len: ip.total_len as u32,
-                fragment: false,
-            };
-            ct = self.conntrack6.track(&cp, 0, now, &mut self.stats);
-            if ct == CtResult::TableFull {
-                return;
+            if pkt.ct_state != ct_state::UNTRACKED {
+                let l4 = ip
+                    .th_off
+                    .and_then(|o| frame.get(o..ip.nh_off + ip.total_len))
+                    .unwrap_or(&[]);
+                let cp = CtPkt {
+                    src: ip.src,
+                    dst: ip.dst,
+                    proto: ip.proto,
+                    l4,
+                    len: ip.total_len as u32,
+                    fragment: false,
+                };
+                ct = self.conntrack6.track(&cp, 0, now, &mut self.stats);
+                if ct == CtResult::TableFull {
+                    return;
+                }
             }
             pkt.ct_state = ct.state();
             if self.trace.active() {
