@@ -119,6 +119,18 @@ fn v4_mapped(a: &Ipv6Addr) -> bool {
 /// Parses and validates the IPv6 packet at `nh_off` the way `ip6_rcv_core` does, then walks its extension
 /// headers as `ipv6_find_hdr` does. Frame bytes past the payload length are Ethernet padding.
 pub fn parse_ipv6(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
+    let mut info = parse_fixed_header(frame, nh_off)?;
+    let end = nh_off + info.total_len;
+    if info.next_header == NEXTHDR_HOP {
+        info.router_alert = hop_by_hop(&frame[nh_off + IPV6_HLEN..end], &info.dst)?;
+    }
+    walk_chain(frame, &mut info)?;
+    Ok(info)
+}
+
+/// Only `ip6_rcv_core`'s checks of the fixed header: the view of a packet refused later (by its
+/// hop-by-hop options) that an ICMPv6 error can still quote and answer. No transport header.
+pub fn parse_fixed_header(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
     let h = frame
         .get(nh_off..nh_off + IPV6_HLEN)
         .ok_or(ParseError::BadIpv6)?;
@@ -144,8 +156,7 @@ pub fn parse_ipv6(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
         // interface-local multicast from the wire, or the reserved scope 0 (RFC 4291 2.7)
         return Err(ParseError::BadIpv6Address);
     }
-    let end = nh_off + total_len;
-    let mut info = Ipv6Info {
+    Ok(Ipv6Info {
         nh_off,
         th_off: None,
         total_len,
@@ -162,19 +173,20 @@ pub fn parse_ipv6(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
         icmp: None,
         chain_error: None,
         router_alert: false,
-    };
-    if next_header == NEXTHDR_HOP {
-        info.router_alert = hop_by_hop(&frame[nh_off + IPV6_HLEN..end], &dst)?;
-    }
-    // ipv6_find_hdr(target -1): the first header that is not an extension header.
-    let mut next = next_header;
-    let mut off = nh_off + IPV6_HLEN;
+    })
+}
+
+/// `ipv6_find_hdr(target -1)`: the first header that is not an extension header, and the transport fields.
+fn walk_chain(frame: &[u8], info: &mut Ipv6Info) -> Result<(), ParseError> {
+    let end = info.nh_off + info.total_len;
+    let mut next = info.next_header;
+    let mut off = info.nh_off + IPV6_HLEN;
     loop {
         match next {
             NEXTHDR_HOP | NEXTHDR_ROUTING | NEXTHDR_DEST | NEXTHDR_AUTH => {
                 let Some(hdr) = frame.get(off..(off + 2).min(end)).filter(|h| h.len() == 2) else {
                     info.chain_error = Some(ParseError::BadIpv6ExtHeader);
-                    return Ok(info);
+                    return Ok(());
                 };
                 let len = if next == NEXTHDR_AUTH {
                     (hdr[1] as usize + 2) * 4
@@ -187,7 +199,7 @@ pub fn parse_ipv6(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
             NEXTHDR_FRAGMENT => {
                 let Some(fh) = frame.get(off..off + 8).filter(|_| off + 8 <= end) else {
                     info.chain_error = Some(ParseError::BadIpv6ExtHeader);
-                    return Ok(info);
+                    return Ok(());
                 };
                 let fo = u16::from_be_bytes([fh[2], fh[3]]);
                 let f = Frag6 {
@@ -203,10 +215,10 @@ pub fn parse_ipv6(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
                     // A later fragment: the protocol is known only if no extension header follows.
                     if is_ext(next) && next != NEXTHDR_NONE {
                         info.chain_error = Some(ParseError::BadIpv6ExtHeader);
-                        return Ok(info);
+                        return Ok(());
                     }
                     info.proto = next;
-                    return Ok(info);
+                    return Ok(());
                 }
             }
             _ => break,
@@ -218,7 +230,7 @@ pub fn parse_ipv6(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
         // protocol after it (so `meta l4proto` matches) with a transport offset past the end (so every
         // transport field fails to load), and conntrack finds no tuple there (`ct state invalid`).
         info.chain_error = Some(ParseError::BadIpv6ExtHeader);
-        return Ok(info);
+        return Ok(());
     }
     info.th_off = Some(off);
     let l4 = &frame[off..end];
@@ -255,7 +267,7 @@ pub fn parse_ipv6(frame: &[u8], nh_off: usize) -> Result<Ipv6Info, ParseError> {
         }
         _ => {}
     }
-    Ok(info)
+    Ok(())
 }
 
 fn is_ext(nh: u8) -> bool {
@@ -272,10 +284,10 @@ fn is_ext(nh: u8) -> bool {
 
 /// `ipv6_parse_hopopts` + `ip6_parse_tlv` for a forwarded packet: the header must fit the payload, pads
 /// are at most 7 bytes of zeros, at most 8 options, every option fits, and an unknown option whose type's
-/// two high bits ask for a discard drops the packet (the kernel also sends a parameter problem for 10 and
-/// 11; sluice does not yet). Returns whether a router alert option is present.
+/// two high bits ask for a discard drops the packet — with a parameter problem for 10, and for 11 unless
+/// the destination is multicast (`ip6_tlvopt_unknown`): [`ParseError::Ipv6OptionParamProblem`]. Returns
+/// whether a router alert option is present.
 fn hop_by_hop(payload: &[u8], dst: &Ipv6Addr) -> Result<bool, ParseError> {
-    let _ = dst;
     if payload.len() < 8 {
         return Err(ParseError::BadIpv6Options);
     }
@@ -324,11 +336,16 @@ fn hop_by_hop(payload: &[u8], dst: &Ipv6Addr) -> Result<bool, ParseError> {
                 0x31 => {}
                 // jumbo payload (refused above, and here for a non-zero payload length), CALIPSO
                 0xc2 | 0x07 => return Err(ParseError::BadIpv6Options),
-                _ => {
-                    if ty >> 6 != 0 {
-                        return Err(ParseError::BadIpv6Options);
+                _ => match ty >> 6 {
+                    0 => {}
+                    3 if dst.is_multicast() => return Err(ParseError::BadIpv6Options),
+                    2 | 3 => {
+                        return Err(ParseError::Ipv6OptionParamProblem {
+                            pointer: (IPV6_HLEN + off) as u16,
+                        })
                     }
-                }
+                    _ => return Err(ParseError::BadIpv6Options),
+                },
             }
             padlen = 0;
         }
@@ -779,7 +796,7 @@ mod tests {
         assert!(parse_ipv6(&f, ETH_HLEN).is_ok());
         for bad in [
             [17u8, 0, 1, 4, 0, 0, 1, 0],  // PadN with a non-zero byte
-            [17, 0, 0x80, 4, 0, 0, 0, 0], // unknown option, "discard and send parameter problem"
+            [17, 0, 0x40, 4, 0, 0, 0, 0], // unknown option, "discard"
             [17, 0, 0x40, 9, 0, 0, 0, 0], // option longer than the header
             [17, 0, 5, 3, 0, 0, 0, 0],    // router alert of the wrong length
         ] {
@@ -789,6 +806,21 @@ mod tests {
                 Err(ParseError::BadIpv6Options),
                 "{bad:?}"
             );
+        }
+        // unknown options asking for a parameter problem: it points at the option (40 + 2); type 11
+        // options never answer a multicast destination
+        let mc: Ipv6Addr = "ff0e::1".parse().unwrap();
+        let want = Err(ParseError::Ipv6OptionParamProblem { pointer: 42 });
+        let icmp = [17u8, 0, 0x80, 4, 0, 0, 0, 0];
+        let uc = [17u8, 0, 0xc0, 4, 0, 0, 0, 0];
+        for (opt, dst, expected) in [
+            (icmp, B, want),
+            (icmp, mc, want),
+            (uc, B, want),
+            (uc, mc, Err(ParseError::BadIpv6Options)),
+        ] {
+            let f = ipv6_frame_ext(A, dst, &[(NEXTHDR_HOP, &opt[..])], 255, &[0; 8], 64);
+            assert_eq!(parse_ipv6(&f, ETH_HLEN), expected, "{opt:?} to {dst}");
         }
         let skip = [17u8, 0, 0x3e, 4, 0, 0, 0, 0]; // unknown, "skip"
         let f = ipv6_frame_ext(A, B, &[(NEXTHDR_HOP, &skip[..])], 255, &[0; 8], 64);

@@ -35,6 +35,11 @@ pub enum ParseError {
     BadIpv6Address,
     #[error("malformed or discarding IPv6 hop-by-hop options")]
     BadIpv6Options,
+    #[error("unknown IPv6 hop-by-hop option at byte {pointer} asking for a parameter problem")]
+    Ipv6OptionParamProblem {
+        /// Offset of the option from the start of the IPv6 header (the ICMPv6 pointer).
+        pointer: u16,
+    },
     #[error("IPv6 extension-header chain that cannot be walked")]
     BadIpv6ExtHeader,
     #[error("malformed neighbour discovery message")]

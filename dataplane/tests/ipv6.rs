@@ -533,3 +533,37 @@ fn routes_through_a_gateway_use_its_link_layer_address() {
     assert_eq!(&rig.last[0..6], &[2, 0, 0, 0, 2, 0xfe]);
     assert_eq!(parsed(&rig.last).dst, FAR);
 }
+
+#[test]
+fn unknown_hop_by_hop_options_asking_for_it_get_a_parameter_problem_before_prerouting() {
+    let mut rig = Rig::new(
+        "table ip6 f { chain pre { type filter hook prerouting priority -300; counter; }\n\
+           chain out { type filter hook output priority 0; icmpv6 type parameter-problem counter; } }",
+    );
+    let opt = |ty: u8| [0u8, 0, ty, 4, 0, 0, 0, 0];
+    let send = |rig: &mut Rig, ty: u8| {
+        let o = opt(ty);
+        let f = with_macs(
+            FW_IN,
+            CLI_MAC,
+            ipv6_frame_ext(CLI6, SRV6, &[(0, &o[..])], 17, &udp_datagram(1, 2, 0), 64),
+        );
+        rig.send(0, &f)
+    };
+    // 10xxxxxx: discard, and send a parameter problem pointing at the option (40 + 2)
+    assert_eq!(send(&mut rig, 0x9e), Action::Drop);
+    let out = rig.emitted();
+    assert_eq!(out.len(), 1);
+    assert_eq!(icmp6_of(&out[0].1, FW_IN6, CLI6), (4, 2));
+    assert_eq!(
+        &out[0].1[ETH_HLEN + 44..ETH_HLEN + 48],
+        &42u32.to_be_bytes()
+    );
+    // 01xxxxxx: discard silently; 00xxxxxx: skip the option and forward
+    assert_eq!(send(&mut rig, 0x5e), Action::Drop);
+    assert!(rig.emitted().is_empty());
+    assert_eq!(send(&mut rig, 0x1e), Action::Forward(1));
+    // PREROUTING saw only the forwarded packet, OUTPUT the error
+    assert_eq!((rig.counter(0), rig.counter(1)), (1, 1));
+    assert_eq!(rig.p.stats.drop_ip6_hbh, 2);
+}

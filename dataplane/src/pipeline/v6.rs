@@ -7,8 +7,8 @@
 //!
 //! Not done yet, and so different from the kernel: NAT for IPv6 (nat chains are skipped and counted,
 //! `ip6_nat_skipped`); reassembly before conntrack (nf_defrag_ipv6): fragments are forwarded one by one
-//! and are `ct state invalid`; the parameter problem the kernel sends about unknown hop-by-hop options
-//! whose type asks for one (the packet is dropped and counted, no error is sent); redirects (the kernel
+//! and are `ct state invalid`; the parameter problem about a jumbo payload option (dropped, counted, no
+//! error); redirects (the kernel
 //! sends one when a packet leaves by the interface it came in by; sluice forwards it without); a
 //! link-local destination that is not the box's is dropped (`drop_ip6_scope`), where the kernel would
 //! route it back out of its link.
@@ -17,9 +17,9 @@ use super::*;
 use crate::fib::RouteDecision6;
 use crate::ipv6::{
     self, Ipv6Info, NdRepr, ICMPV6_ADDR_UNREACH, ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT,
-    ICMPV6_NOROUTE, ICMPV6_NOT_NEIGHBOUR, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED, IPPROTO_ICMPV6,
-    IPV6_MIN_MTU, NA_OVERRIDE, NA_ROUTER, NA_SOLICITED, ND_NEIGHBOUR_ADVERT, ND_NEIGHBOUR_SOLICIT,
-    ND_REDIRECT, ND_ROUTER_SOLICIT,
+    ICMPV6_NOROUTE, ICMPV6_NOT_NEIGHBOUR, ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED,
+    ICMPV6_UNK_OPTION, IPPROTO_ICMPV6, IPV6_MIN_MTU, NA_OVERRIDE, NA_ROUTER, NA_SOLICITED,
+    ND_NEIGHBOUR_ADVERT, ND_NEIGHBOUR_SOLICIT, ND_REDIRECT, ND_ROUTER_SOLICIT,
 };
 use crate::wire::ParseError;
 use std::net::IpAddr;
@@ -38,9 +38,28 @@ impl Pipeline {
     ) -> Action {
         let mut ip = match ipv6::parse_ipv6(frame, ETH_HLEN) {
             Ok(ip) => ip,
+            Err(ParseError::Ipv6OptionParamProblem { pointer }) if !kernel_has_copy => {
+                // ip6_tlvopt_unknown, before PREROUTING: drop and tell the sender which option
+                self.stats.drop_ip6_hbh += 1;
+                if let Ok(ip) = ipv6::parse_fixed_header(frame, ETH_HLEN) {
+                    self.icmp6_error(
+                        frame,
+                        &ip,
+                        Some(port),
+                        ICMPV6_PARAMPROB,
+                        ICMPV6_UNK_OPTION,
+                        pointer as u32,
+                        rs,
+                        now,
+                    );
+                }
+                return Action::Drop;
+            }
             Err(e) => {
                 match e {
-                    ParseError::BadIpv6Options => self.stats.drop_ip6_hbh += 1,
+                    ParseError::BadIpv6Options | ParseError::Ipv6OptionParamProblem { .. } => {
+                        self.stats.drop_ip6_hbh += 1
+                    }
                     ParseError::BadIpv6 | ParseError::BadIpv6Address => {
                         self.stats.drop_ip6_invalid += 1
                     }
