@@ -16,7 +16,8 @@
 //! 2001:db8:2::1/64, 2001:db8:3::/48 via 2001:db8:2::fe) with `tcp`, `udp`, `icmp6 echo ID` or `icmp6
 //! TYPE CODE`; `ttl=` is the hop limit, `tos=` the traffic class, and `ext=hbh,dst,rt` puts extension
 //! headers (hop-by-hop and destination options with a PadN, a type-0 routing header with segments left
-//! 0; `rtlong` claims 56 bytes where it has 8) before the transport header. A case with IPv6 probes runs with IPv6 on in fw (addresses without
+//! 0; `rtlong` claims 56 bytes where it has 8; `hbhskip`, `hbhdrop`, `hbhicmp`, `hbhicmpuc` carry an
+//! unknown option of each action) before the transport header. A case with IPv6 probes runs with IPv6 on in fw (addresses without
 //! DAD, `auto_flowlabels=0` so the kernel's own packets carry flow label 0 as sluice's do); multicast
 //! frames (the kernel's MLD reports and DAD) are left out of the comparison.
 //! A case may say `xfail = "reason"`: its difference is known and documented (docs/DIFFERENTIAL.md).
@@ -428,6 +429,12 @@ fn build_probe6(
                 "hbh" => (0, vec![0, 0, 1, 4, 0, 0, 0, 0]),
                 "dst" => (60, vec![0, 0, 1, 4, 0, 0, 0, 0]),
                 "rt" => (43, vec![0, 0, 0, 0, 0, 0, 0, 0]),
+                // hop-by-hop with an unknown option whose type says: skip it (0x1e), discard (0x5e),
+                // discard and send a parameter problem (0x9e), the same unless multicast (0xde)
+                "hbhskip" => (0, vec![0, 0, 0x1e, 4, 0, 0, 0, 0]),
+                "hbhdrop" => (0, vec![0, 0, 0x5e, 4, 0, 0, 0, 0]),
+                "hbhicmp" => (0, vec![0, 0, 0x9e, 4, 0, 0, 0, 0]),
+                "hbhicmpuc" => (0, vec![0, 0, 0xde, 4, 0, 0, 0, 0]),
                 // a routing header claiming 56 bytes where it has 8
                 "rtlong" => (43, vec![0, 6, 0, 0, 0, 0, 0, 0]),
                 e => return Err(format!("unknown extension header {e}")),
