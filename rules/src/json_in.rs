@@ -983,11 +983,11 @@ fn expr(v: &Value, ctx: Ctx<'_>, out: &mut String) -> R<()> {
             Ok(())
         }
         Value::String(s) => {
-            if s == "*" && !ctx.quote {
-                out.push('*');
-            } else if s.starts_with('@') && bare_ok(&s[1..]) {
-                out.push_str(s);
-            } else if !ctx.quote && bare_ok(s) {
+            // `*` (catch-all), `@set`, symbols, numbers and addresses bare; names of string types quoted
+            let bare = (s == "*" && !ctx.quote)
+                || s.strip_prefix('@').is_some_and(bare_ok)
+                || (!ctx.quote && bare_ok(s));
+            if bare {
                 out.push_str(s);
             } else {
                 quoted(s, out)?;
