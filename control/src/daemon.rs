@@ -345,6 +345,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut threads = Vec::new();
     let ncores = core_affinity::get_core_ids().map(|c| c.len()).unwrap_or(1);
     let mut handoff = dataplane::handoff::mesh(per_queue.len(), 1024).into_iter();
+    // `ct count`s are global: one set of counts for every worker
+    let conncount: Arc<rules::eval::ConnCounts> = Default::default();
     for (id, ports) in per_queue.into_iter().enumerate() {
         let roles = ports
             .iter()
@@ -360,6 +362,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 workers: nworkers,
                 hash_seed,
                 icmp: icmp_limits.clone(),
+                conncount: conncount.clone(),
             },
         );
         for &(iface, ip, mac) in &static_neighbours6 {

@@ -13,7 +13,7 @@ use crate::neigh::{Miss, NeighTable};
 use crate::stats::WorkerStats;
 use crate::trace::{Event, Trace};
 use crate::wire::{self, ArpRepr, Ipv4Info, ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETH_HLEN};
-use rules::eval::{ct_state, RejectKind};
+use rules::eval::{ct_state, ConnCounts, CtTupleView, CtView, RejectKind};
 use rules::{ChainId, CompiledRuleset, CounterValue, Hook, NfProto, PacketCtx, Verdict};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -51,6 +51,8 @@ pub struct PipelineConfig {
     pub hash_seed: u64,
     /// Limits on the ICMP errors the appliance sends (the kernel's defaults).
     pub icmp: icmp::IcmpRateLimit,
+    /// `ct count` counts: one for all the workers (give them the same `Arc`).
+    pub conncount: Arc<ConnCounts>,
 }
 
 impl PipelineConfig {
@@ -67,6 +69,7 @@ impl Default for PipelineConfig {
             workers: 1,
             hash_seed: 0x51_1ce,
             icmp: Default::default(),
+            conncount: Default::default(),
         }
     }
 }
@@ -103,6 +106,7 @@ pub struct Pipeline {
     reassembled: Option<usize>,
     /// Connections on the box's own addresses to steer to (true) or away from (false) the dataplane.
     steer: Vec<(hw::LocalFlow, bool)>,
+    conncount: Arc<ConnCounts>,
 }
 
 /// Identifies a ruleset generation by the address of its shared allocation.
@@ -112,20 +116,24 @@ pub fn generation_id(rs: &Arc<CompiledRuleset>) -> usize {
 
 impl Pipeline {
     pub fn new(fib: Arc<Fib>, roles: Vec<PortRole>, config: &PipelineConfig) -> Pipeline {
+        let mut conntrack = Conntrack::new(
+            config.conntrack.clone(),
+            config.conntrack_share(),
+            config.hash_seed,
+        );
+        conntrack.set_conncount(config.conncount.clone());
+        let mut conntrack6 = Conntrack::new(
+            config.conntrack.clone(),
+            config.conntrack_share(),
+            config.hash_seed ^ 0x6_6666,
+        );
+        conntrack6.set_conncount(config.conncount.clone());
         Pipeline {
             fib,
             roles,
             neigh: NeighTable::default(),
-            conntrack: Conntrack::new(
-                config.conntrack.clone(),
-                config.conntrack_share(),
-                config.hash_seed,
-            ),
-            conntrack6: Conntrack::new(
-                config.conntrack.clone(),
-                config.conntrack_share(),
-                config.hash_seed ^ 0x6_6666,
-            ),
+            conntrack,
+            conntrack6,
             neigh6: NeighTable::default(),
             stats: WorkerStats::default(),
             counters: Vec::new(),
@@ -142,6 +150,7 @@ impl Pipeline {
             defrag_on: false,
             reassembled: None,
             steer: Vec::new(),
+            conncount: config.conncount.clone(),
         }
     }
 
@@ -426,6 +435,8 @@ impl Pipeline {
                 now,
                 ..Carry::default()
             },
+            None,
+            &self.conncount,
             Hook::Prerouting,
         );
         let v = run_hook(
@@ -458,9 +469,25 @@ impl Pipeline {
             self.conntrack.abandon();
             return self.local(port, kernel_has_copy);
         }
+        // What the rules may read and set of the connection: its mark, labels, `ct count`s, and (when
+        // a rule reads them) the rest of the entry.
+        let carry = self.ct_carry(ct, carry);
+        let mut view = CtView::default();
+        let use_view = rs.uses_ct_view() && self.ct_view(ct, now, &mut view);
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
-        let mut pkt = ctx(fib, frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        let mut pkt = ctx(
+            fib,
+            frame,
+            &ip,
+            in_ifc,
+            None,
+            ct,
+            carry,
+            use_view.then_some(&view),
+            &self.conncount,
+            Hook::Prerouting,
+        );
         if self.trace.active() {
             self.trace.note(
                 &pkt,
@@ -482,7 +509,22 @@ impl Pipeline {
             return self.ruled_out(v, port, &ip, rs, now, frame);
         }
         let carry = Carry::of(&pkt);
-        match self.nat_hook(rs, Hook::Prerouting, frame, &ip, ct, port, None, carry, now) {
+        let step = self.nat_hook(
+            rs,
+            Hook::Prerouting,
+            frame,
+            &ip,
+            ct,
+            port,
+            None,
+            carry,
+            use_view.then_some(&view),
+            now,
+        );
+        if use_view {
+            self.ct_view(ct, now, &mut view);
+        }
+        match step {
             NatStep::Drop => return Action::Drop,
             NatStep::Rewritten => {
                 // The destination moved: route on the new one.
@@ -500,7 +542,18 @@ impl Pipeline {
         }
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
-        let mut pkt = ctx(fib, frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        let mut pkt = ctx(
+            fib,
+            frame,
+            &ip,
+            in_ifc,
+            None,
+            ct,
+            carry,
+            use_view.then_some(&view),
+            &self.conncount,
+            Hook::Prerouting,
+        );
         let v = run_hook(
             rs,
             Hook::Prerouting,
@@ -530,6 +583,8 @@ impl Pipeline {
                     None,
                     ct,
                     carry,
+                    use_view.then_some(&view),
+                    &self.conncount,
                     Hook::Input,
                 );
                 let v = run_hook(
@@ -541,6 +596,9 @@ impl Pipeline {
                     i32::MIN,
                     i32::MAX,
                 );
+                let carry = Carry::of(&pkt);
+                self.conntrack
+                    .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
                 if v.is_drop() {
                     return self.ruled_out(v, port, &ip, rs, now, frame);
                 }
@@ -601,6 +659,8 @@ impl Pipeline {
             Some(out_ifc),
             ct,
             carry,
+            use_view.then_some(&view),
+            &self.conncount,
             Hook::Forward,
         );
         let v = run_hook(
@@ -631,7 +691,22 @@ impl Pipeline {
         }
         let carry = Carry::of(&pkt);
         let out = Some((iface, next_hop));
-        match self.nat_hook(rs, Hook::Postrouting, frame, &ip, ct, port, out, carry, now) {
+        let step = self.nat_hook(
+            rs,
+            Hook::Postrouting,
+            frame,
+            &ip,
+            ct,
+            port,
+            out,
+            carry,
+            use_view.then_some(&view),
+            now,
+        );
+        if use_view {
+            self.ct_view(ct, now, &mut view);
+        }
+        match step {
             NatStep::Drop => return Action::Drop,
             NatStep::Rewritten => {
                 ip = match wire::parse_ipv4(frame, ETH_HLEN) {
@@ -651,6 +726,8 @@ impl Pipeline {
             Some(out_ifc),
             ct,
             carry,
+            use_view.then_some(&view),
+            &self.conncount,
             Hook::Postrouting,
         );
         let v = run_hook(
@@ -666,12 +743,75 @@ impl Pipeline {
             self.stats.dropped_by_rule += 1;
             return Action::Drop;
         }
+        let carry = Carry::of(&pkt);
+        self.conntrack
+            .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
         match self.conntrack.confirm(ct, now, &mut self.stats) {
             Confirm::InsertFailed => return Action::Drop,
             Confirm::Inserted(idx) => self.steer_if_local(idx),
             Confirm::NotNew => {}
         }
         self.finish_forward(frame, &ip, iface, next_hop, now)
+    }
+
+    /// The rule-visible state of the packet's connection as the packet starts its walk after
+    /// conntrack: mark, labels and `ct count` bits of its entry (none for a new one).
+    fn ct_carry(&self, ct: CtResult, mut c: Carry) -> Carry {
+        c.ct_mark = 0;
+        c.ct_label = 0;
+        c.ct_counted = 0;
+        if let Some((idx, _)) = ct.entry() {
+            if let Some(e) = self.conntrack.get(idx) {
+                c.ct_mark = e.mark;
+            }
+            c.ct_label = self.conntrack.label(idx);
+            c.ct_counted = self.conntrack.counted(idx);
+        }
+        c
+    }
+
+    /// Fills `v` from the packet's entry (pending, existing or the one an ICMP error relates to);
+    /// `false` when it has none.
+    fn ct_view(&self, ct: CtResult, now: u64, v: &mut CtView) -> bool {
+        let (e, reply, confirmed) = match ct {
+            CtResult::New => (self.conntrack.pending(), false, false),
+            CtResult::Existing { idx, dir, .. } | CtResult::Related { idx, dir } => (
+                self.conntrack.get(idx),
+                dir == crate::conntrack::Dir::Reply,
+                true,
+            ),
+            _ => return false,
+        };
+        let Some(e) = e else {
+            return false;
+        };
+        let tv = |t: crate::conntrack::Tuple<Ipv4Addr>| {
+            let mut x = CtTupleView {
+                sport: t.sport,
+                dport: t.dport,
+                ..Default::default()
+            };
+            x.src[..4].copy_from_slice(&t.src.octets());
+            x.dst[..4].copy_from_slice(&t.dst.octets());
+            x
+        };
+        let acct = self.conntrack.sysctls().acct;
+        *v = CtView {
+            status: (e.status & !crate::conntrack::status::STEERED) as u32,
+            reply,
+            expiration_ms: if confirmed {
+                e.expires_in_ms(crate::conntrack::ms(now))
+            } else {
+                0
+            },
+            l3proto: 2,
+            protocol: e.proto,
+            zone: e.zone,
+            tuples: [tv(e.orig()), tv(e.reply())],
+            packets: if acct { e.packets } else { [0; 2] },
+            bytes: if acct { e.bytes } else { [0; 2] },
+        };
+        true
     }
 
     /// A hook dropped or rejected the packet: count it, and for `reject` send the reply.
@@ -1053,6 +1193,10 @@ fn packet_ctx<'a>(
         mark: 0,
         ct_state: 0,
         ct_mark: 0,
+        ct_label: 0,
+        ct_view: None,
+        conncount: None,
+        ct_counted: 0,
         hook,
         nftrace: false,
         now,
@@ -1069,6 +1213,8 @@ fn ctx<'a>(
     out_ifc: Option<&'a crate::fib::InterfaceConfig>,
     ct: CtResult,
     carry: Carry,
+    view: Option<&'a CtView>,
+    conncount: &'a ConnCounts,
     hook: Hook,
 ) -> PacketCtx<'a> {
     PacketCtx {
@@ -1085,6 +1231,10 @@ fn ctx<'a>(
         mark: carry.mark,
         ct_state: ct.state(),
         ct_mark: carry.ct_mark,
+        ct_label: carry.ct_label,
+        ct_view: view,
+        conncount: Some(conncount),
+        ct_counted: carry.ct_counted,
         hook,
         nftrace: carry.nftrace,
         now: carry.now,

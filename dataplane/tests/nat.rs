@@ -384,3 +384,109 @@ fn ping_through_masquerade_keeps_the_identifier_when_free() {
     assert_eq!(parse_ipv4(&back[0], ETH_HLEN).unwrap().dst, a(SRV));
     assert_eq!(checksum(&back[0][ETH_HLEN + 20..]), 0);
 }
+
+/// `ct status`, `ct direction`, the tuples, `ct l3proto` and `ct protocol` read the packet's entry,
+/// after the DNAT binding rewrote its reply tuple.
+const CT_KEYS: &str = "table ip nat {
+    chain pre {
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr 192.0.2.1 tcp dport 8080 dnat to 198.51.100.2:80
+    }
+}
+table ip filter {
+    chain fwd {
+        type filter hook forward priority filter; policy drop;
+        ct status dnat ct direction original ct original proto-dst 8080 ct reply proto-src 80 ct original ip daddr 192.0.2.1 ct reply ip saddr 198.51.100.2 ct l3proto ipv4 ct protocol tcp ct expiration 0 accept
+        ct status dnat ct direction reply ct status seen-reply ct original ip saddr 192.0.2.2 ct reply ip daddr 192.0.2.2 ct expiration > 50s accept
+    }
+}";
+
+#[test]
+fn ct_keys_read_the_entry_of_the_packet() {
+    let mut rig = Rig::new(CT_KEYS);
+    let fwd = rig.through(
+        0,
+        ipv4(EXT, FW_OUT_IP, TCP, &tcp(33000, 8080, SYN, 7, 0)),
+        1,
+    );
+    assert_eq!(fwd.len(), 1, "{:?}", rig.stats());
+    let back = rig.through(1, ipv4(SRV, EXT, TCP, &tcp(80, 33000, SYN | ACK, 50, 8)), 0);
+    assert_eq!(back.len(), 1, "{:?}", rig.stats());
+    // Not DNATed: `ct status dnat` fails and the policy drops it.
+    let direct = rig.through(0, ipv4(EXT, SRV, TCP, &tcp(33001, 80, SYN, 7, 0)), 1);
+    assert!(direct.is_empty());
+    assert_eq!(rig.stats().dropped_by_rule, 1);
+}
+
+/// `ct mark set` and `ct label set` on the first packet are what later packets of the connection see.
+const CT_MARK: &str = "table ip filter {
+    chain fwd {
+        type filter hook forward priority filter; policy drop;
+        ct state new udp dport 53 ct mark set 0x2a ct label set 3 accept
+        ct state new accept
+        ct direction reply ct mark 0x2a ct label 3 accept
+    }
+}";
+
+#[test]
+fn ct_mark_and_label_stay_on_the_connection() {
+    let mut rig = Rig::new(CT_MARK);
+    assert_eq!(
+        rig.through(1, ipv4(SRV, EXT, UDP, &udp(5000, 53)), 0).len(),
+        1
+    );
+    assert_eq!(
+        rig.through(0, ipv4(EXT, SRV, UDP, &udp(53, 5000)), 1).len(),
+        1
+    );
+    // another flow without the mark: its reply is dropped
+    assert_eq!(
+        rig.through(1, ipv4(SRV, EXT, UDP, &udp(5001, 54)), 0).len(),
+        1
+    );
+    assert!(rig
+        .through(0, ipv4(EXT, SRV, UDP, &udp(54, 5001)), 1)
+        .is_empty());
+    let marks: Vec<u32> = rig.entries().iter().map(|c| c.entry.mark).collect();
+    assert!(marks.contains(&0x2a) && marks.contains(&0), "{marks:?}");
+}
+
+/// `ct count over 2`: a third concurrent connection is refused; one that closes stops counting.
+const CT_COUNT: &str = "table ip filter {
+    chain fwd {
+        type filter hook forward priority filter; policy accept;
+        ct state new ct count over 2 drop
+    }
+}";
+
+#[test]
+fn ct_count_limits_concurrent_connections() {
+    let mut rig = Rig::new(CT_COUNT);
+    for p in [40000, 40001] {
+        let out = rig.through(1, ipv4(SRV, EXT, TCP, &tcp(p, 80, SYN, 100, 0)), 0);
+        assert_eq!(out.len(), 1);
+    }
+    assert!(rig
+        .through(1, ipv4(SRV, EXT, TCP, &tcp(40002, 80, SYN, 100, 0)), 0)
+        .is_empty());
+    // packets of counted connections are not counted again
+    let back = rig.through(
+        0,
+        ipv4(EXT, SRV, TCP, &tcp(80, 40000, SYN | ACK, 900, 101)),
+        1,
+    );
+    assert_eq!(back.len(), 1);
+    // the first one is reset: closed connections leave the count
+    const RST: u8 = 0x04;
+    let rst = rig.through(
+        1,
+        ipv4(SRV, EXT, TCP, &tcp(40000, 80, RST | ACK, 101, 901)),
+        0,
+    );
+    assert_eq!(rst.len(), 1);
+    let out = rig.through(1, ipv4(SRV, EXT, TCP, &tcp(40003, 80, SYN, 100, 0)), 0);
+    assert_eq!(out.len(), 1, "{:?}", rig.stats());
+    assert!(rig
+        .through(1, ipv4(SRV, EXT, TCP, &tcp(40004, 80, SYN, 100, 0)), 0)
+        .is_empty());
+}

@@ -770,6 +770,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 | Op::ObjCounter(_)
                 | Op::Log(_)
                 | Op::DynSet(_)
+                | Op::Connlimit { .. }
                 | Op::Verdict(_) => break,
             };
             if !loads.is_empty() && loads.iter().all(fixed) {

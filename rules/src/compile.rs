@@ -28,7 +28,8 @@ pub(crate) enum Load {
         field: Option<&'static crate::expr::opt::OptField>,
     },
     Meta(&'static meta::Key),
-    Ct(&'static ct::Key, Option<ct::Dir>),
+    /// a conntrack key, its direction and its width in bytes (addresses: 4 or 16)
+    Ct(&'static ct::Key, Option<ct::Dir>, u8),
     /// `fib FLAGS RESULT`, answered by the packet's [`crate::eval::FibLookup`]
     Fib {
         flags: u8,
@@ -113,6 +114,12 @@ pub(crate) enum Op {
     Log(u32),
     /// `add|update|delete @set { key … }`
     DynSet(Box<DynOp>),
+    /// `ct count [over] N`: statement `id` of the ruleset's connlimits
+    Connlimit {
+        id: u32,
+        limit: u32,
+        over: bool,
+    },
     Verdict(VOp),
 }
 
@@ -131,6 +138,7 @@ pub(crate) struct DynOp {
 pub(crate) enum StoreTarget {
     Mark,
     CtMark,
+    CtLabel,
     Nftrace,
     /// `notrack`: a packet without a connection (yet) stays untracked
     Notrack,
@@ -299,6 +307,10 @@ pub struct CompiledRuleset {
     pub(crate) logs: Vec<crate::stmt::log::Log>,
     /// named sets with dynamic elements: (table, set name) → compiled set
     dyn_sets: Vec<((usize, String), u32)>,
+    /// some rule reads a `ct` key beyond state, mark and label (see [`CompiledRuleset::uses_ct_view`])
+    ct_view: bool,
+    /// number of `ct count` statements
+    connlimits: u32,
 }
 
 const HOOKS: [Hook; 7] = [
@@ -316,6 +328,15 @@ fn hook_index(h: Hook) -> usize {
 }
 
 impl CompiledRuleset {
+    /// Whether a rule reads conntrack keys beyond `ct state`, `ct mark` and `ct label`: only then does
+    /// the dataplane fill [`crate::eval::PacketCtx::ct_view`].
+    pub fn uses_ct_view(&self) -> bool {
+        self.ct_view
+    }
+    /// Number of `ct count` statements (their ids are `0..n`).
+    pub fn connlimits(&self) -> usize {
+        self.connlimits as usize
+    }
     /// The AST it came from, for printing.
     pub fn ruleset(&self) -> &Ruleset {
         &self.rs
@@ -529,6 +550,8 @@ pub(crate) struct Compiler {
     recent_loads: Vec<Arc<[Load]>>,
     /// chain positions by name in the table with this index (jump targets)
     chain_pos: (Option<usize>, std::collections::HashMap<String, usize>),
+    /// `ct count` statements so far
+    connlimits: u32,
 }
 
 impl<'a> From<&'a Ruleset> for std::borrow::Cow<'a, Ruleset> {
@@ -584,6 +607,7 @@ pub fn compile<'a>(
         dyn_sets: Vec::new(),
         recent_loads: Vec::new(),
         chain_pos: Default::default(),
+        connlimits: 0,
     };
     let mut hooks: Vec<Vec<(i32, usize, ChainId)>> = vec![Vec::new(); 2 * HOOKS.len()];
     let mut ingress: Vec<(i32, usize, ChainId, Vec<String>)> = Vec::new();
@@ -670,6 +694,19 @@ pub fn compile<'a>(
         .into_iter()
         .map(|(_, _, id, devs)| (id, devs))
         .collect();
+    let ct_view = cc.ops.iter().any(|op| {
+        let loads: &[Load] = match op {
+            Op::Cmp { loads, .. } | Op::Vmap { loads, .. } => loads,
+            Op::Store {
+                src: VSrc::Load { loads, .. } | VSrc::Map { loads, .. },
+                ..
+            } => loads,
+            _ => &[],
+        };
+        loads
+            .iter()
+            .any(|l| matches!(l, Load::Ct(k, ..) if !matches!(k.name, "state" | "mark" | "label")))
+    });
     let mut out = CompiledRuleset {
         rs: rs.into_owned(),
         chains: cc.chains,
@@ -690,6 +727,8 @@ pub fn compile<'a>(
         counter_objs: cc.counter_objs,
         logs: cc.logs,
         dyn_sets: cc.dyn_sets,
+        ct_view,
+        connlimits: cc.connlimits,
     };
     out.cls = crate::classify::build(&out);
     Ok(out)
@@ -868,7 +907,7 @@ fn same_load(a: &Load, b: &Load) -> bool {
                 }
         }
         (Load::Meta(x), Load::Meta(y)) => std::ptr::eq(*x, *y),
-        (Load::Ct(x, d1), Load::Ct(y, d2)) => std::ptr::eq(*x, *y) && d1 == d2,
+        (Load::Ct(x, d1, w1), Load::Ct(y, d2, w2)) => std::ptr::eq(*x, *y) && d1 == d2 && w1 == w2,
         _ => false,
     }
 }
@@ -953,6 +992,9 @@ impl Compiler {
                     let target = match &sf.target {
                         Selector::Meta { key, .. } if key.name == "mark" => Some(StoreTarget::Mark),
                         Selector::Ct { key, .. } if key.name == "mark" => Some(StoreTarget::CtMark),
+                        Selector::Ct { key, .. } if key.name == "label" => {
+                            Some(StoreTarget::CtLabel)
+                        }
                         Selector::Meta { key, .. } if key.name == "nftrace" => {
                             Some(StoreTarget::Nftrace)
                         }
@@ -996,6 +1038,20 @@ impl Compiler {
                     src: VSrc::Const(bx(&[1])),
                 }),
                 Stmt::FlowAdd(_) => {}
+                Stmt::Connlimit { count, over } => {
+                    if self.connlimits as usize >= crate::eval::MAX_CONNLIMIT {
+                        return Err(Diagnostic::bare(format!(
+                            "Could not process rule: Operation not supported: more than {} ct count statements",
+                            crate::eval::MAX_CONNLIMIT
+                        )));
+                    }
+                    self.ops.push(Op::Connlimit {
+                        id: self.connlimits,
+                        limit: *count,
+                        over: *over,
+                    });
+                    self.connlimits += 1;
+                }
             }
         }
         Ok(())
@@ -1110,7 +1166,15 @@ impl Compiler {
                     Load::Payload(f.load(*base))
                 }
                 Selector::Meta { key, .. } => Load::Meta(key),
-                Selector::Ct { key, dir, .. } => Load::Ct(key, *dir),
+                Selector::Ct { key, dir, dtype } => {
+                    // `ct label` loads the 128 label bits; matches name a bit (see `matching`)
+                    let w = if key.name == "label" {
+                        16
+                    } else {
+                        dtype.bytes()
+                    };
+                    Load::Ct(key, *dir, w as u8)
+                }
             })
             .collect()
     }
@@ -1315,6 +1379,11 @@ impl Compiler {
         let bitmask =
             m.left.sels.len() == 1 && m.left.sels[0].dtype().is_bitmask() && m.left.binop.is_none();
         let neg = m.op == RelOp::Ne;
+        if let [Selector::Ct { key, .. }] = &m.left.sels[..] {
+            if key.name == "label" && m.left.binop.is_none() {
+                return self.label_match(m, loads);
+            }
+        }
         let test = match &m.right {
             Rhs::Elem(e) => {
                 let single = e.parts.iter().all(|p| p.is_single());
@@ -1356,6 +1425,34 @@ impl Compiler {
             }
         };
         self.ops.push(Op::Cmp { loads, bin, test });
+        Ok(())
+    }
+
+    /// `ct label NAME|BIT`: that bit of the 128 label bits is set (`!=`: is not).
+    fn label_match(&mut self, m: &Match, loads: Arc<[Load]>) -> Result<(), Diagnostic> {
+        let Rhs::Elem(e) = &m.right else {
+            return Err(Diagnostic::bare(
+                "Could not process rule: Operation not supported: ct label in a set",
+            ));
+        };
+        let (lo, _) = bounds(e);
+        let bit = lo.last().copied().unwrap_or(0);
+        if !e.parts.iter().all(|p| p.is_single()) || bit >= 128 {
+            return Err(Diagnostic::bare(
+                "Could not process rule: Operation not supported: ct label range",
+            ));
+        }
+        let mut mask = [0u8; 16];
+        mask[15 - bit as usize / 8] = 1 << (bit % 8);
+        let neg = matches!(m.op, RelOp::Ne | RelOp::Bang);
+        self.ops.push(Op::Cmp {
+            loads,
+            bin: None,
+            test: Test::AnyBits {
+                mask: Key::new(&mask),
+                neg,
+            },
+        });
         Ok(())
     }
 

@@ -156,6 +156,16 @@ pub struct PacketCtx<'a> {
     /// kernel bits: see [`ct_state`]
     pub ct_state: u32,
     pub ct_mark: u32,
+    /// `ct label` bits (written back to the entry by the dataplane, like `ct_mark`).
+    pub ct_label: u128,
+    /// The rest of the packet's conntrack entry (`ct status`, `ct direction`, tuples, ...): `None` when
+    /// the packet has no entry, or when the ruleset reads none of it ([`CompiledRuleset::uses_ct_view`]).
+    pub ct_view: Option<&'a CtView>,
+    /// `ct count`: the live per-statement connection counts shared by the workers (`None`: only this
+    /// connection counts), and which statements already count this packet's connection (bit per
+    /// statement; set by evaluation, the dataplane adds the new ones to `conncount` when the entry stays).
+    pub conncount: Option<&'a ConnCounts>,
+    pub ct_counted: u32,
     pub hook: Hook,
     /// `meta nftrace`: the packet is traced (set by `meta nftrace set 1`).
     pub nftrace: bool,
@@ -246,6 +256,47 @@ fn fib_load(
         }
     }
 }
+
+/// The conntrack entry of a packet as `ct` expressions see it, filled by the dataplane after conntrack
+/// (and again after a NAT binding changes it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtView {
+    /// IPS_* bits (`ct status`).
+    pub status: u32,
+    /// The packet travels in the reply direction (`ct direction`).
+    pub reply: bool,
+    /// Milliseconds until the entry expires (`ct expiration`); 0 for a connection not confirmed yet,
+    /// whose timeout the kernel still keeps relative.
+    pub expiration_ms: u32,
+    /// NFPROTO_* (`ct l3proto`).
+    pub l3proto: u8,
+    /// IPPROTO_* (`ct protocol`).
+    pub protocol: u8,
+    pub zone: u16,
+    /// Original and reply tuples.
+    pub tuples: [CtTupleView; 2],
+    /// Per direction (0 unless accounting is on, as with the kernel's `nf_conntrack_acct`).
+    pub packets: [u64; 2],
+    pub bytes: [u64; 2],
+}
+
+/// One direction's tuple: addresses (an IPv4 address in the first 4 bytes), ports (ICMP: the id and
+/// `type << 8 | code`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtTupleView {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// Most `ct count` statements a ruleset may have.
+pub const MAX_CONNLIMIT: usize = 32;
+
+/// Live connections per `ct count` statement (by its index in the compiled ruleset), shared by the
+/// workers; the dataplane adds a connection when it stays in the table and takes it away when it goes
+/// or closes (as nf_conncount forgets closed connections).
+pub type ConnCounts = [std::sync::atomic::AtomicU32; MAX_CONNLIMIT];
 
 /// Kernel's NFT_JUMP_STACK_SIZE.
 pub const JUMP_STACK: usize = 16;
@@ -448,6 +499,12 @@ impl CompiledRuleset {
                     match target {
                         StoreTarget::Mark => pkt.mark = v,
                         StoreTarget::CtMark => pkt.ct_mark = v,
+                        StoreTarget::CtLabel => {
+                            // nf_connlabels_replace with mask = value: the bit is added
+                            if let Some(bit) = buf[..n].last().filter(|&&b| b < 128) {
+                                pkt.ct_label |= 1u128 << bit;
+                            }
+                        }
                         StoreTarget::Nftrace => pkt.nftrace = v != 0,
                         // nft_notrack_eval: no effect on a packet that has a connection
                         StoreTarget::Notrack => {
@@ -485,6 +542,25 @@ impl CompiledRuleset {
                     }
                     let set = cs.dynamic.as_ref()?;
                     if !set.apply(d.kind, &buf[..n], d.timeout, &d.stmts, pkt.now, pkt.len) {
+                        return None;
+                    }
+                }
+                Op::Connlimit { id, limit, over } => {
+                    // nft_connlimit_do_eval: this connection is added if not counted yet, then
+                    // `count > limit` decides (inverted without `over`).
+                    // A packet without an entry counts once, from its own tuple, and is forgotten.
+                    let tracked = pkt.ct_state & (ct_state::INVALID | ct_state::UNTRACKED) == 0;
+                    let bit = 1u32 << id;
+                    let mut count = pkt.conncount.map_or(0, |c| {
+                        c[*id as usize].load(std::sync::atomic::Ordering::Relaxed)
+                    });
+                    if pkt.ct_counted & bit == 0 {
+                        if tracked {
+                            pkt.ct_counted |= bit;
+                        }
+                        count += 1;
+                    }
+                    if (count > *limit) != *over {
                         return None;
                     }
                 }
@@ -581,7 +657,7 @@ pub(crate) fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize>
                 }
             }
         }
-        Load::Ct(k, d) => k.read(p, *d, out),
+        Load::Ct(k, d, w) => k.read(p, *d, *w, out),
         Load::Fib { flags, result } => fib_load(*flags, *result, p, out),
     }
 }

@@ -583,6 +583,13 @@ impl Writer<'_> {
                 one("queue", Json::Obj(o))
             }
             Stmt::Notrack => one("notrack", Json::Null),
+            Stmt::Connlimit { count, over } => {
+                let mut o = vec![("val".into(), Json::Num(*count as i128))];
+                if *over {
+                    o.push(("inv".into(), Json::Bool(true)));
+                }
+                one("ct count", Json::Obj(o))
+            }
             Stmt::ObjRef(o) => {
                 let name = match &o.target {
                     ValExpr::Const(t, Part::Val(v)) => self.val(*t, v),

@@ -1455,6 +1455,21 @@ impl<'a> Parser<'a> {
         })
     }
 
+    /// `ct count [over] N`
+    pub(crate) fn connlimit_stmt(&mut self) -> PResult<Stmt> {
+        self.next();
+        self.next();
+        let over = self.eat_word("over");
+        let (n, span) = self.number()?;
+        if n > u32::MAX as u64 {
+            return Err(self.err(span, "value too large"));
+        }
+        Ok(Stmt::Connlimit {
+            count: n as u32,
+            over,
+        })
+    }
+
     fn stmt(&mut self, ctx: &mut RuleCtx, table: &str) -> PResult<Stmt> {
         let t = self.peek();
         if t.kind == Tok::At && matches!(&self.text(t)[1..], "ll" | "nh" | "th" | "ih") {
@@ -1508,6 +1523,10 @@ impl<'a> Parser<'a> {
                 self.next();
                 ctx.dep = None;
                 return Ok(Stmt::Notrack);
+            }
+            "ct" if n2.kind == Tok::Word && self.text(n2) == "count" => {
+                ctx.dep = None;
+                return self.connlimit_stmt();
             }
             _ => {}
         }

@@ -210,6 +210,10 @@ impl Printer<'_> {
             Stmt::ObjRef(o) => o.print(&mut self.out, fmt),
             Stmt::SetUpdate(u) => u.print(&mut self.out, fmt, self.opts.stateless),
             Stmt::FlowAdd(n) => self.out.push_str(&format!("flow add @{n}")),
+            Stmt::Connlimit { count, over } => self.out.push_str(&format!(
+                "ct count {}{count}",
+                if *over { "over " } else { "" }
+            )),
         }
     }
 }

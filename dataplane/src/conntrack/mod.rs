@@ -561,6 +561,13 @@ pub struct Conntrack<A> {
     pending: Option<Entry<A>>,
     /// `ct label` bits of the entries that have any (rare: kept off the entry).
     labels: HashMap<u32, u128>,
+    /// The `ct count` statements counting each entry that any counts (bit per statement), and the
+    /// counts the workers share.
+    counted: HashMap<u32, u32>,
+    conncount: Option<std::sync::Arc<rules::eval::ConnCounts>>,
+    /// Label and `ct count` bits the rules gave the pending entry (they move in at confirm).
+    pending_label: u128,
+    pending_counted: u32,
     early_cursor: u32,
     /// When the last "table full" line was logged (ns).
     last_full_log: Option<u64>,
@@ -607,6 +614,10 @@ impl<A: Addr> Conntrack<A> {
             wheel: Wheel::new(),
             pending: None,
             labels: HashMap::new(),
+            counted: HashMap::new(),
+            conncount: None,
+            pending_label: 0,
+            pending_counted: 0,
             early_cursor: 0,
             last_full_log: None,
             events_enabled: false,
@@ -671,6 +682,9 @@ impl<A: Addr> Conntrack<A> {
     }
 
     pub fn label(&self, idx: u32) -> u128 {
+        if self.labels.is_empty() {
+            return 0;
+        }
         self.labels.get(&idx).copied().unwrap_or(0)
     }
 
@@ -679,6 +693,78 @@ impl<A: Addr> Conntrack<A> {
             self.labels.remove(&idx);
         } else {
             self.labels.insert(idx, bits);
+        }
+    }
+
+    /// The `ct count` counts this table adds its connections to (shared by the workers).
+    pub fn set_conncount(&mut self, c: std::sync::Arc<rules::eval::ConnCounts>) {
+        self.conncount = Some(c);
+    }
+
+    /// The `ct count` statements counting entry `idx` (bit per statement).
+    pub fn counted(&self, idx: u32) -> u32 {
+        if self.counted.is_empty() {
+            return 0;
+        }
+        self.counted.get(&idx).copied().unwrap_or(0)
+    }
+
+    /// What the rules left on a packet's connection: `ct mark`, `ct label` and the `ct count`
+    /// statements that now count it (`ct`: the packet's [`CtResult`]; a pending entry keeps them until
+    /// confirmation).
+    pub fn set_rule_state(&mut self, ct: CtResult, mark: u32, label: u128, counted: u32) {
+        match ct {
+            CtResult::New => {
+                if let Some(e) = self.pending.as_mut() {
+                    e.mark = mark;
+                    self.pending_label = label;
+                    self.pending_counted = counted;
+                }
+            }
+            CtResult::Existing { idx, .. } | CtResult::Related { idx, .. } => {
+                let Some(e) = self.slab.get_mut(idx) else {
+                    return;
+                };
+                e.mark = mark;
+                if label != self.label(idx) {
+                    self.set_label(idx, label);
+                }
+                let old = self.counted(idx);
+                if counted & !old != 0 {
+                    self.count_in(idx, counted & !old);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds entry `idx` to the counts of the `ct count` statements in `bits`.
+    fn count_in(&mut self, idx: u32, bits: u32) {
+        if let Some(c) = &self.conncount {
+            for i in 0..32 {
+                if bits & (1 << i) != 0 {
+                    c[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        *self.counted.entry(idx).or_insert(0) |= bits;
+    }
+
+    /// Takes entry `idx` out of every `ct count` (it went, or closed: nf_conncount forgets closed
+    /// connections).
+    fn count_out(&mut self, idx: u32) {
+        if self.counted.is_empty() {
+            return;
+        }
+        let Some(bits) = self.counted.remove(&idx) else {
+            return;
+        };
+        if let Some(c) = &self.conncount {
+            for i in 0..32 {
+                if bits & (1 << i) != 0 {
+                    c[i].fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -733,6 +819,7 @@ impl<A: Addr> Conntrack<A> {
             }
         }
         self.labels.remove(&idx);
+        self.count_out(idx);
         if e.status & status::STEERED != 0 {
             self.unsteer.push(e.reply());
         }
@@ -769,6 +856,8 @@ impl<A: Addr> Conntrack<A> {
         stats: &mut WorkerStats,
     ) -> CtResult {
         self.pending = None;
+        self.pending_label = 0;
+        self.pending_counted = 0;
         let now_ms = ms(now);
         if pkt.fragment {
             // Reassembly (nf_defrag) happens before conntrack; fragments reaching here are not tracked.
@@ -818,7 +907,18 @@ impl<A: Addr> Conntrack<A> {
                 return self.new_flow(tuple, pkt, seg.as_ref(), zone, now, stats);
             };
             match self.update(idx, dir, pkt, seg.as_ref(), now_ms) {
-                Update::Ok(state) => return CtResult::Existing { idx, dir, state },
+                Update::Ok(state) => {
+                    if !self.counted.is_empty()
+                        && self
+                            .slab
+                            .get(idx)
+                            .and_then(|e| e.tcp_state())
+                            .is_some_and(|s| matches!(s, TcpState::TimeWait | TcpState::Close))
+                    {
+                        self.count_out(idx);
+                    }
+                    return CtResult::Existing { idx, dir, state };
+                }
                 Update::Invalid => {
                     stats.ct_invalid += 1;
                     return CtResult::Invalid;
@@ -980,10 +1080,11 @@ impl<A: Addr> Conntrack<A> {
             }
             L4::Udp { stream_ts } => {
                 // SEEN_REPLY is set after this (as in nf_conntrack_in): the first reply keeps the short
-                // timeout; a later packet after 2 s makes the flow a stream.
+                // timeout; any packet after it makes the flow assured, and one more than 2 s after the
+                // first packet gives it the stream timeout (nf_conntrack_udp_packet).
                 if e.status & status::SEEN_REPLY != 0 {
+                    e.status |= status::ASSURED;
                     if (now_ms.wrapping_sub(*stream_ts) as i32) > 0 {
-                        e.status |= status::ASSURED;
                         Some(cfg.udp_timeout_stream)
                     } else {
                         Some(cfg.udp_timeout)
@@ -1066,6 +1167,14 @@ impl<A: Addr> Conntrack<A> {
         }
         let b = self.wheel.schedule(idx, expires, now_ms);
         self.slab.get_mut(idx).unwrap().wheel = b;
+        if self.pending_label != 0 {
+            self.labels
+                .insert(idx, std::mem::take(&mut self.pending_label));
+        }
+        if self.pending_counted != 0 {
+            let bits = std::mem::take(&mut self.pending_counted);
+            self.count_in(idx, bits);
+        }
         stats.ct_new += 1;
         self.event(EventKind::New, idx, now_ms);
         // Pay for expiry as we go: a few wheel items per insertion keeps pace with any creation rate.
@@ -1076,6 +1185,8 @@ impl<A: Addr> Conntrack<A> {
     /// Forgets the pending entry (the packet was dropped before confirmation).
     pub fn abandon(&mut self) {
         self.pending = None;
+        self.pending_label = 0;
+        self.pending_counted = 0;
     }
 
     /// Visits due wheel buckets, removing expired entries and re-filing the others, doing at most
@@ -1136,6 +1247,10 @@ impl<A: Addr> Conntrack<A> {
             for i in idxs {
                 self.remove(i);
             }
+        }
+        let idxs: Vec<u32> = self.counted.keys().copied().collect();
+        for i in idxs {
+            self.count_out(i);
         }
         self.index.clear();
         self.slab.clear();

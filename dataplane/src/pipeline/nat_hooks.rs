@@ -19,6 +19,8 @@ pub(super) const NAT_SRC_PRIO: i32 = 100;
 pub(super) struct Carry {
     pub mark: u32,
     pub ct_mark: u32,
+    pub ct_label: u128,
+    pub ct_counted: u32,
     pub nftrace: bool,
     /// the packet's arrival time (ns), for `limit`
     pub now: u64,
@@ -29,6 +31,8 @@ impl Carry {
         Carry {
             mark: p.mark,
             ct_mark: p.ct_mark,
+            ct_label: p.ct_label,
+            ct_counted: p.ct_counted,
             nftrace: p.nftrace,
             now: p.now,
         }
@@ -118,6 +122,7 @@ impl Pipeline {
         in_port: usize,
         out: Option<(usize, Ipv4Addr)>,
         carry: Carry,
+        view: Option<&CtView>,
         now: u64,
     ) -> NatStep {
         let manip = if hook == Hook::Postrouting {
@@ -146,6 +151,10 @@ impl Pipeline {
                 mark: carry.mark,
                 ct_state: ct.state(),
                 ct_mark: carry.ct_mark,
+                ct_label: carry.ct_label,
+                ct_view: view,
+                conncount: Some(&self.conncount),
+                ct_counted: carry.ct_counted,
                 hook,
                 nftrace: carry.nftrace,
                 now: carry.now,

@@ -787,6 +787,12 @@ fn ctx6<'a>(
         mark: carry.mark,
         ct_state: ct.state(),
         ct_mark: carry.ct_mark,
+        // IPv6 connections: ct mark/label/count bits ride in `carry`; the entry view and the shared
+        // `ct count` counts are IPv4-only so far (pipeline.rs: ct_carry, ct_view, set_rule_state)
+        ct_label: carry.ct_label,
+        ct_view: None,
+        conncount: None,
+        ct_counted: carry.ct_counted,
         hook,
         nftrace: carry.nftrace,
         now: carry.now,

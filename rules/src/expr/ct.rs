@@ -60,8 +60,8 @@ pub fn key(name: &str) -> Option<&'static Key> {
 /// `original` / `reply`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dir {
-    Original,
-    Reply,
+    Original = 0,
+    Reply = 1,
 }
 
 impl Dir {
@@ -74,14 +74,56 @@ impl Dir {
 }
 
 impl Key {
+    /// Writes the key's value for packet `p` into `out` (`width` bytes: the compiled load's width);
+    /// `None` when the packet has no conntrack entry (or the key is one sluice does not keep), and the
+    /// match fails as the kernel's `nft_ct_get_eval` breaks.
     #[inline]
-    pub fn read(&self, p: &PacketCtx<'_>, _dir: Option<Dir>, out: &mut [u8]) -> Option<usize> {
-        let bytes = match self.name {
-            "state" => p.ct_state.to_be_bytes(),
-            "mark" => p.ct_mark.to_be_bytes(),
-            _ => return None,
+    pub fn read(
+        &self,
+        p: &PacketCtx<'_>,
+        dir: Option<Dir>,
+        width: u8,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        use crate::eval::ct_state::{INVALID, UNTRACKED};
+        let mut put = |b: &[u8]| -> Option<usize> {
+            out.get_mut(..b.len())?.copy_from_slice(b);
+            Some(b.len())
         };
-        out.get_mut(..4)?.copy_from_slice(&bytes);
-        Some(4)
+        match self.name {
+            "state" => return put(&p.ct_state.to_be_bytes()),
+            // read from the packet's own fields (the rules may set them); no entry, no value
+            "mark" | "label" if p.ct_state & (INVALID | UNTRACKED) != 0 => return None,
+            "mark" => return put(&p.ct_mark.to_be_bytes()),
+            "label" => return put(&p.ct_label.to_be_bytes()),
+            _ => {}
+        }
+        let v = p.ct_view?;
+        let d = |x: Dir| x as usize;
+        let sum = |a: [u64; 2]| match dir {
+            Some(x) => a[d(x)],
+            None => a[0] + a[1],
+        };
+        let t = dir.map(|x| &v.tuples[d(x)]);
+        match self.name {
+            "direction" => put(&[v.reply as u8]),
+            "status" => put(&v.status.to_be_bytes()),
+            "expiration" => put(&v.expiration_ms.to_be_bytes()),
+            "l3proto" => put(&[v.l3proto]),
+            "protocol" => put(&[v.protocol]),
+            "saddr" => put(&t?.src[..width as usize]),
+            "daddr" => put(&t?.dst[..width as usize]),
+            "proto-src" => put(&t?.sport.to_be_bytes()),
+            "proto-dst" => put(&t?.dport.to_be_bytes()),
+            "zone" => put(&v.zone.to_be_bytes()),
+            "bytes" => put(&sum(v.bytes).to_be_bytes()),
+            "packets" => put(&sum(v.packets).to_be_bytes()),
+            "avgpkt" => {
+                let (b, n) = (sum(v.bytes), sum(v.packets));
+                put(&(if n == 0 { 0 } else { b / n }).to_be_bytes())
+            }
+            // id (a kernel hash), secmark, event, helper, timeout, expectation: not kept
+            _ => None,
+        }
     }
 }

@@ -34,6 +34,10 @@ impl SetUpdate {
                 }
                 super::Stmt::Limit(l) => l.print(out),
                 super::Stmt::Quota(q) => q.print(stateless, out),
+                super::Stmt::Connlimit { count, over } => out.push_str(&format!(
+                    "ct count {}{count}",
+                    if *over { "over " } else { "" }
+                )),
                 _ => {}
             }
         }
@@ -92,6 +96,13 @@ impl Parser<'_> {
                 "counter" => u.stmts.push(self.counter_stmt()?),
                 "limit" => u.stmts.push(self.limit_stmt()?),
                 "quota" => u.stmts.push(self.quota_stmt()?),
+                "ct" if {
+                    let n2 = self.peek2();
+                    n2.kind == Tok::Word && self.text(n2) == "count"
+                } =>
+                {
+                    u.stmts.push(self.connlimit_stmt()?)
+                }
                 _ => break,
             }
         }

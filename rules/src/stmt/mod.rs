@@ -32,4 +32,10 @@ pub enum Stmt {
     ObjRef(Box<crate::obj::ObjRef>),
     SetUpdate(Box<dynset::SetUpdate>),
     FlowAdd(String),
+    /// `ct count [over] N` (connlimit): matches while the connections counted by this statement,
+    /// this one included, are at most N (`over`: more than N).
+    Connlimit {
+        count: u32,
+        over: bool,
+    },
 }
