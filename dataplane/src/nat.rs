@@ -162,8 +162,11 @@ impl Nat {
         now_ms: u32,
     ) -> Result<Tuple<A>, NatError> {
         let owner = self.owner;
+        // With several workers a source binding must also make the replies hash to this worker; a
+        // destination binding need not: the source binding at POSTROUTING that follows (null or not)
+        // picks the port that brings its replies here.
         let used = |t: &Tuple<A>| {
-            !owned_here(owner, t)
+            (manip == Manip::Src && !owned_here(owner, t))
                 || match t.invert() {
                     Some(r) => ct.tuple_taken(zone, &r, now_ms),
                     None => false,
@@ -207,7 +210,7 @@ impl Nat {
     ) -> Result<(), NatError> {
         let owner = self.owner;
         let used = |ct: &Conntrack<A>, t: &Tuple<A>| {
-            !owned_here(owner, t)
+            (manip == Manip::Src && !owned_here(owner, t))
                 || match t.invert() {
                     Some(r) => ct.tuple_taken(zone, &r, now_ms),
                     None => false,
@@ -236,12 +239,10 @@ impl Nat {
                 }
                 None => {
                     if manip == Manip::Dst {
-                        // A destination rewrite without ports cannot move the port.
-                        return if used(ct, t) {
-                            Err(NatError::Exhausted)
-                        } else {
-                            Ok(())
-                        };
+                        // A destination rewrite without ports cannot move the port: the tuple stays
+                        // as it is, and the source binding at POSTROUTING moves the source port if it
+                        // clashes (as the kernel's nf_nat_l4proto_unique_tuple returns here).
+                        return Ok(());
                     }
                     let p = t.sport;
                     if p < 512 {
@@ -270,7 +271,9 @@ impl Nat {
         loop {
             for i in 0..attempts {
                 key(t, (min + off % size) as u16);
-                if owned_here(self.owner, t) && !used_harder(ct, zone, t, attempts - i, now_ms) {
+                if (manip == Manip::Dst || owned_here(self.owner, t))
+                    && !used_harder(ct, zone, t, attempts - i, now_ms)
+                {
                     return Ok(());
                 }
                 off = off.wrapping_add(1);

@@ -298,7 +298,12 @@ struct TwoWorkers {
 
 impl TwoWorkers {
     fn new() -> TwoWorkers {
-        let ast = rules::parse_ruleset(LAB, "lab.nft").unwrap();
+        TwoWorkers::with(LAB, false)
+    }
+
+    /// Two workers running `ruleset`; with `neighbours`, both end hosts are static neighbours.
+    fn with(ruleset: &str, neighbours: bool) -> TwoWorkers {
+        let ast = rules::parse_ruleset(ruleset, "test.nft").unwrap();
         let live = Arc::new(ArcSwap::from_pointee(rules::compile(&ast).unwrap()));
         let fib = lab_fib();
         let mut ends = dataplane::handoff::mesh(2, 64).into_iter();
@@ -310,7 +315,7 @@ impl TwoWorkers {
                 workers: 2,
                 ..PipelineConfig::default()
             };
-            let pipeline = Pipeline::new(
+            let mut pipeline = Pipeline::new(
                 fib.clone(),
                 vec![
                     PortRole {
@@ -320,6 +325,10 @@ impl TwoWorkers {
                 ],
                 &config,
             );
+            if neighbours {
+                pipeline.add_static_neighbour(0, CLI.into(), CLI_MAC);
+                pipeline.add_static_neighbour(1, SRV.into(), SRV_MAC);
+            }
             let (tx, rx) = std::sync::mpsc::channel();
             std::mem::forget(tx);
             let ports: Vec<Box<dyn Port>> = vec![Box::new(p0), Box::new(p1)];
@@ -425,4 +434,150 @@ fn two_workers_keep_both_directions_of_a_flow_on_its_owner() {
     assert_eq!(o.stats.handoff_received, 2);
     assert_eq!((o.stats.dropped_by_rule, n.stats.dropped_by_rule), (0, 0));
     assert_eq!((o.conntrack_len, n.conntrack_len), (1, 0));
+}
+
+/// The (src, sport, dst, dport) of a forwarded TCP frame.
+fn tcp_ends(f: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+    let ip = wire::parse_ipv4(f, ETH_HLEN).unwrap();
+    (ip.src, ip.sport, ip.dst, ip.dport)
+}
+
+/// Opens `flows` connections through the two workers (each SYN arrives at the worker that does not own
+/// it) and answers each from the server on queue `reply_q`; returns how many SYN/ACKs reached the client
+/// translated back to what it sent to.
+fn nat_flows_through_two_workers(rig: &mut TwoWorkers, dst: ([u8; 4], u16), flows: u16) -> usize {
+    let mut ok = 0;
+    for i in 0..flows {
+        let sport = 40000 + i;
+        let syn = eth(
+            FW_IN,
+            CLI_MAC,
+            ipv4(CLI, dst.0, 6, &tcp(sport, dst.1, wire::TCP_SYN), 64),
+        );
+        let owner = dataplane::handoff::flow_owner(&syn, 2).unwrap();
+        rig.cli[1 - owner].inject(&syn);
+        rig.step();
+        let fwd = rig.sent(&rig.srv);
+        assert_eq!(
+            fwd.len(),
+            1,
+            "SYN {i} forwarded: {:?}",
+            rig.workers
+                .iter()
+                .map(|w| w.snapshot(false).stats)
+                .collect::<Vec<_>>()
+        );
+        let (s, sp, d, dp) = tcp_ends(&fwd[0].1);
+        assert_eq!(s, Ipv4Addr::from(CLI), "DNAT leaves the source address");
+        // The server answers the tuple it saw, on either queue.
+        let reply = eth(
+            FW_OUT,
+            SRV_MAC,
+            ipv4(
+                d.octets(),
+                s.octets(),
+                6,
+                &tcp(dp, sp, wire::TCP_SYN | wire::TCP_ACK),
+                64,
+            ),
+        );
+        rig.srv[(i % 2) as usize].inject(&reply);
+        rig.step();
+        let back = rig.sent(&rig.cli);
+        if back.len() == 1 && tcp_ends(&back[0].1) == (dst.0.into(), dst.1, CLI.into(), sport) {
+            ok += 1;
+        }
+    }
+    ok
+}
+
+const DNAT: &str = "table ip nat {
+    chain pre {
+        type nat hook prerouting priority dstnat; policy accept;
+        ip daddr 198.51.100.9 tcp dport 8080 dnat to 198.51.100.2:80
+        ip daddr 198.51.100.10 dnat to 198.51.100.2
+    }
+}
+table inet filter {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        ct state new ct status dnat accept
+    }
+}";
+
+#[test]
+fn two_workers_dnat_replies_reach_the_owner_of_the_connection() {
+    let mut rig = TwoWorkers::with(DNAT, true);
+    // a port forward (address and port change) and an address-only forward
+    for dst in [([198, 51, 100, 9], 8080), ([198, 51, 100, 10], 80)] {
+        assert_eq!(
+            nat_flows_through_two_workers(&mut rig, dst, 16),
+            16,
+            "{dst:?}"
+        );
+    }
+    let stats: Vec<_> = rig
+        .workers
+        .iter()
+        .map(|w| w.snapshot(false).stats)
+        .collect();
+    assert!(stats
+        .iter()
+        .all(|s| s.dropped_by_rule == 0 && s.nat_port_exhausted == 0));
+}
+
+const SNAT: &str = "table ip nat {
+    chain post {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname \"fw-srv\" snat to 198.51.100.1
+    }
+}
+table inet filter {
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        ct state new accept
+    }
+}";
+
+#[test]
+fn two_workers_snat_replies_reach_the_owner_of_the_connection() {
+    let mut rig = TwoWorkers::with(SNAT, true);
+    let mut ok = 0;
+    for i in 0..16u16 {
+        let sport = 41000 + i;
+        let syn = eth(
+            FW_IN,
+            CLI_MAC,
+            ipv4(CLI, SRV, 6, &tcp(sport, 80, wire::TCP_SYN), 64),
+        );
+        let owner = dataplane::handoff::flow_owner(&syn, 2).unwrap();
+        rig.cli[1 - owner].inject(&syn);
+        rig.step();
+        let fwd = rig.sent(&rig.srv);
+        assert_eq!(fwd.len(), 1);
+        let (s, sp, d, dp) = tcp_ends(&fwd[0].1);
+        assert_eq!(s, Ipv4Addr::new(198, 51, 100, 1));
+        // the reply hashes to the owner of the original direction
+        let reply = eth(
+            FW_OUT,
+            SRV_MAC,
+            ipv4(
+                d.octets(),
+                s.octets(),
+                6,
+                &tcp(dp, sp, wire::TCP_SYN | wire::TCP_ACK),
+                64,
+            ),
+        );
+        assert_eq!(dataplane::handoff::flow_owner(&reply, 2), Some(owner));
+        rig.srv[(i % 2) as usize].inject(&reply);
+        rig.step();
+        let back = rig.sent(&rig.cli);
+        if back.len() == 1 && tcp_ends(&back[0].1) == (SRV.into(), 80, CLI.into(), sport) {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 16);
 }

@@ -130,7 +130,13 @@ impl Pipeline {
         } else {
             Manip::Dst
         };
-        if ct == CtResult::New && has_nat_chains(rs, hook) {
+        // Once the family has a nat chain, every new connection gets a binding at both NAT hooks, the
+        // null binding where no rule gives one (the kernel registers nf_nat at all of them with the
+        // first nat chain): a connection DNATed at PREROUTING gets its source binding here too, which
+        // with several workers is what brings its replies to this worker.
+        if ct == CtResult::New
+            && (has_nat_chains(rs, Hook::Prerouting) || has_nat_chains(rs, Hook::Postrouting))
+        {
             let fib = &*self.fib;
             let in_ifc = &fib.interfaces[in_port];
             let (oif, oifname) = match out {
