@@ -282,6 +282,32 @@ impl Pipeline {
         }
     }
 
+    /// Prefetching for a batch (see [`Conntrack::prefetch`]): call with `stage` 0 for every frame of the
+    /// batch, then 1 for every frame, then process them. Reads the IPv4 header without checking it.
+    #[inline]
+    pub fn prefetch_ct(&self, frame: &[u8], stage: u8) {
+        let Some(ip) = frame.get(ETH_HLEN..) else {
+            return;
+        };
+        if frame[12..14] != wire::ETHERTYPE_IPV4.to_be_bytes() || ip.len() < 20 || ip[0] >> 4 != 4 {
+            return;
+        }
+        let ihl = (ip[0] & 0xf) as usize * 4;
+        let total = (u16::from_be_bytes([ip[2], ip[3]]) as usize).min(ip.len());
+        let Some(l4) = ip.get(ihl..total) else {
+            return;
+        };
+        let pkt = CtPkt {
+            src: Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]),
+            dst: Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]),
+            proto: ip[9],
+            l4,
+            len: total as u32,
+            fragment: u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0,
+        };
+        self.conntrack.prefetch(&pkt, 0, stage);
+    }
+
     fn shares(&self, port: usize) -> bool {
         self.roles.get(port).is_some_and(|r| r.kernel_shares)
     }

@@ -162,6 +162,14 @@ impl Worker {
                 continue;
             }
             total += batch.len();
+            // Bring the batch's conntrack buckets, then entries, toward the cache before the lookups.
+            if batch.len() > 1 {
+                for stage in 0..2 {
+                    for i in 0..batch.len() {
+                        self.pipeline.prefetch_ct(batch.frame(i), stage);
+                    }
+                }
+            }
             for i in 0..batch.len() {
                 let meta = batch.meta(i);
                 if let Some(h) = &self.handoff {
