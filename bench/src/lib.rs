@@ -6,6 +6,7 @@ pub mod plot;
 pub mod report;
 pub mod rig;
 pub mod scenario;
+pub mod swap;
 pub mod traffic;
 
 use dataplane::wire::{ArpRepr, ARP_REQUEST, ETH_HLEN};

@@ -500,16 +500,22 @@ pub fn markdown(rows: &[Row], skipped: &[(String, String)], cpu_names: &str) -> 
 
 /// Replaces the text between `<!-- bench:results:start -->` and `<!-- bench:results:end -->` in `doc`.
 pub fn update_doc(doc: &Path, text: &str) -> std::io::Result<bool> {
-    const START: &str = "<!-- bench:results:start -->";
-    const END: &str = "<!-- bench:results:end -->";
+    update_doc_section(doc, "results", text)
+}
+
+/// Replaces the text between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->` of a Markdown file;
+/// `Ok(false)` when the markers are missing.
+pub fn update_doc_section(doc: &Path, name: &str, text: &str) -> std::io::Result<bool> {
+    let start = format!("<!-- bench:{name}:start -->");
+    let end = format!("<!-- bench:{name}:end -->");
     let old = std::fs::read_to_string(doc)?;
-    let (Some(a), Some(b)) = (old.find(START), old.find(END)) else {
+    let (Some(a), Some(b)) = (old.find(&start), old.find(&end)) else {
         return Ok(false);
     };
     if b < a {
         return Ok(false);
     }
-    let new = format!("{}{START}\n{text}{}", &old[..a], &old[b..]);
+    let new = format!("{}{start}\n{text}{}", &old[..a], &old[b..]);
     std::fs::write(doc, new)?;
     Ok(true)
 }

@@ -107,10 +107,10 @@ impl CpuMark {
 }
 
 /// Kills the child when dropped (an early return or an interruption must not leave a generator running).
-struct Guard(Option<Child>);
+pub(crate) struct Guard(pub(crate) Option<Child>);
 
 impl Guard {
-    fn child(&mut self) -> &mut Child {
+    pub(crate) fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("child present")
     }
 }
@@ -124,7 +124,7 @@ impl Drop for Guard {
 }
 
 /// Waits for the child to exit, at most `limit`; kills it after that. Returns its stdout.
-fn wait_output(rig: &Rig, g: &mut Guard, limit: Duration, what: &str) -> Result<String> {
+pub(crate) fn wait_output(rig: &Rig, g: &mut Guard, limit: Duration, what: &str) -> Result<String> {
     let deadline = Instant::now() + limit;
     loop {
         if rig.interrupted().load(Ordering::Relaxed) {

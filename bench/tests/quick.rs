@@ -146,6 +146,35 @@ fn quick_run_brings_the_rig_up_and_measures_both_paths() {
     assert!(std::fs::read_to_string(out.join("results.md"))
         .unwrap()
         .contains("| none |"));
+    // The short swap test: 3 swaps of 1,000 rules on each path under UDP and TCP traffic, every swap timed,
+    // every TCP stream alive at the end (a swap must not break connections; loss and latency are reported in
+    // swap.md, not asserted).
+    let swaps = std::fs::read_to_string(out.join("swap.csv")).expect("swap.csv");
+    let mut lines = swaps.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for side in ["kernel", "sluice"] {
+        let mine: Vec<&Vec<&str>> = rows.iter().filter(|r| r[0] == side).collect();
+        assert_eq!(mine.len(), 3, "{side}: not 3 swaps timed:\n{swaps}");
+        for r in mine {
+            let ms: f64 = field(&header, r, "latency_ms").parse().unwrap();
+            assert!(ms > 0.0, "{swaps}");
+            // sluice's rows carry the daemon's own account of the apply
+            let daemon = field(&header, r, "daemon_total_ms");
+            assert_eq!(daemon.is_empty(), side == "kernel", "{swaps}");
+        }
+    }
+    let swap_md = std::fs::read_to_string(out.join("swap.md")).expect("swap.md");
+    for side in ["kernel", "sluice"] {
+        let row = swap_md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {side} | 1,000 | 3 / 3 |")))
+            .unwrap_or_else(|| panic!("no complete swap row for {side} in\n{swap_md}"));
+        assert!(
+            row.contains("| all 2 (over 3 swaps) |"),
+            "TCP through {side} did not survive the swaps:\n{swap_md}"
+        );
+    }
     if !stderr.contains("plots skipped") {
         for f in ["udp64.png", "tcp.png", "conn.png"] {
             let bytes = std::fs::read(out.join(f)).expect(f);

@@ -15,8 +15,9 @@ pub const DEFAULT_SOCKET: &str = "/run/sluice/sluice.sock";
 /// A handler answers one request: `Ok(body)` or `Err(message)`.
 pub type Handler = dyn Fn(&str, &str) -> std::result::Result<String, String> + Send + Sync;
 
-/// Binds the socket (replacing a stale one) and serves requests on a background thread.
-pub fn serve(path: &Path, handler: Box<Handler>) -> Result<()> {
+/// Binds the socket (replacing a stale one) and serves requests on a background thread, which runs on `cpus`
+/// when that is not empty (the daemon keeps compiling rulesets off the workers' cores).
+pub fn serve(path: &Path, handler: Box<Handler>, cpus: Vec<usize>) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -35,6 +36,9 @@ pub fn serve(path: &Path, handler: Box<Handler>) -> Result<()> {
     std::thread::Builder::new()
         .name("sluice-ctl".into())
         .spawn(move || {
+            if !cpus.is_empty() && !pin_current_thread_to(&cpus) {
+                tracing::warn!("control thread: could not pin to CPUs {cpus:?}");
+            }
             for stream in listener.incoming().flatten() {
                 if let Err(e) = answer(stream, &*handler) {
                     tracing::warn!("control request failed: {e:#}");
@@ -42,6 +46,22 @@ pub fn serve(path: &Path, handler: Box<Handler>) -> Result<()> {
             }
         })?;
     Ok(())
+}
+
+/// Restricts the calling thread to the CPUs `cpus` (ids as the kernel numbers them).
+fn pin_current_thread_to(cpus: &[usize]) -> bool {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET write inside it; sched_setaffinity(0, …) applies to
+    // the calling thread and reads `size_of::<cpu_set_t>()` bytes of `set`.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        for &c in cpus {
+            if c < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(c, &mut set);
+            }
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
 }
 
 fn answer(stream: UnixStream, handler: &Handler) -> Result<()> {

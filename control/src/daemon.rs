@@ -65,12 +65,50 @@ pub struct RunArgs {
     pub sysctls: Vec<String>,
 }
 
+/// The publishing record `stats` reports: how many generations have been stored and where the last applied
+/// one spent its time (microseconds, the daemon's monotonic clock, from the request's arrival to the store).
+#[derive(Default)]
+struct Published {
+    generation: u64,
+    /// Waiting for the writer lock, and reading the live generation's counters (skipped when the text
+    /// begins with `flush ruleset`).
+    base_us: u64,
+    /// Parsing and checking the commands against the base.
+    parse_us: u64,
+    compile_us: u64,
+    /// Deriving the generation's [`rules::Properties`] (so that workers switch without walking the rules).
+    prepare_us: u64,
+    /// Steering ports and the store into the `ArcSwap`: from here the workers' next batch runs the new
+    /// generation.
+    publish_us: u64,
+    total_us: u64,
+}
+
+/// Whether nft source text begins with `flush ruleset` (all families): then the running ruleset does not
+/// matter to the result, so it need not be copied.
+fn begins_with_flush_ruleset(text: &str) -> bool {
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start();
+        if let Some(comment) = rest.strip_prefix('#') {
+            rest = comment.split_once('\n').map_or("", |(_, r)| r);
+        } else {
+            break;
+        }
+    }
+    let mut words = rest.split(|c: char| c == '\n' || c == ';' || c == '#');
+    let first = words.next().unwrap_or("");
+    first.split_whitespace().eq(["flush", "ruleset"])
+}
+
 struct Daemon {
     ruleset_path: Option<PathBuf>,
     live: Arc<ArcSwap<CompiledRuleset>>,
     workers: Vec<Mutex<Sender<Command>>>,
     /// Serialises writers: each builds the next generation from the live one.
     writer: Mutex<()>,
+    /// Generations published so far (the first ruleset is generation 1), and what the last `nft-apply` cost.
+    published: Mutex<Published>,
     conntrack: crate::conntrack::Server,
     /// AF_XDP backend: local traffic goes to the kernel unless steered.
     xdp: bool,
@@ -105,26 +143,71 @@ impl Daemon {
         };
         let _w = self.writer.lock().unwrap();
         let next = ruleset::load(path).map_err(|e| e.to_string())?;
+        next.properties();
         self.steer_ports(&next);
-        self.live.store(Arc::new(next));
+        self.publish(next);
+        self.published.lock().unwrap().generation += 1;
         Ok(format!("loaded {}\n", path.display()))
+    }
+
+    /// Makes `next` the live generation. The generation it replaces is freed on a thread of the control plane,
+    /// not by whichever worker happens to drop the last reference: freeing a 100k-rule generation takes tens
+    /// of milliseconds, which a worker would take from packet processing (its RX ring overflows meanwhile).
+    fn publish(&self, next: CompiledRuleset) {
+        let old = self.live.swap(Arc::new(next));
+        let reaper = std::thread::Builder::new()
+            .name("sluice-reap".into())
+            .spawn(move || {
+                // Workers hold a generation for one batch (microseconds); other holders (a listing) briefly.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Arc::strong_count(&old) > 1 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+                drop(old);
+            });
+        if let Err(e) = reaper {
+            tracing::warn!("cannot start a thread to free the old generation: {e}");
+        }
     }
 
     /// Applies nft commands to the live ruleset as one transaction and publishes the result (unless
     /// `check`). Rules that stay keep their counts.
     fn apply(&self, name: &str, text: &str, check: bool) -> std::result::Result<String, String> {
+        let t0 = Instant::now();
         let _w = self.writer.lock().unwrap();
-        let (live, counters) = self.counters();
-        let mut next = live.ruleset().clone();
-        next.set_counter_values(&counters);
-        // quotas and named counters go on from where they are
-        live.write_state(&mut next, self.now());
-        rules::apply(&mut next, text, name, &crate::nft::FsLoader).map_err(|d| d.to_string())?;
-        let compiled = rules::compile(&next).map_err(|d| d.to_string())?;
-        if !check {
-            self.steer_ports(&compiled);
-            self.live.store(Arc::new(compiled));
+        let base = if begins_with_flush_ruleset(text) {
+            self.live.load().ruleset().flushed()
+        } else {
+            let (live, counters) = self.counters();
+            let mut base = live.ruleset().clone();
+            base.set_counter_values(&counters);
+            // quotas and named counters go on from where they are
+            live.write_state(&mut base, self.now());
+            base
+        };
+        let t1 = Instant::now();
+        let next = rules::apply_owned(base, text, name, &crate::nft::FsLoader)
+            .map_err(|d| d.to_string())?;
+        let t2 = Instant::now();
+        let compiled = rules::compile(next).map_err(|d| d.to_string())?;
+        let t3 = Instant::now();
+        if check {
+            return Ok(String::new());
         }
+        compiled.properties();
+        let t4 = Instant::now();
+        self.steer_ports(&compiled);
+        self.publish(compiled);
+        let t5 = Instant::now();
+        let us = |a: Instant, b: Instant| (b - a).as_micros() as u64;
+        let mut p = self.published.lock().unwrap();
+        p.generation += 1;
+        p.base_us = us(t0, t1);
+        p.parse_us = us(t1, t2);
+        p.compile_us = us(t2, t3);
+        p.prepare_us = us(t3, t4);
+        p.publish_us = us(t4, t5);
+        p.total_us = us(t0, t5);
         Ok(String::new())
     }
 
@@ -193,6 +276,21 @@ impl Daemon {
                     ct += s.conntrack_len;
                 }
                 let mut out = format!("workers {}\nconntrack_entries {ct}\n", snaps.len());
+                {
+                    let p = self.published.lock().unwrap();
+                    out.push_str(&format!(
+                        "ruleset_generation {}\nlast_apply_base_us {}\nlast_apply_parse_us {}\n\
+                         last_apply_compile_us {}\nlast_apply_prepare_us {}\nlast_apply_publish_us {}\n\
+                         last_apply_total_us {}\n",
+                        p.generation,
+                        p.base_us,
+                        p.parse_us,
+                        p.compile_us,
+                        p.prepare_us,
+                        p.publish_us,
+                        p.total_us
+                    ));
+                }
                 for ((name, _), v) in WorkerStats::FIELDS.iter().zip(total.values()) {
                     out.push_str(&format!("{name} {v}\n"));
                 }
@@ -409,6 +507,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         workers: senders,
         writer: Mutex::new(()),
         start,
+        published: Mutex::new(Published {
+            generation: 1,
+            ..Default::default()
+        }),
         trace: Default::default(),
         conntrack: crate::conntrack::Server {
             acct: sysctls.acct,
@@ -420,9 +522,19 @@ pub fn run(args: RunArgs) -> Result<()> {
     let first = daemon.live.load_full();
     daemon.steer_ports(&first);
     let d = daemon.clone();
+    // The control thread parses and compiles new generations: keep it off the workers' cores when there are
+    // cores left over, so that a ruleset swap takes no CPU time from packet processing.
+    let spare: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(0..nworkers as usize).any(|w| (w + 1) % ncores == *i))
+        .map(|(_, c)| c.id)
+        .collect();
     ctl::serve(
         &args.control,
         Box::new(move |line, body| d.handle(line, body)),
+        spare,
     )?;
 
     let hup = Arc::new(AtomicBool::new(false));
@@ -458,4 +570,25 @@ pub fn run(args: RunArgs) -> Result<()> {
     std::fs::remove_file(&args.control).ok();
     eprintln!("sluice: stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::begins_with_flush_ruleset as flush;
+
+    #[test]
+    fn recognises_a_leading_flush_ruleset() {
+        assert!(flush("flush ruleset\ntable inet t {\n}\n"));
+        assert!(flush(
+            "  # a comment\n\n# another\nflush   ruleset ; table ip t { }"
+        ));
+        assert!(flush("flush ruleset # all of it\n"));
+        assert!(flush("flush ruleset"));
+        // only one family, or something else first: the running ruleset matters
+        assert!(!flush("flush ruleset ip\ntable inet t {\n}\n"));
+        assert!(!flush("table inet t {\n}\nflush ruleset\n"));
+        assert!(!flush("add rule inet t c accept\n"));
+        assert!(!flush("flush table inet t\n"));
+        assert!(!flush(""));
+    }
 }

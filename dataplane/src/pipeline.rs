@@ -190,9 +190,12 @@ impl Pipeline {
             self.generation = id;
             self.counters = rs.initial_counters();
             self.stats.generation_switches += 1;
-            self.trace.ruleset_traces = uses_nftrace(rs);
+            // Derived once per generation (the publisher derives them before it stores the generation, so a
+            // switch costs the worker no walk over the rules).
+            let props = rs.properties();
+            self.trace.ruleset_traces = props.nftrace;
             self.trace.ruleset_logs = rs.has_logs();
-            self.defrag_on = uses_conntrack(rs);
+            self.defrag_on = props.conntrack;
         }
     }
 
@@ -1266,30 +1269,4 @@ fn ctx<'a>(
         now: carry.now,
         fib: Some(fib),
     }
-}
-
-/// Whether any rule of the ruleset sets `meta nftrace`.
-fn uses_nftrace(rs: &CompiledRuleset) -> bool {
-    use rules::expr::Selector;
-    use rules::stmt::Stmt;
-    rs.ruleset()
-        .tables
-        .iter()
-        .flat_map(|t| &t.chains)
-        .flat_map(|c| &c.rules)
-        .flat_map(|r| &r.stmts)
-        .any(|s| {
-            matches!(s, Stmt::SetField(sf)
-                if matches!(&sf.target, Selector::Meta { key, .. } if key.name == "nftrace"))
-        })
-}
-
-/// Whether the ruleset makes the kernel load connection tracking (a `ct` expression, a nat chain): only
-/// then does it reassemble fragments before the hooks.
-fn uses_conntrack(rs: &CompiledRuleset) -> bool {
-    let text = rules::print_ruleset(rs.ruleset(), &Default::default(), None);
-    text.lines().any(|l| {
-        let l = l.trim();
-        l.starts_with("type nat ") || l.split_whitespace().any(|w| w == "ct" || w == "notrack")
-    })
 }

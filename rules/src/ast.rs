@@ -192,6 +192,14 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
+    /// What `flush ruleset` leaves of this ruleset (no tables; table handles continue), without copying the
+    /// tables first.
+    pub fn flushed(&self) -> Ruleset {
+        Ruleset {
+            tables: Vec::new(),
+            next_table_handle: self.next_table_handle,
+        }
+    }
     pub fn table(&self, family: Family, name: &str) -> Option<&Table> {
         self.tables
             .iter()

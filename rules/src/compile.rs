@@ -311,6 +311,41 @@ pub struct CompiledRuleset {
     ct_view: bool,
     /// number of `ct count` statements
     connlimits: u32,
+    /// [`Properties`], derived on first use (see [`CompiledRuleset::properties`])
+    props: std::sync::OnceLock<Properties>,
+}
+
+/// Whole-ruleset facts a dataplane needs when it switches to a generation. They cost a walk over every rule
+/// (a print, for `conntrack`), so they are derived once per generation: the publisher calls
+/// [`CompiledRuleset::properties`] before it stores the generation, and the dataplane reads the memo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Properties {
+    /// Some rule sets `meta nftrace`.
+    pub nftrace: bool,
+    /// The ruleset makes the kernel load connection tracking (a `ct` expression or statement, `notrack`, a
+    /// nat chain): only then does it reassemble fragments before the hooks.
+    pub conntrack: bool,
+}
+
+impl Properties {
+    fn of(rs: &Ruleset) -> Properties {
+        let nftrace = rs
+            .tables
+            .iter()
+            .flat_map(|t| &t.chains)
+            .flat_map(|c| &c.rules)
+            .flat_map(|r| &r.stmts)
+            .any(|s| {
+                matches!(s, Stmt::SetField(sf)
+                    if matches!(&sf.target, Selector::Meta { key, .. } if key.name == "nftrace"))
+            });
+        let text = crate::print_ruleset(rs, &Default::default(), None);
+        let conntrack = text.lines().any(|l| {
+            let l = l.trim();
+            l.starts_with("type nat ") || l.split_whitespace().any(|w| w == "ct" || w == "notrack")
+        });
+        Properties { nftrace, conntrack }
+    }
 }
 
 const HOOKS: [Hook; 7] = [
@@ -340,6 +375,10 @@ impl CompiledRuleset {
     /// The AST it came from, for printing.
     pub fn ruleset(&self) -> &Ruleset {
         &self.rs
+    }
+    /// [`Properties`] of this generation, derived on the first call and remembered.
+    pub fn properties(&self) -> Properties {
+        *self.props.get_or_init(|| Properties::of(&self.rs))
     }
     pub fn counter_slots(&self) -> usize {
         self.initial.len()
@@ -729,6 +768,7 @@ pub fn compile<'a>(
         dyn_sets: cc.dyn_sets,
         ct_view,
         connlimits: cc.connlimits,
+        props: Default::default(),
     };
     out.cls = crate::classify::build(&out);
     Ok(out)

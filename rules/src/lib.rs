@@ -30,7 +30,7 @@ pub mod types;
 
 pub use ast::{Family, Hook, Ruleset};
 pub use classify::IndexStats;
-pub use compile::{compile, CompiledRuleset};
+pub use compile::{compile, CompiledRuleset, Properties};
 pub use diag::Diagnostic;
 pub use eval::{ChainId, NfProto, PacketCtx, Verdict};
 pub use json_in::{apply_json_owned, parse_json_ruleset};

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use bench::report::{self, Metric, Sample};
 use bench::rig::{self, Forwarder, Rig, RigConfig};
 use bench::scenario::Scenario;
+use bench::swap::{self, Load, SwapConfig, SwapResult};
 use bench::traffic;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -78,6 +79,36 @@ struct Cli {
     /// How long sluice may take to load a ruleset and come up, seconds.
     #[arg(long, default_value_t = 300)]
     start_timeout: u64,
+    /// The swap test instead of the comparison: replace a ruleset of --swap-rules rules with another one this
+    /// many times under load, on both paths (see bench/src/swap.rs). `--quick` runs a short one (3 swaps of
+    /// 1,000 rules) after its comparison.
+    #[arg(long)]
+    swap: Option<usize>,
+    /// Rules of each ruleset of the swap test.
+    #[arg(long, default_value_t = 100_000)]
+    swap_rules: usize,
+    /// Paths of the swap test (kernel,sluice).
+    #[arg(long, value_delimiter = ',', default_values_t = ["kernel".to_string(), "sluice".to_string()])]
+    swap_paths: Vec<String>,
+    /// Seconds of the swap test's baseline phase (same traffic, no swap).
+    #[arg(long, default_value_t = 10)]
+    swap_baseline: u64,
+    /// UDP packets/s through sluice during the swap test.
+    #[arg(long, default_value_t = 50_000)]
+    swap_pps: u64,
+    /// Rate limit of each iperf3 stream through sluice during the swap test, Mbit/s.
+    #[arg(long, default_value_t = 100.0)]
+    swap_tcp_mbit: f64,
+    /// UDP packets/s through the kernel during the swap test (the kernel walks every rule of the chain for
+    /// each packet: ≈ 400 packets/s on one CPU at 100k rules).
+    #[arg(long, default_value_t = 100)]
+    swap_kernel_pps: u64,
+    /// Rate limit of each iperf3 stream through the kernel during the swap test, Mbit/s.
+    #[arg(long, default_value_t = 0.5)]
+    swap_kernel_tcp_mbit: f64,
+    /// iperf3 streams during the swap test.
+    #[arg(long, default_value_t = 2)]
+    swap_streams: u32,
     /// Replace the results section (between `<!-- bench:results:start -->` and `<!-- bench:results:end -->`)
     /// of this Markdown file.
     #[arg(long)]
@@ -265,7 +296,9 @@ fn run(cli: Cli) -> Result<()> {
             .map(|t| Metric::parse(t).with_context(|| format!("unknown traffic {t:?}")))
             .collect::<Result<_>>()?
     };
-    let mut scenarios = if !cli.scenarios.is_empty() {
+    let mut scenarios = if cli.swap.is_some() && !quick {
+        Vec::new()
+    } else if !cli.scenarios.is_empty() {
         cli.scenarios
             .iter()
             .map(|n| Scenario::by_name(n).with_context(|| format!("unknown scenario {n:?}")))
@@ -343,6 +376,51 @@ fn run(cli: Cli) -> Result<()> {
         }
         None => Vec::new(),
     };
+    let swap_plan: Option<(SwapConfig, Vec<Forwarder>)> = if cli.report_only {
+        None
+    } else if let Some(n) = cli.swap.or(quick.then_some(3)) {
+        let (rules, baseline) = if quick && cli.swap.is_none() {
+            (1000, Duration::from_secs(1))
+        } else {
+            (cli.swap_rules, Duration::from_secs(cli.swap_baseline))
+        };
+        let paths = cli
+            .swap_paths
+            .iter()
+            .map(|p| match p.as_str() {
+                "kernel" => Ok(Forwarder::Kernel),
+                "sluice" => Ok(Forwarder::Sluice),
+                _ => bail!("unknown swap path {p:?} (kernel, sluice)"),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Some((
+            SwapConfig {
+                swaps: n,
+                rules,
+                baseline,
+                streams: cli.swap_streams.max(1),
+            },
+            paths,
+        ))
+    } else {
+        None
+    };
+    let swap_load = |fwd: Forwarder| match (fwd, quick && cli.swap.is_none()) {
+        (Forwarder::Sluice, false) => Load {
+            pps: cli.swap_pps,
+            tcp_mbit: cli.swap_tcp_mbit,
+        },
+        (Forwarder::Kernel, false) => Load {
+            pps: cli.swap_kernel_pps,
+            tcp_mbit: cli.swap_kernel_tcp_mbit,
+        },
+        // The quick form: 1,000 rules, which both paths carry at these rates.
+        (_, true) => Load {
+            pps: 2000,
+            tcp_mbit: 5.0,
+        },
+    };
+    let mut swap_results: Vec<SwapResult> = Vec::new();
     let started = Instant::now();
     let load_before = loadavg();
     let result = (|| -> Result<()> {
@@ -491,6 +569,40 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        if let Some((scfg, paths)) = &swap_plan {
+            eprintln!(
+                "swap test: {} swaps of {} rules on {}",
+                scfg.swaps,
+                scfg.rules,
+                paths
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let t = Instant::now();
+            for &fwd in paths {
+                let load = swap_load(fwd);
+                eprintln!(
+                    "  {}: UDP {} pps, {} iperf3 stream(s) at {} Mbit/s each",
+                    fwd.name(),
+                    load.pps,
+                    scfg.streams,
+                    load.tcp_mbit
+                );
+                let r = swap::run_path(&mut rig, fwd, &sluice, scfg, load, &mut |l| {
+                    eprintln!("  [{}] {l}", fmt_dur(t.elapsed()))
+                })?;
+                eprintln!(
+                    "  {}: {} swaps, attributable loss {:.0}, TCP {}",
+                    fwd.name(),
+                    r.latencies.len(),
+                    r.attributable_loss(),
+                    if r.tcp.survived { "survived" } else { "BROKEN" }
+                );
+                swap_results.push(r);
+            }
+        }
         eprintln!("tearing the rig down");
         Ok(())
     })();
@@ -499,6 +611,33 @@ fn run(cli: Cli) -> Result<()> {
     }
 
     // Whatever was measured is written, also after a failure.
+    if !swap_results.is_empty() {
+        let machine = format!(
+            "{} vCPU ({}), kernel {}, {}; traffic generators, end hosts and the swap commands on CPU {cpu_gen}, \
+             forwarding on CPU {cpu_fw}",
+            ncpu, m.cpu_model, m.kernel, m.nft
+        );
+        let smd = swap::markdown(&swap_results, &today(), &machine);
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        write(&out_dir.join("swap.csv"), &swap::swaps_csv(&swap_results))?;
+        write(&out_dir.join("swap.md"), &smd)?;
+        println!("{smd}");
+        if let (Some(doc), Ok(())) = (&cli.update_doc, &result) {
+            match report::update_doc_section(doc, "swap", &smd) {
+                Ok(true) => eprintln!("updated the swap section of {}", doc.display()),
+                Ok(false) => eprintln!(
+                    "{} has no <!-- bench:swap:start/end --> markers; swap section not updated",
+                    doc.display()
+                ),
+                Err(e) => eprintln!("cannot update {}: {e}", doc.display()),
+            }
+        }
+        if cli.swap.is_some() && !quick {
+            eprintln!("wrote {}/{{swap.csv,swap.md}}", out_dir.display());
+            return result;
+        }
+    }
     let rows = report::summarize(&samples);
     let cpu_names = if ncpu > 1 {
         format!("CPU{cpu_gen}/CPU{cpu_fw}")
