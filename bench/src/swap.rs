@@ -21,7 +21,7 @@
 //! from the request's arrival to the store) is recorded next to it.
 
 use crate::rig::{addr, run, sleep_checked, Forwarder, Rig};
-use crate::traffic::{wait_output, Guard};
+use crate::traffic::Guard;
 use anyhow::{anyhow, bail, Context, Result};
 use std::fmt::Write as _;
 use std::fs;
@@ -319,11 +319,13 @@ fn settle(rig: &Rig) -> Result<u64> {
     Ok(last)
 }
 
-/// The iperf3 transfer of one phase: server in srv, client in gen, both on the generator's CPU.
+/// The iperf3 transfer of one phase: server in srv, client in gen, both on the generator's CPU. The client's
+/// JSON goes to a file: a long run's output is more than a pipe holds, and iperf3 would block writing it.
 struct Transfer {
     _server: Guard,
     client: Guard,
     streams: u32,
+    out: PathBuf,
 }
 
 impl Transfer {
@@ -350,6 +352,8 @@ impl Transfer {
             secs.to_string(),
             format!("{}K", (mbit * 1000.0).round().max(1.0) as u64),
         );
+        let out = rig.state.join("swap-iperf3.json");
+        let out_file = fs::File::create(&out)?;
         let client = rig
             .pinned(
                 "gen",
@@ -372,14 +376,15 @@ impl Transfer {
                 ],
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(out_file.try_clone()?)
+            .stderr(out_file)
             .spawn()
             .context("cannot start iperf3")?;
         Ok(Transfer {
             _server: server,
             client: Guard(Some(client)),
             streams,
+            out,
         })
     }
 
@@ -395,13 +400,34 @@ impl Transfer {
             streams,
             ..Default::default()
         };
-        let out = match wait_output(rig, &mut self.client, limit, "iperf3") {
-            Ok(o) => o,
-            // iperf3 -J prints its JSON (with "error") on stdout even when it fails: wait_output puts it in
-            // the message.
-            Err(e) => return fail(format!("{e:#}")),
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if rig.interrupted().load(std::sync::atomic::Ordering::Relaxed) {
+                return fail("interrupted".into());
+            }
+            match self.client.child().try_wait() {
+                Ok(Some(st)) => break st,
+                Ok(None) if Instant::now() > deadline => {
+                    return fail(format!("iperf3 did not finish within {limit:?}"))
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => return fail(format!("waiting for iperf3: {e}")),
+            }
         };
+        let out = fs::read_to_string(&self.out).unwrap_or_default();
+        // iperf3 -J prints its JSON, with "error", also when it fails: parse it either way.
+        let json = out.find('{').map_or("", |i| &out[i..]);
+        if !status.success() && json.is_empty() {
+            return fail(format!("iperf3 failed ({status}): {}", out.trim()));
+        }
+        let out = json.to_string();
         match parse_iperf(&out, streams) {
+            Ok(mut o) if !status.success() => {
+                o.survived = false;
+                o.error
+                    .get_or_insert(format!("iperf3 exited with {status}"));
+                o
+            }
             Ok(o) => o,
             Err(e) => fail(format!("{e:#}")),
         }
@@ -640,7 +666,7 @@ fn phases(
             .map(|d| d.generation),
         Forwarder::Kernel => None,
     };
-    let tcp_secs = (estimate.as_secs_f64() * 1.5 * cfg.swaps as f64).ceil() as u64 + 4;
+    let tcp_secs = (estimate.as_secs_f64() * 1.3 * cfg.swaps as f64).ceil() as u64 + 4;
     tcp = Transfer::start(rig, cfg.streams, load.tcp_mbit, tcp_secs)?;
     sleep_checked(Duration::from_millis(500), rig.interrupted())?;
     let s0 = rig.sink_packets()?;
