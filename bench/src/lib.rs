@@ -308,6 +308,27 @@ mod tests {
     }
 
     #[test]
+    fn the_vip_spreads_new_flows_over_both_back_ends_in_turn() {
+        support::load_balanced_vip().unwrap();
+        let rs = Arc::new(compile(&vip_ruleset()).unwrap());
+        let mut p = pipeline();
+        p.use_generation(&rs);
+        prime_neighbours(&mut p, &rs);
+        let mut seen = Vec::new();
+        for sport in 2000..2006u16 {
+            let f = udp_frame_to(VIP, sport);
+            let mut slot = f.clone();
+            slot.resize(hw::FRAME_CAPACITY, 0);
+            match p.process(&mut slot, f.len(), 0, false, &rs, 1_000) {
+                Action::Forward(1) => seen.push(ip_field(&slot, 16)[3]),
+                other => panic!("flow {sport}: {other:?}"),
+            }
+        }
+        // numgen inc: 0, 1, 0, … (the kernel's first value is 0) → .2, .3, .2, …
+        assert_eq!(seen, [2, 3, 2, 3, 2, 3]);
+    }
+
+    #[test]
     fn set_ruleset_text_is_well_formed() {
         let s = set_saddr_ruleset(20);
         assert_eq!(s.matches("10.0.0.").count(), 20);

@@ -60,6 +60,9 @@ pub struct SwapConfig {
     pub baseline: Duration,
     /// iperf3 streams (one client, `-P`).
     pub streams: u32,
+    /// A control experiment: the same commands with `-c` (check: parse, check and compile, then discard),
+    /// so nothing is published; loss then comes from the control plane's CPU use, not from a swap.
+    pub check_only: bool,
 }
 
 /// The load one path carries during both phases.
@@ -142,6 +145,8 @@ impl DaemonTimes {
 #[derive(Clone, Debug)]
 pub struct SwapResult {
     pub fwd: Forwarder,
+    /// The control experiment (`-c`: nothing published).
+    pub check_only: bool,
     pub load: Load,
     pub rules: usize,
     pub swaps_planned: usize,
@@ -524,11 +529,18 @@ fn moved(a: &[(String, u64)], b: &[(String, u64)]) -> Vec<(String, u64)> {
 }
 
 /// One swap: the command, timed; `Err` with its output when it fails.
-fn swap_once(rig: &Rig, fwd: Forwarder, sluice: &Path, file: &Path) -> Result<Duration, String> {
+fn swap_once(
+    rig: &Rig,
+    fwd: Forwarder,
+    sluice: &Path,
+    file: &Path,
+    check_only: bool,
+) -> Result<Duration, String> {
     let file = file.to_str().unwrap();
+    let f = if check_only { "-cf" } else { "-f" };
     let socket = rig.control_socket();
     let cmd = match fwd {
-        Forwarder::Kernel => in_netns(Some(&rig.ns("fw")), rig.cfg.cpu_gen, &["nft", "-f", file]),
+        Forwarder::Kernel => in_netns(Some(&rig.ns("fw")), rig.cfg.cpu_gen, &["nft", f, file]),
         // The control socket is a path: the client needs no namespace.
         Forwarder::Sluice => in_netns(
             None,
@@ -538,7 +550,7 @@ fn swap_once(rig: &Rig, fwd: Forwarder, sluice: &Path, file: &Path) -> Result<Du
                 "nft",
                 "--control",
                 socket.to_str().unwrap(),
-                "-f",
+                f,
                 file,
             ],
         ),
@@ -614,7 +626,7 @@ fn phases(
     // Unmeasured: B then A, to estimate a swap's duration (and to warm caches on both paths alike).
     let mut estimate = Duration::ZERO;
     for f in [&files[1], &files[0]] {
-        estimate = estimate.max(swap_once(rig, fwd, sluice, f).map_err(|e| anyhow!(e))?);
+        estimate = estimate.max(swap_once(rig, fwd, sluice, f, false).map_err(|e| anyhow!(e))?);
     }
     progress(&format!(
         "{}: {} rules, a swap takes ≈ {:.0} ms; baseline {} s",
@@ -684,7 +696,7 @@ fn phases(
             bail!("interrupted");
         }
         let file = &files[(i + 1) % 2];
-        match swap_once(rig, fwd, sluice, file) {
+        match swap_once(rig, fwd, sluice, file, cfg.check_only) {
             Ok(d) => latencies.push(d),
             Err(e) => failures.push(e),
         }
@@ -734,6 +746,7 @@ fn phases(
         load,
         rules: cfg.rules,
         swaps_planned: cfg.swaps,
+        check_only: cfg.check_only,
         latencies,
         daemon,
         failures,
@@ -823,8 +836,9 @@ pub fn markdown(results: &[SwapResult], when: &str, machine: &str) -> String {
         sorted.sort();
         let _ = writeln!(
             s,
-            "| {} | {} | {} / {} | {} ms | {} ms | {} ms | {} pps | {} of {} | {} of {} | **{:.0}** | {} | {} s | {} → {} |",
+            "| {}{} | {} | {} / {} | {} ms | {} ms | {} ms | {} pps | {} of {} | {} of {} | **{:.0}** | {} | {} s | {} → {} |",
             r.fwd.name(),
+            if r.check_only { " (`-c`: check only)" } else { "" },
             crate::report::thousands(r.rules as u64),
             r.latencies.len(),
             r.swaps_planned,

@@ -497,7 +497,11 @@ fn fixed(l: &Load) -> bool {
                 | "pkttype"
         ),
         // ct keys include `ct mark`, which rules set; options are rare in big chains
-        Load::Ct(..) | Load::Opt { .. } | Load::Unavailable | Load::Fib { .. } => false,
+        Load::Ct(..)
+        | Load::Opt { .. }
+        | Load::Unavailable
+        | Load::Fib { .. }
+        | Load::Numgen(_) => false,
     }
 }
 

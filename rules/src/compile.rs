@@ -16,7 +16,7 @@ use crate::stmt::Stmt;
 use crate::types::Val;
 use crate::CounterValue;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Load {
     /// something only the dataplane knows (fib lookups): the match fails
     Unavailable,
@@ -35,6 +35,70 @@ pub(crate) enum Load {
         flags: u8,
         result: crate::expr::FibResult,
     },
+    /// `numgen inc|random mod M [offset O]`: a 32-bit number (network byte order, like every integer here)
+    /// from a generator. `inc` counts as the kernel's nft_ng_inc_gen does, one counter per expression shared
+    /// by every worker.
+    Numgen(Arc<Numgen>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Numgen {
+    pub(crate) random: bool,
+    pub(crate) modulus: u32,
+    pub(crate) offset: u32,
+    /// the last value of `inc` (starts at modulus - 1, so the first packet gets 0, as in the kernel)
+    pub(crate) counter: std::sync::atomic::AtomicU32,
+}
+
+impl Numgen {
+    fn new(random: bool, modulus: u32, offset: u32) -> Numgen {
+        let modulus = modulus.max(1);
+        Numgen {
+            random,
+            modulus,
+            offset,
+            counter: std::sync::atomic::AtomicU32::new(modulus - 1),
+        }
+    }
+
+    /// The next value.
+    pub(crate) fn next(&self) -> u32 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = if self.random {
+            thread_local! {
+                static STATE: std::cell::Cell<u64> = std::cell::Cell::new(0);
+            }
+            STATE.with(|st| {
+                let mut x = st.get();
+                if x == 0 {
+                    // seeded per thread from its stack address and the time
+                    let t = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_nanos() as u64);
+                    x = (t ^ (&x as *const u64 as u64)) | 1;
+                }
+                // xorshift64*
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                st.set(x);
+                ((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) % self.modulus as u64) as u32
+            })
+        } else {
+            let mut old = self.counter.load(Relaxed);
+            loop {
+                let new = if old + 1 < self.modulus { old + 1 } else { 0 };
+                match self
+                    .counter
+                    .compare_exchange_weak(old, new, Relaxed, Relaxed)
+                {
+                    Ok(_) => break new,
+                    Err(cur) => old = cur,
+                }
+            }
+        };
+        n.wrapping_add(self.offset)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -1647,6 +1711,23 @@ impl Compiler {
                 bin.push(Self::bin(&lhs)?);
                 Some(VSrc::Load { loads, bin })
             }
+            V::Numgen {
+                random,
+                modulus,
+                offset,
+            } => Some(VSrc::Load {
+                loads: vec![Load::Numgen(Arc::new(Numgen::new(
+                    *random, *modulus, *offset,
+                )))]
+                .into(),
+                bin: vec![],
+            }),
+            V::Map(k, m, _) if matches!(&**k, V::Numgen { .. }) => {
+                let VSrc::Load { loads, .. } = self.vsrc(t, k)? else {
+                    return None;
+                };
+                self.map_vsrc(t, m, loads, 4)
+            }
             V::Map(k, m, _) => {
                 let sels: crate::expr::Sels = match &**k {
                     V::Sel(s) => smallvec::smallvec![s.clone()],
@@ -1664,29 +1745,40 @@ impl Compiler {
                 };
                 let width = sels.iter().map(|s| s.dtype().bytes()).sum();
                 let loads = Self::loads(&Lhs { sels, binop: None })[..].into();
-                let elems: Vec<Elem> = match m {
-                    crate::stmt::vmap::MapRef::Anon(e) => e.clone(),
-                    crate::stmt::vmap::MapRef::Named(n) => t.set(n)?.elems.clone(),
-                };
-                let data = elems
-                    .iter()
-                    .map(|e| match e.data.as_deref() {
-                        Some(crate::expr::Data::Val(parts)) => {
-                            bounds(&Elem {
-                                parts: parts.iter().copied().collect(),
-                                data: None,
-                                opts: None,
-                            })
-                            .0
-                        }
-                        _ => bx(&[]),
-                    })
-                    .collect();
-                let set = self.set(t, &elems, width);
-                Some(VSrc::Map { loads, set, data })
+                self.map_vsrc(t, m, loads, width)
             }
             _ => None,
         }
+    }
+
+    /// A map lookup whose key comes from `loads` (`width` bytes): the element data as values.
+    fn map_vsrc(
+        &mut self,
+        t: &Table,
+        m: &crate::stmt::vmap::MapRef,
+        loads: Arc<[Load]>,
+        width: usize,
+    ) -> Option<VSrc> {
+        let elems: Vec<Elem> = match m {
+            crate::stmt::vmap::MapRef::Anon(e) => e.clone(),
+            crate::stmt::vmap::MapRef::Named(n) => t.set(n)?.elems.clone(),
+        };
+        let data = elems
+            .iter()
+            .map(|e| match e.data.as_deref() {
+                Some(crate::expr::Data::Val(parts)) => {
+                    bounds(&Elem {
+                        parts: parts.iter().copied().collect(),
+                        data: None,
+                        opts: None,
+                    })
+                    .0
+                }
+                _ => bx(&[]),
+            })
+            .collect();
+        let set = self.set(t, &elems, width);
+        Some(VSrc::Map { loads, set, data })
     }
 
     fn vop(&mut self, t: &Table, v: &VerdictExpr) -> VOp {
@@ -1816,7 +1908,11 @@ mod properties_tests {
             (chain("\t\tct state established accept\n"), false, true),
             (chain("\t\tip daddr 10.0.0.9 notrack\n"), false, true),
             (chain("\t\tjump x\n"), false, false),
-            (chain("\t\tip saddr 10.0.0.2 jump x\n\t\tct mark 1 accept\n"), false, true),
+            (
+                chain("\t\tip saddr 10.0.0.2 jump x\n\t\tct mark 1 accept\n"),
+                false,
+                true,
+            ),
             (chain("\t\tmeta nftrace set 1\n"), true, false),
             (chain("") + nat, false, true),
         ] {

@@ -629,6 +629,10 @@ pub(crate) fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize>
         Load::Payload(pl) => pl.read(p.frame, p.nh_off, p.th_off, out),
         Load::Meta(k) => k.read(p, out),
         Load::Unavailable => None,
+        Load::Numgen(g) => {
+            out.get_mut(..4)?.copy_from_slice(&g.next().to_be_bytes());
+            Some(4)
+        }
         Load::Opt { space, kind, field } => {
             let at = crate::expr::opt::find(*space, p.frame, p.th_off?, *kind);
             match field {

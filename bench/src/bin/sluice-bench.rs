@@ -109,6 +109,10 @@ struct Cli {
     /// iperf3 streams during the swap test.
     #[arg(long, default_value_t = 2)]
     swap_streams: u32,
+    /// Control experiment for the swap test: run the commands with `-c` (parse, check, compile, discard:
+    /// nothing is published), to tell loss caused by the control plane's CPU use from loss caused by swaps.
+    #[arg(long)]
+    swap_check_only: bool,
     /// Replace the results section (between `<!-- bench:results:start -->` and `<!-- bench:results:end -->`)
     /// of this Markdown file.
     #[arg(long)]
@@ -399,6 +403,7 @@ fn run(cli: Cli) -> Result<()> {
                 rules,
                 baseline,
                 streams: cli.swap_streams.max(1),
+                check_only: cli.swap_check_only,
             },
             paths,
         ))
@@ -571,7 +576,12 @@ fn run(cli: Cli) -> Result<()> {
         }
         if let Some((scfg, paths)) = &swap_plan {
             eprintln!(
-                "swap test: {} swaps of {} rules on {}",
+                "swap test{}: {} swaps of {} rules on {}",
+                if scfg.check_only {
+                    " (check only: nothing published)"
+                } else {
+                    ""
+                },
                 scfg.swaps,
                 scfg.rules,
                 paths
