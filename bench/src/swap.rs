@@ -704,10 +704,13 @@ fn phases(
             swaps_under_tcp += 1;
         }
         if fwd == Forwarder::Sluice {
+            // Asked in the check-only experiment too (the same pacing), but a check publishes nothing and
+            // leaves the daemon's record of the last apply as it was.
             if let Some(d) = rig
                 .control("stats")
                 .ok()
                 .and_then(|s| DaemonTimes::parse(&s))
+                .filter(|_| !cfg.check_only)
             {
                 daemon.push(d);
             }
