@@ -94,10 +94,10 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     swap_baseline: u64,
     /// UDP packets/s through sluice during the swap test.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 20_000)]
     swap_pps: u64,
     /// Rate limit of each iperf3 stream through sluice during the swap test, Mbit/s.
-    #[arg(long, default_value_t = 100.0)]
+    #[arg(long, default_value_t = 20.0)]
     swap_tcp_mbit: f64,
     /// UDP packets/s through the kernel during the swap test (the kernel walks every rule of the chain for
     /// each packet: ≈ 400 packets/s on one CPU at 100k rules).
