@@ -547,7 +547,7 @@ fn intervals(rs: &CompiledRuleset, cond: &Cond<'_>, out: &mut Vec<(u128, u128)>)
             Test::Eq(v) | Test::Ne(v) | Test::Lt(v) | Test::Gt(v) | Test::Le(v) | Test::Ge(v) => {
                 v.len()
             }
-            Test::Range { lo, hi, .. } if lo.len() == hi.len() => lo.len(),
+            Test::Range { lh, .. } if lh.0.len() == lh.1.len() => lh.0.len(),
             Test::Range { .. } => return None,
             Test::AnyBits { mask, .. } => mask.len(),
             Test::Set { set, .. } => rs.sets[*set as usize].width(),
@@ -593,8 +593,8 @@ fn intervals(rs: &CompiledRuleset, cond: &Cond<'_>, out: &mut Vec<(u128, u128)>)
             Test::Le(v) => out.push((0, be(v))),
             Test::Gt(v) => above(out, be(v)),
             Test::Ge(v) => out.push((be(v), max)),
-            Test::Range { lo, hi, neg } => {
-                let (lo, hi) = (be(lo), be(hi));
+            Test::Range { lh, neg } => {
+                let (lo, hi) = (be(&lh.0), be(&lh.1));
                 match (neg, lo <= hi) {
                     (false, true) => out.push((lo, hi)),
                     (false, false) => {}

@@ -120,9 +120,9 @@ pub(crate) enum Test {
     Gt(Key),
     Le(Key),
     Ge(Key),
+    /// `lo..=hi` (boxed: rare, and it keeps [`Op`] at 48 bytes)
     Range {
-        lo: Key,
-        hi: Key,
+        lh: Box<(Key, Key)>,
         neg: bool,
     },
     /// any of the mask bits set (bitmask types, implicit op); `neg`: none set
@@ -159,7 +159,8 @@ pub(crate) enum Op {
     /// write a packet/conntrack field (`meta mark set ...`)
     Store {
         target: StoreTarget,
-        src: VSrc,
+        /// boxed: rare, and it keeps [`Op`] at 48 bytes
+        src: Box<VSrc>,
     },
     /// verdict map lookup: a miss ends the rule
     Vmap {
@@ -186,6 +187,10 @@ pub(crate) enum Op {
     },
     Verdict(VOp),
 }
+
+// 100k-rule loads hold ~6 ops a rule: keep them small (docs/BENCHMARKS.md)
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Op>() <= 48);
 
 #[derive(Clone, Debug)]
 pub(crate) struct DynOp {
@@ -868,10 +873,10 @@ pub fn compile<'a>(
     let ct_view = cc.ops.iter().any(|op| {
         let loads: &[Load] = match op {
             Op::Cmp { loads, .. } | Op::Vmap { loads, .. } => loads,
-            Op::Store {
-                src: VSrc::Load { loads, .. } | VSrc::Map { loads, .. },
-                ..
-            } => loads,
+            Op::Store { src, .. } => match &**src {
+                VSrc::Load { loads, .. } | VSrc::Map { loads, .. } => loads,
+                _ => &[],
+            },
             _ => &[],
         };
         loads
@@ -1173,7 +1178,10 @@ impl Compiler {
                         _ => None,
                     };
                     if let (Some(target), Some(src)) = (target, self.vsrc(t, &sf.value)) {
-                        self.ops.push(Op::Store { target, src });
+                        self.ops.push(Op::Store {
+                            target,
+                            src: Box::new(src),
+                        });
                     }
                 }
                 Stmt::Nat(n) => {
@@ -1207,7 +1215,7 @@ impl Compiler {
                 // not evaluated (yet): notrack, flowtable offload
                 Stmt::Notrack => self.ops.push(Op::Store {
                     target: StoreTarget::Notrack,
-                    src: VSrc::Const(bx(&[1])),
+                    src: Box::new(VSrc::Const(bx(&[1]))),
                 }),
                 Stmt::FlowAdd(_) => {}
                 Stmt::Connlimit { count, over } => {
@@ -1581,7 +1589,10 @@ impl Compiler {
                         }
                     }
                 } else if e.parts.len() == 1 {
-                    Test::Range { lo, hi, neg }
+                    Test::Range {
+                        lh: Box::new((lo, hi)),
+                        neg,
+                    }
                 } else {
                     let set = self.set(t, std::slice::from_ref(e), width);
                     Test::Set { set, neg }

@@ -614,7 +614,7 @@ impl CompiledRuleset {
             Test::Gt(v) => k > &v[..],
             Test::Le(v) => k <= &v[..],
             Test::Ge(v) => k >= &v[..],
-            Test::Range { lo, hi, neg } => (k >= &lo[..] && k <= &hi[..]) != *neg,
+            Test::Range { lh, neg } => (k >= &lh.0[..] && k <= &lh.1[..]) != *neg,
             Test::AnyBits { mask, neg } => {
                 k.iter().zip(mask.iter()).any(|(a, b)| a & b != 0) != *neg
             }
