@@ -57,40 +57,9 @@ fn saddr_ruleset(n: usize) -> String {
     s
 }
 
+/// The mix rotation is the load benchmarks' (`bench::load::mix`).
 fn mix_ruleset(n: usize) -> String {
-    let mut s = head();
-    for i in 0..n {
-        let (a, b, c) = ((i >> 16) & 255, (i >> 8) & 255, i & 255);
-        let port = 1024 + (i % 60_000);
-        let _ = match i % 8 {
-            0 => writeln!(s, "\t\tip saddr 10.{a}.{b}.{c} drop"),
-            1 => writeln!(
-                s,
-                "\t\tip daddr 172.{}.{b}.0/24 tcp dport {port} accept",
-                16 + a
-            ),
-            2 => writeln!(
-                s,
-                "\t\tip saddr 10.{}.{b}.0/24 udp dport 1000-2000 counter drop",
-                100 + a
-            ),
-            3 => writeln!(s, "\t\ttcp dport {port} iifname \"eth{}\" accept", i % 4),
-            4 => writeln!(
-                s,
-                "\t\tmeta l4proto {} ip daddr 10.{a}.{b}.{c} counter drop",
-                if i % 16 == 4 { "udp" } else { "tcp" }
-            ),
-            5 => writeln!(s, "\t\toifname \"veth{i}\" ip saddr 10.{a}.{b}.{c} accept"),
-            6 => writeln!(
-                s,
-                "\t\tiifname \"wan*\" ip saddr 10.{}.{b}.{c} tcp dport {{ 22, 80, 443 }} drop",
-                200 + a
-            ),
-            _ => writeln!(s, "\t\tudp dport {port} ip saddr 10.{a}.{b}.{c} accept"),
-        };
-    }
-    s.push_str("\t\tcounter\n\t}\n}\n");
-    s
+    bench::load::mix(n)
 }
 
 fn frame() -> Vec<u8> {
