@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 const RULESET: &str = r#"
 table inet f {
 	set ports { type inet_service; elements = { 22, 53, 80 } }
-	chain pre { type filter hook prerouting priority raw; policy accept; ip ttl 3 drop; }
+	chain pre { type filter hook prerouting priority raw; policy accept; ip ttl 3 drop; ip6 hoplimit 3 drop; udp dport 7 notrack; fib saddr . iif oif missing drop; }
 	chain fwd {
 		type filter hook forward priority filter; policy accept;
 		ct state invalid counter
@@ -46,7 +46,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let rs = ruleset();
     let roles = vec![PortRole { kernel_shares: ctl & 4 != 0 }; 2];
-    let mut p = Pipeline::new(lab_fib(), roles, &PipelineConfig::default());
+    // a small table: each input builds its own pipeline (and full-table paths come sooner)
+    let mut config = PipelineConfig::default();
+    config.conntrack.max = 64;
+    let mut p = Pipeline::new(lab_fib(), roles, &config);
     p.use_generation(rs);
     let port = (ctl & 1) as usize;
     let mut slot = frame.to_vec();
