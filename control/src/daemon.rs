@@ -263,7 +263,7 @@ impl Daemon {
                 };
                 let mut view = rs.ruleset().clone();
                 rs.write_state(&mut view, self.now());
-                crate::nft::list(&view, flags, what, &counters)
+                crate::nft::list(view, flags, what, &counters)
             }
             ["nft-apply", name] => self.apply(name, body, false),
             ["nft-check", name] => self.apply(name, body, true),

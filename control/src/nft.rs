@@ -189,7 +189,7 @@ pub fn run(args: &[String]) -> Result<String> {
 
 /// The daemon's side of `nft-list`: what `nft list ruleset|table|chain …` prints.
 pub fn list(
-    rs: &Ruleset,
+    mut view: Ruleset,
     flags: &[&str],
     what: &str,
     counters: &[rules::CounterValue],
@@ -203,7 +203,6 @@ pub fn list(
     };
     let words: Vec<&str> = what.split_whitespace().collect();
     // Keep counters aligned with the statements that remain after filtering.
-    let mut view = rs.clone();
     view.set_counter_values(counters);
     let family_of = |w: &str| match w {
         "ip" => Some(Family::Ip),
@@ -299,16 +298,16 @@ mod tests {
             packets: 5,
             bytes: 300,
         }];
-        let out = list(&rs, &[], "chain inet a x", &counters).unwrap();
+        let out = list(rs.clone(), &[], "chain inet a x", &counters).unwrap();
         assert_eq!(
             out,
             "table inet a {\n\tchain x {\n\t\tcounter packets 5 bytes 300\n\t}\n}\n"
         );
-        let out = list(&rs, &[], "table b", &counters).unwrap();
+        let out = list(rs.clone(), &[], "table b", &counters).unwrap();
         assert_eq!(out, "table ip b {\n}\n");
-        assert!(list(&rs, &[], "table inet nope", &counters).is_err());
+        assert!(list(rs.clone(), &[], "table inet nope", &counters).is_err());
         // -j: the JSON listing, with the live counters
-        let out = list(&rs, &["-j"], "chain inet a x", &counters).unwrap();
+        let out = list(rs.clone(), &["-j"], "chain inet a x", &counters).unwrap();
         assert!(out.starts_with("{\"nftables\": [{\"metainfo\""), "{out}");
         assert!(
             out.contains("\"expr\": [{\"counter\": {\"packets\": 5, \"bytes\": 300}}]"),

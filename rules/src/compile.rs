@@ -570,11 +570,11 @@ impl CompiledRuleset {
         // quota statements, in compile order: the named chains' rules, then binding chains
         // breadth-first as the compiler queues them
         let mut quotas: Vec<&mut crate::stmt::limit::Quota> = Vec::new();
-        let mut queue: std::collections::VecDeque<&mut Vec<Rule>> = Default::default();
+        let mut queue: std::collections::VecDeque<&mut [Rule]> = Default::default();
         fn visit<'r>(
-            rules: &'r mut Vec<Rule>,
+            rules: &'r mut [Rule],
             quotas: &mut Vec<&'r mut crate::stmt::limit::Quota>,
-            queue: &mut std::collections::VecDeque<&'r mut Vec<Rule>>,
+            queue: &mut std::collections::VecDeque<&'r mut [Rule]>,
         ) {
             for r in rules.iter_mut() {
                 for s in r.stmts.iter_mut() {
@@ -1423,7 +1423,7 @@ impl Compiler {
                     });
                 let mut stmts = o.stmts.clone();
                 if let Some(c) = &o.counter {
-                    stmts.push(Stmt::Counter(c.clone()));
+                    stmts.push(Stmt::Counter(*c));
                 }
                 d.preload(bounds(e).0.as_ref(), left, timeout, &stmts);
             }

@@ -39,7 +39,7 @@ pub struct DynElem {
 }
 
 impl DynElem {
-    fn new(stmts: &[Stmt], expires: u64, timeout: u64) -> DynElem {
+    fn new<'s>(stmts: impl Iterator<Item = &'s Stmt>, expires: u64, timeout: u64) -> DynElem {
         let mut e = DynElem {
             expires: AtomicU64::new(expires),
             timeout,
@@ -110,9 +110,12 @@ impl DynElem {
     }
 }
 
+/// One shard of a set's dynamic elements, by key.
+type Shard = RwLock<HashMap<Box<[u8]>, DynElem>>;
+
 #[derive(Debug)]
 pub struct DynSet {
-    shards: Box<[RwLock<HashMap<Box<[u8]>, DynElem>>]>,
+    shards: Box<[Shard]>,
     /// the set's `timeout` (ns; 0: none)
     pub timeout: u64,
     /// the set's `size` (0: no limit)
@@ -158,10 +161,8 @@ impl DynSet {
     /// An element from the ruleset's text (a listing written back): `expires_in` ns from when the
     /// dataplane first sees it (0: never).
     pub fn preload(&self, key: &[u8], expires_in: u64, timeout: u64, stmts: &[Stmt]) {
-        let mut all = self.set_stmts.clone();
-        all.extend(stmts.iter().cloned());
         let e = DynElem::new(
-            &all,
+            self.set_stmts.iter().chain(stmts),
             if expires_in == 0 {
                 0
             } else {
@@ -217,14 +218,18 @@ impl DynSet {
             s.remove(key);
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
-        if self.size != 0 && self.len.load(Ordering::Relaxed) >= self.size {
+        // reserve a place: inserts into other shards run at the same time
+        let reserved = self
+            .len
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (self.size == 0 || n < self.size).then_some(n + 1)
+            });
+        if reserved.is_err() {
             self.full.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let mut all = self.set_stmts.clone();
-        all.extend(stmts.iter().cloned());
         let e = DynElem::new(
-            &all,
+            self.set_stmts.iter().chain(stmts),
             if timeout_ns == 0 { 0 } else { now + timeout_ns },
             if timeout != 0 && timeout != self.timeout {
                 timeout
@@ -234,7 +239,6 @@ impl DynSet {
         );
         let go_on = e.run(now, len);
         s.insert(key.into(), e);
-        self.len.fetch_add(1, Ordering::Relaxed);
         go_on
     }
 
