@@ -652,16 +652,38 @@ struct Field<'a> {
     ivs: Vec<(u128, u128)>,
 }
 
-/// One prefix compare: its rule and its intervals (`ivs[iv]` of its field).
+/// One prefix compare: its rule, its position among the rule's indexable compares (ties in the
+/// choice go to the first), and its intervals (`ivs[iv..iv + n]` of its field; compares with the same
+/// intervals as a recent one on the field share them).
 struct Cmp {
     rule: u32,
-    iv: std::ops::Range<u32>,
+    iv: u32,
+    pos: u32,
+    n: u16,
 }
 
 impl Field<'_> {
     fn ivs_of(&self, i: usize) -> &[(u128, u128)] {
         let c = &self.cmps[i];
-        &self.ivs[c.iv.start as usize..c.iv.end as usize]
+        &self.ivs[c.iv as usize..c.iv as usize + c.n as usize]
+    }
+
+    /// Appends a compare with intervals `ivs`, sharing them with one of the last few compares when equal.
+    fn push(&mut self, rule: u32, pos: u32, ivs: &[(u128, u128)]) {
+        let n = ivs.len() as u16;
+        let shared = self
+            .cmps
+            .iter()
+            .rev()
+            .take(4)
+            .find(|c| c.n == n && self.ivs[c.iv as usize..c.iv as usize + c.n as usize] == *ivs)
+            .map(|c| c.iv);
+        let iv = shared.unwrap_or_else(|| {
+            let s = self.ivs.len() as u32;
+            self.ivs.extend_from_slice(ivs);
+            s
+        });
+        self.cmps.push(Cmp { rule, iv, pos, n });
     }
 }
 
@@ -757,11 +779,11 @@ impl Classes {
 
 fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<ChainIndex> {
     let mut fields: Vec<Field<'_>> = Vec::new();
-    // every compare, in rule order: (rule, field, index among the field's compares)
-    let mut all: Vec<(u32, u8, u32)> = Vec::new();
     let mut scratch: Vec<(u128, u128)> = Vec::new();
+    let mut any = false;
     for r in rules.clone() {
         let ops = &rs.rules[r as usize].ops;
+        let mut pos = 0u32;
         for op in &rs.ops[ops.start as usize..ops.end as usize] {
             let (loads, bin, cond) = match op {
                 Op::Cmp { loads, bin, test } => (loads, bin.as_deref(), Cond::Test(test)),
@@ -779,7 +801,8 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
             };
             if !loads.is_empty() && loads.iter().all(fixed) {
                 scratch.clear();
-                if let Some(width) = intervals(rs, &cond, &mut scratch) {
+                let width = intervals(rs, &cond, &mut scratch);
+                if let Some(width) = width.filter(|_| scratch.len() <= u16::MAX as usize) {
                     let known = fields.iter().position(|f| {
                         f.width == width
                             && f.loads.len() == loads.len()
@@ -804,14 +827,9 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                         None => None,
                     };
                     if let Some(f) = field {
-                        let fd = &mut fields[f];
-                        let s = fd.ivs.len() as u32;
-                        fd.ivs.extend_from_slice(&scratch);
-                        all.push((r, f as u8, fd.cmps.len() as u32));
-                        fd.cmps.push(Cmp {
-                            rule: r,
-                            iv: s..fd.ivs.len() as u32,
-                        });
+                        fields[f].push(r, pos, &scratch);
+                        pos += 1;
+                        any = true;
                     }
                 }
             }
@@ -820,16 +838,18 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
             }
         }
     }
-    if all.is_empty() {
+    if !any {
         return None;
     }
 
     // 1. cost of filing each compare's rule under it: the most rules of the chain that test the field
-    //    and share one of the classes it covers (u32::MAX when it covers too many classes)
-    let mut cost: Vec<Vec<u32>> = Vec::with_capacity(fields.len());
-    let mut cover: Vec<Vec<u32>> = Vec::with_capacity(fields.len());
+    //    and share one of the classes it covers (not usable when it covers too many classes); 2. each
+    //    rule's compare: the cheapest, then the fewest classes covered, then the first
+    //    best[rule]: (cost, classes covered, position in the rule, field, compare)
+    let mut best: Vec<(u32, u32, u32, u8, u32)> =
+        vec![(u32::MAX, u32::MAX, u32::MAX, 0, 0); (rules.end - rules.start) as usize];
     let mut classes: Vec<(Classes, Vec<u32>)> = Vec::with_capacity(fields.len());
-    for field in &fields {
+    for (f, field) in fields.iter().enumerate() {
         let n = field.cmps.len();
         let cl = Classes::new(field.width, field.ivs.iter());
         let pclass = cl.point_classes(field, 0..n);
@@ -850,39 +870,29 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 cl.visit(field.ivs_of(i), pclass[i], |k| den[k] += 1);
             }
         }
-        let mut cst = vec![u32::MAX; n];
-        for (i, c) in cst.iter_mut().enumerate() {
-            if cov[i] <= WIDE {
-                let mut worst = 0;
-                cl.visit(field.ivs_of(i), pclass[i], |k| worst = worst.max(den[k]));
-                *c = worst;
+        for (i, cmp) in field.cmps.iter().enumerate() {
+            if cov[i] > WIDE {
+                continue;
+            }
+            let mut worst = 0;
+            cl.visit(field.ivs_of(i), pclass[i], |k| worst = worst.max(den[k]));
+            let b = &mut best[(cmp.rule - rules.start) as usize];
+            if (worst, cov[i], cmp.pos) < (b.0, b.1, b.2) {
+                *b = (worst, cov[i], cmp.pos, f as u8, i as u32);
             }
         }
-        cost.push(cst);
-        cover.push(cov);
         classes.push((cl, pclass));
     }
-
-    // 2. each rule's compare: the cheapest
     let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); fields.len()];
     let mut always = Vec::new();
-    let mut j = 0;
-    for r in rules {
-        let mut best: Option<(u32, u32, u8, usize)> = None;
-        while j < all.len() && all[j].0 == r {
-            let (_, f, i) = all[j];
-            let (f, i) = (f as usize, i as usize);
-            let key = (cost[f][i], cover[f][i], f as u8, i);
-            if cost[f][i] != u32::MAX && best.is_none_or(|b| (key.0, key.1) < (b.0, b.1)) {
-                best = Some(key);
-            }
-            j += 1;
-        }
-        match best {
-            Some((_, _, f, i)) => chosen[f as usize].push(i),
-            None => always.push(r),
+    for (r, b) in rules.clone().zip(&best) {
+        if b.0 == u32::MAX {
+            always.push(r);
+        } else {
+            chosen[b.3 as usize].push(b.4 as usize);
         }
     }
+    drop(best);
     if chosen.iter().all(|c| c.is_empty()) {
         return None;
     }
