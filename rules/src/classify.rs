@@ -896,33 +896,43 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
     if chosen.iter().all(|c| c.is_empty()) {
         return None;
     }
+    // what step 3 does not read goes before it allocates the index
+    for ((field, ch), (cl, pclass)) in fields.iter_mut().zip(&chosen).zip(&mut classes) {
+        if ch.len() != field.cmps.len() {
+            (cl.starts, cl.points, *pclass) = (Vec::new(), Vec::new(), Vec::new());
+        }
+        if ch.is_empty() {
+            (field.cmps, field.ivs) = (Vec::new(), Vec::new());
+        }
+    }
 
     // 3. per field, classes from the chosen compares only, and each class's rules
     let (mut narrow, mut wide) = (Vec::new(), Vec::new());
-    for ((field, ch), (cl1, pc1)) in fields.iter().zip(&chosen).zip(&classes) {
+    // (each field's compares and classes freed once its index is built)
+    for ((field, ch), (cl1, pc1)) in fields.into_iter().zip(chosen).zip(classes) {
         if ch.is_empty() {
             continue;
         }
         let fresh;
         let (cl, pclass) = if ch.len() == field.cmps.len() {
             // every compare on the field was chosen: the classes are those of step 1
-            (cl1, pc1)
+            (&cl1, &pc1)
         } else {
             let cl = Classes::new(field.width, ch.iter().flat_map(|&i| field.ivs_of(i)));
-            let pc = cl.point_classes(field, ch.iter().copied());
+            let pc = cl.point_classes(&field, ch.iter().copied());
             fresh = (cl, pc);
             (&fresh.0, &fresh.1)
         };
         let cover = |g: &mut dyn FnMut(u32, usize)| {
-            for &i in ch {
+            for &i in &ch {
                 cl.visit(field.ivs_of(i), pclass[i], |k| g(field.cmps[i].rule, k));
             }
         };
         let rules: Vec<u32> = ch.iter().map(|&i| field.cmps[i].rule).collect();
         if field.width <= 8 {
-            narrow.push(FieldIndex::new(field, cl, &rules, cover));
+            narrow.push(FieldIndex::new(&field, cl, &rules, cover));
         } else {
-            wide.push(FieldIndex::new(field, cl, &rules, cover));
+            wide.push(FieldIndex::new(&field, cl, &rules, cover));
         }
     }
     Some(ChainIndex {
