@@ -77,7 +77,7 @@ fn frame() -> Vec<u8> {
     f
 }
 
-fn ctx(frame: &[u8]) -> PacketCtx<'_> {
+fn ctx(frame: &mut [u8]) -> PacketCtx<'_> {
     PacketCtx {
         frame,
         nh_off: 14,
@@ -100,6 +100,7 @@ fn ctx(frame: &[u8]) -> PacketCtx<'_> {
         nftrace: false,
         now: 0,
         fib: None,
+        payload_writes: 0,
     }
 }
 
@@ -138,7 +139,7 @@ fn scenarios() -> [Scenario; 2] {
 }
 
 fn bench_eval(c: &mut Criterion) {
-    let f = frame();
+    let mut f = frame();
     for (scen, gen) in scenarios() {
         let mut g = c.benchmark_group(format!("classifier-{scen}"));
         g.throughput(Throughput::Elements(1));
@@ -149,7 +150,7 @@ fn bench_eval(c: &mut Criterion) {
             g.bench_function(BenchmarkId::from_parameter(name), |b| {
                 let k = case.get_or_insert_with(|| load(&gen(n)));
                 b.iter(|| {
-                    let mut p = ctx(&f);
+                    let mut p = ctx(&mut f);
                     black_box(k.rs.eval_chain(k.chain, &mut p, &mut k.counters))
                 })
             });
@@ -172,10 +173,11 @@ fn cpu_ns() -> u64 {
 }
 
 /// CPU ns per packet over `iters` packets, cycling through `frames`.
-fn time_eval(k: &mut Case, frames: &[Vec<u8>], iters: u32, linear: bool) -> f64 {
+fn time_eval(k: &mut Case, frames: &mut [Vec<u8>], iters: u32, linear: bool) -> f64 {
     let t = cpu_ns();
     for i in 0..iters as usize {
-        let mut p = ctx(black_box(&frames[i % frames.len()]));
+        let n = frames.len();
+        let mut p = ctx(black_box(&mut frames[i % n]));
         let v = if linear {
             k.rs.eval_chain_traced(k.chain, &mut p, &mut k.counters, &mut Linear)
         } else {
@@ -207,8 +209,8 @@ fn varied_frames() -> Vec<Vec<u8>> {
 }
 
 fn summary() {
-    let same = vec![frame()];
-    let varied = varied_frames();
+    let mut same = vec![frame()];
+    let mut varied = varied_frames();
     println!(
         "\nclassifier summary (CPU time of this thread, best of 9 interleaved rounds of 100k packets)\n\
          same: one packet matching no rule, again and again; varied: 1024 different such packets;\n\
@@ -252,8 +254,8 @@ fn summary() {
         let mut best = [[f64::MAX; SIZES.len()]; 2];
         for _ in 0..9 {
             for (i, k) in cases.iter_mut().enumerate() {
-                best[0][i] = best[0][i].min(time_eval(k, &same, 100_000, false));
-                best[1][i] = best[1][i].min(time_eval(k, &varied, 100_000, false));
+                best[0][i] = best[0][i].min(time_eval(k, &mut same, 100_000, false));
+                best[1][i] = best[1][i].min(time_eval(k, &mut varied, 100_000, false));
             }
         }
         for (i, k) in cases.iter_mut().enumerate() {
@@ -261,7 +263,7 @@ fn summary() {
             // the linear walk: fewer packets for long chains
             let iters = (2_000_000 / (n as u32 + 10)).clamp(20, 200_000);
             let lin = (0..3)
-                .map(|_| time_eval(k, &same, iters, true))
+                .map(|_| time_eval(k, &mut same, iters, true))
                 .fold(f64::MAX, f64::min);
             let st = k.rs.index_stats(k.chain);
             println!(

@@ -11,7 +11,8 @@
 //!
 //! Probe syntax, one string per packet, sent in order (state carries over within a case):
 //! `cli|srv tcp SPORT DPORT FLAGS`, `… udp SPORT DPORT`, `… icmp echo ID`, `… icmp TYPE CODE`, then
-//! options `ttl=N dst=IP src=IP len=N (payload) tos=N df=0|1 seq=N ack=N csum=bad frag=N fragorder=rev`.
+//! options `ttl=N dst=IP src=IP len=N (payload) tos=N df=0|1 seq=N ack=N csum=bad|none (none: a UDP datagram
+//! without a checksum) frag=N fragorder=rev`.
 //! IPv6 probes say `cli6|srv6` (cli 2001:db8:1::2, srv 2001:db8:2::2; fw-cli 2001:db8:1::1/64, fw-srv
 //! 2001:db8:2::1/64, 2001:db8:3::/48 via 2001:db8:2::fe) with `tcp`, `udp`, `icmp6 echo ID` or `icmp6
 //! TYPE CODE`; `ttl=` is the hop limit, `tos=` the traffic class, and `ext=hbh,dst,rt` puts extension
@@ -264,6 +265,9 @@ fn build_probe(line: &str) -> Result<(bool, Vec<Vec<u8>>), String> {
             }
             if opts.get("csum") == Some(&"bad") {
                 c ^= 0x5555;
+            }
+            if ipproto == 17 && opts.get("csum") == Some(&"none") {
+                c = 0;
             }
             let off = if ipproto == 6 { 16 } else { 6 };
             l4[off..off + 2].copy_from_slice(&c.to_be_bytes());

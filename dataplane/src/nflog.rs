@@ -41,7 +41,7 @@ pub fn line(log: &Log, pkt: &PacketCtx<'_>) -> String {
         "{}IN={iif} OUT={oif} ",
         log.prefix.as_deref().unwrap_or("")
     );
-    let f = pkt.frame;
+    let f = &*pkt.frame;
     if !iif.is_empty() && pkt.nh_off >= 14 && f.len() >= 14 {
         if log.flags & MAC != 0 {
             m.push_str("MACSRC=");
@@ -428,29 +428,15 @@ mod tests {
         f
     }
 
-    fn ctx<'a>(f: &'a [u8], hook: Hook, mark: u32) -> PacketCtx<'a> {
+    fn ctx<'a>(f: &'a mut [u8], hook: Hook, mark: u32) -> PacketCtx<'a> {
         PacketCtx {
-            frame: f,
-            nh_off: 14,
             th_off: Some(34),
-            nfproto: NfProto::Ipv4,
-            l4proto: f.get(23).copied().unwrap_or(0),
-            len: (f.len() - 14) as u32,
             iif: 2,
             iifname: "fa",
             oif: 3,
             oifname: "fb",
             mark,
-            ct_state: 0,
-            ct_mark: 0,
-            ct_label: 0,
-            ct_view: None,
-            conncount: None,
-            ct_counted: 0,
-            hook,
-            nftrace: false,
-            now: 0,
-            fib: None,
+            ..PacketCtx::new(f, hook, 0)
         }
     }
 
@@ -471,7 +457,7 @@ mod tests {
         icmp.resize(64, 0);
         let f = ipv4_frame(39559, true, 63, 0, 1, &icmp);
         assert_eq!(
-            line(&log("FWD: ", 0), &ctx(&f, Hook::Forward, 0)),
+            line(&log("FWD: ", 0), &ctx(&mut f.clone(), Hook::Forward, 0)),
             "FWD: IN=fa OUT=fb MAC=02:00:00:00:01:01:02:00:00:00:01:02:08:00 SRC=192.0.2.2 \
              DST=198.51.100.2 LEN=84 TOS=0x00 PREC=0x00 TTL=63 ID=39559 DF PROTO=ICMP TYPE=8 CODE=0 \
              ID=12880 SEQ=1 "
@@ -484,14 +470,14 @@ mod tests {
         udp.extend_from_slice(b"hi\n");
         let f = ipv4_frame(33759, true, 64, 0, 17, &udp);
         assert_eq!(
-            line(&log("PRE ", 0), &ctx(&f, Hook::Prerouting, 0)),
+            line(&log("PRE ", 0), &ctx(&mut f.clone(), Hook::Prerouting, 0)),
             "PRE IN=fa OUT= MAC=02:00:00:00:01:01:02:00:00:00:01:02:08:00 SRC=192.0.2.2 \
              DST=198.51.100.2 LEN=31 TOS=0x00 PREC=0x00 TTL=64 ID=33759 DF PROTO=UDP SPT=34201 DPT=9 \
              LEN=11 "
         );
         let f = ipv4_frame(33759, true, 63, 0, 17, &udp);
         assert_eq!(
-            line(&log("", 0), &ctx(&f, Hook::Postrouting, 5)),
+            line(&log("", 0), &ctx(&mut f.clone(), Hook::Postrouting, 5)),
             "IN=fa OUT=fb MAC=02:00:00:00:01:01:02:00:00:00:01:02:08:00 SRC=192.0.2.2 \
              DST=198.51.100.2 LEN=31 TOS=0x00 PREC=0x00 TTL=63 ID=33759 DF PROTO=UDP SPT=34201 DPT=9 \
              LEN=11 MARK=0x5 "
@@ -509,7 +495,8 @@ mod tests {
         // from srv to cli
         f[26..30].copy_from_slice(&[198, 51, 100, 2]);
         f[30..34].copy_from_slice(&[192, 0, 2, 2]);
-        let mut c = ctx(&f, Hook::Forward, 0);
+        let mut g = f.clone();
+        let mut c = ctx(&mut g, Hook::Forward, 0);
         c.iifname = "fb";
         c.oifname = "fa";
         let got = line(&log("FWD: ", 0), &c);
@@ -528,7 +515,8 @@ mod tests {
         let mut f = ipv4_frame(57364, false, 64, 0, 1, &reply);
         f[26..30].copy_from_slice(&[192, 0, 2, 1]);
         f[30..34].copy_from_slice(&[192, 0, 2, 2]);
-        let mut c = ctx(&f, Hook::Output, 0);
+        let mut g = f.clone();
+        let mut c = ctx(&mut g, Hook::Output, 0);
         c.oifname = "fa";
         assert_eq!(
             line(&log("OUT: ", 0), &c),
@@ -555,27 +543,27 @@ mod tests {
         let f = ipv4_frame(51976, true, 63, 0, 6, &t);
         let all = TCPSEQ | TCPOPT | IPOPT | MAC | rules::stmt::log::UID;
         assert_eq!(
-            line(&log("ALL: ", all), &ctx(&f, Hook::Forward, 0)),
+            line(&log("ALL: ", all), &ctx(&mut f.clone(), Hook::Forward, 0)),
             "ALL: IN=fa OUT=fb MACSRC=02:00:00:00:01:02 MACDST=02:00:00:00:01:01 MACPROTO=0800 \
              SRC=192.0.2.2 DST=198.51.100.2 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=51976 DF PROTO=TCP \
              SPT=40934 DPT=80 SEQ=196709527 ACK=0 WINDOW=64240 RES=0x00 SYN URGP=0 \
              OPT (020405B40402080AE6B8D6B5000000000103030A) "
         );
         // without flags: no sequence numbers, no options, the raw MAC header
-        assert!(line(&log("", 0), &ctx(&f, Hook::Forward, 0))
+        assert!(line(&log("", 0), &ctx(&mut f.clone(), Hook::Forward, 0))
             .ends_with("SPT=40934 DPT=80 WINDOW=64240 RES=0x00 SYN URGP=0 "));
     }
 
     #[test]
     fn short_packets_are_marked_not_read_past_their_end() {
         let f = ipv4_frame(1, false, 64, 0, 6, &[0, 1, 0]);
-        assert!(line(&log("", 0), &ctx(&f, Hook::Forward, 0))
+        assert!(line(&log("", 0), &ctx(&mut f.clone(), Hook::Forward, 0))
             .ends_with("PROTO=TCP INCOMPLETE [3 bytes] "));
         let f = ipv4_frame(1, false, 64, 0, 1, &[3, 1, 0, 0, 0, 0, 0, 0, 0x45]);
-        assert!(line(&log("", 0), &ctx(&f, Hook::Forward, 0))
+        assert!(line(&log("", 0), &ctx(&mut f.clone(), Hook::Forward, 0))
             .ends_with("TYPE=3 CODE=1 INCOMPLETE [9 bytes] "));
         let mut f = ipv4_frame(1, false, 64, 0, 17, &[]);
         f.truncate(20);
-        assert!(line(&log("", 0), &ctx(&f, Hook::Forward, 0)).ends_with("TRUNCATED"));
+        assert!(line(&log("", 0), &ctx(&mut f.clone(), Hook::Forward, 0)).ends_with("TRUNCATED"));
     }
 }

@@ -416,8 +416,15 @@ impl Pipeline {
             );
             pkt.ct_state = ct_state::INVALID;
             let v = run_list(rs, &chains, &mut pkt, &mut self.counters, &mut self.trace);
+            let wrote = pkt.payload_writes != 0;
             if v.is_drop() {
                 return self.ruled_out(v, port, &ip, rs, now, frame);
+            }
+            if wrote {
+                match wire::reread_ipv4(frame, ETH_HLEN) {
+                    Ok(i) => ip = i,
+                    Err(_) => return self.drop_parse(),
+                }
             }
         }
         // The kernel stack already has packets for the box when it shares the interface; INPUT runs there.
@@ -478,11 +485,21 @@ impl Pipeline {
             NF_IP_PRI_CONNTRACK - 1,
         );
         let carry = Carry::of(&pkt);
+        let wrote = pkt.payload_writes != 0;
+        let untracked = pkt.ct_state == ct_state::UNTRACKED;
         if v.is_drop() {
             return self.ruled_out(v, port, &ip, rs, now, frame);
         }
+        if wrote {
+            // conntrack and the routing decision see what the rules wrote (a raw-priority rewrite)
+            match wire::reread_ipv4(frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return self.drop_parse(),
+            }
+            decision = self.fib.lookup(ip.dst);
+        }
         // `notrack` in a chain before conntrack
-        let ct = if pkt.ct_state == ct_state::UNTRACKED {
+        let ct = if untracked {
             CtResult::Untracked
         } else {
             self.conntrack
@@ -534,10 +551,18 @@ impl Pipeline {
             NF_IP_PRI_CONNTRACK,
             NAT_DST_PRIO,
         );
+        let wrote = pkt.payload_writes != 0;
         if v.is_drop() {
             return self.ruled_out(v, port, &ip, rs, now, frame);
         }
         let carry = Carry::of(&pkt);
+        if wrote {
+            match wire::reread_ipv4(frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return self.drop_parse(),
+            }
+            decision = self.fib.lookup(ip.dst);
+        }
         let step = self.nat_hook(
             rs,
             Hook::Prerouting,
@@ -557,7 +582,7 @@ impl Pipeline {
             NatStep::Drop => return Action::Drop,
             NatStep::Rewritten => {
                 // The destination moved: route on the new one.
-                ip = match wire::parse_ipv4(frame, ETH_HLEN) {
+                ip = match wire::reread_ipv4(frame, ETH_HLEN) {
                     Ok(ip) => ip,
                     Err(_) => return self.drop_parse(),
                 };
@@ -592,10 +617,19 @@ impl Pipeline {
             NAT_DST_PRIO + 1,
             i32::MAX,
         );
+        let wrote = pkt.payload_writes != 0;
         if v.is_drop() {
             return self.ruled_out(v, port, &ip, rs, now, frame);
         }
         let carry = Carry::of(&pkt);
+        if wrote {
+            // ip_rcv_finish routes after the whole PREROUTING hook: on the address the rules wrote
+            match wire::reread_ipv4(frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return self.drop_parse(),
+            }
+            decision = self.fib.lookup(ip.dst);
+        }
 
         // The routing decision (ip_route_input, then ip_forward's checks in the kernel's order).
         let (iface, next_hop) = match decision {
@@ -719,6 +753,12 @@ impl Pipeline {
             return Action::Drop;
         }
         let carry = Carry::of(&pkt);
+        if pkt.payload_writes != 0 {
+            match wire::reread_ipv4(frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return self.drop_parse(),
+            }
+        }
         let out = Some((iface, next_hop));
         let step = self.nat_hook(
             rs,
@@ -738,7 +778,7 @@ impl Pipeline {
         match step {
             NatStep::Drop => return Action::Drop,
             NatStep::Rewritten => {
-                ip = match wire::parse_ipv4(frame, ETH_HLEN) {
+                ip = match wire::reread_ipv4(frame, ETH_HLEN) {
                     Ok(ip) => ip,
                     Err(_) => return self.drop_parse(),
                 };
@@ -773,6 +813,12 @@ impl Pipeline {
             return Action::Drop;
         }
         let carry = Carry::of(&pkt);
+        if pkt.payload_writes != 0 {
+            match wire::reread_ipv4(frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return self.drop_parse(),
+            }
+        }
         self.conntrack
             .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
         match self.conntrack.confirm(ct, now, &mut self.stats) {
@@ -960,7 +1006,7 @@ impl Pipeline {
         let fib = &*self.fib;
         let out_ifc = &fib.interfaces[iface];
         let out_mac = out_ifc.mac;
-        let mut pkt = packet_ctx(fib, &frame, &ip, "", 0, Hook::Output, now);
+        let mut pkt = packet_ctx(fib, &mut frame, &ip, "", 0, Hook::Output, now);
         pkt.ct_state = ct_state::INVALID;
         pkt.oif = out_ifc.ifindex;
         pkt.oifname = &out_ifc.name;
@@ -978,7 +1024,7 @@ impl Pipeline {
         if !v.is_drop() {
             if pkt.ct_state != ct_state::UNTRACKED {
                 ct = self.conntrack.track(
-                    &CtPkt::from_ipv4(&ip, pkt.frame),
+                    &CtPkt::from_ipv4(&ip, &*pkt.frame),
                     0,
                     now,
                     &mut self.stats,
@@ -1201,7 +1247,7 @@ pub const NF_IP_PRI_CONNTRACK: i32 = -200;
 /// What the rules see of an IPv4 packet at `hook` (no conntrack, no marks yet).
 fn packet_ctx<'a>(
     fib: &'a crate::fib::Fib,
-    frame: &'a [u8],
+    frame: &'a mut [u8],
     ip: &Ipv4Info,
     iifname: &'a str,
     iif: u32,
@@ -1230,13 +1276,14 @@ fn packet_ctx<'a>(
         nftrace: false,
         now,
         fib: Some(fib),
+        payload_writes: 0,
     }
 }
 
 /// The rule context of an IPv4 packet (rebuilt after a NAT rewrite, carrying what rules set).
 fn ctx<'a>(
     fib: &'a crate::fib::Fib,
-    frame: &'a [u8],
+    frame: &'a mut [u8],
     ip: &Ipv4Info,
     in_ifc: &'a crate::fib::InterfaceConfig,
     out_ifc: Option<&'a crate::fib::InterfaceConfig>,
@@ -1268,5 +1315,6 @@ fn ctx<'a>(
         nftrace: carry.nftrace,
         now: carry.now,
         fib: Some(fib),
+        payload_writes: 0,
     }
 }

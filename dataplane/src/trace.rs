@@ -383,7 +383,7 @@ mod tests {
         )
         .unwrap();
         let chain = rs.hook_chains(NfProto::Ipv4, Hook::Forward)[0];
-        let frame = crate::testkit::with_macs(
+        let mut frame = crate::testkit::with_macs(
             crate::testkit::FW_IN,
             crate::testkit::CLI_MAC,
             crate::testkit::ipv4_frame(
@@ -395,7 +395,7 @@ mod tests {
             ),
         );
         let mut pkt = PacketCtx {
-            frame: &frame,
+            frame: &mut frame,
             nh_off: 14,
             th_off: Some(34),
             nfproto: NfProto::Ipv4,
@@ -416,6 +416,7 @@ mod tests {
             nftrace: false,
             now: 0,
             fib: None,
+            payload_writes: 0,
         };
         let mut t = Trace {
             ruleset_traces: true,

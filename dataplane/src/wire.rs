@@ -158,6 +158,17 @@ pub const TCP_ACK: u8 = 0x10;
 /// Parses and validates the IPv4 packet at `nh_off` the way the kernel's `ip_rcv` does: header length,
 /// total length against the frame, header checksum. Frame bytes past `total_len` are Ethernet padding.
 pub fn parse_ipv4(frame: &[u8], nh_off: usize) -> Result<Ipv4Info, ParseError> {
+    read_ipv4(frame, nh_off, true)
+}
+
+/// Reads the IPv4 header again after a rule wrote into it (`ip daddr set …`): like [`parse_ipv4`] but
+/// the header checksum is not checked, since a raw write (`@nh,64,8 set 1`) leaves it as it was, and the
+/// kernel, which checked it once in `ip_rcv`, forwards such a packet as it is.
+pub fn reread_ipv4(frame: &[u8], nh_off: usize) -> Result<Ipv4Info, ParseError> {
+    read_ipv4(frame, nh_off, false)
+}
+
+fn read_ipv4(frame: &[u8], nh_off: usize, verify: bool) -> Result<Ipv4Info, ParseError> {
     let bytes = frame.get(nh_off..).ok_or(ParseError::BadIpv4)?;
     let ip = Ipv4HeaderSlice::from_slice(bytes).map_err(|_| ParseError::BadIpv4)?;
     let header_len = ip.ihl() as usize * 4;
@@ -165,7 +176,7 @@ pub fn parse_ipv4(frame: &[u8], nh_off: usize) -> Result<Ipv4Info, ParseError> {
     if total_len < header_len || total_len > bytes.len() {
         return Err(ParseError::BadIpv4);
     }
-    if checksum(&bytes[..header_len]) != 0 {
+    if verify && checksum(&bytes[..header_len]) != 0 {
         return Err(ParseError::BadIpv4Checksum);
     }
     let frag_off: u16 = ip.fragments_offset().value();

@@ -797,6 +797,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 | Op::Log(_)
                 | Op::DynSet(_)
                 | Op::Connlimit { .. }
+                | Op::PayloadSet(_)
                 | Op::Verdict(_) => break,
             };
             if !loads.is_empty() && loads.iter().all(fixed) {

@@ -185,7 +185,15 @@ pub(crate) enum Op {
         limit: u32,
         over: bool,
     },
+    /// `ip ttl set 5`, `tcp dport set 8080`: a write into the packet with its checksum fix-ups
+    PayloadSet(Box<PayloadSet>),
     Verdict(VOp),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct PayloadSet {
+    pub write: payload::Write,
+    pub src: VSrc,
 }
 
 // 100k-rule loads hold ~6 ops a rule: keep them small (docs/BENCHMARKS.md)
@@ -877,6 +885,10 @@ pub fn compile<'a>(
                 VSrc::Load { loads, .. } | VSrc::Map { loads, .. } => loads,
                 _ => &[],
             },
+            Op::PayloadSet(w) => match &w.src {
+                VSrc::Load { loads, .. } | VSrc::Map { loads, .. } => loads,
+                _ => &[],
+            },
             _ => &[],
         };
         loads
@@ -1166,6 +1178,25 @@ impl Compiler {
                     )));
                 }
                 Stmt::SetField(sf) => {
+                    let write = match &sf.target {
+                        Selector::Payload { proto, field } => Some(proto.write(field)),
+                        Selector::Raw { base, off, len } => Some(payload::Write::new(
+                            *base,
+                            *off,
+                            *len,
+                            payload::Csum::None,
+                            false,
+                        )),
+                        _ => None,
+                    };
+                    if let Some(write) = write {
+                        self.deps(t.family, &sf.target, &mut have_l3, &mut have_l4);
+                        if let Some(src) = self.vsrc(t, &sf.value) {
+                            self.ops
+                                .push(Op::PayloadSet(Box::new(PayloadSet { write, src })));
+                        }
+                        continue;
+                    }
                     let target = match &sf.target {
                         Selector::Meta { key, .. } if key.name == "mark" => Some(StoreTarget::Mark),
                         Selector::Ct { key, .. } if key.name == "mark" => Some(StoreTarget::CtMark),

@@ -135,10 +135,10 @@ pub mod ct_state {
 }
 
 /// What evaluation sees of a packet (filled by the dataplane's parser).
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub struct PacketCtx<'a> {
-    /// whole frame starting at the Ethernet header
-    pub frame: &'a [u8],
+    /// whole frame starting at the Ethernet header (payload statements write into it)
+    pub frame: &'a mut [u8],
     /// network header offset in `frame`
     pub nh_off: usize,
     /// transport header offset; `None` for non-first fragments / unknown
@@ -173,6 +173,52 @@ pub struct PacketCtx<'a> {
     pub now: u64,
     /// the routing table `fib` expressions ask; without one they do not match
     pub fib: Option<&'a dyn FibLookup>,
+    /// How many payload statements wrote into `frame`: the dataplane reads the headers again (a new
+    /// destination routes anew).
+    pub payload_writes: u32,
+}
+
+impl<'a> PacketCtx<'a> {
+    /// What the rules see of the IP packet in `frame` (an Ethernet frame) at `hook`, when nothing is
+    /// known of it beyond its headers: no interfaces, marks, connection or routing table. Reads the
+    /// family, the transport header's offset (after an IPv4 header's options; right after a fixed IPv6
+    /// header) and protocol, and the length from the network header; callers set the rest.
+    pub fn new(frame: &'a mut [u8], hook: Hook, now: u64) -> PacketCtx<'a> {
+        const NH: usize = 14;
+        let byte = |i: usize| frame.get(NH + i).copied().unwrap_or(0) as usize;
+        let (nfproto, th_off, l4proto, len) = if byte(0) >> 4 == 6 {
+            let len = 40 + (byte(4) << 8 | byte(5));
+            (NfProto::Ipv6, Some(NH + 40), byte(6) as u8, len)
+        } else {
+            let first = (byte(6) << 8 | byte(7)) & 0x1fff == 0;
+            let th = first.then_some(NH + (byte(0) & 0xf) * 4);
+            (NfProto::Ipv4, th, byte(9) as u8, byte(2) << 8 | byte(3))
+        };
+        PacketCtx {
+            frame,
+            nh_off: NH,
+            th_off,
+            nfproto,
+            l4proto,
+            len: len as u32,
+            iif: 0,
+            iifname: "",
+            oif: 0,
+            oifname: "",
+            mark: 0,
+            ct_state: 0,
+            ct_mark: 0,
+            ct_label: 0,
+            ct_view: None,
+            conncount: None,
+            ct_counted: 0,
+            hook,
+            nftrace: false,
+            now,
+            fib: None,
+            payload_writes: 0,
+        }
+    }
 }
 
 /// What `fib` expressions ask of the routing table (the dataplane's FIB).
@@ -376,7 +422,13 @@ impl CompiledRuleset {
             let rule = &self.rules[r as usize];
             let cid = ChainId(c as u32);
             let idx = r - self.chains[c].rules.start;
-            let Some(mut v) = self.run_rule(rule.ops.clone(), pkt, counters, tracer) else {
+            let writes = pkt.payload_writes;
+            let ran = self.run_rule(rule.ops.clone(), pkt, counters, tracer);
+            if pkt.payload_writes != writes {
+                // the packet changed under the classifier's candidates: ask it again
+                cands = None;
+            }
+            let Some(mut v) = ran else {
                 tracer.event(
                     pkt,
                     TraceEvent::NoMatch {
@@ -563,6 +615,21 @@ impl CompiledRuleset {
                     if (count > *limit) != *over {
                         return None;
                     }
+                }
+                Op::PayloadSet(w) => {
+                    let mut buf = [0u8; BUF];
+                    let n = self.compute(&w.src, pkt, &mut buf)?;
+                    let l3_end = pkt.nh_off.saturating_add(pkt.len as usize);
+                    w.write.apply(
+                        pkt.frame,
+                        pkt.nh_off,
+                        pkt.th_off,
+                        l3_end.min(pkt.frame.len()),
+                        pkt.nfproto == NfProto::Ipv4,
+                        pkt.l4proto,
+                        &buf[..n],
+                    )?;
+                    pkt.payload_writes += 1;
                 }
                 Op::Verdict(v) => return Some(*v),
             }

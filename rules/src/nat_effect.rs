@@ -229,8 +229,9 @@ mod tests {
     }
 
     fn eval(rs: &CompiledRuleset, hook: Hook, frame: &[u8]) -> (Verdict, Option<NatRequest>) {
+        let mut frame = frame.to_vec();
         let mut pkt = PacketCtx {
-            frame,
+            frame: &mut frame,
             nh_off: 14,
             th_off: Some(34),
             nfproto: NfProto::Ipv4,
@@ -251,6 +252,7 @@ mod tests {
             nftrace: false,
             now: 0,
             fib: None,
+            payload_writes: 0,
         };
         let chain = rs.hook_chains(NfProto::Ipv4, hook)[0];
         assert!(rs.is_nat_chain(chain));

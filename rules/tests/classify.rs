@@ -166,6 +166,20 @@ fn rule(r: &mut Rng, inet: bool, jumps: &[&str], base: bool, nat: bool) -> Strin
     if r.chance(25) {
         s.push("counter".into());
     }
+    if r.chance(6) {
+        // a write the next rules' matches see: the classifier must ask again after it
+        s.push(match r.below(6) {
+            0 => format!("ip saddr set {}", v4s(v4(r))),
+            1 => format!("ip daddr set {}", v4s(v4(r))),
+            2 => format!("tcp dport set {}", port(r)),
+            3 => format!("ip ttl set {}", r.pick(&[63, 64])),
+            4 if inet => format!("ip6 daddr set {}", v6s(a6(r))),
+            _ => format!("th dport set {}", port(r)),
+        });
+        if r.chance(30) {
+            s.push(atom(r, inet));
+        }
+    }
     if r.chance(10) {
         s.push(format!("meta mark set 0x{}", r.below(3)));
         if r.chance(30) {
@@ -322,9 +336,9 @@ fn packet(r: &mut Rng, inet: bool) -> Pkt {
     }
 }
 
-fn ctx(p: &Pkt) -> PacketCtx<'_> {
+fn ctx<'a>(p: &'a Pkt, frame: &'a mut [u8]) -> PacketCtx<'a> {
     PacketCtx {
-        frame: &p.frame,
+        frame,
         nh_off: 14,
         th_off: p.th,
         nfproto: if p.v6 { NfProto::Ipv6 } else { NfProto::Ipv4 },
@@ -345,6 +359,7 @@ fn ctx(p: &Pkt) -> PacketCtx<'_> {
         nftrace: false,
         now: 0,
         fib: None,
+        payload_writes: 0,
     }
 }
 
@@ -371,7 +386,8 @@ fn check(c: &CompiledRuleset, chain: ChainId, p: &Pkt, what: &str) -> (usize, us
         ev: Vec::new(),
     };
     let mut lc = vec![Default::default(); slots];
-    let mut lp = ctx(p);
+    let mut lf = p.frame.clone();
+    let mut lp = ctx(p, &mut lf);
     let lv = c.eval_chain_traced(chain, &mut lp, &mut lc, &mut lin);
 
     let mut ix = Rec {
@@ -379,11 +395,13 @@ fn check(c: &CompiledRuleset, chain: ChainId, p: &Pkt, what: &str) -> (usize, us
         ev: Vec::new(),
     };
     let mut ic = vec![Default::default(); slots];
-    let mut ip = ctx(p);
+    let mut if_ = p.frame.clone();
+    let mut ip = ctx(p, &mut if_);
     let iv = c.eval_chain_traced(chain, &mut ip, &mut ic, &mut ix);
 
     let mut nc = vec![Default::default(); slots];
-    let mut np = ctx(p);
+    let mut nf = p.frame.clone();
+    let mut np = ctx(p, &mut nf);
     let nv = c.eval_chain(chain, &mut np, &mut nc);
 
     assert_eq!(lv, iv, "verdict, {what}");
@@ -400,6 +418,8 @@ fn check(c: &CompiledRuleset, chain: ChainId, p: &Pkt, what: &str) -> (usize, us
         (np.mark, np.ct_mark),
         "marks (untraced), {what}"
     );
+    assert_eq!(lf, if_, "packet written, {what}");
+    assert_eq!(lf, nf, "packet written (untraced), {what}");
     // the classifier's events: the linear walk's, minus some `NoMatch`es, in the same order
     let mut it = lin.ev.iter();
     for e in &ix.ev {
@@ -461,11 +481,12 @@ fn run_cases(
             if nat {
                 // the NAT entry point: the verdict of the walk (which rule did NAT is in the events)
                 let mut counters = vec![Default::default(); c.counter_slots()];
-                let (v, _) = c.eval_chain_nat(chain, &mut ctx(&p), &mut counters);
+                let (v, _) =
+                    c.eval_chain_nat(chain, &mut ctx(&p, &mut p.frame.clone()), &mut counters);
                 let mut lc = vec![Default::default(); c.counter_slots()];
                 let lv = c.eval_chain_traced(
                     chain,
-                    &mut ctx(&p),
+                    &mut ctx(&p, &mut p.frame.clone()),
                     &mut lc,
                     &mut Rec {
                         every: true,

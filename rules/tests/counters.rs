@@ -20,7 +20,7 @@ fn frame(src: u8, dport: u16) -> Vec<u8> {
     f
 }
 
-fn ctx(frame: &[u8]) -> PacketCtx<'_> {
+fn ctx(frame: &mut [u8]) -> PacketCtx<'_> {
     PacketCtx {
         frame,
         nh_off: 14,
@@ -43,6 +43,7 @@ fn ctx(frame: &[u8]) -> PacketCtx<'_> {
         nftrace: false,
         now: 0,
         fib: None,
+        payload_writes: 0,
     }
 }
 
@@ -96,7 +97,7 @@ fn slots_follow_the_statements_they_count() {
         for _ in 0..dport % 100 {
             let f = frame(1, dport);
             for &chain in c.hook_chains(NfProto::Ipv4, Hook::Forward) {
-                c.eval_chain(chain, &mut ctx(&f), &mut counters);
+                c.eval_chain(chain, &mut ctx(&mut f.clone()), &mut counters);
             }
         }
     }

@@ -71,7 +71,7 @@ fn random_frames_never_panic() {
             frame[14] = 0x60;
             frame[20] = [0u8, 43, 44, 60, 6, 17, 58][(rng.next() % 7) as usize];
         }
-        let f = &frame[..len];
+        let f = &mut frame[..len];
         let weird = |r: u64| match r % 6 {
             0 => usize::MAX,
             1 => usize::MAX - 3,
@@ -114,6 +114,7 @@ fn random_frames_never_panic() {
             nftrace: false,
             now: 0,
             fib: None,
+            payload_writes: 0,
         };
         for &chain in c.hook_chains(p.nfproto, Hook::Input) {
             let _ = c.eval_chain(chain, &mut p, &mut counters);

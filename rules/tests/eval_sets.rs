@@ -34,14 +34,15 @@ fn ipv4_tcp(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, opts: &[u8]) -> 
     f
 }
 
-fn ctx(frame: &[u8]) -> PacketCtx<'_> {
+fn ctx(frame: &mut [u8]) -> PacketCtx<'_> {
+    let len = (frame.len() - 14) as u32;
     PacketCtx {
         frame,
         nh_off: 14,
         th_off: Some(34),
         nfproto: NfProto::Ipv4,
         l4proto: 6,
-        len: (frame.len() - 14) as u32,
+        len,
         iif: 2,
         iifname: "eth0",
         oif: 3,
@@ -57,6 +58,7 @@ fn ctx(frame: &[u8]) -> PacketCtx<'_> {
         nftrace: false,
         now: 0,
         fib: None,
+        payload_writes: 0,
     }
 }
 
@@ -99,7 +101,8 @@ table inet t {
 
 fn run(c: &CompiledRuleset, f: &[u8]) -> (Verdict, u32) {
     let chain = c.hook_chains(NfProto::Ipv4, Hook::Input)[0];
-    let mut p = ctx(f);
+    let mut f = f.to_vec();
+    let mut p = ctx(&mut f);
     let mut counters = c.initial_counters();
     let v = c.eval_chain(chain, &mut p, &mut counters);
     (v, p.mark)

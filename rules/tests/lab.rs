@@ -127,14 +127,15 @@ fn icmp(ty: u8) -> Vec<u8> {
     vec![ty, 0, 0, 0, 0, 1, 0, 1]
 }
 
-fn ctx(frame: &[u8], proto: u8, ct: u32) -> PacketCtx<'_> {
+fn ctx(frame: &mut [u8], proto: u8, ct: u32) -> PacketCtx<'_> {
+    let len = (frame.len() - 14) as u32;
     PacketCtx {
         frame,
         nh_off: 14,
         th_off: Some(34),
         nfproto: NfProto::Ipv4,
         l4proto: proto,
-        len: (frame.len() - 14) as u32,
+        len,
         iif: 2,
         iifname: "eth0",
         oif: 3,
@@ -150,6 +151,7 @@ fn ctx(frame: &[u8], proto: u8, ct: u32) -> PacketCtx<'_> {
         nftrace: false,
         now: 0,
         fib: None,
+        payload_writes: 0,
     }
 }
 
@@ -173,7 +175,11 @@ fn lab_evaluates() {
     // new web connection from a client: rule 3
     let f = ipv4(6, CLIENT, WEB, &tcp(40000, 80));
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&f, 6, ct_state::NEW), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut f.clone(), 6, ct_state::NEW),
+            &mut counters
+        ),
         Verdict::Accept
     );
     assert_eq!(
@@ -186,7 +192,11 @@ fn lab_evaluates() {
     // wrong port: counted and dropped by the last rule
     let f2 = ipv4(6, CLIENT, WEB, &tcp(40000, 81));
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&f2, 6, ct_state::NEW), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut f2.clone(), 6, ct_state::NEW),
+            &mut counters
+        ),
         Verdict::Drop
     );
     assert_eq!(
@@ -199,23 +209,39 @@ fn lab_evaluates() {
     // replies pass on state
     let r = ipv4(6, WEB, CLIENT, &tcp(80, 40000));
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&r, 6, ct_state::ESTABLISHED), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut r.clone(), 6, ct_state::ESTABLISHED),
+            &mut counters
+        ),
         Verdict::Accept
     );
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&r, 6, ct_state::RELATED), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut r.clone(), 6, ct_state::RELATED),
+            &mut counters
+        ),
         Verdict::Accept
     );
     // invalid: rule 2
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&f, 6, ct_state::INVALID), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut f.clone(), 6, ct_state::INVALID),
+            &mut counters
+        ),
         Verdict::Drop
     );
     assert_eq!(counters[0].packets, 1);
     // ping from a client: rule 4; pong-shaped but new: dropped
     let p = ipv4(1, CLIENT, [203, 0, 113, 1], &icmp(8));
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&p, 1, ct_state::NEW), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut p.clone(), 1, ct_state::NEW),
+            &mut counters
+        ),
         Verdict::Accept
     );
     assert_eq!(
@@ -227,23 +253,35 @@ fn lab_evaluates() {
     );
     let p0 = ipv4(1, CLIENT, [203, 0, 113, 1], &icmp(0));
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&p0, 1, ct_state::NEW), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut p0.clone(), 1, ct_state::NEW),
+            &mut counters
+        ),
         Verdict::Drop
     );
     // other source network
     let o = ipv4(6, [10, 0, 0, 1], WEB, &tcp(1, 80));
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&o, 6, ct_state::NEW), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut o.clone(), 6, ct_state::NEW),
+            &mut counters
+        ),
         Verdict::Drop
     );
     // UDP to port 80 is not TCP
     let u = ipv4(17, CLIENT, WEB, &udp(1, 80));
     assert_eq!(
-        c.eval_chain(fwd, &mut ctx(&u, 17, ct_state::NEW), &mut counters),
+        c.eval_chain(
+            fwd,
+            &mut ctx(&mut u.clone(), 17, ct_state::NEW),
+            &mut counters
+        ),
         Verdict::Drop
     );
     // truncated frame: the payload loads fail, nothing panics
-    let t = &f[..36];
+    let t = &mut f.clone()[..36];
     assert_eq!(
         c.eval_chain(fwd, &mut ctx(t, 6, ct_state::NEW), &mut counters),
         Verdict::Drop
@@ -278,8 +316,8 @@ table inet late {
     let input = chains[1];
     let mut counters = c.initial_counters();
     let run = |src: [u8; 4], proto: u8, l4: Vec<u8>, counters: &mut Vec<CounterValue>| {
-        let f = ipv4(proto, src, [10, 9, 9, 9], &l4);
-        let mut p = ctx(&f, proto, ct_state::NEW);
+        let mut f = ipv4(proto, src, [10, 9, 9, 9], &l4);
+        let mut p = ctx(&mut f, proto, ct_state::NEW);
         p.hook = Hook::Input;
         c.eval_chain(input, &mut p, counters)
     };

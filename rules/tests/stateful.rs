@@ -21,13 +21,15 @@ fn frame(src: u8, dport: u16, len: u16) -> Vec<u8> {
 }
 
 fn run(rs: &rules::CompiledRuleset, f: &[u8], now: u64, counters: &mut [CounterValue]) -> Verdict {
+    let mut f = f.to_vec();
+    let len = (f.len() - 14) as u32;
     let mut pkt = PacketCtx {
-        frame: f,
+        frame: &mut f,
         nh_off: 14,
         th_off: Some(34),
         nfproto: NfProto::Ipv4,
         l4proto: 17,
-        len: (f.len() - 14) as u32,
+        len,
         iif: 2,
         iifname: "in0",
         oif: 3,
@@ -43,6 +45,7 @@ fn run(rs: &rules::CompiledRuleset, f: &[u8], now: u64, counters: &mut [CounterV
         nftrace: false,
         now,
         fib: None,
+        payload_writes: 0,
     };
     let chain = rs.hook_chains(NfProto::Ipv4, Hook::Forward)[0];
     rs.eval_chain(chain, &mut pkt, counters)

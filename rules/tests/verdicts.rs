@@ -18,7 +18,7 @@ fn frame_tcp(dport: u16) -> Vec<u8> {
     f
 }
 
-fn ctx(frame: &[u8], hook: Hook) -> PacketCtx<'_> {
+fn ctx(frame: &mut [u8], hook: Hook) -> PacketCtx<'_> {
     PacketCtx {
         frame,
         nh_off: 14,
@@ -41,6 +41,7 @@ fn ctx(frame: &[u8], hook: Hook) -> PacketCtx<'_> {
         nftrace: false,
         now: 0,
         fib: None,
+        payload_writes: 0,
     }
 }
 
@@ -79,7 +80,11 @@ fn reject_kinds_parse_print_and_evaluate() {
     for (port, v) in want {
         let f = frame_tcp(port);
         assert_eq!(
-            c.eval_chain(chain, &mut ctx(&f, Hook::Forward), &mut counters),
+            c.eval_chain(
+                chain,
+                &mut ctx(&mut f.clone(), Hook::Forward),
+                &mut counters
+            ),
             v,
             "dport {port}"
         );
@@ -108,7 +113,8 @@ fn tcp_reset_only_for_tcp() {
     );
     let chain = c.hook_chains(NfProto::Ipv4, Hook::Input)[0];
     let f = frame_tcp(9);
-    let mut p = ctx(&f, Hook::Input);
+    let mut fb = f.clone();
+    let mut p = ctx(&mut fb, Hook::Input);
     assert_eq!(
         c.eval_chain(chain, &mut p, &mut []),
         Verdict::Reject(Reject::TcpReset)
@@ -187,7 +193,8 @@ fn meta_set_and_trace_events() {
         }
     }
     let f = frame_tcp(9);
-    let mut p = ctx(&f, Hook::Input);
+    let mut fb = f.clone();
+    let mut p = ctx(&mut fb, Hook::Input);
     let mut rec = Rec(vec![]);
     let chain = c.hook_chains(NfProto::Ipv4, Hook::Input)[0];
     let x = c.chain_id(rules::Family::Ip, "t", "x").unwrap();

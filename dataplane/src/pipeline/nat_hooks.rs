@@ -134,6 +134,8 @@ impl Pipeline {
         // null binding where no rule gives one (the kernel registers nf_nat at all of them with the
         // first nat chain): a connection DNATed at PREROUTING gets its source binding here too, which
         // with several workers is what brings its replies to this worker.
+        // a payload statement in a nat chain wrote into the packet: the caller reads it again
+        let mut wrote = false;
         if ct == CtResult::New
             && (has_nat_chains(rs, Hook::Prerouting) || has_nat_chains(rs, Hook::Postrouting))
         {
@@ -144,7 +146,7 @@ impl Pipeline {
                 None => (0, ""),
             };
             let mut pkt = PacketCtx {
-                frame: &*frame,
+                frame: &mut *frame,
                 nh_off: ETH_HLEN,
                 th_off: ip.th_off,
                 nfproto: NfProto::Ipv4,
@@ -165,6 +167,7 @@ impl Pipeline {
                 nftrace: carry.nftrace,
                 now: carry.now,
                 fib: Some(fib),
+                payload_writes: 0,
             };
             let mut request = None;
             for &chain in rs.hook_chains(NfProto::Ipv4, hook) {
@@ -181,6 +184,7 @@ impl Pipeline {
                     break;
                 }
             }
+            wrote = pkt.payload_writes != 0;
             let range = match request {
                 None => None,
                 Some(r) => {
@@ -266,7 +270,7 @@ impl Pipeline {
             }
             _ => false,
         };
-        if changed {
+        if changed || wrote {
             NatStep::Rewritten
         } else {
             NatStep::Same

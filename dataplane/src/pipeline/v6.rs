@@ -86,7 +86,7 @@ impl Pipeline {
             // copies from the tap are for neighbour discovery only
             return Action::Consumed;
         }
-        let decision = self.fib.lookup6(ip.dst);
+        let mut decision = self.fib.lookup6(ip.dst);
         if decision == RouteDecision6::Local && self.shares(port) {
             return self.local(port, kernel_has_copy);
         }
@@ -114,8 +114,16 @@ impl Pipeline {
                 Hook::Ingress,
             );
             let v = run_list(rs, &chains, &mut pkt, &mut self.counters, &mut self.trace);
+            let wrote = pkt.payload_writes != 0;
             if v.is_drop() {
                 return self.ruled_out6(v, port, &ip, rs, now, frame);
+            }
+            if wrote {
+                let Some(i) = self.reread6(frame) else {
+                    return Action::Drop;
+                };
+                ip = i;
+                decision = self.fib.lookup6(ip.dst);
             }
         }
         // PREROUTING chains before conntrack (priority < -200) see no ct state.
@@ -144,11 +152,20 @@ impl Pipeline {
             NF_IP_PRI_CONNTRACK - 1,
         );
         let carry = Carry::of(&pkt);
+        let wrote = pkt.payload_writes != 0;
+        let untracked = pkt.ct_state == ct_state::UNTRACKED;
         if v.is_drop() {
             return self.ruled_out6(v, port, &ip, rs, now, frame);
         }
+        if wrote {
+            let Some(i) = self.reread6(frame) else {
+                return Action::Drop;
+            };
+            ip = i;
+            decision = self.fib.lookup6(ip.dst);
+        }
         // `notrack` in a chain before conntrack
-        let ct = if pkt.ct_state == ct_state::UNTRACKED {
+        let ct = if untracked {
             CtResult::Untracked
         } else {
             self.track6(frame, &ip, now)
@@ -179,10 +196,19 @@ impl Pipeline {
             NF_IP_PRI_CONNTRACK,
             i32::MAX,
         );
+        let wrote = pkt.payload_writes != 0;
         if v.is_drop() {
             return self.ruled_out6(v, port, &ip, rs, now, frame);
         }
         let carry = Carry::of(&pkt);
+        if wrote {
+            // ip6_rcv_finish routes after the whole PREROUTING hook: on what the rules wrote
+            let Some(i) = self.reread6(frame) else {
+                return Action::Drop;
+            };
+            ip = i;
+            decision = self.fib.lookup6(ip.dst);
+        }
         let (iface, next_hop) = match decision {
             RouteDecision6::Forward { iface, next_hop } => (iface, next_hop),
             RouteDecision6::Local => {
@@ -489,7 +515,7 @@ impl Pipeline {
         let out_mac = out_ifc.mac;
         let mut pkt = ctx6(
             fib,
-            &frame,
+            &mut frame,
             &ip,
             out_ifc,
             Some(out_ifc),
@@ -516,7 +542,7 @@ impl Pipeline {
             if pkt.ct_state != ct_state::UNTRACKED {
                 let l4 = ip
                     .th_off
-                    .and_then(|o| frame.get(o..ip.nh_off + ip.total_len))
+                    .and_then(|o| pkt.frame.get(o..ip.nh_off + ip.total_len))
                     .unwrap_or(&[]);
                 let cp = CtPkt {
                     src: ip.src,
@@ -751,6 +777,19 @@ impl Pipeline {
     }
 }
 
+impl Pipeline {
+    /// The IPv6 headers again after a rule wrote into them; `None` (counted) when they no longer parse.
+    fn reread6(&mut self, frame: &[u8]) -> Option<Ipv6Info> {
+        match ipv6::parse_ipv6(frame, ETH_HLEN) {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.stats.drop_parse_error += 1;
+                None
+            }
+        }
+    }
+}
+
 fn is_link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
@@ -765,7 +804,7 @@ fn has_nat_chains6(rs: &CompiledRuleset, hook: Hook) -> bool {
 /// The rule context of an IPv6 packet.
 fn ctx6<'a>(
     fib: &'a crate::fib::Fib,
-    frame: &'a [u8],
+    frame: &'a mut [u8],
     ip: &Ipv6Info,
     in_ifc: &'a crate::fib::InterfaceConfig,
     out_ifc: Option<&'a crate::fib::InterfaceConfig>,
@@ -797,5 +836,6 @@ fn ctx6<'a>(
         nftrace: carry.nftrace,
         now: carry.now,
         fib: Some(fib),
+        payload_writes: 0,
     }
 }

@@ -512,6 +512,222 @@ impl Load {
     }
 }
 
+/// How a payload write keeps checksums right: the kernel's `NFT_PAYLOAD_CSUM_*` type, as nft chooses it
+/// from the field's protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Csum {
+    None,
+    /// the Internet checksum at this byte offset from the start of the written header
+    Inet(u8),
+    /// SCTP's CRC32c over the whole SCTP packet
+    Sctp,
+}
+
+/// A compiled payload write (`ip ttl set 5`, `tcp dport set 8080`, `@nh,8,8 set 3`): the bytes nft's
+/// `payload write` covers, which bits of them the field is, and the checksums to fix.
+#[derive(Clone, Copy, Debug)]
+pub struct Write {
+    pub base: Base,
+    /// first byte written, from `base`
+    pub off: u16,
+    /// bytes written (≤ 16)
+    pub len: u8,
+    /// the field's bits inside those bytes: its width and how far its lowest bit sits from the end
+    pub bits: u16,
+    pub shift: u16,
+    pub csum: Csum,
+    /// `NFT_PAYLOAD_L4CSUM_PSEUDOHDR`: the field is part of the transport checksum's pseudo-header
+    pub pseudo: bool,
+}
+
+impl Proto {
+    /// What nft's payload statement generates for writing `field` of this protocol.
+    pub fn write(&self, field: &Field) -> Write {
+        let csum = match self.name {
+            "ip" => Csum::Inet(10),
+            "tcp" => Csum::Inet(16),
+            "udp" => Csum::Inet(6),
+            "icmp" | "icmpv6" | "igmp" => Csum::Inet(2),
+            "sctp" => Csum::Sctp,
+            _ => Csum::None,
+        };
+        let pseudo = matches!(
+            (self.name, field.name),
+            ("ip" | "ip6", "saddr" | "daddr" | "length") | ("ip", "protocol") | ("ip6", "nexthdr")
+        );
+        Write::new(self.base, field.off, field.len, csum, pseudo)
+    }
+}
+
+impl Write {
+    /// A write of `len` bits at bit `off` of `base`. With an Internet checksum to fix, nft writes whole
+    /// 16-bit words (the checksum arithmetic works on them): an odd byte count grows by one, backwards
+    /// when it starts on an odd byte.
+    pub fn new(base: Base, off: u16, len: u16, csum: Csum, pseudo: bool) -> Write {
+        let mut first = off / 8;
+        let mut last = (off + len).div_ceil(8);
+        let shift = last * 8 - off - len;
+        let mut shift_extra = 0;
+        if matches!(csum, Csum::Inet(_)) && (last - first) % 2 == 1 {
+            if first % 2 == 1 {
+                first -= 1;
+            } else {
+                last += 1;
+                shift_extra = 8;
+            }
+        }
+        Write {
+            base,
+            off: first,
+            len: (last - first).min(16) as u8,
+            bits: len,
+            shift: shift + shift_extra,
+            csum,
+            pseudo,
+        }
+    }
+
+    /// nft_payload_set_eval: writes `value` (the field's value, big-endian, right-aligned) into the
+    /// packet and fixes the checksums the kernel fixes. `nh`/`th` are the header offsets (`th` is `None`
+    /// for non-first fragments), `l3_end` where the network packet ends, `l4proto` its transport
+    /// protocol. `None` when the header is absent or the write does not fit: the rule stops there.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(
+        &self,
+        frame: &mut [u8],
+        nh: usize,
+        th: Option<usize>,
+        l3_end: usize,
+        ipv4: bool,
+        l4proto: u8,
+        value: &[u8],
+    ) -> Option<()> {
+        let base = match self.base {
+            Base::Link => 0,
+            Base::Network => nh,
+            Base::Transport => th?,
+            Base::Inner => return None,
+            Base::Exthdr(t) => find_exthdr(frame, nh, t)?,
+        };
+        let start = base.checked_add(self.off as usize)?;
+        let n = self.len as usize;
+        let old = frame.get(start..start.checked_add(n)?)?;
+        let mut new = [0u8; 16];
+        new[..n].copy_from_slice(old);
+        if self.shift == 0 && self.bits as usize == n * 8 {
+            // whole bytes: the value right-aligned into them
+            let k = value.len().min(n);
+            new[..n - k].fill(0);
+            new[n - k..n].copy_from_slice(&value[value.len() - k..]);
+        } else {
+            let mut v: u128 = 0;
+            for &b in value {
+                v = (v << 8) | b as u128;
+            }
+            let mask = if self.bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << self.bits) - 1
+            };
+            let mut cur: u128 = 0;
+            for &b in &new[..n] {
+                cur = (cur << 8) | b as u128;
+            }
+            cur = (cur & !(mask << self.shift)) | ((v & mask) << self.shift);
+            new[..n].copy_from_slice(&cur.to_be_bytes()[16 - n..]);
+        }
+        if let Csum::Inet(at) = self.csum {
+            let (fsum, tsum) = (csum_partial(old), csum_partial(&new[..n]));
+            csum_replace_at(frame, base + at as usize, fsum, tsum)?;
+            if self.pseudo {
+                l4_pseudo_update(frame, th, ipv4, l4proto, fsum, tsum)?;
+            }
+        } else if self.pseudo {
+            let (fsum, tsum) = (csum_partial(old), csum_partial(&new[..n]));
+            l4_pseudo_update(frame, th, ipv4, l4proto, fsum, tsum)?;
+        }
+        frame[start..start + n].copy_from_slice(&new[..n]);
+        if self.csum == Csum::Sctp && l4proto == 132 {
+            // nft_payload_csum_sctp: the CRC32c of the whole SCTP packet, checksum field zeroed
+            if let Some(th) = th {
+                let pkt = frame.get_mut(th..l3_end)?;
+                if pkt.len() >= 12 {
+                    pkt[8..12].fill(0);
+                    let crc = crc32c::crc32c(pkt);
+                    pkt[8..12].copy_from_slice(&crc.to_le_bytes());
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// The one's complement sum of `b` as 16-bit big-endian words (an odd tail byte is a word's high
+/// byte), unfolded: the kernel's `csum_partial` on the same bytes.
+fn csum_partial(b: &[u8]) -> u32 {
+    let mut s: u32 = 0;
+    let mut it = b.chunks_exact(2);
+    for w in &mut it {
+        s += u16::from_be_bytes([w[0], w[1]]) as u32;
+    }
+    if let [x] = it.remainder() {
+        s += (*x as u32) << 8;
+    }
+    s
+}
+
+fn fold(mut s: u64) -> u16 {
+    while s >> 16 != 0 {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    s as u16
+}
+
+/// nft_csum_replace: the checksum at `at` after bytes summing to `fsum` became bytes summing to
+/// `tsum`; a result of 0 is written as 0xffff (CSUM_MANGLED_0).
+fn csum_replace_at(frame: &mut [u8], at: usize, fsum: u32, tsum: u32) -> Option<()> {
+    let c = frame.get_mut(at..at.checked_add(2)?)?;
+    let old = u16::from_be_bytes([c[0], c[1]]);
+    // ~old + ~fsum + tsum, all one's complement
+    let f = fold(fsum as u64);
+    let mut s = fold((!old) as u64 + (!f) as u64 + tsum as u64);
+    s = !s;
+    if s == 0 {
+        s = 0xffff;
+    }
+    c.copy_from_slice(&s.to_be_bytes());
+    Some(())
+}
+
+/// nft_payload_l4csum_update: a pseudo-header field changed; the transport checksum follows, where the
+/// packet has one (TCP, UDP with a checksum, UDP-Lite, ICMPv6; not in non-first fragments).
+fn l4_pseudo_update(
+    frame: &mut [u8],
+    th: Option<usize>,
+    ipv4: bool,
+    l4proto: u8,
+    fsum: u32,
+    tsum: u32,
+) -> Option<()> {
+    let Some(th) = th else {
+        return Some(());
+    };
+    let at = match l4proto {
+        6 => th + 16,
+        17 => {
+            let c = frame.get(th + 6..th + 8)?;
+            if ipv4 && c == [0, 0] {
+                return Some(());
+            }
+            th + 6
+        }
+        136 => th + 6,
+        58 => th + 2,
+        _ => return Some(()),
+    };
+    csum_replace_at(frame, at, fsum, tsum)
+}
+
 /// Walks the IPv6 extension header chain from the network header to the header of type `want`.
 fn find_exthdr(frame: &[u8], nh: usize, want: u8) -> Option<usize> {
     if frame.get(nh)? >> 4 != 6 {
