@@ -5,11 +5,58 @@
 
 use std::fmt::Write;
 
-/// A constant of up to 16 bytes, big-endian (strings: NUL padded).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A constant of up to 32 bytes, big-endian (strings: NUL padded). 17 bytes: values of up to 16 bytes
+/// (every type but object names) are stored inline; longer ones (object names, up to 32 bytes) are
+/// interned (see [`long_val`]) and hold their index. Every AST constant is a `Val` (two in a range),
+/// so its size is what 100,000-rule rulesets pay per constant.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Val {
+    /// the width in bytes (read-only: constructors keep the representation)
     pub len: u8,
-    pub b: [u8; 32],
+    b: [u8; 16],
+}
+
+const _: () = assert!(std::mem::size_of::<Val>() == 17);
+
+/// The interned bytes of values longer than 16 bytes (object names: few and short-lived in number, so
+/// never freed), by index; equal bytes share an index, so `Val`'s derived equality and hash hold.
+fn long_val(bytes: Option<&[u8; 32]>, idx: u32) -> (u32, &'static [u8; 32]) {
+    use std::sync::{Mutex, OnceLock};
+    type Table = (
+        Vec<&'static [u8; 32]>,
+        std::collections::HashMap<[u8; 32], u32>,
+    );
+    static LONG: OnceLock<Mutex<Table>> = OnceLock::new();
+    let mut t = LONG
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    match bytes {
+        Some(b) => {
+            if let Some(&i) = t.1.get(b) {
+                return (i, t.0[i as usize]);
+            }
+            let i = t.0.len() as u32;
+            let leaked: &'static [u8; 32] = Box::leak(Box::new(*b));
+            t.0.push(leaked);
+            t.1.insert(*b, i);
+            (i, leaked)
+        }
+        None => (idx, t.0[idx as usize]),
+    }
+}
+
+impl PartialOrd for Val {
+    fn partial_cmp(&self, o: &Val) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl Ord for Val {
+    /// By width, then bytes.
+    fn cmp(&self, o: &Val) -> std::cmp::Ordering {
+        (self.len, self.bytes()).cmp(&(o.len, o.bytes()))
+    }
 }
 
 impl std::fmt::Debug for Val {
@@ -23,13 +70,38 @@ impl std::fmt::Debug for Val {
 }
 
 impl Val {
+    /// The first `len` bytes of `b` (zero beyond them).
+    fn of(b: &[u8; 32], len: usize) -> Val {
+        let len = len.min(32);
+        let mut v = Val {
+            len: len as u8,
+            b: [0; 16],
+        };
+        if len <= 16 {
+            v.b.copy_from_slice(&b[..16]);
+            v.b[len..].fill(0);
+        } else {
+            let mut z = *b;
+            z[len..].fill(0);
+            let (i, _) = long_val(Some(&z), 0);
+            v.b[..4].copy_from_slice(&i.to_be_bytes());
+        }
+        v
+    }
+    /// The value's bytes, zero-padded to 32.
+    fn wide(&self) -> [u8; 32] {
+        let mut b = [0; 32];
+        b[..self.len as usize].copy_from_slice(self.bytes());
+        b
+    }
     pub fn from_bytes(bytes: &[u8]) -> Val {
+        Val::padded(bytes, bytes.len())
+    }
+    /// `bytes` NUL-padded to `len` bytes (strings of a fixed width).
+    pub fn padded(bytes: &[u8], len: usize) -> Val {
         let mut b = [0; 32];
         b[..bytes.len()].copy_from_slice(bytes);
-        Val {
-            len: bytes.len() as u8,
-            b,
-        }
+        Val::of(&b, len)
     }
     /// `v` as `len` big-endian bytes (truncated to the low `len` bytes; zero-extended past 16).
     pub fn from_u128(v: u128, len: usize) -> Val {
@@ -38,10 +110,24 @@ impl Val {
         let be = v.to_be_bytes();
         let n = len.min(16);
         b[len - n..len].copy_from_slice(&be[16 - n..]);
-        Val { len: len as u8, b }
+        Val::of(&b, len)
     }
+    #[inline]
     pub fn bytes(&self) -> &[u8] {
-        &self.b[..self.len as usize]
+        if self.len <= 16 {
+            &self.b[..self.len as usize]
+        } else {
+            let i = u32::from_be_bytes([self.b[0], self.b[1], self.b[2], self.b[3]]);
+            &long_val(None, i).1[..self.len as usize]
+        }
+    }
+    /// The first 16 bytes, zero-padded (IPv6 addresses).
+    pub fn first16(&self) -> [u8; 16] {
+        let mut b = [0; 16];
+        let x = self.bytes();
+        let n = x.len().min(16);
+        b[..n].copy_from_slice(&x[..n]);
+        b
     }
     pub fn to_u128(&self) -> u128 {
         self.bytes()
@@ -53,36 +139,32 @@ impl Val {
     }
     /// Network prefix mask of `plen` bits in a value of this width.
     pub fn prefix_mask(len: usize, plen: u32) -> Val {
-        let mut v = Val {
-            len: len as u8,
-            b: [0; 32],
-        };
-        for i in 0..len {
+        let mut b = [0; 32];
+        for (i, x) in b.iter_mut().enumerate().take(len.min(32)) {
             let bits = (plen as i64 - 8 * i as i64).clamp(0, 8) as u32;
-            v.b[i] = if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
+            *x = if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
         }
-        v
+        Val::of(&b, len)
+    }
+    /// Bytewise `f` of this value and `m` (zero-padded to this width).
+    fn zip(&self, m: &Val, f: impl Fn(u8, u8) -> u8) -> Val {
+        let (mut a, b) = (self.wide(), m.wide());
+        for (x, y) in a.iter_mut().zip(b).take(self.len as usize) {
+            *x = f(*x, y);
+        }
+        Val::of(&a, self.len as usize)
     }
     pub fn and(&self, m: &Val) -> Val {
-        let mut v = *self;
-        for i in 0..self.len as usize {
-            v.b[i] &= m.b[i];
-        }
-        v
+        self.zip(m, |x, y| x & y)
     }
     pub fn or(&self, m: &Val) -> Val {
-        let mut v = *self;
-        for i in 0..self.len as usize {
-            v.b[i] |= m.b[i];
-        }
-        v
+        self.zip(m, |x, y| x | y)
+    }
+    pub fn xor(&self, m: &Val) -> Val {
+        self.zip(m, |x, y| x ^ y)
     }
     pub fn not(&self) -> Val {
-        let mut v = *self;
-        for i in 0..self.len as usize {
-            v.b[i] = !v.b[i];
-        }
-        v
+        self.zip(self, |x, _| !x)
     }
     pub fn is_zero(&self) -> bool {
         self.bytes().iter().all(|&x| x == 0)
@@ -1235,15 +1317,11 @@ impl Dtype {
                 if text.len() >= 16 {
                     return Err("String exceeds maximum length of 15".to_string());
                 }
-                let mut v = Val::from_bytes(text.as_bytes());
-                v.len = 16;
-                Ok(v)
+                Ok(Val::padded(text.as_bytes(), 16))
             }
             Dtype::Iface => {
                 // kept as the name; resolved by the caller (see compile)
-                let mut v = Val::from_bytes(&text.as_bytes()[..text.len().min(16)]);
-                v.len = 16;
-                Ok(v)
+                Ok(Val::padded(&text.as_bytes()[..text.len().min(16)], 16))
             }
             Dtype::InetService => {
                 if let Some(n) = parse_number(text) {
@@ -1342,17 +1420,13 @@ impl Dtype {
                 if text.is_empty() || text.len() > 32 {
                     return Err("Invalid object name".into());
                 }
-                let mut v = Val::from_bytes(text.as_bytes());
-                v.len = 32;
-                Ok(v)
+                Ok(Val::padded(text.as_bytes(), 32))
             }
             Dtype::Str16 => {
                 if text.is_empty() || text.len() > 16 {
                     return Err("Invalid string length".into());
                 }
-                let mut v = Val::from_bytes(text.as_bytes());
-                v.len = 16;
-                Ok(v)
+                Ok(Val::padded(text.as_bytes(), 16))
             }
             Dtype::Time => {
                 if let Some(n) = parse_number(text) {
@@ -1415,7 +1489,7 @@ impl Dtype {
                 let b = v.bytes();
                 let _ = write!(out, "{}.{}.{}.{}", b[0], b[1], b[2], b[3]);
             }
-            Dtype::Ipv6Addr => print_ipv6(v.b[..16].try_into().unwrap(), out),
+            Dtype::Ipv6Addr => print_ipv6(&v.first16(), out),
             Dtype::EtherAddr => {
                 let parts: Vec<String> = v.bytes().iter().map(|x| format!("{x:02x}")).collect();
                 out.push_str(&parts.join(":"));
@@ -1532,6 +1606,28 @@ mod tests {
         let mut s = String::new();
         t.print(v, ValFmt::default(), &mut s);
         s
+    }
+
+    #[test]
+    fn long_values_are_interned_and_read_back() {
+        let name = b"a-counter-name-of-thirty-bytes";
+        let a = Val::padded(name, 32);
+        let b = Val::padded(name, 32);
+        let c = Val::padded(b"another", 32);
+        assert_eq!(a.len, 32);
+        assert_eq!(&a.bytes()[..name.len()], name);
+        assert!(a.bytes()[name.len()..].iter().all(|&x| x == 0));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.cmp(&c), a.bytes().cmp(c.bytes()));
+        assert_eq!(a.as_str(), "a-counter-name-of-thirty-bytes");
+        assert_eq!(a.xor(&a), Val::from_u128(0, 32));
+        assert_eq!(a.not().not(), a);
+        let short = Val::from_u128(0x0a00_0001, 4);
+        assert_eq!(short.bytes(), [10, 0, 0, 1]);
+        assert_eq!(short.and(&Val::prefix_mask(4, 8)).bytes(), [10, 0, 0, 0]);
+        assert_eq!(Val::from_u128(1, 20).bytes()[19], 1);
+        assert_eq!(Val::from_u128(1, 20).to_u128(), 1);
     }
 
     #[test]

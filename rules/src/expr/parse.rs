@@ -1137,11 +1137,7 @@ fn set_l3_from_ethertype(ctx: &mut RuleCtx, n: u64) {
 fn simplify(m: &mut Match) {
     if let (Some((BinOp::Xor, c)), Rhs::Elem(e)) = (m.left.binop.as_deref(), &mut m.right) {
         if let [Part::Val(v)] = e.parts.as_mut_slice() {
-            let mut x = *v;
-            for i in 0..x.len as usize {
-                x.b[i] ^= c.b[i];
-            }
-            *v = x;
+            *v = v.xor(c);
             m.left.binop = None;
         }
     }

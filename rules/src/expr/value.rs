@@ -162,11 +162,7 @@ fn fold(l: &Val, op: BinOp, r: &Val) -> Val {
     match op {
         BinOp::And => v = l.and(r),
         BinOp::Or => v = l.or(r),
-        BinOp::Xor => {
-            for i in 0..v.len as usize {
-                v.b[i] ^= r.b[i];
-            }
-        }
+        BinOp::Xor => v = l.xor(r),
         BinOp::Shl | BinOp::Shr => {
             let n = r.to_u128() as u32;
             let w = v.len as u32 * 8;
