@@ -19,7 +19,15 @@ impl Loader for FsLoader {
         let candidates: Vec<PathBuf> = if p.is_absolute() {
             vec![p.to_path_buf()]
         } else {
-            let here = Path::new(from).parent().map(|d| d.join(p));
+            // a file in the current directory includes by the name as written (`./x.nft`, as nft
+            // names it in messages, not `././x.nft`)
+            let here = Path::new(from).parent().map(|d| {
+                if d.as_os_str().is_empty() || d == Path::new(".") {
+                    p.to_path_buf()
+                } else {
+                    d.join(p)
+                }
+            });
             here.into_iter()
                 .chain([Path::new("/etc").join(p)])
                 .collect()

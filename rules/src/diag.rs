@@ -53,6 +53,12 @@ pub struct Diagnostic {
     /// Related ranges on the same line, underlined with `~` (nft's secondary locations), as
     /// (col_start, col_end).
     pub secondary: Vec<(u32, u32)>,
+    /// The `include` statements that led to this file, innermost first, as (file, line, col_start,
+    /// col_end): printed as nft's `In file included from …` lines.
+    pub included_from: Vec<(String, u32, u32, u32)>,
+    /// The errors that follow this one in the same input (nft reports every error of a file, up to
+    /// its limit): printed after this one, in order.
+    pub more: Vec<Diagnostic>,
 }
 
 impl Diagnostic {
@@ -73,6 +79,14 @@ impl Diagnostic {
             .unwrap_or(text.len());
         let line = text[..line_start].bytes().filter(|&b| b == b'\n').count() as u32 + 1;
         let col_start = (lo - line_start) as u32 + 1;
+        // At the end of a file that ends with a newline nft locates the error on the (empty) line
+        // after the last one but prints the last line's text.
+        let shown = if lo == text.len() && line_start == lo && lo > 0 {
+            let prev = text[..lo - 1].rfind('\n').map(|i| i + 1).unwrap_or(0);
+            &text[prev..lo - 1]
+        } else {
+            &text[line_start..line_end]
+        };
         // nft never marks past the end of the first line of the span.
         let hi_clamped = hi.min(line_end.max(lo + 1));
         let col_end = (hi_clamped - line_start) as u32;
@@ -82,8 +96,10 @@ impl Diagnostic {
             col_start,
             col_end,
             message: message.into(),
-            source_line: text[line_start..line_end].to_string(),
+            source_line: shown.to_string(),
             secondary: Vec::new(),
+            included_from: Vec::new(),
+            more: Vec::new(),
         }
     }
 
@@ -106,14 +122,35 @@ impl Diagnostic {
             message: message.into(),
             source_line: String::new(),
             secondary: Vec::new(),
+            included_from: Vec::new(),
+            more: Vec::new(),
         }
     }
 }
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Diagnostic {
+    /// Joins errors into one value that prints them all, in order (`None` if there are none).
+    pub fn join(errors: Vec<Diagnostic>) -> Option<Diagnostic> {
+        let mut it = errors.into_iter();
+        let mut first = it.next()?;
+        first.more.extend(it);
+        Some(first)
+    }
+
+    /// This error and the ones that follow it.
+    pub fn all(&self) -> impl Iterator<Item = &Diagnostic> {
+        std::iter::once(self).chain(self.more.iter())
+    }
+
+    fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {
             return write!(f, "Error: {}", self.message);
+        }
+        // like nft's print_location
+        let mut prefix = "In file included from";
+        for (file, line, a, b) in &self.included_from {
+            writeln!(f, "{prefix} {file}:{line}:{a}-{b}:")?;
+            prefix = "                 from";
         }
         writeln!(
             f,
@@ -156,6 +193,18 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl fmt::Display for Diagnostic {
+    /// Every error, each as nft prints it, one after the other.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_one(f)?;
+        for d in &self.more {
+            writeln!(f)?;
+            d.fmt_one(f)?;
+        }
+        Ok(())
+    }
+}
+
 impl std::error::Error for Diagnostic {}
 
 #[cfg(test)]
@@ -187,9 +236,10 @@ mod tests {
             "syntax error, unexpected end of file",
         );
         assert_eq!((d.line, d.col_start, d.col_end), (2, 1, 1));
+        // nft 1.0.6 prints the last line's text under the location of the line after it
         assert_eq!(
             d.to_string(),
-            "f:2:1-1: Error: syntax error, unexpected end of file\n\n^"
+            "f:2:1-1: Error: syntax error, unexpected end of file\ntable ip x {\n^"
         );
     }
 }

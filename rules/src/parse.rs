@@ -32,6 +32,8 @@ impl Loader for NoIncludes {
 pub(crate) struct Source<'a> {
     pub name: String,
     pub text: &'a str,
+    /// the `include` statement that read this file (in an earlier source)
+    pub from: Option<Span>,
 }
 
 /// The texts of included files, alive as long as the parse that loaded them: the parser hands out
@@ -238,6 +240,71 @@ pub(crate) struct Parser<'a> {
     pub in_set_elem: bool,
     /// tokens produced by variable expansion so far (bounded: definitions can double each other)
     expanded: usize,
+    /// braces open (`{` consumed and not yet closed), to skip the rest of a rule after an error
+    depth: u32,
+    /// the error report being collected (see [`Errors`])
+    errors: Errors,
+}
+
+/// nft's limit on the errors of one input (`nft --max-errors`, 10 by default).
+const MAX_ERRORS: usize = 10;
+
+/// How nft reports an error, which decides where it appears in the report.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ErrClass {
+    /// found by the parser (bison): reported first, in input order, and the parser recovers at the
+    /// next newline or `;`
+    Syntax,
+    /// found when the commands are evaluated: reported after the syntax errors, command by command
+    Eval,
+    /// refused by the kernel (`Could not process rule: …`): reported only if nothing else was
+    Kernel,
+}
+
+/// Messages nft's parser itself reports (an action of the grammar fails): they count as syntax
+/// errors.
+const PARSER_MESSAGES: &[&str] = &[
+    "unknown chain type",
+    "unknown chain hook",
+    "invalid log level",
+];
+
+fn class_of(d: &Diagnostic) -> ErrClass {
+    if d.message.starts_with("syntax error") || PARSER_MESSAGES.contains(&d.message.as_str()) {
+        ErrClass::Syntax
+    } else if d.message.starts_with("Could not process rule") {
+        ErrClass::Kernel
+    } else {
+        ErrClass::Eval
+    }
+}
+
+/// Where an evaluation error appears in nft's report: nft evaluates command by command, a table
+/// block expanded into its chains, objects, sets, flowtables and then rules (`nft_cmd_expand`).
+type ErrKey = (u32, u8, u32);
+
+/// Phases of an expanded table block, in nft's order.
+pub(crate) const PHASE_CMD: u8 = 0;
+pub(crate) const PHASE_CHAIN: u8 = 1;
+pub(crate) const PHASE_OBJ: u8 = 2;
+pub(crate) const PHASE_SET: u8 = 3;
+pub(crate) const PHASE_FLOWTABLE: u8 = 4;
+pub(crate) const PHASE_RULE: u8 = 5;
+
+/// Every error of an input, collected as nft collects them: syntax errors as they are found (the
+/// parser recovers like bison's `error stmt_separator` rule), evaluation and kernel errors per
+/// command (dropped with the command if a syntax error discards it).
+#[derive(Default)]
+struct Errors {
+    syntax: Vec<Diagnostic>,
+    eval: Vec<(ErrKey, Diagnostic)>,
+    kernel: Vec<Diagnostic>,
+    /// errors of the command being parsed
+    cmd: Vec<(ErrClass, ErrKey, Diagnostic)>,
+    /// the parse stopped (end of file after an error, or too many errors)
+    aborted: bool,
+    cmd_seq: u32,
+    seq: u32,
 }
 
 /// Most tokens `$variables` may expand to in one input, and in one definition.
@@ -256,6 +323,7 @@ impl<'a> Parser<'a> {
             srcs: vec![Source {
                 name: name.to_string(),
                 text,
+                from: None,
             }],
             texts,
             frames: vec![Frame::Lex { src: 0, pos: 0 }],
@@ -273,6 +341,8 @@ impl<'a> Parser<'a> {
             elem_spans: Vec::new(),
             in_set_elem: false,
             expanded: 0,
+            depth: 0,
+            errors: Errors::default(),
         }
     }
 
@@ -382,6 +452,11 @@ impl<'a> Parser<'a> {
         if t.kind != Tok::Eof {
             self.la.pop_front();
             self.prev = t.span;
+            match t.kind {
+                Tok::LBrace => self.depth += 1,
+                Tok::RBrace => self.depth = self.depth.saturating_sub(1),
+                _ => {}
+            }
         }
         t
     }
@@ -436,7 +511,16 @@ impl<'a> Parser<'a> {
 
     pub fn err(&self, span: Span, msg: impl Into<String>) -> Diagnostic {
         let s = &self.srcs[span.src as usize];
-        Diagnostic::at(&s.name, s.text, span.lo as usize, span.hi as usize, msg)
+        let mut d = Diagnostic::at(&s.name, s.text, span.lo as usize, span.hi as usize, msg);
+        let mut from = s.from;
+        while let Some(inc) = from {
+            let p = &self.srcs[inc.src as usize];
+            let at = Diagnostic::at(&p.name, p.text, inc.lo as usize, inc.hi as usize, "");
+            let end = at.col_start + (inc.hi - inc.lo).saturating_sub(1);
+            d.included_from.push((at.file, at.line, at.col_start, end));
+            from = p.from;
+        }
+        d
     }
 
     /// nft's name for a token in "unexpected X" messages.
@@ -570,19 +654,160 @@ impl<'a> Parser<'a> {
 
     // ---------------------------------------------------------------- commands
 
+    /// Parses and applies the whole input. Like nft, every error is reported (up to nft's limit):
+    /// syntax errors first, then the evaluation errors of the commands that parsed; the kernel's
+    /// refusals only if there were none of those.
     pub fn parse_file(&mut self) -> PResult<()> {
         loop {
             self.skip_separators();
             if self.peek().kind == Tok::Eof {
                 break;
             }
-            self.command()?;
-            self.end_of_command()?;
+            self.errors.cmd_seq += 1;
+            let r = self.unit(PHASE_CMD, |p| {
+                p.command()?;
+                p.end_of_command()
+            });
+            match r {
+                Ok(_) => self.commit_command(),
+                Err(d) => {
+                    // bison drops the command the error is in
+                    self.errors.cmd.clear();
+                    if self.recover(d).is_err() {
+                        break;
+                    }
+                }
+            }
         }
-        if let Some(e) = self.sem_errors.first() {
-            return Err(e.clone());
+        self.errors.cmd.clear();
+        for d in std::mem::take(&mut self.sem_errors) {
+            self.errors.eval.push(((u32::MAX, 0, 0), d));
         }
-        self.check_jumps()
+        let e = &mut self.errors;
+        if !e.syntax.is_empty() || !e.eval.is_empty() {
+            let mut all = std::mem::take(&mut e.syntax);
+            e.eval.sort_by_key(|(k, _)| *k);
+            // nft counts both kinds together and stops evaluating at its limit, unless the parser
+            // already gave up (then the count is past the limit and never meets it again)
+            let room = if all.len() >= MAX_ERRORS {
+                usize::MAX
+            } else {
+                MAX_ERRORS - all.len()
+            };
+            all.extend(e.eval.drain(..).map(|(_, d)| d).take(room));
+            return Err(Diagnostic::join(all).unwrap());
+        }
+        let mut kernel = std::mem::take(&mut e.kernel);
+        kernel.extend(self.check_jumps());
+        match Diagnostic::join(kernel) {
+            Some(d) => Err(d),
+            None => Ok(()),
+        }
+    }
+
+    /// Parses one unit nft evaluates on its own (a command, or a rule, chain, set or object of a
+    /// table block) and records its first evaluation error, as nft does. An evaluation error
+    /// skips the rest of the unit; a syntax error is returned for the enclosing block to recover.
+    pub(crate) fn unit<T>(
+        &mut self,
+        phase: u8,
+        f: impl FnOnce(&mut Self) -> PResult<T>,
+    ) -> PResult<Option<T>> {
+        let mark = self.sem_errors.len();
+        let depth = self.depth;
+        let r = f(self);
+        let errs = self.sem_errors.split_off(mark);
+        match r {
+            Ok(v) => {
+                if let Some(d) = errs.into_iter().next() {
+                    self.note(phase, d);
+                }
+                Ok(Some(v))
+            }
+            Err(d) if self.errors.aborted || class_of(&d) == ErrClass::Syntax => Err(d),
+            Err(d) => {
+                let first = errs.into_iter().next().unwrap_or(d);
+                self.note(phase, first);
+                self.skip_rest(depth);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records an evaluation (or kernel) error of the command being parsed.
+    fn note(&mut self, phase: u8, d: Diagnostic) {
+        let e = &mut self.errors;
+        e.seq += 1;
+        let class = match class_of(&d) {
+            ErrClass::Kernel => ErrClass::Kernel,
+            _ => ErrClass::Eval,
+        };
+        e.cmd.push((class, (e.cmd_seq, phase, e.seq), d));
+    }
+
+    fn commit_command(&mut self) {
+        for (class, key, d) in self.errors.cmd.drain(..) {
+            match class {
+                ErrClass::Kernel => self.errors.kernel.push(d),
+                _ => self.errors.eval.push((key, d)),
+            }
+        }
+    }
+
+    /// Skips what is left of a unit after an evaluation error: up to its end (newline, `;` or the
+    /// `}` of the block it is in), over any braces it opened.
+    fn skip_rest(&mut self, depth: u32) {
+        loop {
+            match self.peek().kind {
+                Tok::Eof => return,
+                Tok::Newline | Tok::Semi | Tok::RBrace if self.depth <= depth => return,
+                _ => {
+                    self.next();
+                }
+            }
+        }
+    }
+
+    /// In a block whose lines are not evaluated on their own (a set's), a syntax error is
+    /// recovered from like in [`Parser::recover`]; other errors end the block.
+    pub(crate) fn recover_in_block(&mut self, d: Diagnostic) -> PResult<()> {
+        if self.errors.aborted || class_of(&d) != ErrClass::Syntax {
+            return Err(d);
+        }
+        self.recover(d)
+    }
+
+    /// After a syntax error: records it and, like bison's `error stmt_separator` rule, skips to the
+    /// next newline or `;` so that the block being parsed goes on. `Err` when parsing stops: at the
+    /// end of the input, or at nft's error limit.
+    pub(crate) fn recover(&mut self, d: Diagnostic) -> PResult<()> {
+        if self.errors.aborted {
+            return Err(d);
+        }
+        if class_of(&d) == ErrClass::Syntax {
+            self.errors.syntax.push(d.clone());
+        } else {
+            self.note(PHASE_CMD, d.clone());
+        }
+        if self.errors.syntax.len() >= MAX_ERRORS {
+            self.errors.aborted = true;
+            return Err(d);
+        }
+        loop {
+            match self.peek().kind {
+                Tok::Newline | Tok::Semi => {
+                    self.next();
+                    return Ok(());
+                }
+                Tok::Eof => {
+                    self.errors.aborted = true;
+                    return Err(d);
+                }
+                _ => {
+                    self.next();
+                }
+            }
+        }
     }
 
     /// Records a jump/goto target in the current table, checked when the input is fully applied.
@@ -592,10 +817,11 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn check_jumps(&mut self) -> PResult<()> {
+    /// The jumps to chains that do not exist (the kernel refuses each rule).
+    fn check_jumps(&mut self) -> Vec<Diagnostic> {
         let jumps = std::mem::take(&mut self.pending_jumps);
         if jumps.is_empty() {
-            return Ok(());
+            return Vec::new();
         }
         let chains: std::collections::HashSet<(Family, &str, &str)> = self
             .rs
@@ -603,12 +829,13 @@ impl<'a> Parser<'a> {
             .iter()
             .flat_map(|t| t.chains.iter().map(move |c| (t.family, &*t.name, &*c.name)))
             .collect();
-        for (fam, table, target, span) in jumps {
-            if !chains.contains(&(fam, &*table, &*target)) {
-                return Err(self.err(span, "Could not process rule: No such file or directory"));
-            }
-        }
-        Ok(())
+        jumps
+            .into_iter()
+            .filter(|(fam, table, target, _)| !chains.contains(&(*fam, &**table, &**target)))
+            .map(|(_, _, _, span)| {
+                self.err(span, "Could not process rule: No such file or directory")
+            })
+            .collect()
     }
 
     fn command(&mut self) -> PResult<()> {
@@ -713,6 +940,11 @@ impl<'a> Parser<'a> {
                 self.next();
                 self.include_cmd()
             }
+            // a rule without `add rule` (`ip t c accept`): nft's scanner makes keywords other than
+            // family names tokens that cannot start a command
+            _ if KEYWORDS.contains(&w) && Family::from_name(w).is_none() => {
+                Err(self.unexpected(t, None))
+            }
             _ => self.rule_cmd("add"),
         }
     }
@@ -756,25 +988,44 @@ impl<'a> Parser<'a> {
     fn table_block(&mut self, family: Family, table: &str) -> PResult<()> {
         loop {
             self.skip_separators();
-            let t = self.peek();
-            match t.kind {
-                Tok::RBrace => {
-                    self.next();
-                    return Ok(());
-                }
-                Tok::Word => {}
-                _ => return Err(self.unexpected(t, None)),
+            if self.peek().kind == Tok::RBrace {
+                self.next();
+                return Ok(());
             }
-            let w = self.text(t);
-            self.next();
+            if let Err(d) = self.table_item(family, table) {
+                self.recover(d)?;
+            }
+        }
+    }
+
+    /// One declaration in a table block, evaluated on its own (see [`Parser::unit`]).
+    fn table_item(&mut self, family: Family, table: &str) -> PResult<()> {
+        let t = self.peek();
+        if t.kind != Tok::Word {
+            return Err(self.unexpected(t, None));
+        }
+        let w = self.text(t);
+        let phase = match w {
+            "chain" => PHASE_CHAIN,
+            "set" | "map" => PHASE_SET,
+            "flowtable" => PHASE_FLOWTABLE,
+            "counter" | "quota" | "limit" | "synproxy" | "ct" => PHASE_OBJ,
+            _ => PHASE_CMD,
+        };
+        self.unit(phase, |p| p.table_decl(family, table, t, w))?;
+        Ok(())
+    }
+
+    fn table_decl(&mut self, family: Family, table: &str, t: Token, w: &str) -> PResult<()> {
+        self.next();
+        {
             match w {
                 "chain" => {
                     let (cname, span) = self.identifier()?;
                     self.ensure_chain(family, table, &cname, span, false)?;
                     self.chain_name_span = Some(span);
-                    if self.eat(Tok::LBrace) {
-                        self.chain_block(family, table, &cname)?;
-                    }
+                    self.expect(Tok::LBrace, "'{'")?;
+                    self.chain_block(family, table, &cname)?;
                 }
                 "comment" => {
                     let c = self.quoted()?;
@@ -819,6 +1070,7 @@ impl<'a> Parser<'a> {
             if !matches!(t.kind, Tok::Newline | Tok::Semi | Tok::RBrace) {
                 return Err(self.unexpected(t, Some("newline or semicolon")));
             }
+            Ok(())
         }
     }
 
@@ -875,19 +1127,35 @@ impl<'a> Parser<'a> {
         let mut at: Option<(usize, usize)> = None;
         loop {
             self.skip_separators();
+            if self.peek().kind == Tok::RBrace {
+                self.next();
+                return Ok(());
+            }
+            if let Err(d) = self.chain_item(family, table, chain, &mut at) {
+                self.recover(d)?;
+            }
+        }
+    }
+
+    /// One line of a chain block: a rule, or the chain's type, policy or comment.
+    fn chain_item(
+        &mut self,
+        family: Family,
+        table: &str,
+        chain: &str,
+        at: &mut Option<(usize, usize)>,
+    ) -> PResult<()> {
+        {
             let t = self.peek();
-            match t.kind {
-                Tok::RBrace => {
-                    self.next();
-                    return Ok(());
-                }
-                Tok::Eof => return Err(self.unexpected(t, None)),
-                _ => {}
+            if t.kind == Tok::Eof {
+                return Err(self.unexpected(t, None));
             }
             let w = self.peek_word().unwrap_or_default();
             match w {
                 "type" => {
-                    let base = self.base_chain_spec(family)?;
+                    let Some(base) = self.unit(PHASE_CHAIN, |p| p.base_chain_spec(family))? else {
+                        return Ok(());
+                    };
                     let c = self
                         .rs
                         .table_mut(family, table)
@@ -898,34 +1166,39 @@ impl<'a> Parser<'a> {
                     c.base = Some(BaseChain { policy, ..base });
                 }
                 "policy" => {
-                    self.next();
-                    let (p, span) = self.identifier()?;
-                    let policy = match p.as_str() {
-                        "accept" => Policy::Accept,
-                        "drop" => Policy::Drop,
-                        _ => {
-                            let t = crate::lex::Token {
-                                kind: Tok::Word,
-                                span,
-                            };
-                            return Err(self.unexpected(t, Some("accept or drop or '$'")));
+                    self.unit(PHASE_CHAIN, |p| {
+                        p.next();
+                        let (pol, span) = p.identifier()?;
+                        let policy = match pol.as_str() {
+                            "accept" => Policy::Accept,
+                            "drop" => Policy::Drop,
+                            _ => {
+                                let t = crate::lex::Token {
+                                    kind: Tok::Word,
+                                    span,
+                                };
+                                return Err(p.unexpected(t, Some("accept or drop or '$'")));
+                            }
+                        };
+                        let c =
+                            p.rs.table_mut(family, table)
+                                .unwrap()
+                                .chain_mut(chain)
+                                .unwrap();
+                        match &mut c.base {
+                            Some(b) => b.policy = policy,
+                            None => {
+                                return Err(
+                                    p.err(span, "policy specified for a chain without a hook")
+                                );
+                            }
                         }
-                    };
-                    let c = self
-                        .rs
-                        .table_mut(family, table)
-                        .unwrap()
-                        .chain_mut(chain)
-                        .unwrap();
-                    match &mut c.base {
-                        Some(b) => b.policy = policy,
-                        None => {
-                            return Err(
-                                self.err(span, "policy specified for a chain without a hook")
-                            );
-                        }
-                    }
+                        Ok(())
+                    })?;
                 }
+                // keywords that cannot start a statement: nft's parser stops at them
+                "table" | "chain" | "rule" | "ruleset" | "flush" | "insert" | "create" | "list"
+                | "replace" => return Err(self.unexpected(t, None)),
                 "comment" if matches!(self.peek2().kind, Tok::Quoted) => {
                     self.next();
                     let s = self.quoted()?;
@@ -937,9 +1210,11 @@ impl<'a> Parser<'a> {
                         .comment = Some(s);
                 }
                 _ => {
-                    let rule = self.rule(family, table)?;
+                    let Some(rule) = self.unit(PHASE_RULE, |p| p.rule(family, table))? else {
+                        return Ok(());
+                    };
                     // where the rule goes, found once per block (tables and chains are searched by name)
-                    let (ti, ci) = match at {
+                    let (ti, ci) = match *at {
                         Some((ti, ci))
                             if self.rs.tables.get(ti).is_some_and(|t| {
                                 t.family == family
@@ -956,7 +1231,7 @@ impl<'a> Parser<'a> {
                             let ci = (self.rs.tables[ti].chains.iter())
                                 .position(|c| c.name == chain)
                                 .unwrap();
-                            at = Some((ti, ci));
+                            *at = Some((ti, ci));
                             (ti, ci)
                         }
                     };
@@ -969,6 +1244,7 @@ impl<'a> Parser<'a> {
             if !matches!(t.kind, Tok::Newline | Tok::Semi | Tok::RBrace) {
                 return Err(self.unexpected(t, Some("newline or semicolon")));
             }
+            Ok(())
         }
     }
 
@@ -1332,8 +1608,15 @@ impl<'a> Parser<'a> {
     }
 
     fn include_cmd(&mut self) -> PResult<()> {
+        let kw = self.prev;
         let t = self.peek();
         let path = self.quoted()?;
+        // nft's location of the include statement takes in the separator after it
+        let inc = kw.to(t.span);
+        let inc = Span {
+            hi: inc.hi + 1,
+            ..inc
+        };
         let from = self.srcs[t.span.src as usize].name.clone();
         if self.srcs.len() > 64 {
             return Err(self.err(t.span, "Include nested too deeply"));
@@ -1355,7 +1638,11 @@ impl<'a> Parser<'a> {
                 }]),
                 i: 0,
             });
-            self.srcs.push(Source { name, text });
+            self.srcs.push(Source {
+                name,
+                text,
+                from: Some(inc),
+            });
         }
         self.push_tokens(vec![]);
         self.frames.extend(frames.into_iter().rev());

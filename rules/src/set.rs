@@ -4,7 +4,7 @@
 use crate::ast::Family;
 use crate::diag::Span;
 use crate::expr::{parse::interval_part, Data, Elem, ElemFmt, Part, Selector};
-use crate::lex::Tok;
+use crate::lex::{Tok, Token};
 use crate::parse::{PResult, Parser, RuleCtx};
 use crate::stmt::Stmt;
 use crate::types::{Dtype, ValFmt};
@@ -320,123 +320,140 @@ impl Parser<'_> {
                 self.next();
                 break;
             }
-            let w = self.peek_word().unwrap_or_default();
-            match w {
-                "type" => {
-                    self.next();
-                    let key = self.type_list()?;
-                    set.key = KeySpec::Types(key);
-                    if is_map {
-                        self.expect(Tok::Colon, "colon")?;
-                        if self.eat_word("interval") {
-                            set.data_interval = true;
-                        }
-                        set.data = Some(KeySpec::Types(self.type_list()?));
-                    }
-                    has_type = true;
-                }
-                "typeof" => {
-                    self.next();
-                    let mut ctx = RuleCtx::new(family);
-                    let mut sels = vec![self.selector(&mut ctx)?.0];
-                    while self.eat(Tok::Dot) {
-                        sels.push(self.selector(&mut ctx)?.0);
-                    }
-                    set.key = KeySpec::Typeof(sels);
-                    if is_map {
-                        self.expect(Tok::Colon, "colon")?;
-                        if self.eat_word("verdict") {
-                            set.data = Some(KeySpec::Types(vec![Dtype::Verdict]));
-                        } else {
-                            let mut ctx = RuleCtx::new(family);
-                            let mut sels = vec![self.selector(&mut ctx)?.0];
-                            while self.eat(Tok::Dot) {
-                                sels.push(self.selector(&mut ctx)?.0);
+            // one line of the block; a syntax error in it is skipped like nft's parser does
+            let r = (|| -> PResult<()> {
+                let w = self.peek_word().unwrap_or_default();
+                match w {
+                    "type" => {
+                        self.next();
+                        let key = self.type_list()?;
+                        set.key = KeySpec::Types(key);
+                        if is_map {
+                            self.expect(Tok::Colon, "colon")?;
+                            if self.eat_word("interval") {
+                                set.data_interval = true;
                             }
-                            set.data = Some(KeySpec::Typeof(sels));
+                            set.data = Some(KeySpec::Types(self.type_list()?));
                         }
+                        has_type = true;
                     }
-                    has_type = true;
-                }
-                "flags" => {
-                    self.next();
-                    loop {
-                        let (f, span) = self.identifier()?;
-                        match f.as_str() {
-                            "constant" => set.flags.constant = true,
-                            "dynamic" => set.flags.dynamic = true,
-                            "interval" => set.flags.interval = true,
-                            "timeout" => {
-                                set.flags.timeout = true;
-                                set.flags.timeout_explicit = true;
+                    "typeof" => {
+                        self.next();
+                        let mut ctx = RuleCtx::new(family);
+                        let mut sels = vec![self.selector(&mut ctx)?.0];
+                        while self.eat(Tok::Dot) {
+                            sels.push(self.selector(&mut ctx)?.0);
+                        }
+                        set.key = KeySpec::Typeof(sels);
+                        if is_map {
+                            self.expect(Tok::Colon, "colon")?;
+                            if self.eat_word("verdict") {
+                                set.data = Some(KeySpec::Types(vec![Dtype::Verdict]));
+                            } else {
+                                let mut ctx = RuleCtx::new(family);
+                                let mut sels = vec![self.selector(&mut ctx)?.0];
+                                while self.eat(Tok::Dot) {
+                                    sels.push(self.selector(&mut ctx)?.0);
+                                }
+                                set.data = Some(KeySpec::Typeof(sels));
                             }
-                            _ => return Err(self.err(span, format!("unknown set flag '{f}'"))),
                         }
-                        if !self.eat(Tok::Comma) {
-                            break;
+                        has_type = true;
+                    }
+                    "flags" => {
+                        self.next();
+                        loop {
+                            let (f, span) = self.identifier()?;
+                            match f.as_str() {
+                                "constant" => set.flags.constant = true,
+                                "dynamic" => set.flags.dynamic = true,
+                                "interval" => set.flags.interval = true,
+                                "timeout" => {
+                                    set.flags.timeout = true;
+                                    set.flags.timeout_explicit = true;
+                                }
+                                _ => {
+                                    // a syntax error for nft: its grammar lists the flags
+                                    let t = Token {
+                                        kind: Tok::Word,
+                                        span,
+                                    };
+                                    return Err(self.unexpected(
+                                        t,
+                                        Some("constant or interval or dynamic or timeout"),
+                                    ));
+                                }
+                            }
+                            if !self.eat(Tok::Comma) {
+                                break;
+                            }
                         }
                     }
-                }
-                "timeout" => {
-                    self.next();
-                    set.timeout = Some(self.time_value()?.0);
-                    set.flags.timeout = true;
-                }
-                "gc-interval" => {
-                    self.next();
-                    set.gc_interval = Some(self.time_value()?.0);
-                }
-                "size" => {
-                    self.next();
-                    set.size = Some(self.number()?.0);
-                }
-                "policy" => {
-                    self.next();
-                    let (p, span) = self.identifier()?;
-                    if !matches!(p.as_str(), "performance" | "memory") {
-                        return Err(self.err(span, format!("unknown set policy '{p}'")));
+                    "timeout" => {
+                        self.next();
+                        set.timeout = Some(self.time_value()?.0);
+                        set.flags.timeout = true;
                     }
-                    set.policy = Some(p);
-                }
-                "auto-merge" => {
-                    self.next();
-                    set.auto_merge = true;
-                }
-                "comment" => {
-                    self.next();
-                    set.comment = Some(self.quoted()?);
-                }
-                "counter" | "limit" | "quota" => {
-                    // stateful templates, several may share a line: `limit rate 1/second counter`
-                    while let Some(w) = self.peek_word() {
-                        let s = match w {
-                            "counter" => self.counter_stmt()?,
-                            "limit" => self.limit_stmt()?,
-                            "quota" => self.quota_stmt()?,
-                            _ => break,
-                        };
-                        set.stmts.push(s);
+                    "gc-interval" => {
+                        self.next();
+                        set.gc_interval = Some(self.time_value()?.0);
                     }
-                }
-                "elements" => {
-                    self.next();
-                    self.expect(Tok::Eq, "'='")?;
-                    if !has_type {
-                        let t = self.peek();
-                        return Err(self.err(t.span, "set definition does not specify key"));
+                    "size" => {
+                        self.next();
+                        set.size = Some(self.number()?.0);
                     }
-                    let start = self.peek().span;
-                    let key = set.key_types();
-                    let data = set.data_types();
-                    self.elem_spans.clear();
-                    let elems = self.set_elems(&key, data.as_deref())?;
-                    pending_elems = Some((elems, start, std::mem::take(&mut self.elem_spans)));
+                    "policy" => {
+                        self.next();
+                        let (p, span) = self.identifier()?;
+                        if !matches!(p.as_str(), "performance" | "memory") {
+                            return Err(self.err(span, format!("unknown set policy '{p}'")));
+                        }
+                        set.policy = Some(p);
+                    }
+                    "auto-merge" => {
+                        self.next();
+                        set.auto_merge = true;
+                    }
+                    "comment" => {
+                        self.next();
+                        set.comment = Some(self.quoted()?);
+                    }
+                    "counter" | "limit" | "quota" => {
+                        // stateful templates, several may share a line: `limit rate 1/second counter`
+                        while let Some(w) = self.peek_word() {
+                            let s = match w {
+                                "counter" => self.counter_stmt()?,
+                                "limit" => self.limit_stmt()?,
+                                "quota" => self.quota_stmt()?,
+                                _ => break,
+                            };
+                            set.stmts.push(s);
+                        }
+                    }
+                    "elements" => {
+                        self.next();
+                        self.expect(Tok::Eq, "'='")?;
+                        if !has_type {
+                            let t = self.peek();
+                            return Err(self.err(t.span, "set definition does not specify key"));
+                        }
+                        let start = self.peek().span;
+                        let key = set.key_types();
+                        let data = set.data_types();
+                        self.elem_spans.clear();
+                        let elems = self.set_elems(&key, data.as_deref())?;
+                        pending_elems = Some((elems, start, std::mem::take(&mut self.elem_spans)));
+                    }
+                    _ => return Err(self.unexpected(t, None)),
                 }
-                _ => return Err(self.unexpected(t, None)),
-            }
-            let t = self.peek();
-            if !matches!(t.kind, Tok::Newline | Tok::Semi | Tok::RBrace) {
-                return Err(self.unexpected(t, Some("newline or semicolon")));
+                let t = self.peek();
+                if !matches!(t.kind, Tok::Newline | Tok::Semi | Tok::RBrace) {
+                    return Err(self.unexpected(t, Some("newline or semicolon")));
+                }
+                Ok(())
+            })();
+            if let Err(d) = r {
+                self.recover_in_block(d)?;
             }
         }
         if !has_type {

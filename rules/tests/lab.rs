@@ -376,10 +376,11 @@ fn error_messages_match_nft() {
         err("table inet filter {\n\tchain forward {\n\t\tip saddr 192.0.2.0/33 accept\n\t}\n}\n"),
         "bad.nft:3:12-23: Error: Prefix length 33 is invalid for type of 32 bits width\n\t\tip saddr 192.0.2.0/33 accept\n\t\t         ^^^^^^^^^^^^"
     );
-    // syntax errors win over evaluation errors
+    // syntax errors come first, then evaluation errors (nft 1.0.6 prints both)
     assert_eq!(
         err("table inet filter {\n\tchain forward {\n\t\tip saddr 192.0.2.0/24 tcp dport foo accept\n\t\tfrobnicate\n\t}\n}\n"),
-        "bad.nft:4:13-13: Error: syntax error, unexpected newline\n\t\tfrobnicate\n\t\t          ^"
+        "bad.nft:4:13-13: Error: syntax error, unexpected newline\n\t\tfrobnicate\n\t\t          ^\n\
+         bad.nft:3:35-37: Error: Could not resolve service: Servname not supported for ai_socktype\n\t\tip saddr 192.0.2.0/24 tcp dport foo accept\n\t\t                                ^^^"
     );
     assert_eq!(
         err("table inet filter {\n\tchain forward {\n\t\tip daddr 1.2.3.4 tcp dport 80-70 accept\n\t}\n}\n"),
