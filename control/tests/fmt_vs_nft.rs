@@ -355,3 +355,58 @@ fn nft_json_of_corpus_dumps_reads_back_as_nft_lists_them() {
         "{ok} of {total} corpus dumps read back from nft's JSON, fewer than the recorded {CORPUS_JSON_FLOOR}"
     );
 }
+
+/// `sluice fmt --check FILE` reports every error of a file as `nft -c -f FILE` does: the cases in
+/// rules/tests/errors (expected stderr beside each), and the real nft's stderr when it can run here.
+#[test]
+fn fmt_check_reports_every_error_like_nft() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/tests/errors");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|n| n.ends_with(".nft"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20);
+    let live = nft_available();
+    let mut failures = Vec::new();
+    for name in &names {
+        let want = std::fs::read_to_string(dir.join(name.replace(".nft", ".err"))).unwrap();
+        let ours = Command::new(SLUICE)
+            .args(["fmt", "--check", name])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&ours.stderr).to_string();
+        if ours.status.code() != Some(1) || got != want {
+            failures.push(format!(
+                "{name}:\n--- expected\n{want}--- sluice fmt --check\n{got}"
+            ));
+        }
+        if live {
+            let theirs = Command::new("nft")
+                .args(["-c", "-f", name])
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let nft = String::from_utf8_lossy(&theirs.stderr).to_string();
+            if nft != got {
+                failures.push(format!(
+                    "{name}:\n--- nft -c -f\n{nft}--- sluice fmt --check\n{got}"
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "error reports: {} of {} files as nft prints them{}",
+        names.len() - failures.len().min(names.len()),
+        names.len(),
+        if live {
+            " (compared with the live nft too)"
+        } else {
+            ""
+        }
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

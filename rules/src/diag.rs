@@ -53,6 +53,14 @@ pub struct Diagnostic {
     /// Related ranges on the same line, underlined with `~` (nft's secondary locations), as
     /// (col_start, col_end).
     pub secondary: Vec<(u32, u32)>,
+    /// Where the file was included from, and the errors that follow this one (boxed: most
+    /// diagnostics have neither, and results carrying a diagnostic stay small).
+    pub extra: Option<Box<Extra>>,
+}
+
+/// The rarer parts of a [`Diagnostic`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extra {
     /// The `include` statements that led to this file, innermost first, as (file, line, col_start,
     /// col_end): printed as nft's `In file included from …` lines.
     pub included_from: Vec<(String, u32, u32, u32)>,
@@ -98,8 +106,7 @@ impl Diagnostic {
             message: message.into(),
             source_line: shown.to_string(),
             secondary: Vec::new(),
-            included_from: Vec::new(),
-            more: Vec::new(),
+            extra: None,
         }
     }
 
@@ -122,8 +129,7 @@ impl Diagnostic {
             message: message.into(),
             source_line: String::new(),
             secondary: Vec::new(),
-            included_from: Vec::new(),
-            more: Vec::new(),
+            extra: None,
         }
     }
 }
@@ -133,13 +139,30 @@ impl Diagnostic {
     pub fn join(errors: Vec<Diagnostic>) -> Option<Diagnostic> {
         let mut it = errors.into_iter();
         let mut first = it.next()?;
-        first.more.extend(it);
+        let more: Vec<Diagnostic> = it.collect();
+        if !more.is_empty() {
+            first.extra_mut().more.extend(more);
+        }
         Some(first)
+    }
+
+    /// The errors that follow this one.
+    pub fn more(&self) -> &[Diagnostic] {
+        self.extra.as_ref().map_or(&[], |e| &e.more)
     }
 
     /// This error and the ones that follow it.
     pub fn all(&self) -> impl Iterator<Item = &Diagnostic> {
-        std::iter::once(self).chain(self.more.iter())
+        std::iter::once(self).chain(self.more().iter())
+    }
+
+    /// The include statements that led to this error's file, innermost first.
+    pub fn included_from(&self) -> &[(String, u32, u32, u32)] {
+        self.extra.as_ref().map_or(&[], |e| &e.included_from)
+    }
+
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
     }
 
     fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -148,7 +171,7 @@ impl Diagnostic {
         }
         // like nft's print_location
         let mut prefix = "In file included from";
-        for (file, line, a, b) in &self.included_from {
+        for (file, line, a, b) in self.included_from() {
             writeln!(f, "{prefix} {file}:{line}:{a}-{b}:")?;
             prefix = "                 from";
         }
@@ -197,7 +220,7 @@ impl fmt::Display for Diagnostic {
     /// Every error, each as nft prints it, one after the other.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.fmt_one(f)?;
-        for d in &self.more {
+        for d in self.more() {
             writeln!(f)?;
             d.fmt_one(f)?;
         }

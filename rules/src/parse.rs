@@ -517,7 +517,9 @@ impl<'a> Parser<'a> {
             let p = &self.srcs[inc.src as usize];
             let at = Diagnostic::at(&p.name, p.text, inc.lo as usize, inc.hi as usize, "");
             let end = at.col_start + (inc.hi - inc.lo).saturating_sub(1);
-            d.included_from.push((at.file, at.line, at.col_start, end));
+            d.extra_mut()
+                .included_from
+                .push((at.file, at.line, at.col_start, end));
             from = p.from;
         }
         d

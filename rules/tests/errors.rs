@@ -30,3 +30,92 @@ fn errors_match_nft() {
         assert_eq!(&got, want, "{file}");
     }
 }
+
+// ------------------------------------------------------------------ every error of a file
+//
+// `tests/errors/NAME.nft` with `NAME.err`: what `nft -c -f NAME.nft` (nft 1.0.6, run in that
+// directory) prints on stderr. nft reports every error of a file, up to 10: syntax errors first (its
+// parser recovers at the next newline or `;`), then the evaluation errors of the commands that
+// parsed, then (only if there were none) the kernel's refusals. `*.inc` are included files.
+
+use std::path::{Path, PathBuf};
+
+fn error_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/errors")
+}
+
+/// Includes relative to the data directory, named as written (like nft's `./x` includes run there).
+struct DirLoader(PathBuf);
+
+impl rules::Loader for DirLoader {
+    fn load(&self, path: &str, _from: &str) -> Result<Vec<(String, String)>, String> {
+        std::fs::read_to_string(self.0.join(path))
+            .map(|t| vec![(path.to_string(), t)])
+            .map_err(|_| format!("File not found: {path}"))
+    }
+}
+
+fn error_cases() -> Vec<(String, String, String)> {
+    let dir = error_dir();
+    let mut cases: Vec<(String, String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "nft"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            let src = std::fs::read_to_string(&p).unwrap();
+            let want = std::fs::read_to_string(p.with_extension("err")).unwrap();
+            (name, src, want)
+        })
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 20, "error cases in {}", dir.display());
+    cases
+}
+
+#[test]
+fn every_error_of_a_file_like_nft() {
+    let loader = DirLoader(error_dir());
+    let mut failures = Vec::new();
+    for (name, src, want) in error_cases() {
+        let got = match rules::parse_ruleset_with(&src, &name, &loader)
+            .and_then(|rs| rules::compile(&rs).map(|_| rs))
+        {
+            Ok(_) => "(accepted)\n".to_string(),
+            Err(d) => format!("{d}\n"),
+        };
+        if got != want {
+            failures.push(format!("{name}:\n--- nft\n{want}--- sluice\n{got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The expected files are what the real nft prints (when it can run here: root, nft installed).
+#[test]
+fn expected_error_files_are_what_nft_prints() {
+    use std::process::Command;
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    if !root || Command::new("nft").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and nft");
+        return;
+    }
+    let mut failures = Vec::new();
+    for (name, _, want) in error_cases() {
+        // `-c`: checked by the kernel, nothing applied
+        let out = Command::new("nft")
+            .args(["-c", "-f", &name])
+            .current_dir(error_dir())
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || got != want {
+            failures.push(format!("{name}:\n--- expected\n{want}--- nft\n{got}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
