@@ -332,13 +332,13 @@ mod tests {
     #[test]
     fn meter_limits_each_key_on_its_own() {
         let d = DynSet::new(0, 0, vec![]);
-        let lim = [Stmt::Limit(Limit {
+        let lim = [Stmt::Limit(Box::new(Limit {
             over: false,
             rate: 1,
             unit: 60,
             bytes: false,
             burst: 2,
-        })];
+        }))];
         let pass = |k: &[u8]| {
             (0..5)
                 .filter(|_| d.apply(DynOpKind::Update, k, 0, &lim, S, 60))

@@ -16,7 +16,8 @@ use crate::types::{Dtype, Val};
 pub enum Selector {
     /// a header inside a tunnel: `vxlan ip saddr`, `gre tcp dport` (not evaluated in rules)
     Inner {
-        tunnel: &'static str,
+        /// the tunnel protocol (its name is printed)
+        tunnel: &'static payload::Proto,
         sel: Box<Selector>,
     },
     /// `fib saddr . iif oif`: a routing lookup (evaluated by the dataplane; here it never matches)
@@ -74,7 +75,7 @@ impl Selector {
     pub fn print(&self, out: &mut String) {
         match self {
             Selector::Inner { tunnel, sel } => {
-                out.push_str(tunnel);
+                out.push_str(tunnel.name);
                 out.push(' ');
                 sel.print(out);
             }

@@ -208,11 +208,7 @@ impl Parser<'_> {
                 }
                 return Ok((
                     Selector::Inner {
-                        tunnel: if w == "gre" {
-                            "gre"
-                        } else {
-                            payload::proto(w).unwrap().name
-                        },
+                        tunnel: payload::proto(w).unwrap(),
                         sel: Box::new(sel),
                     },
                     t.span.to(span),

@@ -107,7 +107,7 @@ impl Parser<'_> {
     pub(crate) fn limit_stmt(&mut self) -> PResult<super::Stmt> {
         self.next();
         self.expect_word("rate")?;
-        Ok(super::Stmt::Limit(self.limit_body(5)?))
+        Ok(super::Stmt::Limit(Box::new(self.limit_body(5)?)))
     }
 
     /// `[over] N/unit [burst N packets]` (after `rate`); `default_burst` for packet rates.

@@ -23,7 +23,7 @@ pub enum Stmt {
     Vmap(Box<vmap::Vmap>),
     SetField(Box<set_field::SetField>),
     Log(Box<log::Log>),
-    Limit(limit::Limit),
+    Limit(Box<limit::Limit>),
     Quota(limit::Quota),
     Reject(reject::Reject),
     Nat(Box<nat::Nat>),
@@ -39,3 +39,10 @@ pub enum Stmt {
         over: bool,
     },
 }
+
+// a rule's statements are stored inline: 100k-rule rulesets hold ~4 a rule (docs/BENCHMARKS.md)
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Stmt>() <= 32);
+// a boxed match fits a 128-byte allocation (with the allocator's 8-byte header)
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Match>() <= 120);
