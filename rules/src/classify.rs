@@ -85,6 +85,8 @@ trait Key: Copy + Eq + Ord {
     fn hash(self) -> u64;
     /// `(self - base) >> shift`, saturated to u64 (`self >= base`).
     fn bucket(self, base: Self, shift: u32) -> u64;
+    /// `self + 1` (`self` is below the field's maximum).
+    fn succ(self) -> Self;
 }
 
 impl Key for u64 {
@@ -105,6 +107,10 @@ impl Key for u64 {
     #[inline(always)]
     fn bucket(self, base: u64, shift: u32) -> u64 {
         (self - base).checked_shr(shift).unwrap_or(0)
+    }
+    #[inline(always)]
+    fn succ(self) -> u64 {
+        self + 1
     }
 }
 
@@ -127,6 +133,10 @@ impl Key for u128 {
     fn bucket(self, base: u128, shift: u32) -> u64 {
         u64::try_from((self - base).checked_shr(shift).unwrap_or(0)).unwrap_or(u64::MAX)
     }
+    #[inline(always)]
+    fn succ(self) -> u128 {
+        self + 1
+    }
 }
 
 /// The range classes of a field: class j is `[starts[j], starts[j + 1])`, `starts[0] == 0`. Found
@@ -142,8 +152,8 @@ struct Ranges<K> {
 }
 
 impl<K: Key> Ranges<K> {
-    fn new(starts: &[u128]) -> Ranges<K> {
-        let starts: Box<[K]> = starts.iter().map(|&s| K::from_u128(s)).collect();
+    fn new(starts: &[K]) -> Ranges<K> {
+        let starts: Box<[K]> = starts.into();
         let n = starts.len();
         if n <= 2 {
             return Ranges {
@@ -213,7 +223,7 @@ struct Slot<K> {
 }
 
 impl<K: Key> PointTable<K> {
-    fn new(points: &[u128], first_class: u32) -> PointTable<K> {
+    fn new(points: &[K], first_class: u32) -> PointTable<K> {
         if points.is_empty() {
             return PointTable {
                 slots: Box::new([]),
@@ -234,7 +244,6 @@ impl<K: Key> PointTable<K> {
         ];
         let shift = 64 - bits;
         for (i, &p) in points.iter().enumerate() {
-            let p = K::from_u128(p);
             let mut j = (p.hash() >> shift) as usize;
             while slots[j].class != u32::MAX {
                 j = (j + 1) & mask;
@@ -311,8 +320,8 @@ impl<K: Key> FieldIndex<K> {
     }
 
     fn new(
-        field: &Field<'_>,
-        cl: &Classes,
+        field: &Field<'_, K>,
+        cl: &Classes<K>,
         rules: &[u32],
         cover: impl Fn(&mut dyn FnMut(u32, usize)),
     ) -> Self {
@@ -641,15 +650,16 @@ fn normalize(out: &mut Vec<(u128, u128)>, start: usize) {
     out.truncate(w);
 }
 
-/// A field as the rules of one chain load it, and the prefix compares on it.
-struct Field<'a> {
+/// A field as the rules of one chain load it, and the prefix compares on it; `K`: `u64` for fields of at
+/// most 8 bytes, else `u128`.
+struct Field<'a, K> {
     loads: &'a [Load],
     bin: Option<&'a Bin>,
     width: usize,
     /// the compares, in rule order
     cmps: Vec<Cmp>,
     /// their intervals
-    ivs: Vec<(u128, u128)>,
+    ivs: Vec<(K, K)>,
 }
 
 /// One prefix compare: its rule, its position among the rule's indexable compares (ties in the
@@ -662,8 +672,25 @@ struct Cmp {
     n: u16,
 }
 
-impl Field<'_> {
-    fn ivs_of(&self, i: usize) -> &[(u128, u128)] {
+impl<'a, K: Key> Field<'a, K> {
+    fn new(loads: &'a [Load], bin: Option<&'a Bin>, width: usize) -> Self {
+        Field {
+            loads,
+            bin,
+            width,
+            cmps: Vec::new(),
+            ivs: Vec::new(),
+        }
+    }
+
+    fn is(&self, loads: &[Load], bin: Option<&Bin>, width: usize) -> bool {
+        self.width == width
+            && self.loads.len() == loads.len()
+            && self.loads.iter().zip(loads).all(|(a, b)| same_load(a, b))
+            && same_bin(self.bin, bin)
+    }
+
+    fn ivs_of(&self, i: usize) -> &[(K, K)] {
         let c = &self.cmps[i];
         &self.ivs[c.iv as usize..c.iv as usize + c.n as usize]
     }
@@ -671,16 +698,23 @@ impl Field<'_> {
     /// Appends a compare with intervals `ivs`, sharing them with one of the last few compares when equal.
     fn push(&mut self, rule: u32, pos: u32, ivs: &[(u128, u128)]) {
         let n = ivs.len() as u16;
+        let k = |&(lo, hi): &(u128, u128)| (K::from_u128(lo), K::from_u128(hi));
         let shared = self
             .cmps
             .iter()
             .rev()
             .take(4)
-            .find(|c| c.n == n && self.ivs[c.iv as usize..c.iv as usize + c.n as usize] == *ivs)
+            .find(|c| {
+                c.n == n
+                    && self.ivs[c.iv as usize..c.iv as usize + c.n as usize]
+                        .iter()
+                        .zip(ivs)
+                        .all(|(a, b)| *a == k(b))
+            })
             .map(|c| c.iv);
         let iv = shared.unwrap_or_else(|| {
             let s = self.ivs.len() as u32;
-            self.ivs.extend_from_slice(ivs);
+            self.ivs.extend(ivs.iter().map(k));
             s
         });
         self.cmps.push(Cmp { rule, iv, pos, n });
@@ -689,15 +723,18 @@ impl Field<'_> {
 
 /// A field's value space cut at the boundaries of some intervals: range classes `0..starts.len()`,
 /// then one class per point value.
-struct Classes {
-    starts: Vec<u128>,
-    points: Vec<u128>,
+struct Classes<K> {
+    starts: Vec<K>,
+    points: Vec<K>,
 }
 
-impl Classes {
-    fn new<'x>(width: usize, ivs: impl Iterator<Item = &'x (u128, u128)>) -> Classes {
-        let max = max_of(width);
-        let mut starts = vec![0u128];
+impl<K: Key> Classes<K> {
+    fn new<'x>(width: usize, ivs: impl Iterator<Item = &'x (K, K)>) -> Classes<K>
+    where
+        K: 'x,
+    {
+        let max = K::from_u128(max_of(width));
+        let mut starts = vec![K::from_u128(0)];
         let mut points = Vec::new();
         for &(lo, hi) in ivs {
             if lo == hi {
@@ -705,7 +742,7 @@ impl Classes {
             } else {
                 starts.push(lo);
                 if hi < max {
-                    starts.push(hi + 1);
+                    starts.push(hi.succ());
                 }
             }
         }
@@ -722,7 +759,7 @@ impl Classes {
 
     /// Calls `f` with every class the interval covers; a point must be one of `points`.
     #[inline]
-    fn cover(&self, (lo, hi): (u128, u128), mut f: impl FnMut(usize)) {
+    fn cover(&self, (lo, hi): (K, K), mut f: impl FnMut(usize)) {
         let m = self.starts.len();
         if lo == hi {
             f(m + self.points.partition_point(|&p| p < lo));
@@ -738,7 +775,7 @@ impl Classes {
 
     /// The class of each compare of `field` (`which` of them) that tests for a single value, or
     /// `u32::MAX`.
-    fn point_classes(&self, field: &Field<'_>, which: impl Iterator<Item = usize>) -> Vec<u32> {
+    fn point_classes(&self, field: &Field<'_, K>, which: impl Iterator<Item = usize>) -> Vec<u32> {
         let mut out = vec![u32::MAX; field.cmps.len()];
         for i in which {
             if let [(lo, hi)] = field.ivs_of(i) {
@@ -754,7 +791,7 @@ impl Classes {
     /// Calls `f` with every class a compare covers: its intervals, or `pclass` when it is a single
     /// value whose class is known.
     #[inline]
-    fn visit(&self, ivs: &[(u128, u128)], pclass: u32, mut f: impl FnMut(usize)) {
+    fn visit(&self, ivs: &[(K, K)], pclass: u32, mut f: impl FnMut(usize)) {
         if pclass != u32::MAX {
             f(pclass as usize);
         } else {
@@ -765,7 +802,7 @@ impl Classes {
     }
 
     /// How many classes the interval covers.
-    fn covered(&self, (lo, hi): (u128, u128)) -> u32 {
+    fn covered(&self, (lo, hi): (K, K)) -> u32 {
         if lo == hi {
             return 1;
         }
@@ -777,8 +814,84 @@ impl Classes {
     }
 }
 
+/// A rule's choice so far: (cost, classes covered, position in the rule, field, compare); field `f` of
+/// the narrow ones is `f`, of the wide ones `MAX_FIELDS + f`.
+type Best = (u32, u32, u32, u8, u32);
+
+/// Step 1 for one field: the classes and point classes of its compares, and each compare offered to its
+/// rule's `best` (the first rule is `first`).
+fn cost_field<K: Key>(
+    field: &Field<'_, K>,
+    f: u8,
+    first: u32,
+    best: &mut [Best],
+) -> (Classes<K>, Vec<u32>) {
+    let n = field.cmps.len();
+    let cl = Classes::new(field.width, field.ivs.iter());
+    let pclass = cl.point_classes(field, 0..n);
+    let mut den = vec![0u32; cl.count()];
+    let mut cov = vec![u32::MAX; n];
+    // coverage first: only narrow compares are counted and costed
+    for (i, c) in cov.iter_mut().enumerate() {
+        *c = if pclass[i] != u32::MAX {
+            1
+        } else {
+            field
+                .ivs_of(i)
+                .iter()
+                .map(|&iv| cl.covered(iv))
+                .fold(0u32, |a, b| a.saturating_add(b))
+        };
+        if *c <= WIDE {
+            cl.visit(field.ivs_of(i), pclass[i], |k| den[k] += 1);
+        }
+    }
+    for (i, cmp) in field.cmps.iter().enumerate() {
+        if cov[i] > WIDE {
+            continue;
+        }
+        let mut worst = 0;
+        cl.visit(field.ivs_of(i), pclass[i], |k| worst = worst.max(den[k]));
+        let b = &mut best[(cmp.rule - first) as usize];
+        if (worst, cov[i], cmp.pos) < (b.0, b.1, b.2) {
+            *b = (worst, cov[i], cmp.pos, f, i as u32);
+        }
+    }
+    (cl, pclass)
+}
+
+/// Step 3 for one field: the index over the compares chosen for it (`ch`, in rule order); `cl1`, `pc1`:
+/// the classes of step 1, used when every compare was chosen.
+fn index_field<K: Key>(
+    field: Field<'_, K>,
+    ch: &[usize],
+    cl1: Classes<K>,
+    pc1: Vec<u32>,
+) -> FieldIndex<K> {
+    let fresh;
+    let (cl, pclass) = if ch.len() == field.cmps.len() {
+        // every compare on the field was chosen: the classes are those of step 1
+        (&cl1, &pc1)
+    } else {
+        drop((cl1, pc1));
+        let cl = Classes::new(field.width, ch.iter().flat_map(|&i| field.ivs_of(i)));
+        let pc = cl.point_classes(&field, ch.iter().copied());
+        fresh = (cl, pc);
+        (&fresh.0, &fresh.1)
+    };
+    let cover = |g: &mut dyn FnMut(u32, usize)| {
+        for &i in ch {
+            cl.visit(field.ivs_of(i), pclass[i], |k| g(field.cmps[i].rule, k));
+        }
+    };
+    let rules: Vec<u32> = ch.iter().map(|&i| field.cmps[i].rule).collect();
+    FieldIndex::new(&field, cl, &rules, cover)
+}
+
 fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<ChainIndex> {
-    let mut fields: Vec<Field<'_>> = Vec::new();
+    // fields of at most 8 bytes, and wider ones (at most MAX_FIELDS in all)
+    let mut nf: Vec<Field<'_, u64>> = Vec::new();
+    let mut wf: Vec<Field<'_, u128>> = Vec::new();
     let mut scratch: Vec<(u128, u128)> = Vec::new();
     let mut any = false;
     for r in rules.clone() {
@@ -790,6 +903,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 Op::Vmap { loads, bin, set } => (loads, bin.as_deref(), Cond::Vmap(*set)),
                 // the first effect ends the prefix
                 Op::Store { .. }
+                | Op::PayloadSet(_)
                 | Op::Counter(_)
                 | Op::Limit(_)
                 | Op::Quota(_)
@@ -797,38 +911,37 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 | Op::Log(_)
                 | Op::DynSet(_)
                 | Op::Connlimit { .. }
-                | Op::PayloadSet(_)
                 | Op::Verdict(_) => break,
             };
             if !loads.is_empty() && loads.iter().all(fixed) {
                 scratch.clear();
                 let width = intervals(rs, &cond, &mut scratch);
                 if let Some(width) = width.filter(|_| scratch.len() <= u16::MAX as usize) {
-                    let known = fields.iter().position(|f| {
-                        f.width == width
-                            && f.loads.len() == loads.len()
-                            && f.loads
-                                .iter()
-                                .zip(loads.iter())
-                                .all(|(a, b)| same_load(a, b))
-                            && same_bin(f.bin, bin)
-                    });
-                    let field = match known {
-                        Some(f) => Some(f),
-                        None if fields.len() < MAX_FIELDS => {
-                            fields.push(Field {
-                                loads,
-                                bin,
-                                width,
-                                cmps: Vec::new(),
-                                ivs: Vec::new(),
-                            });
-                            Some(fields.len() - 1)
+                    let room = nf.len() + wf.len() < MAX_FIELDS;
+                    let filed = if width <= 8 {
+                        let known = nf.iter().position(|f| f.is(loads, bin, width));
+                        match known {
+                            Some(f) => Some(&mut nf[f]),
+                            None if room => {
+                                nf.push(Field::new(loads, bin, width));
+                                nf.last_mut()
+                            }
+                            None => None,
                         }
-                        None => None,
+                        .map(|f| f.push(r, pos, &scratch))
+                    } else {
+                        let known = wf.iter().position(|f| f.is(loads, bin, width));
+                        match known {
+                            Some(f) => Some(&mut wf[f]),
+                            None if room => {
+                                wf.push(Field::new(loads, bin, width));
+                                wf.last_mut()
+                            }
+                            None => None,
+                        }
+                        .map(|f| f.push(r, pos, &scratch))
                     };
-                    if let Some(f) = field {
-                        fields[f].push(r, pos, &scratch);
+                    if filed.is_some() {
                         pos += 1;
                         any = true;
                     }
@@ -846,94 +959,58 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
     // 1. cost of filing each compare's rule under it: the most rules of the chain that test the field
     //    and share one of the classes it covers (not usable when it covers too many classes); 2. each
     //    rule's compare: the cheapest, then the fewest classes covered, then the first
-    //    best[rule]: (cost, classes covered, position in the rule, field, compare)
-    let mut best: Vec<(u32, u32, u32, u8, u32)> =
+    let mut best: Vec<Best> =
         vec![(u32::MAX, u32::MAX, u32::MAX, 0, 0); (rules.end - rules.start) as usize];
-    let mut classes: Vec<(Classes, Vec<u32>)> = Vec::with_capacity(fields.len());
-    for (f, field) in fields.iter().enumerate() {
-        let n = field.cmps.len();
-        let cl = Classes::new(field.width, field.ivs.iter());
-        let pclass = cl.point_classes(field, 0..n);
-        let mut den = vec![0u32; cl.count()];
-        let mut cov = vec![u32::MAX; n];
-        // coverage first: only narrow compares are counted and costed
-        for (i, c) in cov.iter_mut().enumerate() {
-            *c = if pclass[i] != u32::MAX {
-                1
-            } else {
-                field
-                    .ivs_of(i)
-                    .iter()
-                    .map(|&iv| cl.covered(iv))
-                    .fold(0u32, |a, b| a.saturating_add(b))
-            };
-            if *c <= WIDE {
-                cl.visit(field.ivs_of(i), pclass[i], |k| den[k] += 1);
-            }
-        }
-        for (i, cmp) in field.cmps.iter().enumerate() {
-            if cov[i] > WIDE {
-                continue;
-            }
-            let mut worst = 0;
-            cl.visit(field.ivs_of(i), pclass[i], |k| worst = worst.max(den[k]));
-            let b = &mut best[(cmp.rule - rules.start) as usize];
-            if (worst, cov[i], cmp.pos) < (b.0, b.1, b.2) {
-                *b = (worst, cov[i], cmp.pos, f as u8, i as u32);
-            }
-        }
-        classes.push((cl, pclass));
-    }
-    let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); fields.len()];
+    let mut ncl: Vec<_> = (nf.iter().enumerate())
+        .map(|(f, field)| cost_field(field, f as u8, rules.start, &mut best))
+        .collect();
+    let mut wcl: Vec<_> = (wf.iter().enumerate())
+        .map(|(f, field)| cost_field(field, (MAX_FIELDS + f) as u8, rules.start, &mut best))
+        .collect();
+    let mut nch: Vec<Vec<usize>> = vec![Vec::new(); nf.len()];
+    let mut wch: Vec<Vec<usize>> = vec![Vec::new(); wf.len()];
     let mut always = Vec::new();
     for (r, b) in rules.clone().zip(&best) {
-        if b.0 == u32::MAX {
-            always.push(r);
-        } else {
-            chosen[b.3 as usize].push(b.4 as usize);
+        match b.3 as usize {
+            _ if b.0 == u32::MAX => always.push(r),
+            f if f < MAX_FIELDS => nch[f].push(b.4 as usize),
+            f => wch[f - MAX_FIELDS].push(b.4 as usize),
         }
     }
     drop(best);
-    if chosen.iter().all(|c| c.is_empty()) {
+    if nch.iter().chain(&wch).all(|c| c.is_empty()) {
         return None;
     }
     // what step 3 does not read goes before it allocates the index
-    for ((field, ch), (cl, pclass)) in fields.iter_mut().zip(&chosen).zip(&mut classes) {
-        if ch.len() != field.cmps.len() {
-            (cl.starts, cl.points, *pclass) = (Vec::new(), Vec::new(), Vec::new());
-        }
-        if ch.is_empty() {
-            (field.cmps, field.ivs) = (Vec::new(), Vec::new());
+    fn trim<K: Key>(
+        fields: &mut [Field<'_, K>],
+        chosen: &[Vec<usize>],
+        cls: &mut [(Classes<K>, Vec<u32>)],
+    ) {
+        for ((field, ch), (cl, pclass)) in fields.iter_mut().zip(chosen).zip(cls) {
+            if ch.len() != field.cmps.len() {
+                (cl.starts, cl.points, *pclass) = (Vec::new(), Vec::new(), Vec::new());
+            }
+            if ch.is_empty() {
+                (field.cmps, field.ivs) = (Vec::new(), Vec::new());
+            }
         }
     }
+    trim(&mut nf, &nch, &mut ncl);
+    trim(&mut wf, &wch, &mut wcl);
 
-    // 3. per field, classes from the chosen compares only, and each class's rules
-    let (mut narrow, mut wide) = (Vec::new(), Vec::new());
-    // (each field's compares and classes freed once its index is built)
-    for ((field, ch), (cl1, pc1)) in fields.into_iter().zip(chosen).zip(classes) {
-        if ch.is_empty() {
-            continue;
+    // 3. per field, classes from the chosen compares only, and each class's rules (each field's
+    //    compares and classes freed once its index is built)
+    let mut narrow = Vec::new();
+    for ((field, ch), (cl, pc)) in nf.into_iter().zip(nch).zip(ncl) {
+        if !ch.is_empty() {
+            narrow.push(index_field(field, &ch, cl, pc));
         }
-        let fresh;
-        let (cl, pclass) = if ch.len() == field.cmps.len() {
-            // every compare on the field was chosen: the classes are those of step 1
-            (&cl1, &pc1)
-        } else {
-            let cl = Classes::new(field.width, ch.iter().flat_map(|&i| field.ivs_of(i)));
-            let pc = cl.point_classes(&field, ch.iter().copied());
-            fresh = (cl, pc);
-            (&fresh.0, &fresh.1)
-        };
-        let cover = |g: &mut dyn FnMut(u32, usize)| {
-            for &i in &ch {
-                cl.visit(field.ivs_of(i), pclass[i], |k| g(field.cmps[i].rule, k));
-            }
-        };
-        let rules: Vec<u32> = ch.iter().map(|&i| field.cmps[i].rule).collect();
-        if field.width <= 8 {
-            narrow.push(FieldIndex::new(&field, cl, &rules, cover));
-        } else {
-            wide.push(FieldIndex::new(&field, cl, &rules, cover));
+    }
+    let mut wide = Vec::new();
+    for ((field, ch), (cl, pc)) in wf.into_iter().zip(wch).zip(wcl) {
+        if !ch.is_empty() {
+            wide.push(index_field(field, &ch, cl, pc));
         }
     }
     Some(ChainIndex {
@@ -948,7 +1025,8 @@ mod tests {
     use super::*;
 
     fn check_ranges<K: Key + std::fmt::Debug>(starts: &[u128], probes: &[u128]) {
-        let r: Ranges<K> = Ranges::new(starts);
+        let ks: Vec<K> = starts.iter().map(|&s| K::from_u128(s)).collect();
+        let r: Ranges<K> = Ranges::new(&ks);
         for &v in probes {
             let want = starts.partition_point(|&s| s <= v) - 1;
             assert_eq!(r.class(K::from_u128(v)), want, "{v:#x} in {starts:x?}");
