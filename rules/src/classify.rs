@@ -510,7 +510,8 @@ fn fixed(l: &Load) -> bool {
         | Load::Opt { .. }
         | Load::Unavailable
         | Load::Fib { .. }
-        | Load::Numgen(_) => false,
+        | Load::Numgen(_)
+        | Load::Hash(_) => false,
     }
 }
 

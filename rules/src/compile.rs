@@ -39,6 +39,17 @@ pub(crate) enum Load {
     /// from a generator. `inc` counts as the kernel's nft_ng_inc_gen does, one counter per expression shared
     /// by every worker.
     Numgen(Arc<Numgen>),
+    /// `jhash …` / `symhash …` (crate::expr::hash): a 32-bit bucket number, network byte order
+    Hash(Arc<HashLoad>),
+}
+
+#[derive(Debug)]
+pub(crate) struct HashLoad {
+    /// `jhash`'s key, each load in whole 32-bit words as the kernel's registers; `None`: `symhash`
+    pub(crate) key: Option<Box<[Load]>>,
+    pub(crate) modulus: u32,
+    pub(crate) seed: u32,
+    pub(crate) offset: u32,
 }
 
 #[derive(Debug)]
@@ -1178,6 +1189,11 @@ impl Compiler {
                     )));
                 }
                 Stmt::SetField(sf) => {
+                    let mut sels = Vec::new();
+                    sf.value.selectors(&mut sels);
+                    for s in sels {
+                        self.deps(t.family, s, &mut have_l3, &mut have_l4);
+                    }
                     let write = match &sf.target {
                         Selector::Payload { proto, field } => Some(proto.write(field)),
                         Selector::Raw { base, off, len } => Some(payload::Write::new(
@@ -1303,6 +1319,14 @@ impl Compiler {
         have_l3: &mut bool,
         have_l4: &mut Option<u8>,
     ) {
+        if let Selector::Computed(v) = sel {
+            let mut sels = Vec::new();
+            v.selectors(&mut sels);
+            for s in sels {
+                self.deps(family, s, have_l3, have_l4);
+            }
+            return;
+        }
         let Selector::Payload { proto, .. } = sel else {
             return;
         };
@@ -1350,6 +1374,53 @@ impl Compiler {
         }
     }
 
+    /// `numgen`, `jhash`, `symhash` as one load.
+    fn computed_load(v: &crate::expr::value::ValExpr) -> Load {
+        use crate::expr::value::ValExpr as V;
+        match v {
+            V::Numgen {
+                random,
+                modulus,
+                offset,
+            } => Load::Numgen(Arc::new(Numgen::new(*random, *modulus, *offset))),
+            V::Jhash {
+                key,
+                modulus,
+                seed,
+                offset,
+            } => {
+                let sels: Option<crate::expr::Sels> = match &**key {
+                    V::Sel(s) => Some(smallvec::smallvec![s.clone()]),
+                    V::Concat(parts) => parts
+                        .iter()
+                        .map(|p| match p {
+                            V::Sel(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => None,
+                };
+                let Some(sels) = sels else {
+                    return Load::Unavailable;
+                };
+                let key = Self::loads(&Lhs { sels, binop: None }).into_vec();
+                Load::Hash(Arc::new(HashLoad {
+                    key: Some(key.into_boxed_slice()),
+                    modulus: *modulus,
+                    seed: seed.unwrap_or_else(crate::expr::hash::random_seed),
+                    offset: *offset,
+                }))
+            }
+            V::Symhash { modulus, offset } => Load::Hash(Arc::new(HashLoad {
+                key: None,
+                modulus: *modulus,
+                seed: crate::expr::hash::random_seed(),
+                offset: *offset,
+            })),
+            _ => Load::Unavailable,
+        }
+    }
+
     fn loads(lhs: &Lhs) -> smallvec::SmallVec<[Load; 4]> {
         lhs.sels
             .iter()
@@ -1367,6 +1438,7 @@ impl Compiler {
                     result: *result,
                 },
                 Selector::Inner { .. } | Selector::Other { .. } => Load::Unavailable,
+                Selector::Computed(v) => Self::computed_load(v),
                 Selector::Raw { base, off, len } => {
                     let f = payload::Field {
                         name: "raw",
@@ -1764,7 +1836,13 @@ impl Compiler {
                 .into(),
                 bin: vec![],
             }),
-            V::Map(k, m, _) if matches!(&**k, V::Numgen { .. }) => {
+            V::Jhash { .. } | V::Symhash { .. } => Some(VSrc::Load {
+                loads: vec![Self::computed_load(v)].into(),
+                bin: vec![],
+            }),
+            V::Map(k, m, _)
+                if matches!(&**k, V::Numgen { .. } | V::Jhash { .. } | V::Symhash { .. }) =>
+            {
                 let VSrc::Load { loads, .. } = self.vsrc(t, k)? else {
                     return None;
                 };

@@ -700,6 +700,50 @@ pub(crate) fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize>
             out.get_mut(..4)?.copy_from_slice(&g.next().to_be_bytes());
             Some(4)
         }
+        Load::Hash(h) => {
+            use crate::expr::hash;
+            let v = match &h.key {
+                Some(key) => {
+                    // the key as the kernel's registers hold it: host-order integers (meta mark,
+                    // ct mark) little-endian; a concatenation's parts each in whole 32-bit words,
+                    // zero-padded (a single key hashes its own length)
+                    let mut buf = [0u8; BUF];
+                    let mut n = 0;
+                    for l in key.iter() {
+                        let k = load(l, p, &mut buf[n..])?;
+                        if host_order(l) {
+                            buf[n..n + k].reverse();
+                        }
+                        n += k;
+                        if key.len() > 1 {
+                            n = n.next_multiple_of(4).min(BUF);
+                        }
+                    }
+                    hash::jhash(&buf[..n], h.seed)
+                }
+                None => {
+                    let th = p.th_off.and_then(|t| p.frame.get(t..t + 4));
+                    let (sport, dport) = match (p.l4proto, th) {
+                        (6 | 17 | 132 | 33 | 136, Some(b)) => (
+                            u16::from_be_bytes([b[0], b[1]]),
+                            u16::from_be_bytes([b[2], b[3]]),
+                        ),
+                        _ => (0, 0),
+                    };
+                    let (s, d) = match p.nfproto {
+                        NfProto::Ipv4 => (p.nh_off + 12, p.nh_off + 16),
+                        NfProto::Ipv6 => (p.nh_off + 8, p.nh_off + 24),
+                    };
+                    let w = if p.nfproto == NfProto::Ipv4 { 4 } else { 16 };
+                    let src = p.frame.get(s..s + w)?;
+                    let dst = p.frame.get(d..d + w)?;
+                    hash::symmetric(src, dst, p.l4proto, sport, dport, h.seed)
+                }
+            };
+            out.get_mut(..4)?
+                .copy_from_slice(&hash::bucket(v, h.modulus, h.offset).to_be_bytes());
+            Some(4)
+        }
         Load::Opt { space, kind, field } => {
             let at = crate::expr::opt::find(*space, p.frame, p.th_off?, *kind);
             match field {
@@ -730,6 +774,44 @@ pub(crate) fn load(l: &Load, p: &PacketCtx<'_>, out: &mut [u8]) -> Option<usize>
         }
         Load::Ct(k, d, w) => k.read(p, *d, *w, out),
         Load::Fib { flags, result } => fib_load(*flags, *result, p, out),
+    }
+}
+
+/// Whether the kernel keeps this value in host byte order in its registers (we keep every integer in
+/// network order): what `jhash` must swap back to hash the kernel's bytes.
+fn host_order(l: &Load) -> bool {
+    match l {
+        Load::Meta(k) => matches!(
+            k.name,
+            "mark"
+                | "iif"
+                | "oif"
+                | "length"
+                | "priority"
+                | "skuid"
+                | "skgid"
+                | "iiftype"
+                | "oiftype"
+                | "cpu"
+                | "iifgroup"
+                | "oifgroup"
+                | "cgroup"
+                | "secmark"
+        ),
+        Load::Ct(k, ..) => matches!(
+            k.name,
+            "mark"
+                | "state"
+                | "status"
+                | "expiration"
+                | "zone"
+                | "bytes"
+                | "packets"
+                | "avgpkt"
+                | "id"
+        ),
+        Load::Numgen(_) | Load::Hash(_) => true,
+        _ => false,
     }
 }
 

@@ -869,8 +869,63 @@ fn type_json(types: &[Dtype]) -> Json {
     }
 }
 
+/// `numgen`, `jhash` and `symhash` as a match's left side.
+fn computed(v: &crate::expr::value::ValExpr) -> Json {
+    use crate::expr::value::ValExpr;
+    let num = |n: u32| Json::Num(n as i128);
+    match v {
+        ValExpr::Numgen {
+            random,
+            modulus,
+            offset,
+        } => one(
+            "numgen",
+            obj([
+                ("mode", s(if *random { "random" } else { "inc" })),
+                ("mod", num(*modulus)),
+                ("offset", num(*offset)),
+            ]),
+        ),
+        ValExpr::Jhash {
+            key,
+            modulus,
+            seed,
+            offset,
+        } => {
+            let key = match &**key {
+                ValExpr::Sel(x) => selector(x),
+                ValExpr::Concat(parts) => {
+                    one("concat", Json::Arr(parts.iter().map(computed).collect()))
+                }
+                other => computed(other),
+            };
+            let mut o = vec![
+                ("mod".to_string(), num(*modulus)),
+                ("expr".to_string(), key),
+            ];
+            if let Some(sd) = seed {
+                o.push(("seed".into(), num(*sd)));
+            }
+            if *offset != 0 {
+                o.push(("offset".into(), num(*offset)));
+            }
+            one("jhash", Json::Obj(o))
+        }
+        ValExpr::Symhash { modulus, offset } => {
+            let mut o = vec![("mod".to_string(), num(*modulus))];
+            if *offset != 0 {
+                o.push(("offset".into(), num(*offset)));
+            }
+            one("symhash", Json::Obj(o))
+        }
+        ValExpr::Sel(x) => selector(x),
+        _ => Json::Null,
+    }
+}
+
 fn selector(sel: &Selector) -> Json {
     match sel {
+        Selector::Computed(v) => computed(v),
         Selector::Payload { proto, field } => one(
             "payload",
             obj([("protocol", s(proto.name)), ("field", s(field.name))]),

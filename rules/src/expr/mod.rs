@@ -2,6 +2,7 @@
 //! compared with.
 
 pub mod ct;
+pub mod hash;
 pub mod meta;
 pub mod opt;
 pub mod other;
@@ -51,6 +52,9 @@ pub enum Selector {
     /// parsed and printed, not evaluated here (`socket mark`, `osf name`, `ipsec in reqid`, ...: see
     /// [`other`]): the printed text and the datatype
     Other { text: Box<str>, dtype: Dtype },
+    /// a number computed from the packet: `numgen inc mod 2`, `jhash ip saddr mod 4 seed 0x1`,
+    /// `symhash mod 2` (a 32-bit integer)
+    Computed(Box<value::ValExpr>),
 }
 
 impl Selector {
@@ -69,11 +73,13 @@ impl Selector {
             Selector::Meta { key, .. } => key.dtype,
             Selector::Ct { dtype, .. } => *dtype,
             Selector::Other { dtype, .. } => *dtype,
+            Selector::Computed(_) => Dtype::Integer(32),
         }
     }
 
     pub fn print(&self, out: &mut String) {
         match self {
+            Selector::Computed(v) => v.print(crate::types::ValFmt::default(), out),
             Selector::Inner { tunnel, sel } => {
                 out.push_str(tunnel.name);
                 out.push(' ');

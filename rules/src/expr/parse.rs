@@ -12,7 +12,10 @@ use crate::types::{self, Dtype, Val};
 impl Parser<'_> {
     pub(crate) fn starts_selector(&self, w: &str) -> bool {
         w == "fib"
-            || matches!(w, "socket" | "osf" | "exthdr")
+            || matches!(
+                w,
+                "socket" | "osf" | "exthdr" | "numgen" | "jhash" | "symhash"
+            )
             || payload::proto(w).is_some()
             || w == "meta"
             || w == "ct"
@@ -21,6 +24,11 @@ impl Parser<'_> {
 
     /// A selector (`ip saddr`, `meta mark`, `ct state`, `iifname`), with dependency/conflict checks.
     pub(crate) fn selector(&mut self, ctx: &mut RuleCtx) -> PResult<(Selector, Span)> {
+        if matches!(self.peek_word(), Some("numgen" | "jhash" | "symhash")) {
+            let start = self.peek().span;
+            let v = self.vx_primary(ctx, crate::types::Dtype::Integer(32))?;
+            return Ok((Selector::Computed(Box::new(v)), start.to(self.prev)));
+        }
         let t = self.next();
         if t.kind == Tok::At {
             let base = match &self.text(t)[1..] {

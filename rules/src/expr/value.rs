@@ -59,6 +59,21 @@ impl ValExpr {
         self.print_prec(fmt, 0, out)
     }
 
+    /// Every selector the value reads (for their protocol dependencies).
+    pub fn selectors<'a>(&'a self, out: &mut Vec<&'a Selector>) {
+        match self {
+            ValExpr::Const(..) | ValExpr::Numgen { .. } | ValExpr::Symhash { .. } => {}
+            ValExpr::Sel(s) => out.push(s),
+            ValExpr::Binop(l, _, r) => {
+                l.selectors(out);
+                r.selectors(out);
+            }
+            ValExpr::Concat(v) => v.iter().for_each(|e| e.selectors(out)),
+            ValExpr::Map(k, ..) => k.selectors(out),
+            ValExpr::Jhash { key, .. } => key.selectors(out),
+        }
+    }
+
     fn print_prec(&self, fmt: ValFmt, parent: u8, out: &mut String) {
         match self {
             ValExpr::Const(t, p) => p.print(*t, fmt, out),
@@ -321,7 +336,7 @@ impl Parser<'_> {
         super::meta::key(w).is_some_and(|k| k.unqualified_parse)
     }
 
-    fn vx_primary(&mut self, ctx: &mut RuleCtx, t: Dtype) -> PResult<ValExpr> {
+    pub(crate) fn vx_primary(&mut self, ctx: &mut RuleCtx, t: Dtype) -> PResult<ValExpr> {
         if self.eat(Tok::LParen) {
             let e = self.vx_binop(ctx, t, 1)?;
             self.expect(Tok::RParen, "')'")?;
