@@ -77,7 +77,7 @@ impl Numgen {
         use std::sync::atomic::Ordering::Relaxed;
         let n = if self.random {
             thread_local! {
-                static STATE: std::cell::Cell<u64> = std::cell::Cell::new(0);
+                static STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
             }
             STATE.with(|st| {
                 let mut x = st.get();
@@ -325,8 +325,7 @@ impl CSet {
         if k.len() != w {
             return None;
         }
-        if w > 0 {
-            let n = self.exact.len() / w;
+        if let Some(n) = self.exact.len().checked_div(w) {
             let (mut lo, mut hi) = (0usize, n);
             while lo < hi {
                 let mid = (lo + hi) / 2;

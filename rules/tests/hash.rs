@@ -19,7 +19,7 @@ fn marks(rule: &str, frames: &[Vec<u8>]) -> Vec<u32> {
     let src = format!(
         "table ip t {{\n chain c {{\n type filter hook forward priority 0; policy accept;\n {rule}\n }}\n}}\n"
     );
-    let rs = compile(&parse_ruleset(&src, "t").unwrap()).unwrap();
+    let rs = compile(parse_ruleset(&src, "t").unwrap()).unwrap();
     let chain = rs.hook_chains(NfProto::Ipv4, Hook::Forward)[0];
     let mut counters = rs.initial_counters();
     frames

@@ -97,7 +97,7 @@ fn ruleset(family: &str, rule: &str) -> CompiledRuleset {
     let src = format!(
         "table {family} t {{\n chain c {{\n type filter hook forward priority 0; policy accept;\n {rule}\n }}\n}}\n"
     );
-    compile(&parse_ruleset(&src, "t").unwrap()).unwrap()
+    compile(parse_ruleset(&src, "t").unwrap()).unwrap()
 }
 
 /// Runs `rule` (in a forward chain of `family`) over `frame`; the frame afterwards and the verdict.

@@ -120,7 +120,7 @@ impl Key {
             "packets" => put(&sum(v.packets).to_be_bytes()),
             "avgpkt" => {
                 let (b, n) = (sum(v.bytes), sum(v.packets));
-                put(&(if n == 0 { 0 } else { b / n }).to_be_bytes())
+                put(&b.checked_div(n).unwrap_or(0).to_be_bytes())
             }
             // id (a kernel hash), secmark, event, helper, timeout, expectation: not kept
             _ => None,
