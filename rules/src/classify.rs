@@ -686,8 +686,9 @@ impl<'a, K: Key> Field<'a, K> {
 
     fn is(&self, loads: &[Load], bin: Option<&Bin>, width: usize) -> bool {
         self.width == width
-            && self.loads.len() == loads.len()
-            && self.loads.iter().zip(loads).all(|(a, b)| same_load(a, b))
+            && (std::ptr::eq(self.loads, loads)
+                || (self.loads.len() == loads.len()
+                    && self.loads.iter().zip(loads).all(|(a, b)| same_load(a, b))))
             && same_bin(self.bin, bin)
     }
 

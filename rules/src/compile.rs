@@ -1742,7 +1742,9 @@ impl Compiler {
     }
 
     fn set(&mut self, t: &Table, elems: &[Elem], width: usize) -> u32 {
-        let mut keys: Vec<(Vec<u8>, u32)> = Vec::new();
+        // exact keys: their bytes one after another, and (start, end, element) of each
+        let mut flat: Vec<u8> = Vec::new();
+        let mut keys: Vec<(u32, u32, u32)> = Vec::new();
         let mut ranges = Vec::new();
         let mut comp_ranges = Vec::new();
         let mut catchall = None;
@@ -1757,7 +1759,9 @@ impl Compiler {
             if e.parts.is_empty() {
                 catchall = Some(i);
             } else if e.parts.iter().all(|p| p.is_single()) {
-                keys.push((bounds(e).0.to_vec(), i));
+                let s = flat.len() as u32;
+                flat.extend_from_slice(&bounds(e).0);
+                keys.push((s, flat.len() as u32, i));
             } else if e.parts.len() == 1 {
                 let (lo, hi) = bounds(e);
                 ranges.push((lo, hi, i));
@@ -1773,13 +1777,15 @@ impl Compiler {
                 comp_ranges.push((comps, i));
             }
         }
-        keys.sort();
-        keys.dedup_by(|a, b| a.0 == b.0);
-        let mut exact = Vec::new();
-        let mut exact_idx = Vec::new();
-        for (k, i) in keys {
-            exact.extend_from_slice(&k);
-            exact_idx.push(i);
+        let key = |&(s, e, _): &(u32, u32, u32)| &flat[s as usize..e as usize];
+        // by bytes, then element (the first of equal keys stays)
+        keys.sort_by(|a, b| key(a).cmp(key(b)).then(a.2.cmp(&b.2)));
+        keys.dedup_by(|a, b| key(a) == key(b));
+        let mut exact = Vec::with_capacity(flat.len());
+        let mut exact_idx = Vec::with_capacity(keys.len());
+        for k in &keys {
+            exact.extend_from_slice(key(k));
+            exact_idx.push(k.2);
         }
         ranges.sort();
         let disjoint = ranges.windows(2).all(|w| w[0].1 < w[1].0);

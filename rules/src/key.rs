@@ -1,6 +1,6 @@
 //! Small byte strings for compiled constants (compare values, masks): up to 14 bytes inline, longer ones
 //! behind one pointer, so a compare op stays small and needs no allocation for the usual keys (IPv4
-//! addresses, ports, protocols, marks).
+//! addresses, ports, protocols, marks), and one for 16-byte keys (interface names, IPv6 addresses).
 
 use std::fmt;
 use std::ops::Deref;
@@ -10,7 +10,13 @@ const INLINE: usize = 14;
 /// An immutable byte string; derefs to `[u8]`. 16 bytes.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
-    Inline { len: u8, b: [u8; INLINE] },
+    Inline {
+        len: u8,
+        b: [u8; INLINE],
+    },
+    /// exactly 16 bytes (one allocation)
+    Heap16(Box<[u8; 16]>),
+    /// other lengths
     Heap(Box<Box<[u8]>>),
 }
 
@@ -23,6 +29,8 @@ impl Key {
                 len: v.len() as u8,
                 b,
             }
+        } else if let Ok(b) = <[u8; 16]>::try_from(v) {
+            Key::Heap16(Box::new(b))
         } else {
             Key::Heap(Box::new(v.into()))
         }
@@ -35,6 +43,7 @@ impl Deref for Key {
     fn deref(&self) -> &[u8] {
         match self {
             Key::Inline { len, b } => &b[..*len as usize],
+            Key::Heap16(v) => &v[..],
             Key::Heap(v) => v,
         }
     }
@@ -77,6 +86,7 @@ mod tests {
             let k = Key::new(&v);
             assert_eq!(&*k, &v[..]);
             assert_eq!(matches!(k, Key::Inline { .. }), n <= INLINE);
+            assert_eq!(matches!(k, Key::Heap16(_)), n == 16);
             assert_eq!(k.clone(), k);
         }
         assert_ne!(Key::new(&[1, 2]), Key::new(&[1, 2, 0]));

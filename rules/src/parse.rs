@@ -211,6 +211,8 @@ impl RuleCtx {
 }
 
 pub(crate) struct Parser<'a> {
+    /// a rule's statements while it is parsed (reused: each rule gets an exactly sized copy)
+    stmt_buf: Vec<Stmt>,
     pub srcs: Vec<Source<'a>>,
     texts: &'a Texts,
     /// token sources, innermost last (the main file is at the bottom)
@@ -320,6 +322,7 @@ impl<'a> Parser<'a> {
         name: &str,
     ) -> Parser<'a> {
         Parser {
+            stmt_buf: Vec::new(),
             srcs: vec![Source {
                 name: name.to_string(),
                 text,
@@ -1666,7 +1669,9 @@ impl<'a> Parser<'a> {
             self.cur_table = Some((family, table.to_string()));
         }
         let mut ctx = RuleCtx::new(family);
-        let mut stmts: Vec<Stmt> = Vec::new();
+        // a nested rule (`jump { ... }`) finds the buffer empty and uses its own
+        let mut stmts: Vec<Stmt> = std::mem::take(&mut self.stmt_buf);
+        stmts.clear();
         let mut comment = None;
         let mut prev_span = Span::default();
         loop {
@@ -1736,10 +1741,12 @@ impl<'a> Parser<'a> {
                 })),
             );
         }
-        stmts.shrink_to_fit();
+        let mut exact = Vec::with_capacity(stmts.len());
+        exact.append(&mut stmts);
+        self.stmt_buf = stmts;
         Ok(Rule {
             handle: 0,
-            stmts,
+            stmts: exact,
             comment,
         })
     }

@@ -148,6 +148,14 @@ impl Val {
     }
     /// Bytewise `f` of this value and `m` (zero-padded to this width).
     fn zip(&self, m: &Val, f: impl Fn(u8, u8) -> u8) -> Val {
+        if self.len <= 16 && m.len <= 16 {
+            // both inline, zero past their widths
+            let mut v = *self;
+            for (x, &y) in v.b.iter_mut().zip(&m.b).take(self.len as usize) {
+                *x = f(*x, y);
+            }
+            return v;
+        }
         let (mut a, b) = (self.wide(), m.wide());
         for (x, y) in a.iter_mut().zip(b).take(self.len as usize) {
             *x = f(*x, y);

@@ -439,9 +439,10 @@ impl Elem {
         }
     }
 
-    /// Sort key: big-endian bytes of the lower bounds.
-    pub fn sort_key(&self) -> Vec<u8> {
-        let mut k = Vec::new();
+    /// Sort key: big-endian bytes of the lower bounds (inline up to 32 bytes: sorting compares keys
+    /// without allocating).
+    pub fn sort_key(&self) -> smallvec::SmallVec<[u8; 32]> {
+        let mut k = smallvec::SmallVec::new();
         for p in &self.parts {
             k.extend_from_slice(p.bounds().0.bytes());
         }
