@@ -311,6 +311,7 @@ fn verdict_str(v: Verdict) -> String {
         Verdict::Accept => "accept".into(),
         Verdict::Drop => "drop".into(),
         Verdict::Reject(k) => format!("reject {k:?}").to_lowercase(),
+        Verdict::Stolen => "stolen".into(),
     }
 }
 
@@ -319,6 +320,7 @@ fn trace_verdict_str(rs: &CompiledRuleset, v: TraceVerdict) -> String {
         TraceVerdict::Accept => "accept".into(),
         TraceVerdict::Drop => "drop".into(),
         TraceVerdict::Reject(k) => format!("reject {k:?}").to_lowercase(),
+        TraceVerdict::Stolen => "stolen".into(),
         TraceVerdict::Continue => "continue".into(),
         TraceVerdict::Return => "return".into(),
         TraceVerdict::Jump(c) => format!("jump {}", rs.chain_name(c).2),

@@ -18,6 +18,7 @@ use rules::{ChainId, CompiledRuleset, CounterValue, Hook, NfProto, PacketCtx, Ve
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+mod dup;
 mod nat_hooks;
 mod v6;
 use nat_hooks::{Carry, NatStep, NAT_DST_PRIO, NAT_SRC_PRIO};
@@ -195,6 +196,7 @@ impl Pipeline {
             let props = rs.properties();
             self.trace.ruleset_traces = props.nftrace;
             self.trace.ruleset_logs = rs.has_logs();
+            self.trace.ruleset_dups = rs.has_dups();
             self.defrag_on = props.conntrack;
         }
     }
@@ -244,6 +246,22 @@ impl Pipeline {
     /// Runs one received frame through the pipeline. `slot` holds the frame in its first `len` bytes and may
     /// be rewritten in place.
     pub fn process(
+        &mut self,
+        slot: &mut [u8],
+        len: usize,
+        port: usize,
+        kernel_has_copy: bool,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) -> Action {
+        let action = self.process_frame(slot, len, port, kernel_has_copy, rs, now);
+        if !self.trace.dups.is_empty() {
+            self.send_dups(rs, now);
+        }
+        action
+    }
+
+    fn process_frame(
         &mut self,
         slot: &mut [u8],
         len: usize,
@@ -900,8 +918,12 @@ impl Pipeline {
         now: u64,
         frame: &[u8],
     ) -> Action {
-        self.stats.dropped_by_rule += 1;
         self.conntrack.abandon();
+        if v == Verdict::Stolen {
+            // `fwd` took it (send_dups sends it)
+            return Action::Consumed;
+        }
+        self.stats.dropped_by_rule += 1;
         if let Verdict::Reject(kind) = v {
             self.reject_v4(kind, frame, ip, port, rs, now);
         }
@@ -994,13 +1016,32 @@ impl Pipeline {
 
     /// The path of a packet the appliance itself emits (reject replies, ICMP errors): route, OUTPUT with
     /// conntrack, POSTROUTING, confirm, neighbour. Such packets never cause further replies.
-    pub fn local_out_v4(&mut self, mut frame: Vec<u8>, rs: &CompiledRuleset, now: u64) {
+    pub fn local_out_v4(&mut self, frame: Vec<u8>, rs: &CompiledRuleset, now: u64) {
+        self.local_out_v4_via(frame, None, true, rs, now);
+    }
+
+    /// [`Pipeline::local_out_v4`] to a given interface and next hop (`via`), and without conntrack
+    /// when not `tracked` (the chains see `ct state untracked`, as for a `dup` copy).
+    pub(crate) fn local_out_v4_via(
+        &mut self,
+        mut frame: Vec<u8>,
+        via: Option<(usize, Ipv4Addr)>,
+        tracked: bool,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) {
         let Ok(ip) = wire::parse_ipv4(&frame, ETH_HLEN) else {
             return;
         };
-        let RouteDecision::Forward { iface, next_hop } = self.fib.lookup(ip.dst) else {
-            self.stats.local_out_no_route += 1;
-            return;
+        let (iface, next_hop) = match via {
+            Some(v) => v,
+            None => {
+                let RouteDecision::Forward { iface, next_hop } = self.fib.lookup(ip.dst) else {
+                    self.stats.local_out_no_route += 1;
+                    return;
+                };
+                (iface, next_hop)
+            }
         };
         self.trace.begin_packet();
         let fib = &*self.fib;
@@ -1012,7 +1053,11 @@ impl Pipeline {
         pkt.oifname = &out_ifc.name;
         let chains = rs.hook_chains(NfProto::Ipv4, Hook::Output);
         let split = ct_split(rs, chains);
-        pkt.ct_state = ct_state::INVALID;
+        pkt.ct_state = if tracked {
+            ct_state::INVALID
+        } else {
+            ct_state::UNTRACKED
+        };
         let mut v = run_list(
             rs,
             &chains[..split],

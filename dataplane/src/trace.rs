@@ -7,6 +7,7 @@
 
 use rules::eval::{TraceEvent, Tracer};
 use rules::{Hook, NfProto, PacketCtx};
+use std::net::IpAddr;
 
 /// Most records kept between two drains; beyond it records are counted as lost.
 pub const MAX_RECORDS: usize = 65_536;
@@ -42,6 +43,16 @@ pub enum Event {
     },
 }
 
+/// What a `dup` or `fwd` statement sent: the frame as it was then, and where it goes.
+#[derive(Clone, Debug)]
+pub struct DupRequest {
+    pub fwd: bool,
+    pub addr: Option<IpAddr>,
+    pub device: Option<String>,
+    pub hook: rules::Hook,
+    pub frame: Vec<u8>,
+}
+
 /// The pipeline's trace state.
 #[derive(Debug, Default)]
 pub struct Trace {
@@ -55,6 +66,12 @@ pub struct Trace {
     /// counted in `logs_lost`.
     pub logs: Vec<(u8, String)>,
     pub logs_lost: u64,
+    /// The live ruleset has `dup`/`fwd` statements: what they send is collected in `dups`.
+    pub ruleset_dups: bool,
+    /// Packets `dup` and `fwd` statements sent, for the pipeline to send on (beyond [`MAX_RECORDS`]
+    /// counted in `dups_lost`).
+    pub dups: Vec<DupRequest>,
+    pub dups_lost: u64,
     pub records: Vec<TraceRecord>,
     pub lost: u64,
     /// The current packet's id.
@@ -66,7 +83,7 @@ impl Trace {
     /// Whether hooks must run with a recording tracer.
     #[inline]
     pub fn active(&self) -> bool {
-        self.all || self.ruleset_traces || self.ruleset_logs
+        self.all || self.ruleset_traces || self.ruleset_logs || self.ruleset_dups
     }
 
     /// Starts a new packet: gives it a fresh trace id.
@@ -150,6 +167,25 @@ impl Tracer for Recorder<'_> {
         }
     }
 
+    fn dup(&mut self, pkt: &PacketCtx<'_>, to: &rules::eval::Duplicate<'_>) {
+        if self.trace.dups.len() >= MAX_RECORDS {
+            self.trace.dups_lost += 1;
+            return;
+        }
+        let end = (pkt.nh_off + pkt.len as usize).min(pkt.frame.len());
+        self.trace.dups.push(DupRequest {
+            fwd: to.fwd,
+            addr: to.addr.and_then(|a| match a.len() {
+                4 => Some(IpAddr::from(<[u8; 4]>::try_from(a).ok()?)),
+                16 => Some(IpAddr::from(<[u8; 16]>::try_from(a).ok()?)),
+                _ => None,
+            }),
+            device: to.device.map(str::to_string),
+            hook: self.hook,
+            frame: pkt.frame[..end].to_vec(),
+        });
+    }
+
     fn event(&mut self, pkt: &PacketCtx<'_>, ev: TraceEvent) {
         let wanted = self.trace.all || (pkt.nftrace && !matches!(ev, TraceEvent::NoMatch { .. }));
         if !wanted {
@@ -210,6 +246,7 @@ pub fn format_nft_monitor(rs: &rules::CompiledRuleset, records: &[TraceRecord]) 
         let verdict = |v: TraceVerdict| match v {
             TraceVerdict::Accept => "accept".to_string(),
             TraceVerdict::Drop | TraceVerdict::Reject(_) => "drop".to_string(),
+            TraceVerdict::Stolen => "stolen".to_string(),
             TraceVerdict::Continue => "continue".to_string(),
             TraceVerdict::Return => "return".to_string(),
             TraceVerdict::Jump(c) => format!("jump {}", rs.chain_name(c).2),

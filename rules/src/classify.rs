@@ -906,6 +906,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 // the first effect ends the prefix
                 Op::Store { .. }
                 | Op::PayloadSet(_)
+                | Op::Dup(_)
                 | Op::Counter(_)
                 | Op::Limit(_)
                 | Op::Quota(_)

@@ -158,6 +158,8 @@ pub(crate) enum VOp {
     Reject(RejectKind),
     /// a NAT statement (index into `nats`): terminal, like accept
     Nat(u32),
+    /// `fwd`: the packet left by the tracer's `dup`
+    Stolen,
 }
 
 #[derive(Clone, Debug)]
@@ -198,7 +200,18 @@ pub(crate) enum Op {
     },
     /// `ip ttl set 5`, `tcp dport set 8080`: a write into the packet with its checksum fix-ups
     PayloadSet(Box<PayloadSet>),
+    /// `dup` / `fwd` (terminal for `fwd`)
+    Dup(Box<DupOp>),
     Verdict(VOp),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct DupOp {
+    pub fwd: bool,
+    /// `to` names a device (netdev `dup to DEV`, `fwd to DEV`) rather than an address
+    pub to_is_device: bool,
+    pub to: VSrc,
+    pub device: Option<VSrc>,
 }
 
 #[derive(Clone, Debug)]
@@ -699,6 +712,10 @@ impl CompiledRuleset {
     pub fn has_logs(&self) -> bool {
         !self.logs.is_empty()
     }
+    /// Whether any rule has a `dup` or `fwd` statement (evaluation must report them to a tracer).
+    pub fn has_dups(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, Op::Dup(_)))
+    }
     /// Looks a chain up by name.
     pub fn chain_id(&self, family: Family, table: &str, chain: &str) -> Option<ChainId> {
         self.names
@@ -1179,6 +1196,22 @@ impl Compiler {
                         _ => {}
                     }
                     self.ops.push(Op::Verdict(VOp::Reject(kind)));
+                }
+                Stmt::Dup(d) => {
+                    let to_is_device = d.fwd_family.is_none() && t.family == Family::Netdev;
+                    let to = self.vsrc(t, &d.to);
+                    // a device that does not compute leaves the statement out, as `to` does
+                    let device = d.device.as_ref().map(|x| self.vsrc(t, x));
+                    if let (Some(to), Some(device)) =
+                        (to, device.map_or(Some(None), |d| d.map(Some)))
+                    {
+                        self.ops.push(Op::Dup(Box::new(DupOp {
+                            fwd: d.fwd,
+                            to_is_device,
+                            to,
+                            device,
+                        })));
+                    }
                 }
                 Stmt::Queue(_) => {
                     return Err(Diagnostic::bare(format!(

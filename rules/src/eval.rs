@@ -41,6 +41,8 @@ pub enum Verdict {
     Drop,
     /// Drop, and send the reply described (the `reject` statement). The packet is gone as with `Drop`.
     Reject(RejectKind),
+    /// `fwd`: the packet was handed to [`Tracer::dup`] to leave elsewhere; it goes no further here.
+    Stolen,
 }
 
 impl Verdict {
@@ -74,6 +76,8 @@ pub enum TraceVerdict {
     Return,
     Jump(ChainId),
     Goto(ChainId),
+    /// `fwd`: the packet left
+    Stolen,
 }
 
 /// What the chain walker reports, in the order it happens (the kernel's trace types, plus `NoMatch`,
@@ -107,6 +111,20 @@ pub trait Tracer {
     }
     /// A `log` statement was reached with the packet as it is now.
     fn log(&mut self, _pkt: &PacketCtx<'_>, _log: &crate::stmt::log::Log) {}
+    /// A `dup` or `fwd` statement was reached: the packet as it is now goes where `to` says (for
+    /// `fwd` the walk then ends with [`Verdict::Stolen`]). Evaluation with [`NoTrace`] drops these.
+    fn dup(&mut self, _pkt: &PacketCtx<'_>, _to: &Duplicate<'_>) {}
+}
+
+/// Where a `dup` / `fwd` statement sends the packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Duplicate<'a> {
+    /// `fwd` (the packet itself) rather than `dup` (a copy)
+    pub fwd: bool,
+    /// the next hop (4 or 16 bytes): `dup to ADDR`, `fwd ip to ADDR`
+    pub addr: Option<&'a [u8]>,
+    /// the device: `dup to DEV` / `fwd to DEV` (netdev), `device DEV`
+    pub device: Option<&'a str>,
 }
 
 /// The tracer that records nothing (what [`CompiledRuleset::eval_chain`] uses).
@@ -453,6 +471,7 @@ impl CompiledRuleset {
                 VOp::Accept => TraceVerdict::Accept,
                 VOp::Drop => TraceVerdict::Drop,
                 VOp::Reject(k) => TraceVerdict::Reject(k),
+                VOp::Stolen => TraceVerdict::Stolen,
                 VOp::Continue => TraceVerdict::Continue,
                 VOp::Return => TraceVerdict::Return,
                 VOp::Jump(t) => TraceVerdict::Jump(ChainId(t)),
@@ -471,6 +490,7 @@ impl CompiledRuleset {
                 VOp::Accept | VOp::Nat(_) => return Verdict::Accept,
                 VOp::Drop => return Verdict::Drop,
                 VOp::Reject(k) => return Verdict::Reject(k),
+                VOp::Stolen => return Verdict::Stolen,
                 VOp::Return => {
                     if sp == 0 {
                         tracer.event(
@@ -630,6 +650,35 @@ impl CompiledRuleset {
                         &buf[..n],
                     )?;
                     pkt.payload_writes += 1;
+                }
+                Op::Dup(d) => {
+                    let mut to = [0u8; BUF];
+                    let n = self.compute(&d.to, pkt, &mut to)?;
+                    let mut dev = [0u8; BUF];
+                    let dn = match &d.device {
+                        Some(src) => Some(self.compute(src, pkt, &mut dev)?),
+                        None => None,
+                    };
+                    fn name(b: &[u8]) -> Option<&str> {
+                        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                        std::str::from_utf8(&b[..end]).ok()
+                    }
+                    let (addr, device) = if d.to_is_device {
+                        (None, Some(name(&to[..n])?))
+                    } else {
+                        (Some(&to[..n]), dn.and_then(|k| name(&dev[..k])))
+                    };
+                    tracer.dup(
+                        pkt,
+                        &Duplicate {
+                            fwd: d.fwd,
+                            addr,
+                            device,
+                        },
+                    );
+                    if d.fwd {
+                        return Some(VOp::Stolen);
+                    }
                 }
                 Op::Verdict(v) => return Some(*v),
             }

@@ -563,6 +563,33 @@ impl Writer<'_> {
                 }
             }
             Stmt::Nat(n) => self.nat(n),
+            Stmt::Dup(d) => {
+                let to_type = match d.fwd_family.unwrap_or(self.family) {
+                    Family::Ip if d.fwd_family.is_some() || !d.fwd => Dtype::Ipv4Addr,
+                    Family::Ip6 if d.fwd_family.is_some() || !d.fwd => Dtype::Ipv6Addr,
+                    _ => Dtype::Ifname,
+                };
+                let to = self.value_expr(&d.to, to_type);
+                let dev = d.device.as_ref().map(|x| self.value_expr(x, Dtype::Ifname));
+                if d.fwd {
+                    let mut o = Vec::new();
+                    match (d.fwd_family, dev) {
+                        (Some(f), Some(dev)) => {
+                            o.push(("dev".to_string(), dev));
+                            o.push(("family".to_string(), s(f.name())));
+                            o.push(("addr".to_string(), to));
+                        }
+                        _ => o.push(("dev".to_string(), to)),
+                    }
+                    one("fwd", Json::Obj(o))
+                } else {
+                    let mut o = vec![("addr".to_string(), to)];
+                    if let Some(dev) = dev {
+                        o.push(("dev".to_string(), dev));
+                    }
+                    one("dup", Json::Obj(o))
+                }
+            }
             Stmt::Queue(q) => {
                 let mut o = vec![(
                     "num".to_string(),

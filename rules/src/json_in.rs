@@ -811,6 +811,50 @@ fn stmt(v: &Value, out: &mut String) -> R<()> {
             out.push_str("notrack");
             Ok(())
         }
+        "dup" | "fwd" => {
+            // `{"fwd": {"dev": D}}`, `{"fwd": {"dev": D, "family": F, "addr": A}}`,
+            // `{"dup": {"addr": A|D, "dev": D}}`: device names are strings (quoted here), or maps
+            let o = as_obj(body, k)?;
+            let dev = |v: &Value, out: &mut String| -> R<()> {
+                match v {
+                    Value::String(d) => {
+                        out.push_str(&format!("\"{d}\""));
+                        Ok(())
+                    }
+                    _ => expr(v, Ctx::default(), out),
+                }
+            };
+            out.push_str(k);
+            if k == "fwd" {
+                match (o.get("family"), o.get("addr")) {
+                    (Some(Value::String(f)), Some(a)) => {
+                        out.push_str(&format!(" {f} to "));
+                        expr(a, Ctx::default(), out)?;
+                        out.push_str(" device ");
+                        dev(get(o, "dev")?, out)?;
+                    }
+                    _ => {
+                        out.push_str(" to ");
+                        dev(get(o, "dev")?, out)?;
+                    }
+                }
+            } else {
+                out.push_str(" to ");
+                let addr = get(o, "addr")?;
+                match (addr, o.get("dev")) {
+                    // an address is written bare; a lone device name is quoted
+                    (Value::String(a), None) if a.parse::<std::net::IpAddr>().is_err() => {
+                        dev(addr, out)?
+                    }
+                    _ => expr(addr, Ctx::default(), out)?,
+                }
+                if let Some(d) = o.get("dev") {
+                    out.push_str(" device ");
+                    dev(d, out)?;
+                }
+            }
+            Ok(())
+        }
         "ct helper" | "ct timeout" | "ct expectation" => {
             out.push_str(k);
             out.push_str(" set ");

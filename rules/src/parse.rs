@@ -78,7 +78,7 @@ fn is_terminal(s: &Stmt) -> bool {
     matches!(
         s,
         Stmt::Verdict(_) | Stmt::Reject(_) | Stmt::Nat(_) | Stmt::Queue(_)
-    )
+    ) || matches!(s, Stmt::Dup(d) if d.fwd)
 }
 
 /// Words that are keywords in nft's scanner (for "unexpected X" messages: other words are "string").
@@ -1815,6 +1815,10 @@ impl<'a> Parser<'a> {
             "reject" => return self.reject_stmt(ctx),
             "snat" | "dnat" | "masquerade" | "redirect" => return self.nat_stmt(ctx),
             "queue" => return self.queue_stmt(ctx),
+            "dup" | "fwd" => {
+                ctx.dep = None;
+                return self.dup_stmt(ctx);
+            }
             "notrack" => {
                 self.next();
                 ctx.dep = None;

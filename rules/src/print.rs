@@ -206,6 +206,7 @@ impl Printer<'_> {
             Stmt::Reject(v) => v.print(&mut self.out),
             Stmt::Nat(v) => v.print(&mut self.out, fmt),
             Stmt::Queue(v) => v.print(&mut self.out, fmt),
+            Stmt::Dup(v) => v.print(&mut self.out, fmt),
             Stmt::Notrack => self.out.push_str("notrack"),
             Stmt::ObjRef(o) => o.print(&mut self.out, fmt),
             Stmt::SetUpdate(u) => u.print(&mut self.out, fmt, self.opts.stateless),

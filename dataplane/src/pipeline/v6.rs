@@ -397,8 +397,11 @@ impl Pipeline {
         now: u64,
         frame: &[u8],
     ) -> Action {
-        self.stats.dropped_by_rule += 1;
         self.conntrack6.abandon();
+        if v == Verdict::Stolen {
+            return Action::Consumed;
+        }
+        self.stats.dropped_by_rule += 1;
         if let Verdict::Reject(kind) = v {
             self.reject_v6(kind, frame, ip, port, rs, now);
         }
@@ -484,7 +487,11 @@ impl Pipeline {
 
     /// Where a packet the appliance emits to `dst` leaves: by the FIB, or for a link-local destination
     /// (which the FIB does not route) by `scope_port`, the interface the packet answered came in by.
-    fn route_out6(&self, dst: Ipv6Addr, scope_port: Option<usize>) -> Option<(usize, Ipv6Addr)> {
+    pub(super) fn route_out6(
+        &self,
+        dst: Ipv6Addr,
+        scope_port: Option<usize>,
+    ) -> Option<(usize, Ipv6Addr)> {
         match self.fib.lookup6(dst) {
             RouteDecision6::Forward { iface, next_hop } => Some((iface, next_hop)),
             RouteDecision6::NotForwardable if is_link_local(dst) => scope_port.map(|p| (p, dst)),
@@ -497,15 +504,29 @@ impl Pipeline {
     /// `scope_port` is the interface for a link-local destination.
     pub fn local_out_v6(
         &mut self,
+        frame: Vec<u8>,
+        scope_port: Option<usize>,
+        rs: &CompiledRuleset,
+        now: u64,
+    ) {
+        self.local_out_v6_via(frame, scope_port, None, true, rs, now);
+    }
+
+    /// [`Pipeline::local_out_v6`] to a given interface and next hop (`via`), and without conntrack
+    /// when not `tracked` (a `dup` copy: the chains see `ct state untracked`).
+    pub(crate) fn local_out_v6_via(
+        &mut self,
         mut frame: Vec<u8>,
         scope_port: Option<usize>,
+        via: Option<(usize, Ipv6Addr)>,
+        tracked: bool,
         rs: &CompiledRuleset,
         now: u64,
     ) {
         let Ok(ip) = ipv6::parse_ipv6(&frame, ETH_HLEN) else {
             return;
         };
-        let Some((iface, next_hop)) = self.route_out6(ip.dst, scope_port) else {
+        let Some((iface, next_hop)) = via.or_else(|| self.route_out6(ip.dst, scope_port)) else {
             self.stats.local_out_no_route += 1;
             return;
         };
@@ -528,6 +549,9 @@ impl Pipeline {
         );
         pkt.iif = 0;
         pkt.iifname = "";
+        if !tracked {
+            pkt.ct_state = ct_state::UNTRACKED;
+        }
         let chains = rs.hook_chains(NfProto::Ipv6, Hook::Output);
         let split = ct_split(rs, chains);
         let mut v = run_list(
@@ -645,7 +669,7 @@ impl Pipeline {
     }
 
     /// A neighbour solicitation for `target` on `iface`, to its solicited-node address.
-    fn send_ns(&mut self, iface: usize, target: Ipv6Addr) {
+    pub(super) fn send_ns(&mut self, iface: usize, target: Ipv6Addr) {
         let Some(ifc) = self.fib.interfaces.get(iface) else {
             return;
         };

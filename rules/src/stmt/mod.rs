@@ -1,6 +1,7 @@
 //! Statements: the things a rule is made of.
 
 pub mod counter;
+pub mod dup;
 pub mod dynset;
 pub mod limit;
 pub mod log;
@@ -28,6 +29,7 @@ pub enum Stmt {
     Reject(reject::Reject),
     Nat(Box<nat::Nat>),
     Queue(Box<queue::Queue>),
+    Dup(Box<dup::Dup>),
     Notrack,
     ObjRef(Box<crate::obj::ObjRef>),
     SetUpdate(Box<dynset::SetUpdate>),
