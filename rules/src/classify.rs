@@ -281,6 +281,11 @@ impl<K: Key> PointTable<K> {
 
 #[inline]
 fn be(b: &[u8]) -> u128 {
+    if b.len() <= 16 {
+        let mut x = [0u8; 16];
+        x[16 - b.len()..].copy_from_slice(b);
+        return u128::from_be_bytes(x);
+    }
     b.iter().fold(0u128, |a, &x| (a << 8) | x as u128)
 }
 

@@ -1090,6 +1090,16 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
     Ok(())
 }
 
+const NFPROTO: usize = 0;
+const PROTOCOL: usize = 1;
+const L4PROTO: usize = 2;
+
+/// The meta keys of implicit dependencies (looked up once: every `ip saddr`, `tcp dport` adds one).
+fn dep_key(i: usize) -> &'static meta::Key {
+    static KEYS: std::sync::OnceLock<[&'static meta::Key; 3]> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| ["nfproto", "protocol", "l4proto"].map(|n| meta::key(n).unwrap()))[i]
+}
+
 fn bx(v: &[u8]) -> Key {
     Key::new(v)
 }
@@ -1369,11 +1379,10 @@ impl Compiler {
                 _ => (0x0806, 3),
             };
             match family {
-                Family::Inet => c.eq(Load::Meta(meta::key("nfproto").unwrap()), &[nfproto]),
-                Family::Bridge | Family::Netdev => c.eq(
-                    Load::Meta(meta::key("protocol").unwrap()),
-                    &ethertype.to_be_bytes(),
-                ),
+                Family::Inet => c.eq(Load::Meta(dep_key(NFPROTO)), &[nfproto]),
+                Family::Bridge | Family::Netdev => {
+                    c.eq(Load::Meta(dep_key(PROTOCOL)), &ethertype.to_be_bytes())
+                }
                 _ => {}
             }
         };
@@ -1399,7 +1408,7 @@ impl Compiler {
                     }
                 }
                 if *have_l4 != Some(ipproto) {
-                    self.eq(Load::Meta(meta::key("l4proto").unwrap()), &[ipproto]);
+                    self.eq(Load::Meta(dep_key(L4PROTO)), &[ipproto]);
                     *have_l4 = Some(ipproto);
                 }
             }
