@@ -791,7 +791,7 @@ pub fn compile<'a>(
             names.push((t.family.name(), t.name.clone(), c.name.clone()));
         }
     }
-    check_loops(&rs, &chain_base)?;
+    let updated_sets = check_loops(&rs, &chain_base)?;
     let mut cc = Compiler {
         n_named: names.len(),
         blocks: Vec::new(),
@@ -814,7 +814,7 @@ pub fn compile<'a>(
         obj_counters: Vec::new(),
         counter_objs: Vec::new(),
         logs: Vec::new(),
-        updated_sets: updated_sets(&rs),
+        updated_sets,
         dyn_sets: Vec::new(),
         recent_loads: Vec::new(),
         chain_pos: Default::default(),
@@ -950,8 +950,14 @@ pub fn compile<'a>(
     Ok(out)
 }
 
-/// Rejects jump/goto loops (the kernel's ELOOP) and jumps to unknown chains.
-fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
+/// Rejects jump/goto loops (the kernel's ELOOP) and jumps to unknown chains; on the same walk over the
+/// rules, finds the (table, set) pairs some rule writes from the packet path.
+fn check_loops(
+    rs: &Ruleset,
+    chain_base: &[usize],
+) -> Result<std::collections::HashSet<(usize, String)>, Diagnostic> {
+    // the sets written from the packet path (`add @s { ... }`), found on the same walk
+    let mut updated = std::collections::HashSet::new();
     for (ti, t) in rs.tables.iter().enumerate() {
         let n = t.chains.len();
         let mut edges = vec![Vec::new(); n];
@@ -967,11 +973,12 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
             // jumps and gotos of the chain, including those inside its binding chains (`jump { ... }`)
             let mut verdicts: Vec<&VerdictExpr> = Vec::new();
             let mut blocks: Vec<&Rule> = Vec::new();
-            /// Collects the rule's jumps and binding chains; `true` if it rejects.
+            /// Collects the rule's jumps, binding chains and updated sets; `true` if it rejects.
             fn scan<'r>(
                 r: &'r Rule,
                 blocks: &mut Vec<&'r Rule>,
                 out: &mut Vec<&'r VerdictExpr>,
+                sets: &mut (usize, std::collections::HashSet<(usize, String)>),
             ) -> bool {
                 let mut reject = false;
                 for s in &r.stmts {
@@ -981,17 +988,22 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
                         }
                         Stmt::Verdict(v) if v.target().is_some() => out.push(v),
                         Stmt::Reject(_) => reject = true,
+                        Stmt::SetUpdate(u) => {
+                            sets.1.insert((sets.0, u.set.clone()));
+                        }
                         _ => {}
                     }
                 }
                 reject
             }
+            let mut sets = (ti, std::mem::take(&mut updated));
             for r in &c.rules {
-                rejects[ci] |= scan(r, &mut blocks, &mut verdicts);
+                rejects[ci] |= scan(r, &mut blocks, &mut verdicts, &mut sets);
             }
             while let Some(r) = blocks.pop() {
-                scan(r, &mut blocks, &mut verdicts);
+                scan(r, &mut blocks, &mut verdicts, &mut sets);
             }
+            updated = sets.1;
             {
                 for v in verdicts {
                     {
@@ -1087,7 +1099,7 @@ fn check_loops(rs: &Ruleset, chain_base: &[usize]) -> Result<(), Diagnostic> {
         }
         let _ = chain_base[ti];
     }
-    Ok(())
+    Ok(updated)
 }
 
 const NFPROTO: usize = 0;
@@ -1995,32 +2007,6 @@ impl Compiler {
 /// Elements a set with dynamic elements keeps in its hash table: single keys, no map data.
 fn dynamic_elem(e: &Elem) -> bool {
     e.data.is_none() && e.parts.iter().all(|p| p.is_single())
-}
-
-/// The (table, set) pairs some rule writes from the packet path.
-fn updated_sets(rs: &Ruleset) -> std::collections::HashSet<(usize, String)> {
-    fn visit(ti: usize, rules: &[Rule], out: &mut std::collections::HashSet<(usize, String)>) {
-        for r in rules {
-            for s in &r.stmts {
-                match s {
-                    Stmt::SetUpdate(u) => {
-                        out.insert((ti, u.set.clone()));
-                    }
-                    Stmt::Verdict(VerdictExpr::JumpBlock(b) | VerdictExpr::GotoBlock(b)) => {
-                        visit(ti, b, out)
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-    let mut out = Default::default();
-    for (ti, t) in rs.tables.iter().enumerate() {
-        for c in &t.chains {
-            visit(ti, &c.rules, &mut out);
-        }
-    }
-    out
 }
 
 /// Concatenated lower and upper bounds of an element.
