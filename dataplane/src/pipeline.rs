@@ -849,62 +849,14 @@ impl Pipeline {
 
     /// The rule-visible state of the packet's connection as the packet starts its walk after
     /// conntrack: mark, labels and `ct count` bits of its entry (none for a new one).
-    fn ct_carry(&self, ct: CtResult, mut c: Carry) -> Carry {
-        c.ct_mark = 0;
-        c.ct_label = 0;
-        c.ct_counted = 0;
-        if let Some((idx, _)) = ct.entry() {
-            if let Some(e) = self.conntrack.get(idx) {
-                c.ct_mark = e.mark;
-            }
-            c.ct_label = self.conntrack.label(idx);
-            c.ct_counted = self.conntrack.counted(idx);
-        }
-        c
+    fn ct_carry(&self, ct: CtResult, c: Carry) -> Carry {
+        ct_carry_of(&self.conntrack, ct, c)
     }
 
     /// Fills `v` from the packet's entry (pending, existing or the one an ICMP error relates to);
     /// `false` when it has none.
     fn ct_view(&self, ct: CtResult, now: u64, v: &mut CtView) -> bool {
-        let (e, reply, confirmed) = match ct {
-            CtResult::New => (self.conntrack.pending(), false, false),
-            CtResult::Existing { idx, dir, .. } | CtResult::Related { idx, dir } => (
-                self.conntrack.get(idx),
-                dir == crate::conntrack::Dir::Reply,
-                true,
-            ),
-            _ => return false,
-        };
-        let Some(e) = e else {
-            return false;
-        };
-        let tv = |t: crate::conntrack::Tuple<Ipv4Addr>| {
-            let mut x = CtTupleView {
-                sport: t.sport,
-                dport: t.dport,
-                ..Default::default()
-            };
-            x.src[..4].copy_from_slice(&t.src.octets());
-            x.dst[..4].copy_from_slice(&t.dst.octets());
-            x
-        };
-        let acct = self.conntrack.sysctls().acct;
-        *v = CtView {
-            status: (e.status & !crate::conntrack::status::STEERED) as u32,
-            reply,
-            expiration_ms: if confirmed {
-                e.expires_in_ms(crate::conntrack::ms(now))
-            } else {
-                0
-            },
-            l3proto: 2,
-            protocol: e.proto,
-            zone: e.zone,
-            tuples: [tv(e.orig()), tv(e.reply())],
-            packets: if acct { e.packets } else { [0; 2] },
-            bytes: if acct { e.bytes } else { [0; 2] },
-        };
-        true
+        ct_view_of(&self.conntrack, ct, now, v)
     }
 
     /// A hook dropped or rejected the packet: count it, and for `reject` send the reply.
@@ -1197,6 +1149,69 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// The rule-visible state of the packet's connection as the packet starts its walk after conntrack:
+/// mark, labels and `ct count` bits of its entry (none for a new one).
+fn ct_carry_of<A: crate::conntrack::Addr>(t: &Conntrack<A>, ct: CtResult, mut c: Carry) -> Carry {
+    c.ct_mark = 0;
+    c.ct_label = 0;
+    c.ct_counted = 0;
+    if let Some((idx, _)) = ct.entry() {
+        if let Some(e) = t.get(idx) {
+            c.ct_mark = e.mark;
+        }
+        c.ct_label = t.label(idx);
+        c.ct_counted = t.counted(idx);
+    }
+    c
+}
+
+/// Fills `v` from the packet's entry in `t` (pending, existing or the one an ICMP error relates to);
+/// `false` when it has none.
+fn ct_view_of<A: crate::conntrack::Addr>(
+    t: &Conntrack<A>,
+    ct: CtResult,
+    now: u64,
+    v: &mut CtView,
+) -> bool {
+    let (e, reply, confirmed) = match ct {
+        CtResult::New => (t.pending(), false, false),
+        CtResult::Existing { idx, dir, .. } | CtResult::Related { idx, dir } => {
+            (t.get(idx), dir == crate::conntrack::Dir::Reply, true)
+        }
+        _ => return false,
+    };
+    let Some(e) = e else {
+        return false;
+    };
+    let tv = |x: crate::conntrack::Tuple<A>| {
+        let mut o = CtTupleView {
+            sport: x.sport,
+            dport: x.dport,
+            ..Default::default()
+        };
+        x.src.put(&mut o.src);
+        x.dst.put(&mut o.dst);
+        o
+    };
+    let acct = t.sysctls().acct;
+    *v = CtView {
+        status: (e.status & !crate::conntrack::status::STEERED) as u32,
+        reply,
+        expiration_ms: if confirmed {
+            e.expires_in_ms(crate::conntrack::ms(now))
+        } else {
+            0
+        },
+        l3proto: A::NFPROTO,
+        protocol: e.proto,
+        zone: e.zone,
+        tuples: [tv(e.orig()), tv(e.reply())],
+        packets: if acct { e.packets } else { [0; 2] },
+        bytes: if acct { e.bytes } else { [0; 2] },
+    };
+    true
 }
 
 /// Evaluates the base chains on `hook` whose priority is in `min_prio..=max_prio`, in order. `accept`

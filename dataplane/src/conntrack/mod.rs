@@ -73,6 +73,8 @@ pub trait Addr:
     /// From network-order bytes of exactly the address length.
     fn from_slice(b: &[u8]) -> Option<Self>;
     fn octets_vec(&self) -> Vec<u8>;
+    /// Writes the network-order bytes into the start of `out` (at least the address length).
+    fn put(&self, out: &mut [u8]);
 }
 
 impl Addr for Ipv4Addr {
@@ -90,6 +92,9 @@ impl Addr for Ipv4Addr {
     }
     fn octets_vec(&self) -> Vec<u8> {
         self.octets().to_vec()
+    }
+    fn put(&self, out: &mut [u8]) {
+        out[..4].copy_from_slice(&self.octets());
     }
 }
 
@@ -109,6 +114,9 @@ impl Addr for Ipv6Addr {
     }
     fn octets_vec(&self) -> Vec<u8> {
         self.octets().to_vec()
+    }
+    fn put(&self, out: &mut [u8]) {
+        out[..16].copy_from_slice(&self.octets());
     }
 }
 

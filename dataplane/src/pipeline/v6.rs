@@ -176,9 +176,17 @@ impl Pipeline {
         if ct == CtResult::New && has_nat_chains6(rs, Hook::Prerouting) {
             self.stats.ip6_nat_skipped += 1;
         }
+        // What the rules may read and set of the connection (as for IPv4): its mark, labels and
+        // `ct count`s, and when a rule reads them the rest of the entry.
+        let carry = super::ct_carry_of(&self.conntrack6, ct, carry);
+        let mut view = CtView::default();
+        let use_view = rs.uses_ct_view() && super::ct_view_of(&self.conntrack6, ct, now, &mut view);
+        let view = use_view.then_some(view);
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
         let mut pkt = ctx6(fib, frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        pkt.ct_view = view.as_ref();
+        pkt.conncount = Some(&self.conncount);
         if self.trace.active() {
             self.trace.note(
                 &pkt,
@@ -224,6 +232,8 @@ impl Pipeline {
                     carry,
                     Hook::Input,
                 );
+                pkt.ct_view = view.as_ref();
+                pkt.conncount = Some(&self.conncount);
                 let v = run_hook(
                     rs,
                     Hook::Input,
@@ -233,6 +243,9 @@ impl Pipeline {
                     i32::MIN,
                     i32::MAX,
                 );
+                let carry = Carry::of(&pkt);
+                self.conntrack6
+                    .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
                 if v.is_drop() {
                     return self.ruled_out6(v, port, &ip, rs, now, frame);
                 }
@@ -331,6 +344,8 @@ impl Pipeline {
             carry,
             Hook::Forward,
         );
+        pkt.ct_view = view.as_ref();
+        pkt.conncount = Some(&self.conncount);
         let v = run_hook(
             rs,
             Hook::Forward,
@@ -355,11 +370,14 @@ impl Pipeline {
             i32::MIN,
             i32::MAX,
         );
+        let carry = Carry::of(&pkt);
         if v.is_drop() {
             self.stats.dropped_by_rule += 1;
             self.conntrack6.abandon();
             return Action::Drop;
         }
+        self.conntrack6
+            .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
         if self.conntrack6.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
             return Action::Drop;
         }
@@ -850,8 +868,7 @@ fn ctx6<'a>(
         mark: carry.mark,
         ct_state: ct.state(),
         ct_mark: carry.ct_mark,
-        // IPv6 connections: ct mark/label/count bits ride in `carry`; the entry view and the shared
-        // `ct count` counts are IPv4-only so far (pipeline.rs: ct_carry, ct_view, set_rule_state)
+        // the entry view and the shared `ct count` counts are set by the caller after conntrack
         ct_label: carry.ct_label,
         ct_view: None,
         conncount: None,
