@@ -679,13 +679,14 @@ struct Cmp {
 }
 
 impl<'a, K: Key> Field<'a, K> {
-    fn new(loads: &'a [Load], bin: Option<&'a Bin>, width: usize) -> Self {
+    /// `rules`: the chain's length, room for a compare of each (not paged in where unused).
+    fn new(loads: &'a [Load], bin: Option<&'a Bin>, width: usize, rules: usize) -> Self {
         Field {
             loads,
             bin,
             width,
-            cmps: Vec::new(),
-            ivs: Vec::new(),
+            cmps: Vec::with_capacity(rules),
+            ivs: Vec::with_capacity(rules),
         }
     }
 
@@ -931,7 +932,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                         match known {
                             Some(f) => Some(&mut nf[f]),
                             None if room => {
-                                nf.push(Field::new(loads, bin, width));
+                                nf.push(Field::new(loads, bin, width, rules.len()));
                                 nf.last_mut()
                             }
                             None => None,
@@ -942,7 +943,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                         match known {
                             Some(f) => Some(&mut wf[f]),
                             None if room => {
-                                wf.push(Field::new(loads, bin, width));
+                                wf.push(Field::new(loads, bin, width, rules.len()));
                                 wf.last_mut()
                             }
                             None => None,

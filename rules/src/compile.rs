@@ -792,6 +792,14 @@ pub fn compile<'a>(
         }
     }
     let updated_sets = check_loops(&rs, &chain_base)?;
+    // room for the rules and their ops up front (about 6 ops a rule: the big vectors are not copied as
+    // they grow; room never written is never paged in)
+    let nrules: usize = rs
+        .tables
+        .iter()
+        .flat_map(|t| &t.chains)
+        .map(|c| c.rules.len())
+        .sum();
     let mut cc = Compiler {
         n_named: names.len(),
         blocks: Vec::new(),
@@ -800,8 +808,8 @@ pub fn compile<'a>(
         table: 0,
         chain_base: 0,
         chains: Vec::new(),
-        rules: Vec::new(),
-        ops: Vec::new(),
+        rules: Vec::with_capacity(nrules),
+        ops: Vec::with_capacity(nrules * 6),
         sets: Vec::new(),
         slot: 0,
         initial: Vec::new(),
