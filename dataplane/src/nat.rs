@@ -14,7 +14,9 @@
 
 use crate::conntrack::{status, Addr, Conntrack, Dir, Entry, Tuple};
 use crate::wire::{csum_replace2, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+const IPPROTO_ICMPV6: u8 = 58;
 
 pub use rules::nat_effect::{FULLY_RANDOM, NETMAP, PERSISTENT, RANDOM};
 pub use rules::stmt::nat::NatKind;
@@ -611,6 +613,141 @@ pub fn icmp_error_ipv4(ip: &mut [u8], e: &Entry<Ipv4Addr>, dir: Dir, manip: Mani
     let c = csum_replace4(rd16(ip, 10), old_addr, new_addr);
     wr16(ip, 10, c);
     ip[addr_at..addr_at + 4].copy_from_slice(&new_addr);
+    true
+}
+
+/// RFC 1624 update of a checksum for a 128-bit (IPv6 address) change.
+pub fn csum_replace16(mut csum: u16, old: [u8; 16], new: [u8; 16]) -> u16 {
+    for i in (0..16).step_by(4) {
+        csum = csum_replace4(
+            csum,
+            old[i..i + 4].try_into().unwrap(),
+            new[i..i + 4].try_into().unwrap(),
+        );
+    }
+    csum
+}
+
+/// Rewrites the IPv6 packet starting at `ip` (its header; the transport header at `l4_at` from there,
+/// `None` for a non-first fragment or an unknown header chain) so that its source (`Src`) or
+/// destination (`Dst`) is `target`'s, fixing the TCP, UDP and ICMPv6 checksums incrementally: they all
+/// cover the addresses through the pseudo-header (`nf_nat_ipv6_manip_pkt`).
+pub fn manip_ipv6(
+    ip: &mut [u8],
+    l4_at: Option<usize>,
+    proto: u8,
+    target: &Tuple<Ipv6Addr>,
+    manip: Manip,
+) {
+    if ip.len() < 40 {
+        return;
+    }
+    let (addr_at, new_addr, new_port) = match manip {
+        Manip::Src => (8, target.src.octets(), target.sport),
+        Manip::Dst => (24, target.dst.octets(), target.dport),
+    };
+    let old_addr: [u8; 16] = ip[addr_at..addr_at + 16].try_into().unwrap();
+    if let Some(at) = l4_at.filter(|&a| a < ip.len()) {
+        let l4 = &mut ip[at..];
+        match proto {
+            IPPROTO_TCP | IPPROTO_UDP => {
+                let port_at = if manip == Manip::Src { 0 } else { 2 };
+                let csum_at = if proto == IPPROTO_TCP { 16 } else { 6 };
+                if l4.len() >= port_at + 2 {
+                    let old_port = rd16(l4, port_at);
+                    if l4.len() >= csum_at + 2 {
+                        let mut c = csum_replace16(rd16(l4, csum_at), old_addr, new_addr);
+                        c = csum_replace2(c, old_port, new_port);
+                        if proto == IPPROTO_UDP && c == 0 {
+                            c = 0xffff;
+                        }
+                        wr16(l4, csum_at, c);
+                    }
+                    wr16(l4, port_at, new_port);
+                }
+            }
+            IPPROTO_ICMPV6 if l4.len() >= 4 => {
+                let mut c = csum_replace16(rd16(l4, 2), old_addr, new_addr);
+                // echo request and reply carry the identifier the tuple keys on
+                if l4.len() >= 8 && matches!(l4[0], 128 | 129) {
+                    let old = rd16(l4, 4);
+                    c = csum_replace2(c, old, target.sport);
+                    wr16(l4, 4, target.sport);
+                }
+                wr16(l4, 2, c);
+            }
+            _ => {}
+        }
+    }
+    ip[addr_at..addr_at + 16].copy_from_slice(&new_addr);
+}
+
+/// [`apply_ipv4`] for IPv6.
+pub fn apply_ipv6(
+    ip: &mut [u8],
+    l4_at: Option<usize>,
+    proto: u8,
+    e: &Entry<Ipv6Addr>,
+    dir: Dir,
+    manip: Manip,
+) -> bool {
+    if !applies(e, dir, manip) {
+        return false;
+    }
+    let Some(t) = target(e, dir) else {
+        return false;
+    };
+    manip_ipv6(ip, l4_at, proto, &t, manip);
+    true
+}
+
+/// [`icmp_error_ipv4`] for ICMPv6 errors (`l4_at`: the ICMPv6 header). The quoted packet's transport
+/// header is taken to follow its fixed header (no extension headers in the quote); the ICMPv6 checksum
+/// is recomputed over the new pseudo-header.
+pub fn icmp_error_ipv6(
+    ip: &mut [u8],
+    l4_at: usize,
+    e: &Entry<Ipv6Addr>,
+    dir: Dir,
+    manip: Manip,
+) -> bool {
+    if !applies(e, dir, manip) || ip.len() < l4_at + 8 + 40 {
+        return false;
+    }
+    let other = e.tuple(dir.other());
+    let inner = l4_at + 8;
+    let inner_proto = ip[inner + 6];
+    manip_ipv6(
+        &mut ip[inner..],
+        Some(40),
+        inner_proto,
+        &other,
+        manip.other(),
+    );
+    if let Some(mut t) = other.invert() {
+        t.proto = IPPROTO_ICMPV6;
+        let (addr_at, new_addr) = match manip {
+            Manip::Src => (8, t.src.octets()),
+            Manip::Dst => (24, t.dst.octets()),
+        };
+        ip[addr_at..addr_at + 16].copy_from_slice(&new_addr);
+    }
+    // The quote and the pseudo-header changed: the whole ICMPv6 checksum again.
+    let len = ip.len() - l4_at;
+    let mut sum = 0u32;
+    for w in ip[8..40].chunks_exact(2) {
+        sum += rd16(w, 0) as u32;
+    }
+    sum += len as u32 + IPPROTO_ICMPV6 as u32;
+    let icmp = &mut ip[l4_at..];
+    icmp[2] = 0;
+    icmp[3] = 0;
+    let body = !crate::wire::checksum(icmp) as u32;
+    sum += body;
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    wr16(icmp, 2, !(sum as u16));
     true
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 mod dup;
 mod nat_hooks;
 mod v6;
-use nat_hooks::{Carry, NatStep, NAT_DST_PRIO, NAT_SRC_PRIO};
+use nat_hooks::{has_nat_chains6, Carry, NatStep, NAT_DST_PRIO, NAT_SRC_PRIO};
 
 /// What to do with a frame after the pipeline saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

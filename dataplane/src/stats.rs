@@ -94,7 +94,6 @@ worker_stats! {
     ndp_solicits_sent: "neighbour solicitations sent to resolve IPv6 next hops",
     ndp_adverts_sent: "neighbour advertisements sent for the appliance's own IPv6 addresses",
     icmp6_errors_sent: "ICMPv6 errors sent (reject, time exceeded, unreachable, packet too big)",
-    ip6_nat_skipped: "IPv6 packets that met a nat chain sluice does not apply to IPv6 yet",
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::*;
 use crate::conntrack::{ms, status, Dir};
 use crate::nat::{self, Manip, NatError, NatKind, Range};
 use rules::nat_effect::NatRequest;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// `NF_IP_PRI_NAT_DST` and `NF_IP_PRI_NAT_SRC`: filter chains of the same hook with a priority up to
 /// these run before the NAT step, the others after it.
@@ -274,6 +274,172 @@ impl Pipeline {
             NatStep::Rewritten
         } else {
             NatStep::Same
+        }
+    }
+}
+
+fn v6_range(r: &NatRequest) -> Option<Range<Ipv6Addr>> {
+    let addr = match r.addr {
+        None => None,
+        Some((IpAddr::V6(lo), IpAddr::V6(hi))) => Some((lo, hi)),
+        Some(_) => return None,
+    };
+    Some(Range {
+        addr,
+        ports: r.ports,
+        flags: r.flags,
+    })
+}
+
+/// Does the ruleset have nat chains on `hook` for IPv6?
+pub(super) fn has_nat_chains6(rs: &CompiledRuleset, hook: Hook) -> bool {
+    rs.hook_chains(NfProto::Ipv6, hook)
+        .iter()
+        .any(|&c| rs.is_nat_chain(c))
+}
+
+impl Pipeline {
+    /// [`Pipeline::nat_hook`] for IPv6 (nf_nat_ipv6): the binding from the ip6/inet nat chains on a
+    /// connection's first packet, then the rewrite of every packet of a bound connection (addresses,
+    /// ports, ICMPv6 echo identifiers, the checksums through the pseudo-header; ICMPv6 errors about the
+    /// connection get their quote rewritten the other way).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn nat_hook6(
+        &mut self,
+        rs: &CompiledRuleset,
+        hook: Hook,
+        frame: &mut [u8],
+        ip: &crate::ipv6::Ipv6Info,
+        ct: CtResult,
+        in_port: usize,
+        out: Option<(usize, Ipv6Addr)>,
+        carry: Carry,
+        view: Option<&CtView>,
+        now: u64,
+    ) -> NatStep {
+        let manip = if hook == Hook::Postrouting {
+            Manip::Src
+        } else {
+            Manip::Dst
+        };
+        let mut wrote = false;
+        if ct == CtResult::New
+            && (has_nat_chains6(rs, Hook::Prerouting) || has_nat_chains6(rs, Hook::Postrouting))
+        {
+            let fib = &*self.fib;
+            let in_ifc = &fib.interfaces[in_port];
+            let out_ifc = out.map(|(i, _)| &fib.interfaces[i]);
+            let mut pkt = super::v6::ctx6(fib, &mut *frame, ip, in_ifc, out_ifc, ct, carry, hook);
+            pkt.ct_view = view;
+            pkt.conncount = Some(&self.conncount);
+            let mut request = None;
+            for &chain in rs.hook_chains(NfProto::Ipv6, hook) {
+                if !rs.is_nat_chain(chain) {
+                    continue;
+                }
+                let (v, r) = rs.eval_chain_nat(chain, &mut pkt, &mut self.counters);
+                if v.is_drop() {
+                    self.stats.dropped_by_rule += 1;
+                    return NatStep::Drop;
+                }
+                if r.is_some() {
+                    request = r;
+                    break;
+                }
+            }
+            wrote = pkt.payload_writes != 0;
+            let range = match request {
+                None => None,
+                Some(r) => {
+                    let wrong_hook = match r.kind {
+                        NatKind::Snat | NatKind::Masquerade => manip != Manip::Src,
+                        NatKind::Dnat | NatKind::Redirect => manip != Manip::Dst,
+                    };
+                    let resolved = if wrong_hook {
+                        None
+                    } else {
+                        let own = |a: Option<Ipv6Addr>| {
+                            a.map(|a| Range {
+                                addr: Some((a, a)),
+                                ports: r.ports,
+                                flags: r.flags,
+                            })
+                        };
+                        match r.kind {
+                            NatKind::Snat | NatKind::Dnat => v6_range(&r),
+                            // the source address the route out would use (ipv6_dev_get_saddr)
+                            NatKind::Masquerade => {
+                                own(out.and_then(|(i, nh)| fib.source6_for(i, nh)))
+                            }
+                            // an address of the interface the packet came in on
+                            NatKind::Redirect => own(fib.source6_for(in_port, ip.src)),
+                        }
+                    };
+                    match resolved {
+                        Some(range) => Some(range),
+                        None => {
+                            self.stats.nat_no_address += 1;
+                            return NatStep::Drop;
+                        }
+                    }
+                }
+            };
+            match self
+                .nat
+                .setup(&mut self.conntrack6, range.as_ref(), manip, ms(now))
+            {
+                Ok(()) => {
+                    if range.is_some() {
+                        self.stats.nat_bindings += 1;
+                    }
+                }
+                Err(NatError::Exhausted) => {
+                    self.stats.nat_port_exhausted += 1;
+                    return NatStep::Drop;
+                }
+            }
+        }
+        let end = (ETH_HLEN + ip.total_len).min(frame.len());
+        let l3 = &mut frame[ETH_HLEN..end];
+        let l4_at = ip.th_off.map(|t| t - ETH_HLEN);
+        let changed = match ct {
+            CtResult::New => self
+                .conntrack6
+                .pending()
+                .is_some_and(|e| nat::apply_ipv6(l3, l4_at, ip.proto, e, Dir::Original, manip)),
+            CtResult::Existing { idx, dir, .. } => self
+                .conntrack6
+                .get(idx)
+                .is_some_and(|e| nat::apply_ipv6(l3, l4_at, ip.proto, e, dir, manip)),
+            CtResult::Related { idx, dir } => {
+                let done = l4_at.is_some_and(|at| {
+                    self.conntrack6
+                        .get(idx)
+                        .is_some_and(|e| nat::icmp_error_ipv6(l3, at, e, dir, manip))
+                });
+                if done {
+                    self.stats.nat_icmp_errors += 1;
+                }
+                done
+            }
+            _ => false,
+        };
+        if changed || wrote {
+            NatStep::Rewritten
+        } else {
+            NatStep::Same
+        }
+    }
+
+    /// [`Pipeline::nat_wants_local`] for IPv6.
+    pub(super) fn nat_wants_local6(&self, rs: &CompiledRuleset, ct: CtResult) -> bool {
+        match ct {
+            CtResult::New => has_nat_chains6(rs, Hook::Prerouting),
+            CtResult::Existing { idx, .. } | CtResult::Related { idx, .. } => self
+                .conntrack6
+                .get(idx)
+                .is_some_and(|e| e.status & status::NAT_MASK != 0),
+            _ => false,
         }
     }
 }

@@ -5,8 +5,9 @@
 //! exactly as for IPv4 (the same [`run_hook`] and [`run_list`]); connection tracking keeps IPv6
 //! connections in a table of their own ([`Pipeline::conntrack6`], the same generic `Conntrack`).
 //!
-//! Not done yet, and so different from the kernel: NAT for IPv6 (nat chains are skipped and counted,
-//! `ip6_nat_skipped`); reassembly before conntrack (nf_defrag_ipv6): fragments are forwarded one by one
+//! NAT as for IPv4 at the same hook points (`nat_hook6`: nf_nat_ipv6's rewrites). Not done yet, and so
+//! different from the kernel: steering the replies of connections NATed to one of the box's own
+//! addresses to the dataplane on live ports (IPv4 only so far: they reach the kernel); reassembly before conntrack (nf_defrag_ipv6): fragments are forwarded one by one
 //! and are `ct state invalid`; the parameter problem about a jumbo payload option (dropped, counted, no
 //! error); redirects (the kernel
 //! sends one when a packet leaves by the interface it came in by; sluice forwards it without); a
@@ -87,7 +88,11 @@ impl Pipeline {
             return Action::Consumed;
         }
         let mut decision = self.fib.lookup6(ip.dst);
-        if decision == RouteDecision6::Local && self.shares(port) {
+        if decision == RouteDecision6::Local
+            && self.shares(port)
+            && !has_nat_chains6(rs, Hook::Prerouting)
+            && !has_nat_chains6(rs, Hook::Postrouting)
+        {
             return self.local(port, kernel_has_copy);
         }
         if frame[0] & 1 == 1 && decision != RouteDecision6::Local {
@@ -173,15 +178,17 @@ impl Pipeline {
         if ct == CtResult::TableFull {
             return Action::Drop;
         }
-        if ct == CtResult::New && has_nat_chains6(rs, Hook::Prerouting) {
-            self.stats.ip6_nat_skipped += 1;
+        if decision == RouteDecision6::Local && self.shares(port) && !self.nat_wants_local6(rs, ct)
+        {
+            self.conntrack6.abandon();
+            return self.local(port, kernel_has_copy);
         }
         // What the rules may read and set of the connection (as for IPv4): its mark, labels and
         // `ct count`s, and when a rule reads them the rest of the entry.
         let carry = super::ct_carry_of(&self.conntrack6, ct, carry);
         let mut view = CtView::default();
         let use_view = rs.uses_ct_view() && super::ct_view_of(&self.conntrack6, ct, now, &mut view);
-        let view = use_view.then_some(view);
+        let mut view = use_view.then_some(view);
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
         let mut pkt = ctx6(fib, frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
@@ -202,6 +209,63 @@ impl Pipeline {
             &mut self.counters,
             &mut self.trace,
             NF_IP_PRI_CONNTRACK,
+            NAT_DST_PRIO,
+        );
+        let wrote = pkt.payload_writes != 0;
+        if v.is_drop() {
+            return self.ruled_out6(v, port, &ip, rs, now, frame);
+        }
+        let carry = Carry::of(&pkt);
+        if wrote {
+            let Some(i) = self.reread6(frame) else {
+                return Action::Drop;
+            };
+            ip = i;
+            decision = self.fib.lookup6(ip.dst);
+        }
+        let step = self.nat_hook6(
+            rs,
+            Hook::Prerouting,
+            frame,
+            &ip,
+            ct,
+            port,
+            None,
+            carry,
+            view.as_ref(),
+            now,
+        );
+        match step {
+            NatStep::Drop => return Action::Drop,
+            NatStep::Rewritten => {
+                // the destination moved: route on the new one
+                let Some(i) = self.reread6(frame) else {
+                    return Action::Drop;
+                };
+                ip = i;
+                decision = self.fib.lookup6(ip.dst);
+            }
+            NatStep::Same => {}
+        }
+        if let Some(v) = view.as_mut() {
+            super::ct_view_of(&self.conntrack6, ct, now, v);
+        }
+        if decision == RouteDecision6::Local && self.shares(port) {
+            self.conntrack6.abandon();
+            return self.local(port, kernel_has_copy);
+        }
+        let fib = &*self.fib;
+        let in_ifc = &fib.interfaces[port];
+        let mut pkt = ctx6(fib, frame, &ip, in_ifc, None, ct, carry, Hook::Prerouting);
+        pkt.ct_view = view.as_ref();
+        pkt.conncount = Some(&self.conncount);
+        let v = run_hook(
+            rs,
+            Hook::Prerouting,
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+            NAT_DST_PRIO + 1,
             i32::MAX,
         );
         let wrote = pkt.payload_writes != 0;
@@ -358,9 +422,6 @@ impl Pipeline {
         if v.is_drop() {
             return self.ruled_out6(v, port, &ip, rs, now, frame);
         }
-        if ct == CtResult::New && has_nat_chains6(rs, Hook::Postrouting) {
-            self.stats.ip6_nat_skipped += 1;
-        }
         let v = run_hook(
             rs,
             Hook::Postrouting,
@@ -368,13 +429,81 @@ impl Pipeline {
             &mut self.counters,
             &mut self.trace,
             i32::MIN,
-            i32::MAX,
+            NAT_SRC_PRIO,
         );
         let carry = Carry::of(&pkt);
+        let wrote = pkt.payload_writes != 0;
         if v.is_drop() {
             self.stats.dropped_by_rule += 1;
             self.conntrack6.abandon();
             return Action::Drop;
+        }
+        if wrote {
+            let Some(i) = self.reread6(frame) else {
+                return Action::Drop;
+            };
+            ip = i;
+        }
+        let step = self.nat_hook6(
+            rs,
+            Hook::Postrouting,
+            frame,
+            &ip,
+            ct,
+            port,
+            Some((iface, next_hop)),
+            carry,
+            view.as_ref(),
+            now,
+        );
+        match step {
+            NatStep::Drop => return Action::Drop,
+            NatStep::Rewritten => {
+                let Some(i) = self.reread6(frame) else {
+                    return Action::Drop;
+                };
+                ip = i;
+            }
+            NatStep::Same => {}
+        }
+        if let Some(v) = view.as_mut() {
+            super::ct_view_of(&self.conntrack6, ct, now, v);
+        }
+        let fib = &*self.fib;
+        let (in_ifc, out_ifc) = (&fib.interfaces[port], &fib.interfaces[iface]);
+        let mut pkt = ctx6(
+            fib,
+            frame,
+            &ip,
+            in_ifc,
+            Some(out_ifc),
+            ct,
+            carry,
+            Hook::Postrouting,
+        );
+        pkt.ct_view = view.as_ref();
+        pkt.conncount = Some(&self.conncount);
+        let v = run_hook(
+            rs,
+            Hook::Postrouting,
+            &mut pkt,
+            &mut self.counters,
+            &mut self.trace,
+            NAT_SRC_PRIO + 1,
+            i32::MAX,
+        );
+        let carry = Carry::of(&pkt);
+        let wrote = pkt.payload_writes != 0;
+        if v.is_drop() {
+            self.stats.dropped_by_rule += 1;
+            self.conntrack6.abandon();
+            return Action::Drop;
+        }
+        if wrote {
+            let Some(i) = self.reread6(frame) else {
+                return Action::Drop;
+            };
+            ip = i;
         }
         self.conntrack6
             .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
@@ -836,15 +965,8 @@ fn is_link_local(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
-/// Whether a nat chain is registered for IPv6 on `hook`.
-fn has_nat_chains6(rs: &CompiledRuleset, hook: Hook) -> bool {
-    rs.hook_chains(NfProto::Ipv6, hook)
-        .iter()
-        .any(|&c| rs.is_nat_chain(c))
-}
-
 /// The rule context of an IPv6 packet.
-fn ctx6<'a>(
+pub(super) fn ctx6<'a>(
     fib: &'a crate::fib::Fib,
     frame: &'a mut [u8],
     ip: &Ipv6Info,
