@@ -218,6 +218,9 @@ fn verb(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {
             set_elems(&elems, &[], out)
         }
         ("add" | "create", "counter" | "quota" | "limit") => object(verb, what, o, out),
+        ("add" | "create", "ct helper" | "ct timeout" | "ct expectation" | "synproxy") => {
+            ct_object(verb, what, o, out)
+        }
         ("add" | "create", "flowtable") => flowtable(verb, o, out),
         ("delete" | "destroy" | "flush", "table") => {
             out.push_str(&format!("{verb} table {} ", family(o)));
@@ -231,7 +234,8 @@ fn verb(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {
         (
             "delete" | "destroy" | "flush",
             "chain" | "set" | "map" | "counter" | "quota" | "limit",
-        ) => {
+        )
+        | ("delete" | "destroy", "ct helper" | "ct timeout" | "ct expectation" | "synproxy") => {
             out.push_str(&format!(
                 "{verb} {what} {} {} ",
                 family(o),
@@ -578,6 +582,100 @@ fn object(verb: &str, what: &str, o: &Obj, out: &mut String) -> R<()> {
         }
     }
     out.push(';');
+    comment(o, out, ";")?;
+    out.push_str(" }");
+    Ok(())
+}
+
+/// `ct helper`, `ct timeout`, `ct expectation` and `synproxy` objects, as nft 1.0.6 lists them:
+/// `{"ct helper": {"type": "ftp", "protocol": "tcp", "l3proto": "inet"}}`,
+/// `{"ct timeout": {"protocol": "tcp", "l3proto": "ip", "policy": {"established": 100}}}` (seconds),
+/// `{"ct expectation": {"protocol": "tcp", "dport": 22, "timeout": 1000, "size": 12}}` (milliseconds),
+/// `{"synproxy": {"mss": 1460, "wscale": 7, "flags": ["timestamp", "sack-perm"]}}`.
+fn ct_object(verb: &str, what: &str, o: &Obj, out: &mut String) -> R<()> {
+    out.push_str(&format!(
+        "{verb} {what} {} {} {} {{ ",
+        family(o),
+        get_str(o, "table")?,
+        get_str(o, "name")?
+    ));
+    let num = |k: &str| -> R<u64> {
+        get(o, k)?.as_u64().ok_or_else(|| {
+            JsonError::new(format!("Invalid type for item '{k}': expected a number."))
+        })
+    };
+    let l3 = |out: &mut String| {
+        if let Some(l) = opt_str(o, "l3proto") {
+            out.push_str(&format!("l3proto {l}; "));
+        }
+    };
+    match what {
+        "ct helper" => {
+            out.push_str("type ");
+            quoted(get_str(o, "type")?, out)?;
+            out.push_str(&format!(
+                " protocol {}; ",
+                opt_str(o, "protocol").unwrap_or("tcp")
+            ));
+            l3(out);
+        }
+        "ct timeout" => {
+            out.push_str(&format!(
+                "protocol {}; ",
+                opt_str(o, "protocol").unwrap_or("tcp")
+            ));
+            l3(out);
+            if let Some(p) = o.get("policy") {
+                let p = as_obj(p, "policy")?;
+                // in the order of the protocol's states, as nft lists them (a JSON object has none)
+                let states = match opt_str(o, "protocol") {
+                    Some("udp") => crate::obj::UDP_STATES,
+                    _ => crate::obj::TCP_STATES,
+                };
+                let mut p: Vec<(&String, &Value)> = p.iter().collect();
+                p.sort_by_key(|(st, _)| states.iter().position(|x| x == st));
+                let items: Vec<String> = p
+                    .into_iter()
+                    .map(|(state, v)| {
+                        v.as_u64().map(|n| format!("{state} : {n}")).ok_or_else(|| {
+                            JsonError::new(format!(
+                                "Invalid ct timeout policy value for '{state}'."
+                            ))
+                        })
+                    })
+                    .collect::<R<_>>()?;
+                out.push_str(&format!("policy = {{ {} }}; ", items.join(", ")));
+            }
+        }
+        "ct expectation" => {
+            out.push_str(&format!(
+                "protocol {}; ",
+                opt_str(o, "protocol").unwrap_or("tcp")
+            ));
+            out.push_str(&format!("dport {}; ", num("dport")?));
+            out.push_str(&format!("timeout {}ms; ", num("timeout")?));
+            out.push_str(&format!("size {}; ", num("size")?));
+            l3(out);
+        }
+        _ => {
+            if let Some(m) = opt_u64(o, "mss") {
+                out.push_str(&format!("mss {m}; "));
+            }
+            if let Some(w) = opt_u64(o, "wscale") {
+                out.push_str(&format!("wscale {w}; "));
+            }
+            let flags: Vec<&str> = match o.get("flags") {
+                None => Vec::new(),
+                Some(Value::String(f)) => vec![f.as_str()],
+                Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+                Some(_) => return Err(JsonError::new("Invalid synproxy flags.")),
+            };
+            if !flags.is_empty() {
+                out.push_str(&flags.join(" "));
+                out.push_str("; ");
+            }
+        }
+    }
     comment(o, out, ";")?;
     out.push_str(" }");
     Ok(())

@@ -41,7 +41,7 @@ pub enum ObjBody {
     },
 }
 
-const TCP_STATES: &[&str] = &[
+pub(crate) const TCP_STATES: &[&str] = &[
     "syn_sent",
     "syn_recv",
     "established",
@@ -54,7 +54,7 @@ const TCP_STATES: &[&str] = &[
     "retrans",
     "unacknowledged",
 ];
-const UDP_STATES: &[&str] = &["unreplied", "replied"];
+pub(crate) const UDP_STATES: &[&str] = &["unreplied", "replied"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Obj {

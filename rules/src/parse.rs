@@ -1553,6 +1553,39 @@ impl<'a> Parser<'a> {
                 self.next();
                 self.element_cmd(if destroy { "destroy" } else { "delete" })
             }
+            "counter" | "quota" | "limit" | "synproxy" | "ct" => {
+                use crate::types::ObjKind;
+                self.next();
+                let kind = match w {
+                    "counter" => ObjKind::Counter,
+                    "quota" => ObjKind::Quota,
+                    "limit" => ObjKind::Limit,
+                    "synproxy" => ObjKind::Synproxy,
+                    _ => {
+                        let (sub, ss) = self.identifier()?;
+                        match sub.as_str() {
+                            "helper" => ObjKind::CtHelper,
+                            "timeout" => ObjKind::CtTimeout,
+                            "expectation" => ObjKind::CtExpectation,
+                            _ => return Err(self.err(ss, "unknown ct object")),
+                        }
+                    }
+                };
+                let (f, table, name, span) = self.chain_spec()?;
+                let Some(t) = self.rs.table_mut(f, &table) else {
+                    return if destroy {
+                        Ok(())
+                    } else {
+                        Err(self.err(span, missing))
+                    };
+                };
+                let before = t.objs.len();
+                t.objs.retain(|o| !(o.name == name && o.kind() == kind));
+                if before == t.objs.len() && !destroy {
+                    return Err(self.err(span, missing));
+                }
+                Ok(())
+            }
             "rule" => {
                 self.next();
                 let (f, table, chain, span) = self.chain_spec()?;
@@ -1782,10 +1815,11 @@ impl<'a> Parser<'a> {
         let n2 = self.peek2();
         let named = n2.kind == Tok::Word && self.text(n2) == "name";
         match w {
-            "counter" | "quota" | "limit" if named => {
+            "counter" | "quota" | "limit" | "synproxy" if named => {
                 let kind = match w {
                     "counter" => crate::types::ObjKind::Counter,
                     "quota" => crate::types::ObjKind::Quota,
+                    "synproxy" => crate::types::ObjKind::Synproxy,
                     _ => crate::types::ObjKind::Limit,
                 };
                 let t = self.next();
