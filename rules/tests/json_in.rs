@@ -145,13 +145,13 @@ fn policy_in_seconds(listing: &str) -> String {
 }
 
 /// `nft -j list ruleset` (nft 1.0.6) of a table with ct helper, ct timeout, ct expectation and synproxy
-/// objects and rules using them (tests/json/ct_objects.json) reads back to nft's own text listing
-/// (tests/json/ct_objects.nft), and to what the same listing parsed as text prints.
+/// objects and rules using them (tests/json_in/ct_objects.json) reads back to nft's own text listing
+/// (tests/json_in/ct_objects.listing), and to what the same listing parsed as text prints.
 #[test]
 fn nft_json_of_ct_and_synproxy_objects_reads_back_to_nft_listing() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/json");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/json_in");
     let json = std::fs::read_to_string(dir.join("ct_objects.json")).unwrap();
-    let nft_listing = std::fs::read_to_string(dir.join("ct_objects.nft")).unwrap();
+    let nft_listing = std::fs::read_to_string(dir.join("ct_objects.listing")).unwrap();
     let got = print_ruleset(
         &parse_json_ruleset(&json, "ct_objects.json").unwrap(),
         &PrintOptions::default(),
