@@ -160,6 +160,7 @@ pub fn run(args: &[String]) -> Result<String> {
                 Ok(t) => t,
                 Err(e) => bail!("{e}"),
             };
+            return run_json(&a, &abs, &text);
         }
         let verb = if a.check { "nft-check" } else { "nft-apply" };
         return ctl::request(&a.control, &format!("{verb} {}", abs.display()), &text);
@@ -195,6 +196,48 @@ pub fn run(args: &[String]) -> Result<String> {
     )
 }
 
+/// `-j -f` of a JSON file (as nft source, one line per command): the file is applied as one
+/// transaction, and its `list` and `reset` commands print what they name, in JSON, in order — `reset`
+/// what was there before the file applied (it zeroes counters and quotas), `list` what is there after.
+/// A file of `list` commands only changes nothing.
+fn run_json(a: &NftArgs, file: &Path, text: &str) -> Result<String> {
+    let queries: Vec<(bool, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            (l.strip_prefix("list ").map(|w| (false, w)))
+                .or_else(|| l.strip_prefix("reset ").map(|w| (true, w)))
+        })
+        .collect();
+    let only_lists = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.starts_with("list "));
+    let listing = |what: &str| ctl::request(&a.control, "nft-list -j", what);
+    let mut before = Vec::new();
+    for (reset, what) in &queries {
+        if *reset && !a.check {
+            before.push(listing(what)?);
+        }
+    }
+    if !only_lists {
+        let verb = if a.check { "nft-check" } else { "nft-apply" };
+        let out = ctl::request(&a.control, &format!("{verb} {}", file.display()), text)?;
+        if a.check {
+            return Ok(out);
+        }
+    }
+    let mut out = String::new();
+    let mut before = before.into_iter();
+    for (reset, what) in queries {
+        let l = if reset {
+            before.next().unwrap_or_default()
+        } else {
+            listing(what)?
+        };
+        out.push_str(&l);
+    }
+    Ok(out)
+}
+
 /// The daemon's side of `nft-list`: what `nft list ruleset|table|chain …` prints.
 pub fn list(
     mut view: Ruleset,
@@ -225,11 +268,42 @@ pub fn list(
         .split_first()
         .map(|(k, r)| (*k, r))
         .unwrap_or(("ruleset", &[]));
+    // `ct helper …`: a two-word kind
+    let ct_kind;
+    let (kind, rest) = match (kind, rest) {
+        ("ct", [sub, rest @ ..]) => {
+            ct_kind = format!("ct {sub}");
+            (ct_kind.as_str(), rest)
+        }
+        _ => (kind, rest),
+    };
+    if let Some(k) = object_kind(kind) {
+        return list_objects(view, &opts, flags.contains(&"-j"), kind, k, rest, what);
+    }
     let (family, rest) = match rest.first().and_then(|w| family_of(w)) {
         Some(f) => (Some(f), &rest[1..]),
         None => (None, rest),
     };
     match (kind, rest) {
+        ("tables", []) => {
+            if let Some(f) = family {
+                view.tables.retain(|t| t.family == f);
+            }
+            for t in &mut view.tables {
+                t.chains.clear();
+                t.sets.clear();
+                t.objs.clear();
+                t.flowtables.clear();
+            }
+            if flags.contains(&"-j") {
+                return Ok(rules::print_ruleset_json(&view, &opts, None));
+            }
+            return Ok(view
+                .tables
+                .iter()
+                .map(|t| format!("table {} {}\n", t.family.name(), t.name))
+                .collect());
+        }
         ("ruleset", []) => {
             if let Some(f) = family {
                 view.tables.retain(|t| t.family == f);
@@ -266,6 +340,132 @@ pub fn list(
     Ok(rules::print_ruleset(&view, &opts, None))
 }
 
+/// The object kind a `list` word names (`counter`, `counters`, `ct helpers`, `set` …), as the
+/// keyword of its declaration.
+fn object_kind(kind: &str) -> Option<&'static str> {
+    let singular = kind.strip_suffix('s').unwrap_or(kind);
+    [
+        "counter",
+        "quota",
+        "limit",
+        "synproxy",
+        "ct helper",
+        "ct timeout",
+        "ct expectation",
+        "set",
+        "map",
+        "flowtable",
+    ]
+    .into_iter()
+    .find(|k| *k == singular)
+}
+
+/// `list counter ip t c`, `list counters [ip]`, `list quotas table ip t`, `list set ip t s` …: the
+/// tables with just those objects. In JSON, nft lists the objects without their tables.
+fn list_objects(
+    mut view: Ruleset,
+    opts: &PrintOptions,
+    json: bool,
+    kind: &str,
+    obj: &str,
+    rest: &[&str],
+    what: &str,
+) -> Result<String, String> {
+    let fam = |w: &str| Family::from_name(w);
+    let single = !kind.ends_with('s') || kind == obj;
+    let (family, table, name) = if single {
+        match rest {
+            [f, t, n] if fam(f).is_some() => (fam(f), Some(*t), Some(*n)),
+            [t, n] => (Some(Family::Ip), Some(*t), Some(*n)),
+            _ => return Err(format!("Error: syntax error in list {what}")),
+        }
+    } else {
+        match rest {
+            [] => (None, None, None),
+            [f] if fam(f).is_some() => (fam(f), None, None),
+            ["table", f, t] if fam(f).is_some() => (fam(f), Some(*t), None),
+            ["table", t] => (Some(Family::Ip), Some(*t), None),
+            _ => return Err(format!("Error: syntax error in list {what}")),
+        }
+    };
+    view.tables
+        .retain(|t| family.is_none_or(|f| t.family == f) && table.is_none_or(|n| t.name == n));
+    if table.is_some() && view.tables.is_empty() {
+        return Err(format!("Error: No such file or directory\nlist {what}"));
+    }
+    let named = |n: &str| name.is_none_or(|want| want == n);
+    for t in &mut view.tables {
+        t.chains.clear();
+        match obj {
+            "set" | "map" => {
+                t.sets
+                    .retain(|s| s.is_map == (obj == "map") && named(&s.name));
+                t.objs.clear();
+                t.flowtables.clear();
+            }
+            "flowtable" => {
+                t.flowtables.retain(|f| named(&f.name));
+                t.objs.clear();
+                t.sets.clear();
+            }
+            _ => {
+                t.objs.retain(|o| o.kind().name() == obj && named(&o.name));
+                t.sets.clear();
+                t.flowtables.clear();
+            }
+        }
+    }
+    view.tables
+        .retain(|t| !(t.objs.is_empty() && t.sets.is_empty() && t.flowtables.is_empty()));
+    if name.is_some() && view.tables.is_empty() {
+        return Err(format!("Error: No such file or directory\nlist {what}"));
+    }
+    if json {
+        return Ok(without_json_tables(&rules::print_ruleset_json(
+            &view, opts, None,
+        )));
+    }
+    Ok(rules::print_ruleset(&view, opts, None))
+}
+
+/// A JSON listing without its `{"table": …}` entries.
+fn without_json_tables(json: &str) -> String {
+    const ENTRY: &str = "{\"table\": {";
+    let mut out = String::with_capacity(json.len());
+    let mut rest = json;
+    while let Some(i) = rest.find(ENTRY) {
+        // the entry ends where its braces close (table entries hold no strings with braces
+        // that are not quoted; quoted text is skipped)
+        let (mut depth, mut quoted, mut esc, mut end) = (0i32, false, false, rest.len());
+        for (j, c) in rest[i..].char_indices() {
+            match c {
+                _ if esc => esc = false,
+                '\\' if quoted => esc = true,
+                '"' => quoted = !quoted,
+                '{' if !quoted => depth += 1,
+                '}' if !quoted => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i + j + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.push_str(&rest[..i]);
+        rest = &rest[end..];
+        // the separator after it, or the one before it for the last entry
+        if let Some(r) = rest.strip_prefix(", ") {
+            rest = r;
+        } else if out.ends_with(", ") {
+            out.truncate(out.len() - 2);
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +486,41 @@ mod tests {
         let a = parse_args(&s(&["add", "rule", "inet", "t", "c", "meta", "mark", "-1"])).unwrap();
         assert_eq!(a.words.len(), 8);
         assert!(parse_args(&s(&["--bogus"])).is_err());
+    }
+
+    #[test]
+    fn list_objects_like_nft() {
+        let rs = rules::parse_ruleset(
+            "table ip t {\n\tcounter c1 {\n\t\tpackets 5 bytes 50\n\t}\n\tquota q1 {\n\t\t100 bytes used 40 bytes\n\t}\n\
+             \tchain c {\n\t\tcounter\n\t}\n}\ntable ip6 u {\n\tcounter c2 {\n\t}\n}\n",
+            "t.nft",
+        )
+        .unwrap();
+        // what nft 1.0.6 prints for `{"list": {"counter": {"family": "ip", "table": "t", "name": "c1"}}}`
+        // (handles aside)
+        let out = list(rs.clone(), &["-j"], "counter ip t c1", &[]).unwrap();
+        assert_eq!(
+            out,
+            "{\"nftables\": [{\"metainfo\": {\"version\": \"1.0.6\", \"release_name\": \"Lester Gooch #5\", \"json_schema_version\": 1}}, \
+             {\"counter\": {\"family\": \"ip\", \"name\": \"c1\", \"table\": \"t\", \"handle\": 1, \"packets\": 5, \"bytes\": 50}}]}\n"
+        );
+        let out = list(rs.clone(), &[], "counters", &[]).unwrap();
+        assert_eq!(
+            out,
+            "table ip t {\n\tcounter c1 {\n\t\tpackets 5 bytes 50\n\t}\n}\ntable ip6 u {\n\tcounter c2 {\n\t\tpackets 0 bytes 0\n\t}\n}\n"
+        );
+        let out = list(rs.clone(), &[], "quotas table ip t", &[]).unwrap();
+        assert_eq!(
+            out,
+            "table ip t {\n\tquota q1 {\n\t\t100 bytes used 40 bytes\n\t}\n}\n"
+        );
+        let out = list(rs.clone(), &["-j"], "counters ip6", &[]).unwrap();
+        assert!(
+            !out.contains("\"table\": {") && out.contains("\"name\": \"c2\""),
+            "{out}"
+        );
+        assert!(list(rs.clone(), &[], "counter ip t nope", &[]).is_err());
+        assert!(list(rs.clone(), &[], "quotas table ip nope", &[]).is_err());
     }
 
     #[test]

@@ -410,3 +410,52 @@ fn fmt_check_reports_every_error_like_nft() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// ct helper, ct timeout, ct expectation and synproxy objects: loaded into the real nft as text, listed
+/// with `nft -j`, read back by `sluice fmt -j`: the same listing as nft's (ct timeout policies aside,
+/// which nft 1.0.6 prints in seconds and sluice, like nft 1.1, as times).
+#[test]
+fn nft_json_of_ct_objects_reads_back_as_nft_lists_them() {
+    if !nft_available() {
+        eprintln!("skipped: needs root and nft");
+        return;
+    }
+    let src =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/tests/json_in/ct_objects.listing");
+    let ns = Ns::new("ctobj");
+    let (listing, json) = real_nft(&ns, &src).expect("nft loads its own listing");
+    let dir = std::env::temp_dir().join(format!("sluice-ctobj-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jf = dir.join("nft.json");
+    std::fs::write(&jf, &json).unwrap();
+    let ours = sluice_fmt_args(&["-j"], &jf).expect("sluice reads nft's JSON");
+    std::fs::remove_dir_all(&dir).ok();
+    let seconds = |l: &str| {
+        // `1m40s` → `100` in policy lines
+        if !l.contains("policy = {") {
+            return l.to_string();
+        }
+        l.split(' ')
+            .map(|w| {
+                let b = w.trim_end_matches(',');
+                if !b.ends_with('s') || !b.starts_with(|c: char| c.is_ascii_digit()) {
+                    return w.to_string();
+                }
+                let (mut tot, mut n) = (0u64, 0u64);
+                for c in b.chars() {
+                    match c {
+                        '0'..='9' => n = n * 10 + c.to_digit(10).unwrap() as u64,
+                        'h' => (tot, n) = (tot + n * 3600, 0),
+                        'm' => (tot, n) = (tot + n * 60, 0),
+                        's' => (tot, n) = (tot + n, 0),
+                        _ => {}
+                    }
+                }
+                w.replacen(b, &tot.to_string(), 1)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let ours: String = ours.lines().map(|l| seconds(l) + "\n").collect();
+    assert_eq!(ours, listing);
+}

@@ -385,6 +385,51 @@ fn nft_commands_change_the_live_ruleset_and_swaps_lose_no_packet() {
     );
     let after_bad = String::from_utf8_lossy(&nft(&["-s", "list", "ruleset"]).stdout).to_string();
     assert_eq!(after_bad, before);
+    // `list` and `reset` commands in a JSON file print what they name, in JSON, in order (as
+    // `nft -j -f` does); a file of lists changes nothing; `reset` prints the values it zeroes.
+    let out = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
+    std::fs::write(
+        &jfile,
+        r#"{"nftables": [{"add": {"counter": {"family": "inet", "table": "filter", "name": "cx", "packets": 7, "bytes": 70}}}]}"#,
+    )
+    .unwrap();
+    let add = nft(&["-j", "-f", jfile.to_str().unwrap()]);
+    assert!(add.status.success(), "{}", text(&add));
+    std::fs::write(
+        &jfile,
+        r#"{"nftables": [{"list": {"counter": {"family": "inet", "table": "filter", "name": "cx"}}}, {"list": {"tables": null}}]}"#,
+    )
+    .unwrap();
+    let lists = nft(&["-j", "-f", jfile.to_str().unwrap()]);
+    assert!(lists.status.success(), "{}", text(&lists));
+    let got = out(&lists);
+    assert_eq!(
+        got.matches("{\"nftables\": [{\"metainfo\"").count(),
+        2,
+        "{got}"
+    );
+    assert!(
+        got.contains("\"name\": \"cx\", \"table\": \"filter\"")
+            && got.contains("\"packets\": 7, \"bytes\": 70"),
+        "{got}"
+    );
+    std::fs::write(
+        &jfile,
+        r#"{"nftables": [{"reset": {"counters": {"family": "inet", "table": "filter"}}}, {"list": {"counters": {"family": "inet"}}}]}"#,
+    )
+    .unwrap();
+    let reset = nft(&["-j", "-f", jfile.to_str().unwrap()]);
+    assert!(reset.status.success(), "{}", text(&reset));
+    let got = out(&reset);
+    let (first, second) = got.split_once('\n').unwrap();
+    assert!(first.contains("\"packets\": 7, \"bytes\": 70"), "{got}");
+    assert!(second.contains("\"packets\": 0, \"bytes\": 0"), "{got}");
+    std::fs::write(
+        &jfile,
+        r#"{"nftables": [{"list": {"counter": {"family": "inet", "table": "filter", "name": "nope"}}}]}"#,
+    )
+    .unwrap();
+    assert!(!nft(&["-j", "-f", jfile.to_str().unwrap()]).status.success());
     std::fs::remove_dir_all(&jdir).ok();
 
     let stats = Command::new(SLUICE)

@@ -9,8 +9,10 @@
 //!
 //! Commands: `metainfo` (ignored), objects without a verb (= `add`), and `add`, `create`, `insert`,
 //! `replace`, `delete`, `destroy`, `flush`, `rename` wrapping `table`, `chain`, `rule`, `set`, `map`,
-//! `element`, `flowtable`, `counter`, `quota`, `limit` (and `ruleset` for `flush`). Handles in added objects are ignored,
-//! as nft ignores them; `delete`/`replace` use them.
+//! `element`, `flowtable`, `counter`, `quota`, `limit`, `ct helper`, `ct timeout`, `ct expectation`,
+//! `synproxy` (and `ruleset` for `flush`); `list` and `reset` (as `list …`/`reset …` lines, see [`list`]);
+//! `monitor` is refused as nft refuses it. Handles in added objects are ignored, as nft ignores them;
+//! `delete`/`replace` use them.
 //!
 //! Expressions: numbers, strings (symbols, addresses, names; `@set`, `*`), booleans (`exists`/`missing`),
 //! lists (flag lists), `payload` (named and raw), `meta`, `ct`, `fib`, `rt`, `socket`, `osf`, `tcp option`
@@ -181,11 +183,84 @@ fn command(c: &Value, out: &mut String) -> R<()> {
             let (what, body) = single(v)?;
             verb(k, what, body, out)
         }
-        "list" | "reset" | "monitor" => Err(JsonError::new(format!(
-            "Command '{k}' is not supported in a file."
-        ))),
+        "list" | "reset" => {
+            let (what, body) = single(v)?;
+            list(k, what, body, out)
+        }
+        // nft's JSON parser has no `monitor` (it is commented out of its command table): the key is
+        // taken for an object to add
+        "monitor" => Err(JsonError::new("Unknown object passed to add command.")),
         _ => verb("add", k, v, out),
     }
+}
+
+/// `{"list": {"table": {"family": "ip", "name": "t"}}}`, `{"list": {"counters": {"family": "ip"}}}`,
+/// `{"reset": {"quota": {…}}}`: the same command in nft source (`list table ip t`, `list counters ip`,
+/// `reset quota ip t q`). The ruleset reader checks that what they name exists; `reset` zeroes counter
+/// and quota objects. Their output is the caller's (`sluice nft -j -f` lists).
+fn list(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {
+    const SINGLE: &[&str] = &[
+        "table",
+        "chain",
+        "set",
+        "map",
+        "meter",
+        "counter",
+        "quota",
+        "limit",
+        "flowtable",
+        "ct helper",
+        "ct timeout",
+        "ct expectation",
+        "synproxy",
+    ];
+    const PLURAL: &[&str] = &[
+        "tables",
+        "chains",
+        "sets",
+        "maps",
+        "meters",
+        "counters",
+        "quotas",
+        "limits",
+        "flowtables",
+        "ct helpers",
+        "ct timeouts",
+        "ct expectations",
+        "synproxys",
+    ];
+    let resettable = matches!(what, "counter" | "counters" | "quota" | "quotas");
+    if verb == "reset" && !resettable
+        || what != "ruleset" && !SINGLE.contains(&what) && !PLURAL.contains(&what)
+    {
+        return Err(JsonError::new(format!(
+            "Unknown object '{what}' for command '{verb}'."
+        )));
+    }
+    out.push_str(&format!("{verb} {what}"));
+    let o = v.as_object();
+    if what == "ruleset" {
+        if let Some(f) = o.and_then(|o| opt_str(o, "family")) {
+            out.push_str(&format!(" {f}"));
+        }
+        return Ok(());
+    }
+    if SINGLE.contains(&what) {
+        let o = as_obj(v, what)?;
+        out.push_str(&format!(" {} ", family(o)));
+        if what == "table" {
+            out.push_str(get_str(o, "name")?);
+        } else {
+            out.push_str(&format!("{} {}", get_str(o, "table")?, get_str(o, "name")?));
+        }
+        return Ok(());
+    }
+    match o.map(|o| (opt_str(o, "family"), opt_str(o, "table"))) {
+        Some((f, Some(t))) => out.push_str(&format!(" table {} {t}", f.unwrap_or("ip"))),
+        Some((Some(f), None)) => out.push_str(&format!(" {f}")),
+        _ => {}
+    }
+    Ok(())
 }
 
 fn verb(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {

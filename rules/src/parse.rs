@@ -945,6 +945,10 @@ impl<'a> Parser<'a> {
                 self.next();
                 self.include_cmd()
             }
+            "list" | "reset" => {
+                self.next();
+                self.list_cmd(w == "reset")
+            }
             // a rule without `add rule` (`ip t c accept`): nft's scanner makes keywords other than
             // family names tokens that cannot start a command
             _ if KEYWORDS.contains(&w) && Family::from_name(w).is_none() => {
@@ -1606,6 +1610,130 @@ impl<'a> Parser<'a> {
                 Ok(())
             }
             _ => Err(self.unexpected(t, None)),
+        }
+    }
+
+    /// `list WHAT` / `reset WHAT` in a file: nothing to print here (the caller lists), but what they
+    /// name must exist (an evaluation error otherwise, at the missing name, as nft reports it), and
+    /// `reset` zeroes the named counters and the quotas' used bytes in the result.
+    fn list_cmd(&mut self, reset: bool) -> PResult<()> {
+        use crate::types::ObjKind;
+        let t = self.peek();
+        let (w, _) = self.identifier()?;
+        let missing = "No such file or directory";
+        // the object kind and whether it names one object (`counter`) or all of a scope (`counters`)
+        let (kind, single): (&str, bool) = match w.as_str() {
+            "ct" => {
+                let (sub, ss) = self.identifier()?;
+                let single = !sub.ends_with('s');
+                match sub.trim_end_matches('s') {
+                    "helper" => ("ct helper", single),
+                    "timeout" => ("ct timeout", single),
+                    "expectation" => ("ct expectation", single),
+                    _ => return Err(self.err(ss, "unknown ct object")),
+                }
+            }
+            "ruleset" => ("ruleset", false),
+            "table" | "chain" | "set" | "map" | "meter" | "counter" | "quota" | "limit"
+            | "flowtable" | "synproxy" | "element" => (w.as_str(), true),
+            "tables" | "chains" | "sets" | "maps" | "meters" | "counters" | "quotas" | "limits"
+            | "flowtables" | "synproxys" | "hooks" => (&w[..w.len() - 1], false),
+            _ => return Err(self.unexpected(t, None)),
+        };
+        let kind = kind.to_string();
+        if reset && !matches!(kind.as_str(), "counter" | "quota") {
+            return Err(self.unexpected(t, Some("counter or quota")));
+        }
+        let objkind = match kind.as_str() {
+            "counter" => Some(ObjKind::Counter),
+            "quota" => Some(ObjKind::Quota),
+            "limit" => Some(ObjKind::Limit),
+            "synproxy" => Some(ObjKind::Synproxy),
+            "ct helper" => Some(ObjKind::CtHelper),
+            "ct timeout" => Some(ObjKind::CtTimeout),
+            "ct expectation" => Some(ObjKind::CtExpectation),
+            _ => None,
+        };
+        // the scope: `[family]`, `[table] [family] NAME` for plurals; `[family] TABLE [NAME]`
+        let mut family = None;
+        let mut table = None;
+        if single {
+            let (f, tname, tspan) = self.table_spec()?;
+            if self.rs.table(f, &tname).is_none() {
+                return Err(self.err(tspan, missing));
+            }
+            if kind != "table" {
+                let (name, span) = self.identifier()?;
+                let tb = self.rs.table(f, &tname).unwrap();
+                let found = match kind.as_str() {
+                    "chain" => tb.chain(&name).is_some(),
+                    "set" | "map" | "meter" | "element" => tb.sets.iter().any(|s| s.name == name),
+                    "flowtable" => tb.flowtables.iter().any(|x| x.name == name),
+                    _ => (tb.objs.iter()).any(|o| Some(o.kind()) == objkind && o.name == name),
+                };
+                if !found {
+                    return Err(self.err(span, missing));
+                }
+                if reset {
+                    self.reset_objs(f, &tname, Some(&name), objkind);
+                }
+                // `list element … { … }`: the elements are not checked here
+                if kind == "element" {
+                    while !matches!(self.peek().kind, Tok::Newline | Tok::Semi | Tok::Eof) {
+                        self.next();
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if self.eat_word("table") {
+            let (f, tname, tspan) = self.table_spec()?;
+            if self.rs.table(f, &tname).is_none() {
+                return Err(self.err(tspan, missing));
+            }
+            family = Some(f);
+            table = Some(tname);
+        } else if let Some(f) = self.peek_word().and_then(Family::from_name) {
+            self.next();
+            family = Some(f);
+        }
+        if reset {
+            let targets: Vec<(Family, String)> = (self.rs.tables.iter())
+                .filter(|t| family.is_none_or(|f| t.family == f))
+                .filter(|t| table.as_ref().is_none_or(|n| &t.name == n))
+                .map(|t| (t.family, t.name.clone()))
+                .collect();
+            for (f, tname) in targets {
+                self.reset_objs(f, &tname, None, objkind);
+            }
+        }
+        Ok(())
+    }
+
+    /// Zeroes counter objects' counts and quota objects' used bytes (one by name, or all of a kind).
+    fn reset_objs(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: Option<&str>,
+        kind: Option<crate::types::ObjKind>,
+    ) {
+        use crate::obj::ObjBody;
+        let Some(t) = self.rs.table_mut(family, table) else {
+            return;
+        };
+        for o in &mut t.objs {
+            if Some(o.kind()) != kind || name.is_some_and(|n| n != o.name) {
+                continue;
+            }
+            match &mut o.body {
+                ObjBody::Counter(c) => {
+                    c.packets = 0;
+                    c.bytes = 0;
+                }
+                ObjBody::Quota(q) => q.used = 0,
+                _ => {}
+            }
         }
     }
 

@@ -216,3 +216,61 @@ fn ct_and_synproxy_object_commands() {
         "{e}"
     );
 }
+
+/// `list` and `reset` commands: what they name must exist (nft: `No such file or directory`), `reset`
+/// zeroes counter and quota objects; the ruleset is otherwise unchanged. `monitor` is refused as nft
+/// refuses it (its JSON parser has no such command and takes the key for an object to add).
+#[test]
+fn list_reset_and_monitor_commands() {
+    let json = r#"{"nftables": [
+{"add": {"table": {"family": "ip", "name": "t"}}},
+{"add": {"counter": {"family": "ip", "table": "t", "name": "c1", "packets": 5, "bytes": 50}}},
+{"add": {"counter": {"family": "ip", "table": "t", "name": "c2", "packets": 6, "bytes": 60}}},
+{"add": {"quota": {"family": "ip", "table": "t", "name": "q1", "bytes": 100, "used": 40}}},
+{"add": {"chain": {"family": "ip", "table": "t", "name": "c"}}},
+{"list": {"ruleset": null}},
+{"list": {"ruleset": {"family": "ip"}}},
+{"list": {"table": {"family": "ip", "name": "t"}}},
+{"list": {"chain": {"family": "ip", "table": "t", "name": "c"}}},
+{"list": {"counter": {"family": "ip", "table": "t", "name": "c1"}}},
+{"list": {"counters": {"family": "ip"}}},
+{"list": {"quotas": {"family": "ip", "table": "t"}}},
+{"list": {"tables": null}},
+{"list": {"ct helpers": null}},
+{"reset": {"counter": {"family": "ip", "table": "t", "name": "c1"}}},
+{"reset": {"quotas": null}}
+]}"#;
+    let rs = parse_json_ruleset(json, "l.json").unwrap();
+    assert_eq!(
+        print_ruleset(&rs, &PrintOptions::default(), None),
+        "table ip t {\n\tcounter c1 {\n\t\tpackets 0 bytes 0\n\t}\n\n\tcounter c2 {\n\t\tpackets 6 bytes 60\n\t}\n\n\
+         \tquota q1 {\n\t\t100 bytes\n\t}\n\n\tchain c {\n\t}\n}\n"
+    );
+    assert_eq!(
+        rules::json_in::to_nft(r#"{"nftables": [{"list": {"counters": {"family": "ip", "table": "t"}}}, {"reset": {"quota": {"family": "inet", "table": "t", "name": "q"}}}]}"#)
+            .unwrap(),
+        "list counters table ip t\nreset quota inet t q\n"
+    );
+    let missing = |j: &str| parse_json_ruleset(j, "m.json").unwrap_err().to_string();
+    let e = missing(r#"{"nftables": [{"list": {"table": {"family": "ip", "name": "nosuch"}}}]}"#);
+    assert_eq!(
+        e,
+        "m.json (as nft):1:15-20: Error: No such file or directory\nlist table ip nosuch\n              ^^^^^^"
+    );
+    let e = missing(
+        r#"{"nftables": [{"table": {"family": "ip", "name": "t"}}, {"list": {"counter": {"family": "ip", "table": "t", "name": "c"}}}]}"#,
+    );
+    assert!(e.contains("Error: No such file or directory"), "{e}");
+    let e = missing(
+        r#"{"nftables": [{"reset": {"chain": {"family": "ip", "table": "t", "name": "c"}}}]}"#,
+    );
+    assert_eq!(
+        e,
+        "Error: Unknown object 'chain' for command 'reset'.\nError: Parsing command array at index 0 failed."
+    );
+    let e = missing(r#"{"nftables": [{"monitor": {"event": "new", "object": "tables"}}]}"#);
+    assert_eq!(
+        e,
+        "Error: Unknown object passed to add command.\nError: Parsing command array at index 0 failed."
+    );
+}
