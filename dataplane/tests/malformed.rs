@@ -35,6 +35,54 @@ table inet f {
 }
 "#;
 
+/// Rules that write into packets, copy them elsewhere and NAT both families: malformed frames must meet
+/// these paths too (payload writes past the end, checksums of truncated headers, copies of odd frames).
+const MANGLE: &str = r#"
+table inet m {
+	chain pre {
+		type filter hook prerouting priority raw; policy accept;
+		ip ttl set 9 ip dscp set cs1 tcp dport set 8080
+		udp sport set 1
+		icmp id set 3
+		ip6 flowlabel set 0x12345 ip6 hoplimit set 7 icmpv6 id set 4
+		sctp dport set 9
+		@th,0,16 set 0x1234 @nh,8,8 set 0x2
+		ip daddr set ip saddr
+		ip6 daddr set ip6 saddr
+		meta mark set jhash ip saddr . tcp dport mod 4 seed 0x1
+	}
+	chain fwd {
+		type filter hook forward priority filter; policy accept;
+		ip length set 20
+		ip6 length set 9
+	}
+	chain post { type nat hook postrouting priority srcnat; policy accept; masquerade; }
+	chain dnat { type nat hook prerouting priority dstnat; policy accept; udp dport 53 dnat ip to 198.51.100.2; udp dport 53 dnat ip6 to 2001:db8:2::2; }
+}
+table ip d4 {
+	chain fwd { type filter hook forward priority filter; policy accept; meta mark 1 dup to 198.51.100.2; dup to 198.51.100.9 device "fw-srv"; }
+}
+table ip6 d6 {
+	chain pre { type filter hook prerouting priority filter; policy accept; dup to 2001:db8:2::2 device "fw-srv"; }
+}
+table netdev n {
+	chain in { type filter hook ingress device "fw-cli" priority filter; policy accept; udp dport 9 dup to "fw-srv"; udp dport 10 fwd to "fw-srv"; }
+}
+"#;
+
+fn pipeline_with(ruleset: &str) -> (Pipeline, Arc<rules::CompiledRuleset>) {
+    let roles = vec![
+        PortRole {
+            kernel_shares: false
+        };
+        2
+    ];
+    let mut p = Pipeline::new(lab_fib(), roles, &PipelineConfig::default());
+    let rs = Arc::new(rules::compile(&rules::parse_ruleset(ruleset, "m.nft").unwrap()).unwrap());
+    p.use_generation(&rs);
+    (p, rs)
+}
+
 fn pipeline() -> (Pipeline, Arc<rules::CompiledRuleset>) {
     let roles = vec![
         PortRole {
@@ -208,6 +256,26 @@ proptest! {
         }
         run(&mut p, &rs, port, &f, 6_000_000_000);
         p.take_emitted().for_each(drop);
+    }
+
+    #[test]
+    fn mutated_frames_through_rewrites_never_panic(
+        seed in 0usize..40,
+        flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..6),
+        cut in any::<u16>(),
+        port in 0usize..2,
+    ) {
+        let (mut p, rs) = pipeline_with(MANGLE);
+        let all: Vec<Vec<u8>> = seeds().into_iter().chain(seeds6()).collect();
+        let mut f = all[seed % all.len()].clone();
+        for (at, x) in flips {
+            let i = at as usize % f.len();
+            f[i] ^= x;
+        }
+        let keep = f.len() - (cut as usize % 8).min(f.len());
+        f.truncate(keep);
+        run(&mut p, &rs, port, &f, 1_000_000_000);
+        run(&mut p, &rs, port, &f, 2_000_000_000);
     }
 }
 
