@@ -281,12 +281,16 @@ impl<K: Key> PointTable<K> {
 
 #[inline]
 fn be(b: &[u8]) -> u128 {
-    if b.len() <= 16 {
-        let mut x = [0u8; 16];
-        x[16 - b.len()..].copy_from_slice(b);
-        return u128::from_be_bytes(x);
+    // in 64-bit halves: registers only (a copy into a stack array stalls the load that reads it back)
+    let f = |b: &[u8]| b.iter().fold(0u64, |a, &x| (a << 8) | x as u64);
+    match b.len() {
+        0..=8 => f(b) as u128,
+        9..=16 => {
+            let (hi, lo) = b.split_at(b.len() - 8);
+            ((f(hi) as u128) << 64) | f(lo) as u128
+        }
+        _ => b.iter().fold(0u128, |a, &x| (a << 8) | x as u128),
     }
-    b.iter().fold(0u128, |a, &x| (a << 8) | x as u128)
 }
 
 fn max_of(width: usize) -> u128 {
@@ -642,6 +646,9 @@ fn intervals(rs: &CompiledRuleset, cond: &Cond<'_>, out: &mut Vec<(u128, u128)>)
 
 /// Sorts `out[start..]` and merges overlapping or adjacent intervals.
 fn normalize(out: &mut Vec<(u128, u128)>, start: usize) {
+    if out.len() <= start + 1 {
+        return;
+    }
     out[start..].sort_unstable();
     let mut w = start;
     for i in start..out.len() {
