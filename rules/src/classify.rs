@@ -909,6 +909,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
     let mut wf: Vec<Field<'_, u128>> = Vec::new();
     let mut scratch: Vec<(u128, u128)> = Vec::new();
     let mut any = false;
+    let mut memo: Vec<(*const [Load], bool)> = Vec::new();
     for r in rules.clone() {
         let ops = &rs.rules[r as usize].ops;
         let mut pos = 0u32;
@@ -929,7 +930,20 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 | Op::Connlimit { .. }
                 | Op::Verdict(_) => break,
             };
-            if !loads.is_empty() && loads.iter().all(fixed) {
+            // whether the loads are fixed, remembered per shared load list (the ops of a chain share
+            // a few: `fixed` compares key names)
+            let key: *const [Load] = &**loads;
+            let is_fixed = match memo.iter().find(|m| std::ptr::eq(m.0, key)) {
+                Some(m) => m.1,
+                None => {
+                    let f = !loads.is_empty() && loads.iter().all(fixed);
+                    if memo.len() < 32 {
+                        memo.push((key, f));
+                    }
+                    f
+                }
+            };
+            if is_fixed {
                 scratch.clear();
                 let width = intervals(rs, &cond, &mut scratch);
                 if let Some(width) = width.filter(|_| scratch.len() <= u16::MAX as usize) {
