@@ -686,14 +686,13 @@ struct Cmp {
 }
 
 impl<'a, K: Key> Field<'a, K> {
-    /// `rules`: the chain's length, room for a compare of each (not paged in where unused).
-    fn new(loads: &'a [Load], bin: Option<&'a Bin>, width: usize, rules: usize) -> Self {
+    fn new(loads: &'a [Load], bin: Option<&'a Bin>, width: usize) -> Self {
         Field {
             loads,
             bin,
             width,
-            cmps: Vec::with_capacity(rules),
-            ivs: Vec::with_capacity(rules),
+            cmps: Vec::new(),
+            ivs: Vec::new(),
         }
     }
 
@@ -953,7 +952,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                         match known {
                             Some(f) => Some(&mut nf[f]),
                             None if room => {
-                                nf.push(Field::new(loads, bin, width, rules.len()));
+                                nf.push(Field::new(loads, bin, width));
                                 nf.last_mut()
                             }
                             None => None,
@@ -964,7 +963,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                         match known {
                             Some(f) => Some(&mut wf[f]),
                             None if room => {
-                                wf.push(Field::new(loads, bin, width, rules.len()));
+                                wf.push(Field::new(loads, bin, width));
                                 wf.last_mut()
                             }
                             None => None,
