@@ -773,18 +773,25 @@ impl<K: Key> Classes<K> {
 
     /// Calls `f` with every class the interval covers; a point must be one of `points`.
     #[inline]
-    fn cover(&self, (lo, hi): (K, K), mut f: impl FnMut(usize)) {
+    fn cover(&self, iv: (K, K), f: impl FnMut(usize)) {
+        let (a, b, pa, pb) = self.span(iv);
+        (a..=b).chain(pa..pb).for_each(f);
+    }
+
+    /// The classes an interval covers, as [`Classes::cover`] visits them: range classes `a..=b` and point
+    /// classes `pa..pb` (a point: no range class, one point class).
+    #[inline]
+    fn span(&self, (lo, hi): (K, K)) -> (usize, usize, usize, usize) {
         let m = self.starts.len();
         if lo == hi {
-            f(m + self.points.partition_point(|&p| p < lo));
-            return;
+            let p = m + self.points.partition_point(|&p| p < lo);
+            return (1, 0, p, p + 1);
         }
         let a = self.starts.partition_point(|&s| s <= lo) - 1;
         let b = self.starts.partition_point(|&s| s <= hi) - 1;
-        (a..=b).for_each(&mut f);
         let pa = self.points.partition_point(|&p| p < lo);
         let pb = self.points.partition_point(|&p| p <= hi);
-        (m + pa..m + pb).for_each(f);
+        (a, b, m + pa, m + pb)
     }
 
     /// The class of each compare of `field` (`which` of them) that tests for a single value, or
@@ -814,18 +821,6 @@ impl<K: Key> Classes<K> {
             }
         }
     }
-
-    /// How many classes the interval covers.
-    fn covered(&self, (lo, hi): (K, K)) -> u32 {
-        if lo == hi {
-            return 1;
-        }
-        let a = self.starts.partition_point(|&s| s <= lo);
-        let b = self.starts.partition_point(|&s| s <= hi);
-        let pa = self.points.partition_point(|&p| p < lo);
-        let pb = self.points.partition_point(|&p| p <= hi);
-        (b - a + 1 + pb - pa) as u32
-    }
 }
 
 /// A rule's choice so far: (cost, classes covered, position in the rule, field, compare); field `f` of
@@ -845,19 +840,24 @@ fn cost_field<K: Key>(
     let pclass = cl.point_classes(field, 0..n);
     let mut den = vec![0u32; cl.count()];
     let mut cov = vec![u32::MAX; n];
-    // coverage first: only narrow compares are counted and costed
+    // coverage first: only narrow compares are counted and costed (each interval's classes found once)
+    let mut spans = Vec::new();
     for (i, c) in cov.iter_mut().enumerate() {
-        *c = if pclass[i] != u32::MAX {
-            1
-        } else {
-            field
-                .ivs_of(i)
-                .iter()
-                .map(|&iv| cl.covered(iv))
-                .fold(0u32, |a, b| a.saturating_add(b))
-        };
+        if pclass[i] != u32::MAX {
+            *c = 1;
+            den[pclass[i] as usize] += 1;
+            continue;
+        }
+        spans.clear();
+        spans.extend(field.ivs_of(i).iter().map(|&iv| cl.span(iv)));
+        *c = spans
+            .iter()
+            .map(|&(a, b, pa, pb)| ((b + 1).saturating_sub(a) + (pb - pa)) as u32)
+            .fold(0u32, |x, y| x.saturating_add(y));
         if *c <= WIDE {
-            cl.visit(field.ivs_of(i), pclass[i], |k| den[k] += 1);
+            for &(a, b, pa, pb) in &spans {
+                (a..=b).chain(pa..pb).for_each(|k| den[k] += 1);
+            }
         }
     }
     for (i, cmp) in field.cmps.iter().enumerate() {
