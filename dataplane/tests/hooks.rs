@@ -202,7 +202,7 @@ fn chains_before_conntrack_see_no_ct_state() {
 fn reject_sends_icmp_port_unreachable_through_output_and_postrouting() {
     let mut rig = Rig::new(
         "table ip f {\n\
-           chain fwd { type filter hook forward priority 0; tcp dport 22 reject; }\n\
+           chain forward { type filter hook forward priority 0; tcp dport 22 reject; }\n\
            chain out { type filter hook output priority 0; icmp type destination-unreachable counter; }\n\
            chain post { type filter hook postrouting priority 0; oifname \"fw-cli\" counter; }\n\
          }\n",
@@ -232,7 +232,7 @@ fn reject_sends_icmp_port_unreachable_through_output_and_postrouting() {
 #[test]
 fn reject_with_tcp_reset_and_icmpx_codes() {
     let mut rig = Rig::new(
-        "table inet f { chain fwd { type filter hook forward priority 0;\n\
+        "table inet f { chain forward { type filter hook forward priority 0;\n\
            tcp dport 23 reject with tcp reset\n\
            tcp dport 24 reject with icmpx admin-prohibited\n\
            udp dport 53 reject with icmp host-prohibited\n } }\n",
@@ -317,7 +317,7 @@ fn log_statements_write_the_kernels_line_at_each_hook_and_limit_throttles() {
     let mut rig = Rig::new(
         "table ip f {\n\
            chain pre { type filter hook prerouting priority 0; tcp dport 22 log prefix \"PRE \" level info; }\n\
-           chain fwd { type filter hook forward priority 0; tcp dport 22 limit rate 1/minute burst 1 packets log prefix \"ssh: \" drop; }\n\
+           chain forward { type filter hook forward priority 0; tcp dport 22 limit rate 1/minute burst 1 packets log prefix \"ssh: \" drop; }\n\
            chain post { type filter hook postrouting priority 0; meta mark set 7 log; }\n\
          }\n",
     );

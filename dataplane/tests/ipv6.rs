@@ -332,7 +332,7 @@ fn conntrack_tracks_ipv6_flows_and_related_icmpv6_errors() {
 #[test]
 fn reject_answers_with_icmpv6_or_a_tcp_reset_with_correct_checksums() {
     let mut rig = Rig::new(
-        "table inet f { chain fwd { type filter hook forward priority 0;\n\
+        "table inet f { chain forward { type filter hook forward priority 0;\n\
            tcp dport 22 reject\n\
            tcp dport 23 reject with tcp reset\n\
            tcp dport 24 reject with icmpx admin-prohibited\n\

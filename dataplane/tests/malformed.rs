@@ -17,7 +17,7 @@ const RULESET: &str = r#"
 table inet f {
 	set ports { type inet_service; elements = { 22, 53, 80 } }
 	chain pre { type filter hook prerouting priority raw; policy accept; ip ttl 3 drop; }
-	chain fwd {
+	chain forward {
 		type filter hook forward priority filter; policy accept;
 		ct state invalid counter
 		tcp dport 22 reject with tcp reset
@@ -51,16 +51,16 @@ table inet m {
 		ip6 daddr set ip6 saddr
 		meta mark set jhash ip saddr . tcp dport mod 4 seed 0x1
 	}
-	chain fwd {
+	chain forward {
 		type filter hook forward priority filter; policy accept;
 		ip length set 20
 		ip6 length set 9
 	}
 	chain post { type nat hook postrouting priority srcnat; policy accept; masquerade; }
-	chain dnat { type nat hook prerouting priority dstnat; policy accept; udp dport 53 dnat ip to 198.51.100.2; udp dport 53 dnat ip6 to 2001:db8:2::2; }
+	chain prerouting { type nat hook prerouting priority dstnat; policy accept; udp dport 53 dnat ip to 198.51.100.2; udp dport 53 dnat ip6 to 2001:db8:2::2; }
 }
 table ip d4 {
-	chain fwd { type filter hook forward priority filter; policy accept; meta mark 1 dup to 198.51.100.2; dup to 198.51.100.9 device "fw-srv"; }
+	chain forward { type filter hook forward priority filter; policy accept; meta mark 1 dup to 198.51.100.2; dup to 198.51.100.9 device "fw-srv"; }
 }
 table ip6 d6 {
 	chain pre { type filter hook prerouting priority filter; policy accept; dup to 2001:db8:2::2 device "fw-srv"; }

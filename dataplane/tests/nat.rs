@@ -265,7 +265,7 @@ const FORWARD: &str = "table ip nat {
     }
 }
 table ip filter {
-    chain fwd {
+    chain forward {
         type filter hook forward priority filter; policy drop;
         ct state established,related accept
         ip daddr 198.51.100.2 tcp dport 80 accept
@@ -394,7 +394,7 @@ const CT_KEYS: &str = "table ip nat {
     }
 }
 table ip filter {
-    chain fwd {
+    chain forward {
         type filter hook forward priority filter; policy drop;
         ct status dnat ct direction original ct original proto-dst 8080 ct reply proto-src 80 ct original ip daddr 192.0.2.1 ct reply ip saddr 198.51.100.2 ct l3proto ipv4 ct protocol tcp ct expiration 0 accept
         ct status dnat ct direction reply ct status seen-reply ct original ip saddr 192.0.2.2 ct reply ip daddr 192.0.2.2 ct expiration > 50s accept
@@ -420,7 +420,7 @@ fn ct_keys_read_the_entry_of_the_packet() {
 
 /// `ct mark set` and `ct label set` on the first packet are what later packets of the connection see.
 const CT_MARK: &str = "table ip filter {
-    chain fwd {
+    chain forward {
         type filter hook forward priority filter; policy drop;
         ct state new udp dport 53 ct mark set 0x2a ct label set 3 accept
         ct state new accept
@@ -453,7 +453,7 @@ fn ct_mark_and_label_stay_on_the_connection() {
 
 /// `ct count over 2`: a third concurrent connection is refused; one that closes stops counting.
 const CT_COUNT: &str = "table ip filter {
-    chain fwd {
+    chain forward {
         type filter hook forward priority filter; policy accept;
         ct state new ct count over 2 drop
     }

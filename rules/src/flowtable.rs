@@ -46,7 +46,7 @@ impl Flowtable {
 
 impl Parser<'_> {
     pub(crate) fn flowtable_decl(&mut self, family: Family, table: &str) -> PResult<()> {
-        let (name, span) = self.identifier()?;
+        let (name, span) = self.name()?;
         let mut ft = Flowtable {
             name: name.clone(),
             handle: 0,

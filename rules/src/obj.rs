@@ -179,7 +179,11 @@ impl ObjRef {
 impl Parser<'_> {
     /// An object declaration (`counter NAME { ... }`), after the kind word; the name is next.
     pub(crate) fn obj_decl(&mut self, family: Family, table: &str, kind: ObjKind) -> PResult<()> {
-        let (name, span) = self.identifier()?;
+        // after a syntax error in the name nft's scanner stays in the object's state (its later
+        // "unexpected rate" messages name that state's keywords)
+        let scope = std::mem::replace(&mut self.scope_kw, crate::parse::obj_scope(kind));
+        let (name, span) = self.name()?;
+        self.scope_kw = scope;
         let mut comment = None;
         let braced = self.eat(Tok::LBrace);
         let mut body = None;

@@ -158,6 +158,208 @@ const KEYWORDS: &[&str] = &[
     "nexthdr",
 ];
 
+/// Words nft 1.0.6's scanner makes keywords in every scanner state: nft's grammar takes a name
+/// (table, chain, set, map, object, flowtable, variable) only as a plain string token, so these
+/// are syntax errors there (`chain log { }`: "unexpected log, expecting string"). Found by trying
+/// every word of nft's grammar as each kind of name against nft 1.0.6 (quoted names and numbers
+/// are refused there too).
+pub(crate) const NAME_KEYWORDS: &[&str] = &[
+    "accept",
+    "add",
+    "ah",
+    "all",
+    "arp",
+    "auto-merge",
+    "bridge",
+    "cgroup",
+    "chain",
+    "comment",
+    "comp",
+    "constant",
+    "continue",
+    "counter",
+    "cpu",
+    "create",
+    "ct",
+    "day",
+    "dccp",
+    "define",
+    "delete",
+    "describe",
+    "device",
+    "devices",
+    "dnat",
+    "drop",
+    "dst",
+    "dup",
+    "dynamic",
+    "ecn",
+    "element",
+    "elements",
+    "esp",
+    "ether",
+    "exists",
+    "expires",
+    "export",
+    "exthdr",
+    "fib",
+    "flags",
+    "flow",
+    "flowtable",
+    "flush",
+    "frag",
+    "fwd",
+    "gc-interval",
+    "get",
+    "goto",
+    "handle",
+    "hbh",
+    "hook",
+    "hour",
+    "ibriport",
+    "ibrname",
+    "icmp",
+    "icmpv6",
+    "igmp",
+    "iif",
+    "iifgroup",
+    "iifname",
+    "iiftype",
+    "import",
+    "include",
+    "index",
+    "inet",
+    "insert",
+    "interval",
+    "ip",
+    "ip6",
+    "ipsec",
+    "jhash",
+    "jump",
+    "limit",
+    "list",
+    "log",
+    "map",
+    "mark",
+    "masquerade",
+    "meta",
+    "meter",
+    "mh",
+    "missing",
+    "monitor",
+    "netdev",
+    "nftrace",
+    "notrack",
+    "numgen",
+    "obriport",
+    "obrname",
+    "offload",
+    "oif",
+    "oifgroup",
+    "oifname",
+    "oiftype",
+    "osf",
+    "pkttype",
+    "policy",
+    "position",
+    "priority",
+    "queue",
+    "quota",
+    "random",
+    "redefine",
+    "redirect",
+    "reject",
+    "rename",
+    "replace",
+    "reset",
+    "return",
+    "rt",
+    "rt0",
+    "rt2",
+    "rtclassid",
+    "rule",
+    "ruleset",
+    "sctp",
+    "secmark",
+    "set",
+    "size",
+    "skgid",
+    "skuid",
+    "snat",
+    "socket",
+    "srh",
+    "symhash",
+    "synproxy",
+    "table",
+    "tcp",
+    "th",
+    "time",
+    "timeout",
+    "tproxy",
+    "type",
+    "typeof",
+    "udp",
+    "udplite",
+    "undefine",
+    "update",
+    "vlan",
+    "vmap",
+    "xt",
+];
+
+/// Keywords of the scanner states nft enters after an object's keyword (`counter`, `quota`,
+/// `limit`, `ct`, `synproxy`): refused as that object's (and its table's) name as well.
+pub(crate) const COUNTER_SCOPE: &[&str] = &["bytes", "name", "packets"];
+pub(crate) const QUOTA_SCOPE: &[&str] = &["bytes", "name", "over", "until", "used"];
+pub(crate) const LIMIT_SCOPE: &[&str] = &[
+    "burst", "bytes", "minute", "name", "over", "packets", "rate", "second", "week",
+];
+pub(crate) const CT_SCOPE: &[&str] = &[
+    "avgpkt",
+    "bytes",
+    "count",
+    "daddr",
+    "direction",
+    "dport",
+    "event",
+    "expectation",
+    "expiration",
+    "helper",
+    "helpers",
+    "id",
+    "l3proto",
+    "label",
+    "original",
+    "over",
+    "packets",
+    "proto-dst",
+    "proto-src",
+    "protocol",
+    "reply",
+    "saddr",
+    "state",
+    "status",
+    "zone",
+];
+pub(crate) const SYNPROXY_SCOPE: &[&str] =
+    &["mss", "name", "sack-permitted", "timestamp", "wscale"];
+
+/// nft's "expecting" text where a name or `handle N` may follow (`delete chain ip t handle 3`).
+const HANDLE_OR_STRING: &str = "handle or string";
+
+/// The keywords of nft's scanner state after an object kind's keyword.
+pub(crate) fn obj_scope(kind: crate::types::ObjKind) -> &'static [&'static str] {
+    use crate::types::ObjKind as K;
+    match kind {
+        K::Counter => COUNTER_SCOPE,
+        K::Quota => QUOTA_SCOPE,
+        K::Limit => LIMIT_SCOPE,
+        K::CtHelper | K::CtTimeout | K::CtExpectation => CT_SCOPE,
+        K::Synproxy => SYNPROXY_SCOPE,
+        K::Secmark => &[],
+    }
+}
+
 /// Per-rule protocol context: what the rule has established so far, for conflict checks and for
 /// dropping explicit matches that merely restate an implied dependency (as nft's listing does).
 pub(crate) struct RuleCtx {
@@ -246,6 +448,8 @@ pub(crate) struct Parser<'a> {
     depth: u32,
     /// the error report being collected (see [`Errors`])
     errors: Errors,
+    /// keywords of the scanner state nft is in besides [`NAME_KEYWORDS`] (after `counter`, ...)
+    pub scope_kw: &'static [&'static str],
 }
 
 /// nft's limit on the errors of one input (`nft --max-errors`, 10 by default).
@@ -346,6 +550,7 @@ impl<'a> Parser<'a> {
             expanded: 0,
             depth: 0,
             errors: Errors::default(),
+            scope_kw: &[],
         }
     }
 
@@ -533,7 +738,8 @@ impl<'a> Parser<'a> {
         match t.kind {
             Tok::Word => {
                 let w = self.text(t);
-                if KEYWORDS.contains(&w) {
+                if KEYWORDS.contains(&w) || NAME_KEYWORDS.contains(&w) || self.scope_kw.contains(&w)
+                {
                     w.to_string()
                 } else {
                     "string".into()
@@ -614,6 +820,41 @@ impl<'a> Parser<'a> {
             }
             _ => Err(self.unexpected(t, Some("string"))),
         }
+    }
+
+    /// A name (table, chain, set, object, variable): a plain word that is no keyword in nft's
+    /// scanner; nft 1.0.6 refuses keywords, quoted strings and numbers there.
+    pub fn name(&mut self) -> PResult<(String, Span)> {
+        self.name_expecting("string")
+    }
+
+    /// [`Parser::name`] where nft's grammar also takes something else (its "expecting" text).
+    pub fn name_expecting(&mut self, expecting: &str) -> PResult<(String, Span)> {
+        let t = self.peek();
+        if t.kind == Tok::Word {
+            let w = self.text(t);
+            if !NAME_KEYWORDS.contains(&w) && !self.scope_kw.contains(&w) {
+                return self.identifier();
+            }
+        }
+        Err(self.unexpected(t, Some(expecting)))
+    }
+
+    /// The name in an `@name` token, refused as [`Parser::name`] refuses it (nft's scanner reads
+    /// `@` and the name as two tokens).
+    pub fn at_name(&self, t: Token) -> PResult<String> {
+        let w = &self.text(t)[1..];
+        if NAME_KEYWORDS.contains(&w) {
+            let span = Span {
+                lo: t.span.lo + 1,
+                ..t.span
+            };
+            return Err(self.err(
+                span,
+                format!("syntax error, unexpected {w}, expecting string"),
+            ));
+        }
+        Ok(w.to_string())
     }
 
     pub fn number(&mut self) -> PResult<(u64, Span)> {
@@ -852,69 +1093,15 @@ impl<'a> Parser<'a> {
         match w {
             "add" | "create" | "insert" | "replace" => {
                 self.next();
-                let obj = self.peek();
-                let o = self.peek_word().unwrap_or_default();
-                match o {
-                    "table" => {
-                        self.next();
-                        self.table_cmd(w == "create")
-                    }
-                    "chain" => {
-                        self.next();
-                        self.chain_cmd(w == "create")
-                    }
-                    "rule" => {
-                        self.next();
-                        self.rule_cmd(w)
-                    }
-                    "set" | "map" => {
-                        self.next();
-                        let (family, table, _) = self.table_spec()?;
-                        let (name, span) = self.identifier()?;
-                        self.set_decl(family, &table, &name, span, o == "map", w == "create")
-                    }
-                    "element" => {
-                        self.next();
-                        self.element_cmd(w)
-                    }
-                    "ct" | "synproxy" => {
-                        self.next();
-                        let kind = if o == "synproxy" {
-                            crate::types::ObjKind::Synproxy
-                        } else {
-                            let (sub, ss) = self.identifier()?;
-                            match sub.as_str() {
-                                "helper" => crate::types::ObjKind::CtHelper,
-                                "timeout" => crate::types::ObjKind::CtTimeout,
-                                "expectation" => crate::types::ObjKind::CtExpectation,
-                                _ => return Err(self.err(ss, "unknown ct object")),
-                            }
-                        };
-                        let (family, table, _) = self.table_spec()?;
-                        self.cur_table = Some((family, table.clone()));
-                        self.obj_decl(family, &table, kind)
-                    }
-                    "counter" | "quota" | "limit" | "flowtable" => {
-                        self.next();
-                        let (family, table, _) = self.table_spec()?;
-                        self.cur_table = Some((family, table.clone()));
-                        match o {
-                            "counter" => {
-                                self.obj_decl(family, &table, crate::types::ObjKind::Counter)
-                            }
-                            "quota" => self.obj_decl(family, &table, crate::types::ObjKind::Quota),
-                            "limit" => self.obj_decl(family, &table, crate::types::ObjKind::Limit),
-                            _ => self.flowtable_decl(family, &table),
-                        }
-                    }
-                    _ if obj.kind == Tok::Word && w != "create" => self.rule_cmd(w),
-                    _ => Err(self.unexpected(obj, None)),
-                }
+                self.add_cmd(w)
             }
             "table" => {
                 self.next();
                 self.table_cmd(false)
             }
+            // nft's grammar takes an `add` command without `add` (`set ip t s { ... }`)
+            "set" | "map" | "element" | "counter" | "quota" | "limit" | "ct" | "synproxy"
+            | "flowtable" => self.add_cmd("add"),
             "chain" => {
                 self.next();
                 self.chain_cmd(false)
@@ -937,7 +1124,7 @@ impl<'a> Parser<'a> {
             }
             "undefine" => {
                 self.next();
-                let (name, _) = self.identifier()?;
+                let (name, _) = self.name()?;
                 self.defines.remove(&name);
                 Ok(())
             }
@@ -958,8 +1145,79 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// What follows `add`, `create`, `insert` or `replace` (`w`).
+    fn add_cmd(&mut self, w: &str) -> PResult<()> {
+        let obj = self.peek();
+        let o = self.peek_word().unwrap_or_default();
+        match o {
+            "table" => {
+                self.next();
+                self.table_cmd(w == "create")
+            }
+            "chain" => {
+                self.next();
+                self.chain_cmd(w == "create")
+            }
+            "rule" => {
+                self.next();
+                self.rule_cmd(w)
+            }
+            "set" | "map" => {
+                self.next();
+                let (family, table, _) = self.table_spec()?;
+                let (name, span) = self.name()?;
+                self.set_decl(family, &table, &name, span, o == "map", w == "create")
+            }
+            "element" => {
+                self.next();
+                self.element_cmd(w)
+            }
+            "ct" | "synproxy" => {
+                self.next();
+                let kind = if o == "synproxy" {
+                    crate::types::ObjKind::Synproxy
+                } else {
+                    let (sub, ss) = self.identifier()?;
+                    match sub.as_str() {
+                        "helper" => crate::types::ObjKind::CtHelper,
+                        "timeout" => crate::types::ObjKind::CtTimeout,
+                        "expectation" => crate::types::ObjKind::CtExpectation,
+                        _ => return Err(self.err(ss, "unknown ct object")),
+                    }
+                };
+                let (family, table, _) = self.obj_table_spec(kind)?;
+                self.cur_table = Some((family, table.clone()));
+                self.obj_decl(family, &table, kind)
+            }
+            "counter" | "quota" | "limit" | "flowtable" => {
+                self.next();
+                let (family, table, _) = match o {
+                    "counter" => self.obj_table_spec(crate::types::ObjKind::Counter)?,
+                    "quota" => self.obj_table_spec(crate::types::ObjKind::Quota)?,
+                    "limit" => self.obj_table_spec(crate::types::ObjKind::Limit)?,
+                    _ => self.table_spec()?,
+                };
+                self.cur_table = Some((family, table.clone()));
+                match o {
+                    "counter" => self.obj_decl(family, &table, crate::types::ObjKind::Counter),
+                    "quota" => self.obj_decl(family, &table, crate::types::ObjKind::Quota),
+                    "limit" => self.obj_decl(family, &table, crate::types::ObjKind::Limit),
+                    _ => self.flowtable_decl(family, &table),
+                }
+            }
+            _ if obj.kind == Tok::Word && w != "create" => self.rule_cmd(w),
+            _ => Err(self.unexpected(obj, None)),
+        }
+    }
+
     /// `[family] name`
     pub fn table_spec(&mut self) -> PResult<(Family, String, Span)> {
+        self.table_spec_expecting("string")
+    }
+
+    /// [`Parser::table_spec`] where nft's grammar also takes something else than the name
+    /// (`delete table handle N`: "expecting handle or string").
+    fn table_spec_expecting(&mut self, expecting: &str) -> PResult<(Family, String, Span)> {
         let t = self.peek();
         let mut family = Family::Ip;
         if t.kind == Tok::Word {
@@ -971,8 +1229,17 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let (name, span) = self.identifier()?;
+        let (name, span) = self.name_expecting(expecting)?;
         Ok((family, name, span))
+    }
+
+    /// [`Parser::table_spec`] after an object's keyword (in nft's scanner state for it).
+    fn obj_table_spec(&mut self, kind: crate::types::ObjKind) -> PResult<(Family, String, Span)> {
+        // (left in that state after a syntax error, as nft's scanner is)
+        let scope = std::mem::replace(&mut self.scope_kw, obj_scope(kind));
+        let r = self.table_spec()?;
+        self.scope_kw = scope;
+        Ok(r)
     }
 
     fn ensure_table(&mut self, family: Family, name: &str) {
@@ -1030,7 +1297,7 @@ impl<'a> Parser<'a> {
         {
             match w {
                 "chain" => {
-                    let (cname, span) = self.identifier()?;
+                    let (cname, span) = self.name()?;
                     self.ensure_chain(family, table, &cname, span, false)?;
                     self.chain_name_span = Some(span);
                     self.expect(Tok::LBrace, "'{'")?;
@@ -1041,7 +1308,7 @@ impl<'a> Parser<'a> {
                     self.rs.table_mut(family, table).unwrap().comment = Some(c);
                 }
                 "set" | "map" => {
-                    let (name, span) = self.identifier()?;
+                    let (name, span) = self.name()?;
                     self.set_decl(family, table, &name, span, w == "map", false)?;
                 }
                 "counter" => self.obj_decl(family, table, crate::types::ObjKind::Counter)?,
@@ -1113,8 +1380,13 @@ impl<'a> Parser<'a> {
 
     /// `[family] table chain`
     fn chain_spec(&mut self) -> PResult<(Family, String, String, Span)> {
+        self.chain_spec_expecting("string")
+    }
+
+    /// [`Parser::chain_spec`], the last name where nft also takes something else.
+    fn chain_spec_expecting(&mut self, expecting: &str) -> PResult<(Family, String, String, Span)> {
         let (family, table, tspan) = self.table_spec()?;
-        let (chain, cspan) = self.identifier()?;
+        let (chain, cspan) = self.name_expecting(expecting)?;
         let _ = tspan;
         Ok((family, table, chain, cspan))
     }
@@ -1509,7 +1781,7 @@ impl<'a> Parser<'a> {
         match w {
             "table" => {
                 self.next();
-                let (f, name, span) = self.table_spec()?;
+                let (f, name, span) = self.table_spec_expecting(HANDLE_OR_STRING)?;
                 let before = self.rs.tables.len();
                 self.rs
                     .tables
@@ -1521,7 +1793,7 @@ impl<'a> Parser<'a> {
             }
             "chain" => {
                 self.next();
-                let (f, table, chain, span) = self.chain_spec()?;
+                let (f, table, chain, span) = self.chain_spec_expecting(HANDLE_OR_STRING)?;
                 let Some(t) = self.rs.table_mut(f, &table) else {
                     return if destroy {
                         Ok(())
@@ -1538,7 +1810,13 @@ impl<'a> Parser<'a> {
             }
             "set" | "map" => {
                 self.next();
-                let (f, table, name, span) = self.chain_spec()?;
+                // (nft's grammar takes a map's handle at `delete map` but does not say so)
+                let expecting = if w == "set" {
+                    HANDLE_OR_STRING
+                } else {
+                    "string"
+                };
+                let (f, table, name, span) = self.chain_spec_expecting(expecting)?;
                 let Some(t) = self.rs.table_mut(f, &table) else {
                     return if destroy {
                         Ok(())
@@ -1575,7 +1853,14 @@ impl<'a> Parser<'a> {
                         }
                     }
                 };
-                let (f, table, name, span) = self.chain_spec()?;
+                let scope = std::mem::replace(&mut self.scope_kw, obj_scope(kind));
+                let expecting = if w == "ct" {
+                    "string"
+                } else {
+                    HANDLE_OR_STRING
+                };
+                let (f, table, name, span) = self.chain_spec_expecting(expecting)?;
+                self.scope_kw = scope;
                 let Some(t) = self.rs.table_mut(f, &table) else {
                     return if destroy {
                         Ok(())
@@ -1739,7 +2024,7 @@ impl<'a> Parser<'a> {
 
     /// `define name = tokens...` up to the end of the line.
     fn define_cmd(&mut self, redefine: bool) -> PResult<()> {
-        let (name, span) = self.identifier()?;
+        let (name, span) = self.name()?;
         self.expect(Tok::Eq, "'='")?;
         let mut body = Vec::new();
         let mut depth = 0;

@@ -505,7 +505,7 @@ impl Parser<'_> {
     /// `add|create|delete element [family] table set { elems }`
     pub(crate) fn element_cmd(&mut self, verb: &str) -> PResult<()> {
         let (family, table, _) = self.table_spec()?;
-        let (name, span) = self.identifier()?;
+        let (name, span) = self.name()?;
         self.cur_table = Some((family, table.clone()));
         let Some(set) = self
             .rs

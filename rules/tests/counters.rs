@@ -56,7 +56,7 @@ const SRC: &str = "table ip t {
 		counter
 		elements = { 192.0.2.1 counter packets 3 bytes 30, 192.0.2.2 counter packets 4 bytes 40 }
 	}
-	chain fwd {
+	chain forward {
 		type filter hook forward priority filter; policy accept;
 		udp dport 1001 counter
 		ip saddr @s udp dport 1002 counter counter name \"named\"
@@ -78,7 +78,7 @@ const SRC: &str = "table ip t {
 	}
 }
 table ip u {
-	chain fwd {
+	chain forward {
 		type filter hook forward priority filter; policy accept;
 		udp dport 1008 counter
 		udp dport 1009 jump {

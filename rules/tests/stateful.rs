@@ -57,7 +57,7 @@ const SEC: u64 = 1_000_000_000;
 fn limit_accepts_the_burst_then_refills_at_the_rate() {
     let rs = parse_ruleset(
         "table ip t {
-	chain fwd {
+	chain forward {
 		type filter hook forward priority filter; policy drop;
 		udp dport 53 limit rate 10/second burst 2 packets accept
 		udp dport 54 limit rate over 1 kbytes/second drop
@@ -111,7 +111,7 @@ fn quotas_count_bytes_and_listings_show_what_was_used() {
 		packets 0 bytes 0
 	}
 
-	chain fwd {
+	chain forward {
 		type filter hook forward priority filter; policy accept;
 		udp dport 80 quota name \"q\" drop
 		udp dport 81 quota name \"q\" drop
@@ -174,7 +174,7 @@ fn sets_written_from_the_packet_path_match_expire_and_are_listed() {
 		flags dynamic
 	}
 
-	chain fwd {
+	chain forward {
 		type filter hook forward priority filter; policy accept;
 		ip saddr @seen udp dport 7 drop
 		udp dport 9 add @seen { ip saddr }

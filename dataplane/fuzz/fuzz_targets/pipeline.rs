@@ -16,7 +16,7 @@ const RULESET: &str = r#"
 table inet f {
 	set ports { type inet_service; elements = { 22, 53, 80 } }
 	chain pre { type filter hook prerouting priority raw; policy accept; ip ttl 3 drop; ip6 hoplimit 3 drop; udp dport 7 notrack; fib saddr . iif oif missing drop; }
-	chain fwd {
+	chain forward {
 		type filter hook forward priority filter; policy accept;
 		ct state invalid counter
 		tcp dport 22 reject with tcp reset

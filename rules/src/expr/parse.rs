@@ -610,7 +610,7 @@ impl Parser<'_> {
             let t = self.peek();
             let map = if t.kind == Tok::At {
                 self.next();
-                let name = self.text(t)[1..].to_string();
+                let name = self.at_name(t)?;
                 self.check_set_ref(&name, &types, t.span, true)?;
                 crate::stmt::vmap::MapRef::Named(name)
             } else {
@@ -759,7 +759,7 @@ impl Parser<'_> {
             }
             Tok::At => {
                 self.next();
-                let name = self.text(t)[1..].to_string();
+                let name = self.at_name(t)?;
                 self.check_set_ref(&name, types, t.span, false)?;
                 Ok(Rhs::SetRef(name))
             }

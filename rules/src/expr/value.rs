@@ -216,7 +216,7 @@ impl Parser<'_> {
             let t = self.peek();
             let m = if t.kind == Tok::At {
                 self.next();
-                let name = self.text(t)[1..].to_string();
+                let name = self.at_name(t)?;
                 self.check_set_ref(&name, &ktypes, t.span, false)?;
                 MapRef::Named(name)
             } else {

@@ -63,7 +63,7 @@ impl Parser<'_> {
             return Err(self.unexpected(t, None));
         }
         self.next();
-        let set = self.text(t)[1..].to_string();
+        let set = self.at_name(t)?;
         let (key_types, data_types) = match self.cur_table.clone().and_then(|(f, tb)| {
             self.rs
                 .table(f, &tb)
@@ -148,6 +148,6 @@ impl Parser<'_> {
             return Err(self.unexpected(t, None));
         }
         self.next();
-        Ok(super::Stmt::FlowAdd(self.text(t)[1..].to_string()))
+        Ok(super::Stmt::FlowAdd(self.at_name(t)?))
     }
 }

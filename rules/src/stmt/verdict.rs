@@ -97,11 +97,7 @@ impl Parser<'_> {
                 VerdictExpr::GotoBlock(rules)
             }
         } else if VerdictExpr::needs_target(w) {
-            let t = self.peek();
-            if !matches!(t.kind, Tok::Word | Tok::Quoted | Tok::Num) {
-                return Err(self.unexpected(t, Some("'{'")));
-            }
-            let (target, span) = self.identifier()?;
+            let (target, span) = self.name_expecting("'{'")?;
             self.pending_jumps
                 .push((ctx.family, table.to_string(), target.clone(), span));
             make(target)
