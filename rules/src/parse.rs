@@ -378,6 +378,9 @@ pub(crate) struct RuleCtx {
     pub icmp_type_seen: bool,
     /// a `meta l4proto N` the rule needs at its start (inet `reject with tcp reset`)
     pub prepend_l4: Option<u8>,
+    /// a `ct protocol` match named a transport protocol nft knows (a context for `ct original
+    /// proto-src`, as `ctx.l4` is)
+    pub ct_l4: bool,
 }
 
 /// A fact an explicit protocol match establishes.
@@ -408,6 +411,7 @@ impl RuleCtx {
             pre: Vec::new(),
             icmp_type_seen: false,
             prepend_l4: None,
+            ct_l4: false,
         }
     }
 }
@@ -450,6 +454,10 @@ pub(crate) struct Parser<'a> {
     errors: Errors,
     /// keywords of the scanner state nft is in besides [`NAME_KEYWORDS`] (after `counter`, ...)
     pub scope_kw: &'static [&'static str],
+    /// the next value parsed has nft's type "invalid" (`ct original proto-src` without a
+    /// transport protocol before it in the rule): nft cannot parse it
+    /// (the key's span)
+    pub invalid_value: Option<Span>,
 }
 
 /// nft's limit on the errors of one input (`nft --max-errors`, 10 by default).
@@ -551,6 +559,7 @@ impl<'a> Parser<'a> {
             depth: 0,
             errors: Errors::default(),
             scope_kw: &[],
+            invalid_value: None,
         }
     }
 

@@ -548,7 +548,7 @@ impl Parser<'_> {
 
     /// `SELECTOR[. SELECTOR...] [binop V] [op] RHS`
     pub(crate) fn match_stmt(&mut self, ctx: &mut RuleCtx) -> PResult<Stmt> {
-        let (sel, _) = self.selector(ctx)?;
+        let (sel, start) = self.selector(ctx)?;
         let mut sels: Sels = smallvec::smallvec![sel];
         while self.peek().kind == Tok::Dot {
             self.next();
@@ -586,8 +586,19 @@ impl Parser<'_> {
         }
         let types = left.dtypes();
         if self.is_word("set") && left.sels.len() == 1 && left.binop.is_none() {
-            self.next();
+            let set_tok = self.next();
             let target = left.sels.pop().unwrap();
+            // nft's grammar sets no ct key that takes a direction but `zone`; of the others the
+            // kernel refuses those it only reads
+            let ct_key = match &target {
+                Selector::Ct { key, dir, .. } => Some((key.name, dir.is_some())),
+                _ => None,
+            };
+            if let Some((k, _)) = ct_key.filter(|(k, dir)| *dir && *k != "zone") {
+                if matches!(k, "saddr" | "daddr" | "proto-src" | "proto-dst") {
+                    return Err(self.unexpected(set_tok, None));
+                }
+            }
             if matches!(
                 target,
                 Selector::Inner { .. } | Selector::Fib { .. } | Selector::Other { .. }
@@ -596,6 +607,26 @@ impl Parser<'_> {
                 self.sem_err(t.span, "this expression cannot be set");
             }
             let value = self.value_expr(ctx, &types)?;
+            if let Some((k, _)) = ct_key {
+                if matches!(
+                    k,
+                    "state"
+                        | "direction"
+                        | "status"
+                        | "expiration"
+                        | "l3proto"
+                        | "protocol"
+                        | "id"
+                        | "bytes"
+                        | "packets"
+                        | "avgpkt"
+                ) {
+                    return Err(self.err(
+                        start.to(self.prev),
+                        "Could not process rule: Operation not supported",
+                    ));
+                }
+            }
             if matches!(value, ValExpr::Const(_, Part::Range(..) | Part::Prefix(..))) {
                 let t = self.peek();
                 self.sem_err(t.span, "a set statement needs a single value");
@@ -607,15 +638,24 @@ impl Parser<'_> {
             })));
         }
         if self.eat_word("vmap") {
+            self.invalid_value = (matches!(
+                &left.sels[..],
+                [Selector::Ct { key, .. }] if matches!(key.name, "proto-src" | "proto-dst")
+            ) && ctx.l4.is_none()
+                && !ctx.ct_l4)
+                .then_some(start);
             let t = self.peek();
             let map = if t.kind == Tok::At {
+                self.invalid_value = None;
                 self.next();
                 let name = self.at_name(t)?;
                 self.check_set_ref(&name, &types, t.span, true)?;
                 crate::stmt::vmap::MapRef::Named(name)
             } else {
                 let start = self.peek().span;
-                let elems = self.set_elems(&types, Some(&[Dtype::Verdict]))?;
+                let elems = self.set_elems(&types, Some(&[Dtype::Verdict]));
+                self.invalid_value = None;
+                let elems = elems?;
                 if types.len() == 1 {
                     let mut iv: Vec<(u128, u128)> = elems
                         .iter()
@@ -638,8 +678,18 @@ impl Parser<'_> {
                 map,
             })));
         }
+        // `ct original proto-src 22` needs a transport protocol earlier in the rule: without one
+        // the key's type is nft's "invalid" and no value parses
+        self.invalid_value = (matches!(
+            &left.sels[..],
+            [Selector::Ct { key, .. }] if matches!(key.name, "proto-src" | "proto-dst")
+        ) && ctx.l4.is_none()
+            && !ctx.ct_l4)
+            .then_some(start);
         let op = self.relop();
-        let right = self.rhs(&types)?;
+        let right = self.rhs(&types);
+        self.invalid_value = None;
+        let right = right?;
         if matches!(op, RelOp::Lt | RelOp::Gt | RelOp::Le | RelOp::Ge)
             && !matches!(right, Rhs::Elem(_))
         {
@@ -687,6 +737,11 @@ impl Parser<'_> {
             if is_l4 && ctx.l4.is_none() {
                 ctx.l4 = Some(("{set}", 255));
             }
+            if matches!(&m.left.sels[0], Selector::Ct { key, .. } if key.name == "protocol")
+                && matches!(ctx.l3, Some("ip" | "ip6"))
+            {
+                ctx.ct_l4 = true;
+            }
             return;
         }
         let Rhs::Elem(Elem { parts, .. }) = &m.right else {
@@ -696,6 +751,13 @@ impl Parser<'_> {
             return;
         };
         let n = v.to_u64();
+        // (nft's `ct protocol` gives the context only where the network protocol is known)
+        if matches!(&m.left.sels[0], Selector::Ct { key, .. } if key.name == "protocol")
+            && matches!(ctx.l3, Some("ip" | "ip6"))
+            && types::rlookup(types::PROTOCOLS, n).is_some()
+        {
+            ctx.ct_l4 = true;
+        }
         let fact = match &m.left.sels[0] {
             Selector::Meta { key, .. } => match key.name {
                 "l4proto" => {
@@ -758,8 +820,26 @@ impl Parser<'_> {
                 Ok(Rhs::Set(normalize_anon_set(elems, types)))
             }
             Tok::At => {
+                let invalid = self.invalid_value.take();
                 self.next();
                 let name = self.at_name(t)?;
+                let keys = self.cur_table.as_ref().and_then(|(f, tb)| {
+                    let set = self.rs.table(*f, tb)?.set(&name)?;
+                    Some(set.key_types())
+                });
+                if let (Some(sel), Some(keys)) = (invalid, keys) {
+                    let has: Vec<_> = keys.iter().map(|d| d.describe()).collect();
+                    let src = self.srcs[t.span.src as usize].text;
+                    let msg = format!(
+                        "datatype mismatch, expected invalid, expression has type {}",
+                        has.join(" . ")
+                    );
+                    let d =
+                        self.err(t.span, msg)
+                            .with_secondary(src, sel.lo as usize, sel.hi as usize);
+                    self.sem_errors.push(d);
+                    return Ok(Rhs::SetRef(name));
+                }
                 self.check_set_ref(&name, types, t.span, false)?;
                 Ok(Rhs::SetRef(name))
             }
@@ -823,6 +903,8 @@ impl Parser<'_> {
                     names(types)
                 ),
             );
+        } else if vmap && set.data.is_none() {
+            self.sem_err(span, "Expression is not a map".to_string());
         } else if vmap && !set.is_vmap() {
             self.sem_err(span, "Expression is not a verdict map".to_string());
         }
@@ -1077,6 +1159,9 @@ impl Parser<'_> {
             ) || t.parse(self.text(tok), false).is_err())
         {
             return Err(self.unexpected(tok, None));
+        }
+        if self.invalid_value.take().is_some() {
+            return Err(self.err(tok.span, "Can't parse symbolic invalid expressions"));
         }
         self.next();
         let quoted = tok.kind == Tok::Quoted;
