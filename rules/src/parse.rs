@@ -1540,7 +1540,7 @@ impl<'a> Parser<'a> {
 
     /// `type filter hook input [device "x"] priority P ;`
     fn base_chain_spec(&mut self, family: Family) -> PResult<BaseChain> {
-        self.expect_word("type")?;
+        let type_kw = self.expect_word("type")?;
         let (ty, tspan) = self.identifier()?;
         let ty = match ty.as_str() {
             "filter" => ChainType::Filter,
@@ -1552,7 +1552,16 @@ impl<'a> Parser<'a> {
         let (h, hspan) = self.identifier()?;
         let hook = match Hook::from_name(&h) {
             Some(hk) if hk.valid_for(family) => hk,
-            _ => return Err(self.err(hspan, "unknown chain hook")),
+            // nft knows the hook for arp; the kernel does not
+            Some(Hook::Forward) if family == Family::Arp => {
+                let span = self.chain_name_span.unwrap_or(hspan);
+                return Err(self.err(span, "Could not process rule: Operation not supported"));
+            }
+            Some(_) => {
+                let msg = format!("The {} family does not support this hook", family.name());
+                return Err(self.err(hspan, msg));
+            }
+            None => return Err(self.err(hspan, "unknown chain hook")),
         };
         let mut devices = Vec::new();
         if self.eat_word("device") {
@@ -1581,6 +1590,14 @@ impl<'a> Parser<'a> {
         self.prio_kw = Some(pk.span);
         let priority = self.priority(family, hook)?;
         self.prio_kw = None;
+        if devices.is_empty()
+            && (family == Family::Netdev || (family == Family::Inet && hook == Hook::Ingress))
+        {
+            return Err(self.err(
+                type_kw.span.to(self.prev),
+                "Missing `device' in this chain definition",
+            ));
+        }
         let t = self.peek();
         if !matches!(t.kind, Tok::Semi | Tok::Newline) {
             return Err(self.unexpected(t, Some("semicolon")));

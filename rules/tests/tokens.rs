@@ -87,11 +87,11 @@ fn glued_units_and_far_lookahead() {
     // `1025bytes` is split and the unit put back; `map { k : a . p }` is found by scanning ahead
     let src = "table ip t {\n\tchain c {\n\t\tlimit rate over 1025bytes/second drop\n\t}\n\
                \tchain n {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\
-               \t\tdnat to ip saddr map { 192.0.2.1 : 10.0.0.1 . 8080 }\n\t}\n}\n";
+               \t\tmeta l4proto tcp dnat to ip saddr map { 192.0.2.1 : 10.0.0.1 . 8080 }\n\t}\n}\n";
     let out = list(src, &rules::NoIncludes);
     assert!(out.contains("limit rate over 1025 bytes/second"), "{out}");
     assert!(
-        out.contains("dnat to ip saddr map { 192.0.2.1 : 10.0.0.1 . 8080 }"),
+        out.contains("meta l4proto tcp dnat to ip saddr map { 192.0.2.1 : 10.0.0.1 . 8080 }"),
         "{out}"
     );
 }

@@ -549,6 +549,12 @@ impl Parser<'_> {
     /// `SELECTOR[. SELECTOR...] [binop V] [op] RHS`
     pub(crate) fn match_stmt(&mut self, ctx: &mut RuleCtx) -> PResult<Stmt> {
         let (sel, start) = self.selector(ctx)?;
+        // the kernel has the bridge port's names in bridge tables only
+        if matches!(&sel, Selector::Meta { key, .. } if matches!(key.name, "ibrname" | "obrname"))
+            && ctx.family != Family::Bridge
+        {
+            return Err(self.err(start, "Could not process rule: Operation not supported"));
+        }
         let mut sels: Sels = smallvec::smallvec![sel];
         while self.peek().kind == Tok::Dot {
             self.next();

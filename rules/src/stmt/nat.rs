@@ -189,10 +189,24 @@ impl Parser<'_> {
                     }
                 } else {
                     let mut expected = vec![at];
-                    if self.map_with_port_ahead() {
+                    let with_port = self.map_with_port_ahead();
+                    if with_port {
                         expected.push(Dtype::InetService);
                     }
-                    self.value_expr(ctx, &expected)?
+                    let start = self.peek().span;
+                    let v = self.value_expr(ctx, &expected)?;
+                    // a map to `address . port` maps ports too: nft wants a transport protocol
+                    if with_port && ctx.l4.is_none() {
+                        let src = self.srcs[t.span.src as usize].text;
+                        let d = self
+                            .err(
+                                start.to(self.prev),
+                                "transport protocol mapping is only valid after transport protocol match",
+                            )
+                            .with_secondary(src, t.span.lo as usize, t.span.hi as usize);
+                        self.sem_errors.push(d);
+                    }
+                    v
                 };
                 if let ValExpr::Const(t, Part::Range(lo, hi)) = &a {
                     a = ValExpr::Const(
