@@ -2228,6 +2228,10 @@ impl<'a> Parser<'a> {
         self.next();
         self.next();
         let over = self.eat_word("over");
+        let t = self.peek();
+        if !over && t.kind != Tok::Num {
+            return Err(self.unexpected(t, Some("number or over")));
+        }
         let (n, span) = self.number()?;
         if n > u32::MAX as u64 {
             return Err(self.err(span, "value too large"));
