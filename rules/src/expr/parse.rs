@@ -763,6 +763,13 @@ impl Parser<'_> {
             && types::rlookup(types::PROTOCOLS, n).is_some()
         {
             ctx.ct_l4 = true;
+            // nft's context now has the transport protocol: later headers must agree with it
+            if ctx.l4.is_none() {
+                ctx.l4 = Some((
+                    types::rlookup(types::PROTOCOLS, n).unwrap_or("unknown"),
+                    n as u8,
+                ));
+            }
         }
         let fact = match &m.left.sels[0] {
             Selector::Meta { key, .. } => match key.name {
