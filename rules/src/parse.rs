@@ -381,6 +381,8 @@ pub(crate) struct RuleCtx {
     /// a `ct protocol` match named a transport protocol nft knows (a context for `ct original
     /// proto-src`, as `ctx.l4` is)
     pub ct_l4: bool,
+    /// what established `l4` (for errors that show it, as nft does)
+    pub l4_span: Option<Span>,
 }
 
 /// A fact an explicit protocol match establishes.
@@ -412,6 +414,7 @@ impl RuleCtx {
             icmp_type_seen: false,
             prepend_l4: None,
             ct_l4: false,
+            l4_span: None,
         }
     }
 }

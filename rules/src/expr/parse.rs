@@ -485,6 +485,7 @@ impl Parser<'_> {
                     ctx.icmp_type_seen = true;
                 }
                 ctx.l4 = Some((p.name, ipproto));
+                ctx.l4_span.get_or_insert(span);
             }
         }
         Ok(())
@@ -717,6 +718,9 @@ impl Parser<'_> {
         let mut m = Match { left, op, right };
         simplify(&mut m);
         self.record_facts(ctx, &m);
+        if ctx.l4.is_some() && ctx.l4_span.is_none() {
+            ctx.l4_span = Some(start.to(self.prev));
+        }
         Ok(Stmt::Match(Box::new(m)))
     }
 

@@ -107,12 +107,14 @@ impl Parser<'_> {
             }
         }
         if r == Reject::TcpReset {
-            if let Some((name, n)) = ctx.l4 {
-                if n != 6 {
-                    self.sem_err(
-                        span,
-                        format!("conflicting protocols specified: {name} vs. tcp"),
-                    );
+            if let (Some((name, n)), Some(l4)) = (ctx.l4, ctx.l4_span) {
+                // (a set of protocols, `meta l4proto { udp, tcp }`, may hold tcp)
+                if n != 6 && name != "{set}" {
+                    let src = self.srcs[start.span.src as usize].text;
+                    let d = self
+                        .err(start.span, "you cannot use tcp reset with this protocol")
+                        .with_secondary(src, l4.lo as usize, l4.hi as usize);
+                    self.sem_errors.push(d);
                 }
             }
         }
