@@ -920,6 +920,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 Op::Store { .. }
                 | Op::PayloadSet(_)
                 | Op::Dup(_)
+                | Op::ObjMap(_)
                 | Op::Counter(_)
                 | Op::Limit(_)
                 | Op::Quota(_)

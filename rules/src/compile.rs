@@ -202,7 +202,18 @@ pub(crate) enum Op {
     PayloadSet(Box<PayloadSet>),
     /// `dup` / `fwd` (terminal for `fwd`)
     Dup(Box<DupOp>),
+    /// `counter|quota|limit name KEY map { … }`: the object the packet's key names
+    ObjMap(Box<ObjMap>),
     Verdict(VOp),
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ObjMap {
+    pub loads: Arc<[Load]>,
+    pub set: u32,
+    /// per element of the set, in its order: the op of the object it names (`ObjCounter`, `Quota`,
+    /// `Limit`), `None` for kinds not evaluated
+    pub objs: Vec<Option<Op>>,
 }
 
 #[derive(Clone, Debug)]
@@ -1315,7 +1326,14 @@ impl Compiler {
                     self.quota_stmts.push(i);
                     self.ops.push(Op::Quota(i));
                 }
-                Stmt::ObjRef(o) => self.obj_ref(t, o)?,
+                Stmt::ObjRef(o) => {
+                    let mut sels = Vec::new();
+                    o.target.selectors(&mut sels);
+                    for s in sels {
+                        self.deps(t.family, s, &mut have_l3, &mut have_l4);
+                    }
+                    self.obj_ref(t, o)?
+                }
                 Stmt::Log(l) => {
                     self.logs.push((**l).clone());
                     self.ops.push(Op::Log(self.logs.len() as u32 - 1));
@@ -1652,17 +1670,76 @@ impl Compiler {
     /// `counter|quota|limit name X`: the named object's state, shared by every rule naming it. A name
     /// chosen by a map lookup (`quota name ip saddr map { … }`) is not evaluated yet.
     fn obj_ref(&mut self, t: &Table, o: &crate::obj::ObjRef) -> Result<(), Diagnostic> {
+        use crate::expr::value::ValExpr as V;
+        match &o.target {
+            V::Const(_, crate::expr::Part::Val(v)) => {
+                if let Some(op) = self.obj_op(t, o.kind, &v.as_str())? {
+                    self.ops.push(op);
+                }
+                Ok(())
+            }
+            // `counter name tcp dport map { 443 : "c1", 80 : "c2" }`: the object the map names
+            V::Map(k, m, _) => {
+                let sels: crate::expr::Sels = match &**k {
+                    V::Sel(s) => smallvec::smallvec![s.clone()],
+                    V::Concat(v) => v
+                        .iter()
+                        .map(|e| match e {
+                            V::Sel(s) => Some(s.clone()),
+                            _ => None,
+                        })
+                        .collect::<Option<_>>()
+                        .unwrap_or_default(),
+                    _ => Default::default(),
+                };
+                if sels.is_empty() {
+                    return Ok(());
+                }
+                let width = sels.iter().map(|s| s.dtype().bytes()).sum();
+                let loads = Self::loads(&Lhs { sels, binop: None })[..].into();
+                let elems: Vec<Elem> = match m {
+                    crate::stmt::vmap::MapRef::Anon(e) => e.clone(),
+                    crate::stmt::vmap::MapRef::Named(n) => match t.set(n) {
+                        Some(s) => s.elems.clone(),
+                        None => return Ok(()),
+                    },
+                };
+                let mut objs = Vec::with_capacity(elems.len());
+                for e in &elems {
+                    let name = match e.data.as_deref() {
+                        Some(crate::expr::Data::Val(parts)) => match parts.first() {
+                            Some(Part::Val(v)) => v.as_str(),
+                            _ => String::new(),
+                        },
+                        _ => String::new(),
+                    };
+                    objs.push(self.obj_op(t, o.kind, &name)?);
+                }
+                let set = self.set(t, &elems, width);
+                self.ops
+                    .push(Op::ObjMap(Box::new(ObjMap { loads, set, objs })));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The op that uses the object `name` of `kind` in table `t` (one state per object, shared by
+    /// every rule naming it); `None` for kinds the rules do not evaluate (ct helper, synproxy, ...).
+    fn obj_op(
+        &mut self,
+        t: &Table,
+        kind: crate::types::ObjKind,
+        name: &str,
+    ) -> Result<Option<Op>, Diagnostic> {
         use crate::obj::ObjBody;
         use crate::stateful::{LimitState, QuotaState, SharedCounter};
         use crate::types::ObjKind;
-        let crate::expr::value::ValExpr::Const(_, crate::expr::Part::Val(v)) = &o.target else {
-            return Ok(());
-        };
-        let name = v.as_str();
+        let o_kind = kind;
         let Some(oi) = t
             .objs
             .iter()
-            .position(|x| x.name == name && x.kind() == o.kind)
+            .position(|x| x.name == name && x.kind() == o_kind)
         else {
             return Err(Diagnostic::bare(
                 "Could not process rule: No such file or directory",
@@ -1670,7 +1747,7 @@ impl Compiler {
         };
         let key = (self.table, oi);
         let find = |v: &[((usize, usize), u32)]| v.iter().find(|e| e.0 == key).map(|e| e.1);
-        match (o.kind, &t.objs[oi].body) {
+        let op = match (o_kind, &t.objs[oi].body) {
             (ObjKind::Counter, ObjBody::Counter(c)) => {
                 let i = find(&self.counter_objs).unwrap_or_else(|| {
                     self.obj_counters
@@ -1679,7 +1756,7 @@ impl Compiler {
                     self.counter_objs.push((key, i));
                     i
                 });
-                self.ops.push(Op::ObjCounter(i));
+                Op::ObjCounter(i)
             }
             (ObjKind::Quota, ObjBody::Quota(q)) => {
                 let i = find(&self.quota_objs).unwrap_or_else(|| {
@@ -1688,7 +1765,7 @@ impl Compiler {
                     self.quota_objs.push((key, i));
                     i
                 });
-                self.ops.push(Op::Quota(i));
+                Op::Quota(i)
             }
             (ObjKind::Limit, ObjBody::Limit(l)) => {
                 let i = match find(&self.limit_objs) {
@@ -1705,12 +1782,12 @@ impl Compiler {
                         i
                     }
                 };
-                self.ops.push(Op::Limit(i));
+                Op::Limit(i)
             }
             // ct helper/timeout/expectation, synproxy, secmark: attached by the dataplane, if at all
-            _ => {}
-        }
-        Ok(())
+            _ => return Ok(None),
+        };
+        Ok(Some(op))
     }
 
     fn matching(&mut self, t: &Table, m: &Match) -> Result<(), Diagnostic> {

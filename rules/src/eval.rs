@@ -651,6 +651,31 @@ impl CompiledRuleset {
                     )?;
                     pkt.payload_writes += 1;
                 }
+                Op::ObjMap(m) => {
+                    let mut buf = [0u8; BUF];
+                    let mut n = 0;
+                    for l in m.loads.iter() {
+                        n += load(l, pkt, &mut buf[n..])?;
+                    }
+                    // no element for the key: the rule ends here (nft_objref_map_eval's NFT_BREAK)
+                    let i = self.sets[m.set as usize].find(&buf[..n])?;
+                    match m.objs.get(i as usize) {
+                        Some(Some(Op::ObjCounter(c))) => {
+                            self.obj_counters[*c as usize].add(pkt.len)
+                        }
+                        Some(Some(Op::Quota(q))) => {
+                            if !self.quotas[*q as usize].matches(pkt.len) {
+                                return None;
+                            }
+                        }
+                        Some(Some(Op::Limit(l))) => {
+                            if !self.limits[*l as usize].matches(pkt.now, pkt.len) {
+                                return None;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
                 Op::Dup(d) => {
                     let mut to = [0u8; BUF];
                     let n = self.compute(&d.to, pkt, &mut to)?;
