@@ -663,15 +663,13 @@ impl CompiledRuleset {
                         Some(Some(Op::ObjCounter(c))) => {
                             self.obj_counters[*c as usize].add(pkt.len)
                         }
-                        Some(Some(Op::Quota(q))) => {
-                            if !self.quotas[*q as usize].matches(pkt.len) {
-                                return None;
-                            }
+                        Some(Some(Op::Quota(q))) if !self.quotas[*q as usize].matches(pkt.len) => {
+                            return None
                         }
-                        Some(Some(Op::Limit(l))) => {
-                            if !self.limits[*l as usize].matches(pkt.now, pkt.len) {
-                                return None;
-                            }
+                        Some(Some(Op::Limit(l)))
+                            if !self.limits[*l as usize].matches(pkt.now, pkt.len) =>
+                        {
+                            return None
                         }
                         _ => {}
                     }
