@@ -396,7 +396,7 @@ const CT_KEYS: &str = "table ip nat {
 table ip filter {
     chain forward {
         type filter hook forward priority filter; policy drop;
-        ct status dnat ct direction original ct original proto-dst 8080 ct reply proto-src 80 ct original ip daddr 192.0.2.1 ct reply ip saddr 198.51.100.2 ct l3proto ipv4 ct protocol tcp ct expiration 0 accept
+        ct status dnat ct direction original ct protocol tcp ct original proto-dst 8080 ct reply proto-src 80 ct original ip daddr 192.0.2.1 ct reply ip saddr 198.51.100.2 ct l3proto ipv4 ct expiration 0 accept
         ct status dnat ct direction reply ct status seen-reply ct original ip saddr 192.0.2.2 ct reply ip daddr 192.0.2.2 ct expiration > 50s accept
     }
 }";
