@@ -84,16 +84,7 @@ fn pipeline_with(ruleset: &str) -> (Pipeline, Arc<rules::CompiledRuleset>) {
 }
 
 fn pipeline() -> (Pipeline, Arc<rules::CompiledRuleset>) {
-    let roles = vec![
-        PortRole {
-            kernel_shares: false
-        };
-        2
-    ];
-    let mut p = Pipeline::new(lab_fib(), roles, &PipelineConfig::default());
-    let rs = Arc::new(rules::compile(&rules::parse_ruleset(RULESET, "f.nft").unwrap()).unwrap());
-    p.use_generation(&rs);
-    (p, rs)
+    pipeline_with(RULESET)
 }
 
 fn seeds() -> Vec<Vec<u8>> {

@@ -759,18 +759,7 @@ impl Writer<'_> {
                 };
                 one("map", obj([("key", self.value_expr(k, t)), ("data", map)]))
             }
-            ValExpr::Numgen {
-                random,
-                modulus,
-                offset,
-            } => one(
-                "numgen",
-                obj([
-                    ("mode", s(if *random { "random" } else { "inc" })),
-                    ("mod", Json::Num(*modulus as i128)),
-                    ("offset", Json::Num(*offset as i128)),
-                ]),
-            ),
+            ValExpr::Numgen { .. } | ValExpr::Symhash { .. } => computed(v),
             ValExpr::Jhash {
                 key,
                 modulus,
@@ -788,13 +777,6 @@ impl Writer<'_> {
                     o.push(("offset".into(), Json::Num(*offset as i128)));
                 }
                 one("jhash", Json::Obj(o))
-            }
-            ValExpr::Symhash { modulus, offset } => {
-                let mut o = vec![("mod".to_string(), Json::Num(*modulus as i128))];
-                if *offset != 0 {
-                    o.push(("offset".into(), Json::Num(*offset as i128)));
-                }
-                one("symhash", Json::Obj(o))
             }
         }
     }

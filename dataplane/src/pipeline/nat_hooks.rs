@@ -169,30 +169,15 @@ impl Pipeline {
                 fib: Some(fib),
                 payload_writes: 0,
             };
-            let mut request = None;
-            for &chain in rs.hook_chains(NfProto::Ipv4, hook) {
-                if !rs.is_nat_chain(chain) {
-                    continue;
-                }
-                let (v, r) = rs.eval_chain_nat(chain, &mut pkt, &mut self.counters);
-                if v.is_drop() {
-                    self.stats.dropped_by_rule += 1;
-                    return NatStep::Drop;
-                }
-                if r.is_some() {
-                    request = r;
-                    break;
-                }
-            }
+            let Ok(request) = first_nat_request(rs, hook, &mut pkt, &mut self.counters) else {
+                self.stats.dropped_by_rule += 1;
+                return NatStep::Drop;
+            };
             wrote = pkt.payload_writes != 0;
             let range = match request {
                 None => None,
                 Some(r) => {
-                    let wrong_hook = match r.kind {
-                        NatKind::Snat | NatKind::Masquerade => manip != Manip::Src,
-                        NatKind::Dnat | NatKind::Redirect => manip != Manip::Dst,
-                    };
-                    let resolved = if wrong_hook {
+                    let resolved = if wrong_hook(r.kind, manip) {
                         None
                     } else {
                         match r.kind {
@@ -232,17 +217,7 @@ impl Pipeline {
                     }
                 }
                 Err(NatError::Exhausted) => {
-                    self.stats.nat_port_exhausted += 1;
-                    let quiet = self
-                        .last_exhausted_log
-                        .is_some_and(|t| now.saturating_sub(t) < 1_000_000_000);
-                    if !quiet {
-                        self.last_exhausted_log = Some(now);
-                        tracing::warn!(
-                            "nf_nat: no free port in the NAT range, dropping new flow (so far: {})",
-                            self.stats.nat_port_exhausted
-                        );
-                    }
+                    self.nat_exhausted(now);
                     return NatStep::Drop;
                 }
             }
@@ -274,6 +249,54 @@ impl Pipeline {
             NatStep::Rewritten
         } else {
             NatStep::Same
+        }
+    }
+}
+
+/// A NAT statement of the wrong kind for the hook (snat in PREROUTING): no binding.
+fn wrong_hook(kind: NatKind, manip: Manip) -> bool {
+    match kind {
+        NatKind::Snat | NatKind::Masquerade => manip != Manip::Src,
+        NatKind::Dnat | NatKind::Redirect => manip != Manip::Dst,
+    }
+}
+
+/// Walks the nat chains of `hook` for the packet's family in priority order: the first NAT statement
+/// that applies gives the request (`None`: the null binding); `Err` when a chain dropped the packet.
+fn first_nat_request(
+    rs: &CompiledRuleset,
+    hook: Hook,
+    pkt: &mut PacketCtx<'_>,
+    counters: &mut [CounterValue],
+) -> Result<Option<NatRequest>, ()> {
+    for &chain in rs.hook_chains(pkt.nfproto, hook) {
+        if !rs.is_nat_chain(chain) {
+            continue;
+        }
+        let (v, r) = rs.eval_chain_nat(chain, pkt, counters);
+        if v.is_drop() {
+            return Err(());
+        }
+        if r.is_some() {
+            return Ok(r);
+        }
+    }
+    Ok(None)
+}
+
+impl Pipeline {
+    /// No free port for a new connection's binding: counted, and logged at most once a second.
+    fn nat_exhausted(&mut self, now: u64) {
+        self.stats.nat_port_exhausted += 1;
+        let quiet = self
+            .last_exhausted_log
+            .is_some_and(|t| now.saturating_sub(t) < 1_000_000_000);
+        if !quiet {
+            self.last_exhausted_log = Some(now);
+            tracing::warn!(
+                "nf_nat: no free port in the NAT range, dropping new flow (so far: {})",
+                self.stats.nat_port_exhausted
+            );
         }
     }
 }
@@ -332,30 +355,15 @@ impl Pipeline {
             let mut pkt = super::v6::ctx6(fib, &mut *frame, ip, in_ifc, out_ifc, ct, carry, hook);
             pkt.ct_view = view;
             pkt.conncount = Some(&self.conncount);
-            let mut request = None;
-            for &chain in rs.hook_chains(NfProto::Ipv6, hook) {
-                if !rs.is_nat_chain(chain) {
-                    continue;
-                }
-                let (v, r) = rs.eval_chain_nat(chain, &mut pkt, &mut self.counters);
-                if v.is_drop() {
-                    self.stats.dropped_by_rule += 1;
-                    return NatStep::Drop;
-                }
-                if r.is_some() {
-                    request = r;
-                    break;
-                }
-            }
+            let Ok(request) = first_nat_request(rs, hook, &mut pkt, &mut self.counters) else {
+                self.stats.dropped_by_rule += 1;
+                return NatStep::Drop;
+            };
             wrote = pkt.payload_writes != 0;
             let range = match request {
                 None => None,
                 Some(r) => {
-                    let wrong_hook = match r.kind {
-                        NatKind::Snat | NatKind::Masquerade => manip != Manip::Src,
-                        NatKind::Dnat | NatKind::Redirect => manip != Manip::Dst,
-                    };
-                    let resolved = if wrong_hook {
+                    let resolved = if wrong_hook(r.kind, manip) {
                         None
                     } else {
                         let own = |a: Option<Ipv6Addr>| {
@@ -394,7 +402,7 @@ impl Pipeline {
                     }
                 }
                 Err(NatError::Exhausted) => {
-                    self.stats.nat_port_exhausted += 1;
+                    self.nat_exhausted(now);
                     return NatStep::Drop;
                 }
             }
