@@ -54,6 +54,11 @@ pub struct PipelineConfig {
     pub icmp: icmp::IcmpRateLimit,
     /// `ct count` counts: one for all the workers (give them the same `Arc`).
     pub conncount: Arc<ConnCounts>,
+    /// The kernel stack sits behind a host TUN (the exception path): packets for the box's own addresses
+    /// go through PREROUTING and INPUT here and are then handed to it ([`Pipeline::take_to_host`]); what it
+    /// sends comes back through [`Pipeline::from_host`]. Ports then do not share their traffic with the
+    /// kernel (`PortRole::kernel_shares` false).
+    pub host_path: bool,
 }
 
 impl PipelineConfig {
@@ -71,6 +76,7 @@ impl Default for PipelineConfig {
             hash_seed: 0x51_1ce,
             icmp: Default::default(),
             conncount: Default::default(),
+            host_path: false,
         }
     }
 }
@@ -108,6 +114,8 @@ pub struct Pipeline {
     /// Connections on the box's own addresses to steer to (true) or away from (false) the dataplane.
     steer: Vec<(hw::LocalFlow, bool)>,
     conncount: Arc<ConnCounts>,
+    /// IP packets for the kernel behind the host TUN (see [`PipelineConfig::host_path`]).
+    to_host: Vec<Vec<u8>>,
 }
 
 /// Identifies a ruleset generation by the address of its shared allocation.
@@ -152,6 +160,7 @@ impl Pipeline {
             reassembled: None,
             steer: Vec::new(),
             conncount: config.conncount.clone(),
+            to_host: Vec::new(),
         }
     }
 
@@ -683,6 +692,13 @@ impl Pipeline {
                 if v.is_drop() {
                     return self.ruled_out(v, port, &ip, rs, now, frame);
                 }
+                if self.config.host_path {
+                    // the local socket takes it: the connection is kept (conntrack confirm)
+                    if self.conntrack.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
+                        return Action::Drop;
+                    }
+                    return self.deliver_to_host(frame, ip.total_len);
+                }
                 // nothing behind INPUT takes the packet: the connection is not kept
                 self.conntrack.abandon();
                 return self.local(port, kernel_has_copy);
@@ -1075,6 +1091,54 @@ impl Pipeline {
                 Miss::Overflow => self.stats.neigh_pending_overflow += 1,
                 Miss::Failed => self.stats.neigh_failed += 1,
             },
+        }
+    }
+
+    /// Queues the IP packet of `frame` (`ip_len` bytes after the Ethernet header) for the kernel behind
+    /// the host TUN.
+    fn deliver_to_host(&mut self, frame: &[u8], ip_len: usize) -> Action {
+        let Some(packet) = frame.get(ETH_HLEN..ETH_HLEN + ip_len) else {
+            return self.drop_parse();
+        };
+        self.stats.local_to_host += 1;
+        self.to_host.push(packet.to_vec());
+        Action::Consumed
+    }
+
+    /// IP packets INPUT accepted for the kernel behind the host TUN, since the last call.
+    pub fn take_to_host(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
+        self.to_host.drain(..)
+    }
+
+    /// An IP packet the kernel sent through the host TUN: OUTPUT (with conntrack), the routing decision,
+    /// POSTROUTING and the neighbour, as the kernel's `ip_local_out` would; it leaves through
+    /// [`Pipeline::take_emitted`].
+    pub fn from_host(&mut self, packet: &[u8], rs: &CompiledRuleset, now: u64) {
+        self.stats.host_rx += 1;
+        let ethertype = match packet.first().map(|b| b >> 4) {
+            Some(4) => wire::ETHERTYPE_IPV4,
+            Some(6) => wire::ETHERTYPE_IPV6,
+            _ => {
+                self.stats.host_bad += 1;
+                return;
+            }
+        };
+        let mut frame = Vec::with_capacity(ETH_HLEN + packet.len());
+        frame.extend_from_slice(&[0; 12]);
+        frame.extend_from_slice(&ethertype.to_be_bytes());
+        frame.extend_from_slice(packet);
+        if ethertype == wire::ETHERTYPE_IPV4 {
+            if wire::parse_ipv4(&frame, ETH_HLEN).is_err() {
+                self.stats.host_bad += 1;
+                return;
+            }
+            self.local_out_v4(frame, rs, now);
+        } else {
+            if crate::ipv6::parse_ipv6(&frame, ETH_HLEN).is_err() {
+                self.stats.host_bad += 1;
+                return;
+            }
+            self.local_out_v6(frame, None, rs, now);
         }
     }
 

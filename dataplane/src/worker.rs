@@ -85,7 +85,14 @@ pub struct Worker {
     /// Where conntrack events go while someone watches.
     events: Option<Sender<Vec<crate::conntrack::Event<std::net::Ipv4Addr>>>>,
     trace: Option<Sender<Vec<String>>>,
+    /// This worker's queue of the host TUN (the exception path to the kernel stack).
+    host: Option<hw::tun::TunQueue>,
+    /// An Ethernet frame around a packet read from the host TUN.
+    host_frame: Vec<u8>,
 }
+
+/// The `port` of a handed-off frame that came from the host TUN, not from a port.
+const HOST_PORT: u16 = u16::MAX;
 
 impl Worker {
     /// `ports[i]` must drive the interface `i` of the pipeline's FIB.
@@ -108,6 +115,8 @@ impl Worker {
             events: None,
             trace: None,
             handoff: None,
+            host: None,
+            host_frame: Vec::new(),
         }
     }
 
@@ -119,10 +128,19 @@ impl Worker {
         self
     }
 
+    /// Gives this worker a queue of the host TUN: it hands what INPUT accepted to the kernel there, and
+    /// runs what the kernel sends there through OUTPUT/POSTROUTING. The pipeline must have
+    /// [`crate::PipelineConfig::host_path`] set.
+    pub fn with_host(mut self, queue: hw::tun::TunQueue) -> Worker {
+        self.host = Some(queue);
+        self
+    }
+
     /// Runs until `stop` is set. `clock` gives monotonic nanoseconds; it is read once per batch.
     pub fn run(mut self, stop: &AtomicBool, clock: &dyn Fn() -> u64) {
         let mut batch = Batch::with_capacity(self.config.batch_size);
-        let fds: Vec<i32> = self.ports.iter().filter_map(|p| p.poll_fd()).collect();
+        let mut fds: Vec<i32> = self.ports.iter().filter_map(|p| p.poll_fd()).collect();
+        fds.extend(self.host.as_ref().map(|h| h.poll_fd()));
         let mut idle = 0u32;
         let mut next_timer = 0u64;
         while !stop.load(Ordering::Relaxed) {
@@ -199,6 +217,8 @@ impl Worker {
             }
         }
         total += self.drain_handoff(&rs, now);
+        total += self.receive_from_host(&rs, now);
+        self.send_to_host();
         self.apply_steering();
         self.send_emitted();
         self.flush();
@@ -253,12 +273,75 @@ impl Worker {
         records.clear();
     }
 
+    /// Runs what the kernel sent through the host TUN; packets of flows another worker owns go to it.
+    fn receive_from_host(&mut self, rs: &CompiledRuleset, now: u64) -> usize {
+        let Some(mut host) = self.host.take() else {
+            return 0;
+        };
+        let mut frame = std::mem::take(&mut self.host_frame);
+        let got = host.recv(self.config.batch_size, |packet| {
+            frame.clear();
+            frame.extend_from_slice(&[0; 12]);
+            let ethertype = if packet.first().is_some_and(|b| b >> 4 == 6) {
+                crate::wire::ETHERTYPE_IPV6
+            } else {
+                crate::wire::ETHERTYPE_IPV4
+            };
+            frame.extend_from_slice(&ethertype.to_be_bytes());
+            frame.extend_from_slice(packet);
+            if let Some(h) = &self.handoff {
+                match crate::handoff::flow_owner(&frame, h.workers) {
+                    Some(owner) if owner != h.id && frame.len() <= hw::FRAME_CAPACITY => {
+                        if h.send(owner, &frame, HOST_PORT, false) {
+                            self.pipeline.stats.handoff_sent += 1;
+                        } else {
+                            self.pipeline.stats.handoff_full += 1;
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            self.pipeline.from_host(packet, rs, now);
+        });
+        self.host_frame = frame;
+        let got = match got {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(tun = %host.name(), "receive failed: {e}");
+                0
+            }
+        };
+        self.host = Some(host);
+        got
+    }
+
+    /// Gives the kernel what INPUT accepted for it.
+    fn send_to_host(&mut self) {
+        let Some(host) = &mut self.host else {
+            return;
+        };
+        let mut failed = 0;
+        for packet in self.pipeline.take_to_host() {
+            if !host.send(&packet) {
+                failed += 1;
+            }
+        }
+        self.pipeline.stats.host_tx_failed += failed;
+    }
+
     fn drain_handoff(&mut self, rs: &CompiledRuleset, now: u64) -> usize {
         let Some(h) = self.handoff.take() else {
             return 0;
         };
         let n = h.drain(self.config.batch_size, |f| {
             self.pipeline.stats.handoff_received += 1;
+            if f.port == HOST_PORT {
+                let len = f.len as usize;
+                self.pipeline
+                    .from_host(&f.data[crate::wire::ETH_HLEN..len], rs, now);
+                return;
+            }
             let (len, port) = (f.len as usize, f.port as usize);
             let action = self
                 .pipeline

@@ -9,6 +9,7 @@ pub mod iface;
 pub mod mem;
 pub mod netns;
 pub mod packet;
+pub mod tun;
 pub mod wait;
 pub mod xdp;
 

@@ -313,6 +313,12 @@ impl Pipeline {
                 if v.is_drop() {
                     return self.ruled_out6(v, port, &ip, rs, now, frame);
                 }
+                if self.config.host_path {
+                    if self.conntrack6.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
+                        return Action::Drop;
+                    }
+                    return self.deliver_to_host(frame, ip.total_len);
+                }
                 self.conntrack6.abandon();
                 return self.local(port, kernel_has_copy);
             }

@@ -1,0 +1,168 @@
+//! The exception path to the kernel behind the host TUN, packet-in → packet-out: what is for the box goes
+//! through PREROUTING and INPUT and is handed over as an IP packet; what the kernel sends comes back
+//! through OUTPUT (with conntrack: the kernel's answer is `established`) and POSTROUTING to the wire.
+
+use dataplane::testkit::*;
+use dataplane::wire::ETH_HLEN;
+use dataplane::{Action, Pipeline, PipelineConfig, PortRole};
+use rules::CompiledRuleset;
+use std::sync::Arc;
+
+const HOST_FIREWALL: &str = "
+table inet filter {
+    chain input {
+        type filter hook input priority filter; policy drop;
+        ct state established,related counter accept
+        tcp dport 22 counter accept
+        meta l4proto ipv6-icmp accept
+    }
+    chain output {
+        type filter hook output priority filter; policy drop;
+        ct state established,related counter accept
+        udp dport 53 counter accept
+    }
+}";
+
+struct Rig {
+    p: Pipeline,
+    rs: Arc<CompiledRuleset>,
+    now: u64,
+}
+
+impl Rig {
+    fn new(src: &str) -> Rig {
+        let ast = rules::parse_ruleset(src, "t.nft").unwrap_or_else(|e| panic!("{e}"));
+        let rs = Arc::new(rules::compile(&ast).unwrap_or_else(|e| panic!("{e}")));
+        let config = PipelineConfig {
+            host_path: true,
+            ..Default::default()
+        };
+        let roles = vec![
+            PortRole {
+                kernel_shares: false
+            };
+            2
+        ];
+        let mut p = Pipeline::new(lab_fib(), roles, &config);
+        p.add_static_neighbour(0, CLI.into(), CLI_MAC);
+        p.add_static_neighbour(1, SRV.into(), SRV_MAC);
+        p.add_static_neighbour6(0, CLI6, CLI_MAC);
+        p.use_generation(&rs);
+        Rig {
+            p,
+            rs,
+            now: 1_000_000_000,
+        }
+    }
+
+    fn input(&mut self, port: usize, frame: Vec<u8>) -> Action {
+        let mut f = frame;
+        let len = f.len();
+        self.now += 1000;
+        self.p.process(&mut f, len, port, false, &self.rs, self.now)
+    }
+
+    fn to_host(&mut self) -> Vec<Vec<u8>> {
+        self.p.take_to_host().collect()
+    }
+
+    fn from_host(&mut self, frame: Vec<u8>) -> Vec<(usize, Vec<u8>)> {
+        self.now += 1000;
+        self.p.from_host(&frame[ETH_HLEN..], &self.rs, self.now);
+        self.p.take_emitted().collect()
+    }
+}
+
+fn at_fw(frame: Vec<u8>) -> Vec<u8> {
+    with_macs(FW_IN, CLI_MAC, frame)
+}
+
+#[test]
+fn input_decides_what_reaches_the_kernel_and_its_answers_leave_as_established() {
+    let mut r = Rig::new(HOST_FIREWALL);
+    let fw = [192, 0, 2, 1];
+    // ssh is let in: the kernel gets the IP packet as it arrived
+    let syn = at_fw(ipv4_frame(CLI, fw, 6, &tcp_header(40000, 22, 0x02), 64));
+    assert_eq!(r.input(0, syn.clone()), Action::Consumed);
+    let got = r.to_host();
+    assert_eq!(got, vec![syn[ETH_HLEN..].to_vec()]);
+    // telnet is not
+    let other = at_fw(ipv4_frame(CLI, fw, 6, &tcp_header(40001, 23, 0x02), 64));
+    assert_eq!(r.input(0, other), Action::Drop);
+    assert!(r.to_host().is_empty());
+    assert_eq!(r.p.stats.local_to_host, 1);
+
+    // the kernel's SYN-ACK is established for OUTPUT, whose policy is drop
+    let synack = ipv4_frame(fw, CLI, 6, &tcp_header(22, 40000, 0x12), 64);
+    let out = r.from_host(synack.clone());
+    assert_eq!(out.len(), 1, "{:?}", r.p.stats);
+    let (port, frame) = &out[0];
+    assert_eq!(*port, 0);
+    assert_eq!(&frame[0..6], &CLI_MAC);
+    assert_eq!(&frame[6..12], &FW_IN);
+    assert_eq!(&frame[ETH_HLEN..], &synack[ETH_HLEN..]);
+    assert_eq!(r.p.stats.host_rx, 1);
+
+    // a connection the kernel opens itself: only what OUTPUT lets out leaves
+    let dns = ipv4_frame([198, 51, 100, 1], SRV, 17, &udp_datagram(5353, 53, 4), 64);
+    let out = r.from_host(dns);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 1);
+    let ntp = ipv4_frame([198, 51, 100, 1], SRV, 17, &udp_datagram(5353, 123, 4), 64);
+    assert!(r.from_host(ntp).is_empty());
+    assert_eq!(r.p.stats.local_out_dropped_by_rule, 1);
+    // and the answer to the kernel's query is let in as established
+    let answer = with_macs(
+        FW_OUT,
+        SRV_MAC,
+        ipv4_frame(SRV, [198, 51, 100, 1], 17, &udp_datagram(53, 5353, 4), 64),
+    );
+    assert_eq!(r.input(1, answer.clone()), Action::Consumed);
+    assert_eq!(r.to_host(), vec![answer[ETH_HLEN..].to_vec()]);
+}
+
+#[test]
+fn ipv6_takes_the_same_path() {
+    let mut r = Rig::new(HOST_FIREWALL);
+    let req = at_fw(ipv6_frame(CLI6, FW_IN6, 58, &icmp6_echo(9, 1), 64));
+    let mut req = req;
+    fix_l4_checksum_v6(&mut req);
+    assert_eq!(r.input(0, req.clone()), Action::Consumed);
+    assert_eq!(r.to_host(), vec![req[ETH_HLEN..].to_vec()]);
+    let mut reply_l4 = icmp6_echo(9, 1);
+    reply_l4[0] = 129;
+    let mut reply = ipv6_frame(FW_IN6, CLI6, 58, &reply_l4, 64);
+    fix_l4_checksum_v6(&mut reply);
+    let out = r.from_host(reply.clone());
+    assert_eq!(out.len(), 1, "{:?}", r.p.stats);
+    assert_eq!(out[0].0, 0);
+    assert_eq!(&out[0].1[ETH_HLEN..], &reply[ETH_HLEN..]);
+    // ssh over IPv6 to the box is let in, telnet is not
+    let syn = at_fw(ipv6_frame(
+        CLI6,
+        FW_IN6,
+        6,
+        &tcp_header(40000, 22, 0x02),
+        64,
+    ));
+    assert_eq!(r.input(0, syn), Action::Consumed);
+    let telnet = at_fw(ipv6_frame(
+        CLI6,
+        FW_IN6,
+        6,
+        &tcp_header(40000, 23, 0x02),
+        64,
+    ));
+    assert_eq!(r.input(0, telnet), Action::Drop);
+    assert_eq!(r.to_host().len(), 1);
+}
+
+#[test]
+fn garbage_from_the_kernel_is_counted_not_sent() {
+    let mut r = Rig::new(HOST_FIREWALL);
+    r.p.from_host(&[0x45, 0, 0], &r.rs.clone(), 1);
+    r.p.from_host(&[0x10, 1, 2, 3], &r.rs.clone(), 1);
+    r.p.from_host(&[], &r.rs.clone(), 1);
+    assert_eq!(r.p.stats.host_bad, 3);
+    assert_eq!(r.p.take_emitted().count(), 0);
+}
