@@ -63,6 +63,12 @@ pub struct RunArgs {
     /// `--sysctl net.netfilter.nf_conntrack_tcp_timeout_established=3600` (repeat for each).
     #[arg(long = "sysctl", value_name = "NAME=VALUE")]
     pub sysctls: Vec<String>,
+    /// Run INPUT and OUTPUT for the box's own traffic too: frames for the box's addresses go through
+    /// sluice's PREROUTING and INPUT to the kernel over this TUN device, and the kernel's own packets come
+    /// back through it to OUTPUT and POSTROUTING (the exception path; needs the xdp backend). Without it,
+    /// the kernel takes the box's own traffic directly and sluice's INPUT/OUTPUT chains do not see it.
+    #[arg(long, value_name = "NAME")]
+    pub host_tun: Option<String>,
 }
 
 /// The publishing record `stats` reports: how many generations have been stored and where the last applied
@@ -360,7 +366,13 @@ fn open_ports(args: &RunArgs, queues: u32) -> Result<Vec<Vec<Box<dyn Port>>>> {
             }
         }
         Backend::Xdp => {
-            let local = kernel::all_local_ipv4()?;
+            // with the exception path, every frame for the box comes to sluice first
+            let host = args.host_tun.is_some();
+            let local = if host {
+                Vec::new()
+            } else {
+                kernel::all_local_ipv4()?
+            };
             let attach = match args.attach {
                 Attach::Native => hw::xdp::AttachMode::Native,
                 Attach::Skb => hw::xdp::AttachMode::Skb,
@@ -377,6 +389,9 @@ fn open_ports(args: &RunArgs, queues: u32) -> Result<Vec<Vec<Box<dyn Port>>>> {
                     })?;
                     if q == 0 {
                         port.program().set_local_addresses(&local)?;
+                        if host {
+                            port.program().set_local_addresses6(&[])?;
+                        }
                     }
                     ports.push(Box::new(port));
                 }
@@ -387,6 +402,9 @@ fn open_ports(args: &RunArgs, queues: u32) -> Result<Vec<Vec<Box<dyn Port>>>> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
+    if args.host_tun.is_some() && args.backend != Backend::Xdp {
+        bail!("--host-tun needs the xdp backend (with AF_PACKET the kernel receives every frame itself)");
+    }
     let first = match &args.ruleset {
         Some(path) => ruleset::load(path)?,
         None => rules::compile(&rules::Ruleset::default()).map_err(|d| anyhow::anyhow!("{d}"))?,
@@ -425,6 +443,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         queues = queues.min(w.max(1) as u32);
     }
     let per_queue = open_ports(&args, queues)?;
+    let (host, mut host_queues) = match &args.host_tun {
+        Some(name) => {
+            let (h, qs) = crate::host::HostPath::setup(name, &fib.interfaces, per_queue.len())?;
+            (Some(h), qs.into_iter().map(Some).collect())
+        }
+        None => (None, Vec::new()),
+    };
 
     let mut sysctls = dataplane::conntrack::Sysctls::default();
     for a in &args.sysctls {
@@ -449,7 +474,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let roles = ports
             .iter()
             .map(|p| PortRole {
-                kernel_shares: p.kernel_shares_interface(),
+                kernel_shares: p.kernel_shares_interface() && host.is_none(),
             })
             .collect();
         let mut pipeline = Pipeline::new(
@@ -461,6 +486,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 hash_seed,
                 icmp: icmp_limits.clone(),
                 conncount: conncount.clone(),
+                host_path: host.is_some(),
             },
         );
         for &(iface, ip, mac) in &static_neighbours6 {
@@ -485,6 +511,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         let worker = match handoff.next() {
             Some(end) if nworkers > 1 => worker.with_handoff(end),
             _ => worker,
+        };
+        let worker = match host_queues.get_mut(id).and_then(Option::take) {
+            Some(q) => worker.with_host(q),
+            None => worker,
         };
         let stop = stop.clone();
         let core = (id + 1) % ncores;
@@ -543,9 +573,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
     eprintln!(
-        "sluice: running on {} ({:?} backend, {} worker{}), control socket {}",
+        "sluice: running on {} ({:?} backend{}, {} worker{}), control socket {}",
         args.ifaces.join(", "),
         args.backend,
+        match &host {
+            Some(h) => format!(", the box's own traffic through {}", h.tun()),
+            None => String::new(),
+        },
         threads.len(),
         if threads.len() == 1 { "" } else { "s" },
         args.control.display()
@@ -567,6 +601,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     for t in threads {
         let _ = t.join();
     }
+    drop(host);
     std::fs::remove_file(&args.control).ok();
     eprintln!("sluice: stopped");
     Ok(())

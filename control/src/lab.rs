@@ -35,6 +35,10 @@ pub struct LabArgs {
     /// RX/TX queues per veth; sluice runs one worker per queue.
     #[arg(long, default_value_t = 1, global = true)]
     pub queues: u32,
+    /// The box's own traffic goes through sluice's INPUT and OUTPUT too, over a TUN to fw's kernel
+    /// (`sluice run --host-tun`; xdp backend only).
+    #[arg(long, global = true)]
+    pub host_path: bool,
 }
 
 pub struct Lab {
@@ -43,7 +47,11 @@ pub struct Lab {
     pub state: PathBuf,
     pub socket: PathBuf,
     backend: crate::daemon::Backend,
+    host_path: bool,
 }
+
+/// The TUN device in fw when the lab runs with `--host-path`.
+pub const HOST_TUN: &str = "sluice-host";
 
 fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd
@@ -86,6 +94,7 @@ impl Lab {
             socket: state.join("control.sock"),
             state,
             backend: args.backend,
+            host_path: args.host_path,
         }
     }
 
@@ -175,24 +184,24 @@ impl Lab {
         let rs = ruleset_path
             .to_str()
             .ok_or_else(|| anyhow!("non-UTF-8 ruleset path"))?;
-        self.spawn_detached(
-            "fw",
-            "sluice",
-            &[
-                exe,
-                "run",
-                "--iface",
-                "fw-cli",
-                "--iface",
-                "fw-srv",
-                "--ruleset",
-                rs,
-                "--control",
-                &socket,
-                "--backend",
-                backend,
-            ],
-        )?;
+        let mut argv = vec![
+            exe,
+            "run",
+            "--iface",
+            "fw-cli",
+            "--iface",
+            "fw-srv",
+            "--ruleset",
+            rs,
+            "--control",
+            &socket,
+            "--backend",
+            backend,
+        ];
+        if self.host_path {
+            argv.extend(["--host-tun", HOST_TUN]);
+        }
+        self.spawn_detached("fw", "sluice", &argv)?;
         self.wait_ready(interrupted)
     }
 

@@ -3,6 +3,7 @@
 mod conntrack;
 mod ctl;
 mod daemon;
+mod host;
 mod kernel;
 mod lab;
 mod nft;

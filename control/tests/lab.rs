@@ -549,3 +549,110 @@ fn two_queue_lab_runs_two_workers_and_keeps_flows_whole() {
     );
     assert_eq!(value("handoff_full"), 0, "{stats}");
 }
+
+#[test]
+fn host_path_lab_runs_input_and_output_on_the_boxs_own_traffic() {
+    if skip_unless_root("host_path_lab_runs_input_and_output_on_the_boxs_own_traffic") {
+        return;
+    }
+    let lab = LabGuard::new("h");
+    // two workers: the kernel's packets may arrive at the worker that does not own their flow
+    let up = lab.sluice(&["lab", "up", "--host-path", "--queues", "2"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let sock = format!("/run/sluice/{}/control.sock", lab.prefix);
+    let server = lab.in_ns_background("fw", &["http-serve", "192.0.2.1:9000", "192.0.2.1:9001"]);
+    let rules = std::env::temp_dir().join(format!("{}-host.nft", lab.prefix));
+    std::fs::write(
+        &rules,
+        "table inet host {
+            chain input { type filter hook input priority filter; policy accept;
+                tcp dport 9001 counter drop
+                tcp dport 9000 ct state new counter accept
+            }
+            chain output { type filter hook output priority filter; policy accept;
+                ip daddr 198.51.100.2 icmp type echo-request counter drop
+                tcp sport 9000 ct state established counter accept
+            }
+        }",
+    )
+    .unwrap();
+    let load = Command::new(SLUICE)
+        .args(["nft", "--control", &sock, "-f", rules.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&rules).ok();
+    assert!(load.status.success(), "{}", text(&load));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // a download from the box's own server: in through INPUT, out through OUTPUT
+    let get = lab.in_ns(
+        "cli",
+        &[
+            SLUICE,
+            "internal",
+            "http-get",
+            "192.0.2.1:9000",
+            "/bytes/300000",
+        ],
+    );
+    assert!(text(&get).contains("300000 bytes"), "{}", text(&get));
+    // INPUT drops what it says
+    let denied = lab.in_ns(
+        "cli",
+        &[SLUICE, "internal", "tcp-connect", "192.0.2.1:9001"],
+    );
+    assert!(!denied.status.success(), "{}", text(&denied));
+    // OUTPUT too, for what the box sends itself
+    let ping_srv = lab.in_ns("fw", &["ping", "-c", "1", "-W", "1", "198.51.100.2"]);
+    assert!(!ping_srv.status.success(), "{}", text(&ping_srv));
+    let ping_cli = lab.in_ns("fw", &["ping", "-c", "1", "-W", "2", "192.0.2.2"]);
+    assert!(ping_cli.status.success(), "{}", text(&ping_cli));
+
+    let listing = Command::new(SLUICE)
+        .args(["ctl", "--control", &sock, "list ruleset"])
+        .output()
+        .unwrap();
+    let listing = text(&listing);
+    let count = |needle: &str| -> u64 {
+        let line = listing
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in {listing}"));
+        let rest = line.split("counter packets ").nth(1).unwrap();
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(count("tcp dport 9001") >= 1, "{listing}");
+    assert_eq!(count("tcp dport 9000 ct state new"), 1, "{listing}");
+    assert!(
+        count("ip daddr 198.51.100.2 icmp type echo-request") >= 1,
+        "{listing}"
+    );
+    // the kernel's side of the download: established for OUTPUT
+    assert!(
+        count("tcp sport 9000 ct state established") >= 100,
+        "{listing}"
+    );
+
+    let stats = Command::new(SLUICE)
+        .args(["ctl", "--control", &sock, "stats"])
+        .output()
+        .unwrap();
+    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
+    let value = |k: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {stats}"))
+    };
+    assert!(value("local_to_host") >= 20, "{stats}");
+    assert!(value("host_rx") >= 100, "{stats}");
+    assert_eq!(value("local_to_kernel"), 0, "{stats}");
+    assert_eq!(value("host_bad"), 0, "{stats}");
+    assert_eq!(value("host_tx_failed"), 0, "{stats}");
+
+    let down = lab.sluice(&["lab", "down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    let _ = server.join();
+    assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
+}

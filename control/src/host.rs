@@ -1,0 +1,187 @@
+//! The exception path's kernel side (`sluice run --host-tun NAME`): a TUN device between the dataplane and
+//! the kernel stack, and the routing that makes the kernel send its own traffic into it.
+//!
+//! The interfaces keep their addresses (the kernel still answers ARP and neighbour solicitations on them,
+//! and every tool shows the addresses where the operator put them). What changes:
+//! - the XDP program no longer passes frames for the box's addresses to the kernel: the dataplane takes
+//!   them, runs PREROUTING and INPUT, and writes what INPUT accepts into the TUN;
+//! - the kernel's own output is routed into the TUN by a policy rule for locally generated packets
+//!   (`ip rule add iif lo lookup TABLE`, before the main table) and a table that mirrors the main table's
+//!   routes through sluice's interfaces, with the source address the kernel would have picked there. The
+//!   dataplane reads those packets, runs OUTPUT, routes them with its own FIB, runs POSTROUTING and sends
+//!   them. Traffic between the box's own addresses stays on `lo` (the local table comes first).
+//!
+//! Reverse-path filtering is turned off on the TUN (packets arrive there from every network). The rules
+//! and the table are removed on exit; the TUN goes when its last queue closes. A crash leaves a rule
+//! pointing at an empty table, which changes nothing and is replaced at the next start.
+
+use anyhow::{bail, Context, Result};
+use dataplane::InterfaceConfig;
+use serde_json::Value;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::process::Command;
+
+/// The routing table (and rule preference) the kernel's output is routed through.
+pub const HOST_TABLE: u32 = 20942;
+
+fn ip(args: &[&str]) -> Result<String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run `ip` (install iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn ip_json(args: &[&str]) -> Result<Value> {
+    let mut all = vec!["-j"];
+    all.extend_from_slice(args);
+    let text = ip(&all)?;
+    if text.trim().is_empty() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    serde_json::from_str(&text).with_context(|| format!("cannot parse `ip -j {}`", args.join(" ")))
+}
+
+fn write_sysctl(path: &str, value: &str) -> Result<()> {
+    std::fs::write(path, value).with_context(|| format!("cannot write {path}"))
+}
+
+/// The kernel side of the exception path; dropping it removes the routing it added.
+pub struct HostPath {
+    tun: String,
+}
+
+/// A route to mirror into [`HOST_TABLE`]: destination and the source address to prefer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MirroredRoute {
+    pub dst: String,
+    pub src: String,
+    pub v6: bool,
+}
+
+impl HostPath {
+    /// Opens `queues` queues of the TUN `name` (one per worker) and routes the kernel's output into it.
+    pub fn setup(
+        name: &str,
+        ifaces: &[InterfaceConfig],
+        queues: usize,
+    ) -> Result<(HostPath, Vec<hw::tun::TunQueue>)> {
+        let mut qs = Vec::new();
+        for _ in 0..queues.max(1) {
+            qs.push(
+                hw::tun::TunQueue::open(name)
+                    .with_context(|| format!("cannot open the host TUN {name}"))?,
+            );
+        }
+        let host = HostPath {
+            tun: name.to_string(),
+        };
+        host.remove_rules();
+        let mtu = ifaces.iter().map(|i| i.mtu).min().unwrap_or(1500).max(1280);
+        // no link-local address, no router solicitations: nothing of the kernel's own on the TUN
+        ip(&["link", "set", name, "addrgenmode", "none"])?;
+        ip(&["link", "set", name, "mtu", &mtu.to_string(), "up"])?;
+        write_sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "0")?;
+        // the strictest of `all` and the device's applies: strict everywhere would drop what comes in here
+        if std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/rp_filter")
+            .is_ok_and(|v| v.trim() == "1")
+        {
+            tracing::warn!(
+                "net.ipv4.conf.all.rp_filter was 1 (strict): set to 2 (loose) for the host TUN"
+            );
+            write_sysctl("/proc/sys/net/ipv4/conf/all/rp_filter", "2")?;
+        }
+        let table = HOST_TABLE.to_string();
+        for r in mirrored_routes(ifaces)? {
+            let fam = if r.v6 { "-6" } else { "-4" };
+            ip(&[
+                fam, "route", "replace", &r.dst, "dev", name, "src", &r.src, "table", &table,
+            ])?;
+        }
+        for fam in ["-4", "-6"] {
+            ip(&[
+                fam, "rule", "add", "pref", &table, "iif", "lo", "lookup", &table,
+            ])?;
+        }
+        Ok((host, qs))
+    }
+
+    fn remove_rules(&self) {
+        let table = HOST_TABLE.to_string();
+        for fam in ["-4", "-6"] {
+            // every copy a crash may have left
+            while ip(&[fam, "rule", "del", "pref", &table]).is_ok() {}
+            let _ = ip(&[fam, "route", "flush", "table", &table]);
+        }
+    }
+
+    pub fn tun(&self) -> &str {
+        &self.tun
+    }
+}
+
+impl Drop for HostPath {
+    fn drop(&mut self) {
+        self.remove_rules();
+    }
+}
+
+/// The main table's routes through `ifaces`, each with the source address the kernel would pick for it
+/// (its `prefsrc`, else the first address of its interface); IPv6 link-local and multicast routes are
+/// left out (the TUN has no link).
+pub fn mirrored_routes(ifaces: &[InterfaceConfig]) -> Result<Vec<MirroredRoute>> {
+    let addrs = ip_json(&["addr", "show"])?;
+    let first_addr = |dev: &str, v6: bool| -> Option<String> {
+        addrs
+            .as_array()?
+            .iter()
+            .find(|l| l["ifname"] == dev)?
+            .get("addr_info")?
+            .as_array()?
+            .iter()
+            .filter(|a| a["family"] == if v6 { "inet6" } else { "inet" })
+            .filter(|a| a["scope"] == "global")
+            .find_map(|a| a["local"].as_str().map(str::to_string))
+    };
+    let mut out = Vec::new();
+    for v6 in [false, true] {
+        let fam = if v6 { "-6" } else { "-4" };
+        let routes = ip_json(&[fam, "route", "show", "table", "main"])?;
+        for r in routes.as_array().into_iter().flatten() {
+            let Some(dev) = r["dev"].as_str() else {
+                continue;
+            };
+            if !ifaces.iter().any(|i| i.name == dev) {
+                continue;
+            }
+            let dst = r["dst"].as_str().unwrap_or("default").to_string();
+            if v6 && (dst.starts_with("fe80:") || dst.starts_with("ff")) {
+                continue;
+            }
+            let src = match r["prefsrc"].as_str() {
+                Some(s) => Some(s.to_string()),
+                None => first_addr(dev, v6),
+            };
+            let Some(src) = src else {
+                continue;
+            };
+            // only addresses the box owns
+            let ok = if v6 {
+                src.parse::<Ipv6Addr>().is_ok()
+            } else {
+                src.parse::<Ipv4Addr>().is_ok()
+            };
+            if ok {
+                out.push(MirroredRoute { dst, src, v6 });
+            }
+        }
+    }
+    Ok(out)
+}
