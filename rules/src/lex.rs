@@ -60,14 +60,35 @@ pub struct Token {
     pub span: Span,
 }
 
+/// Byte classes, one bit each (a table lookup per byte: the lexer's loops are the parser's hottest).
+const WORD: u8 = 1;
+const ADDR: u8 = 2;
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/') {
+            t[b] |= WORD;
+        }
+        if c.is_ascii_hexdigit() || c == b':' || c == b'.' {
+            t[b] |= ADDR;
+        }
+        b += 1;
+    }
+    t
+};
+
 fn is_word_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_'
 }
+#[inline]
 fn is_word_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/')
+    CLASS[b as usize] & WORD != 0
 }
+#[inline]
 fn is_addr_char(b: u8) -> bool {
-    b.is_ascii_hexdigit() || b == b':' || b == b'.'
+    CLASS[b as usize] & ADDR != 0
 }
 
 /// Does `s` look like an IPv6 address or a MAC-style colon-separated literal?
@@ -183,17 +204,21 @@ pub fn next_token(src: &str, file: u16, pos: &mut usize) -> Token {
                 || c == b'_'
                 || (c == b':' && b.get(i + 1) == Some(&b':')) =>
             {
-                // addresses first: the longest run of hex digits, colons and dots
+                // addresses first: the longest run of hex digits, colons and dots (only one with a
+                // colon can be an IPv6 or MAC address, or a `:`)
                 let mut j = i;
+                let mut colon = false;
                 while j < b.len() && is_addr_char(b[j]) {
+                    colon |= b[j] == b':';
                     j += 1;
                 }
                 let run = &src[i..j];
-                let next_is_word = j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_');
-                if !next_is_word && colon_literal(run) {
+                let next_is_word =
+                    colon && j < b.len() && (b[j].is_ascii_alphanumeric() || b[j] == b'_');
+                if colon && !next_is_word && colon_literal(run) {
                     i = j;
                     Tok::Addr
-                } else if let Some(k) = ipv6_before_colon(run) {
+                } else if let Some(k) = colon.then(|| ipv6_before_colon(run)).flatten() {
                     // `aaaa:::accept` in a verdict map: the address `aaaa::`, then `:`
                     i += k;
                     Tok::Addr
@@ -235,6 +260,10 @@ pub fn next_token(src: &str, file: u16, pos: &mut usize) -> Token {
                     }
                 } else {
                     debug_assert!(is_word_start(c));
+                    // the run of hex digits and dots before `j` is part of the word (no colon in it)
+                    if !colon {
+                        i = j;
+                    }
                     while i < b.len() && is_word_char(b[i]) {
                         i += 1;
                     }
