@@ -23,6 +23,18 @@ fn cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// This thread's (user, system) CPU time in ns and minor page faults so far.
+fn rusage() -> (u64, u64, u64) {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_THREAD is Linux's per-thread usage.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) } != 0 {
+        return (0, 0, 0);
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+    (ns(ru.ru_utime), ns(ru.ru_stime), ru.ru_minflt as u64)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let emit = args.first().is_some_and(|a| a == "--emit");
@@ -49,12 +61,14 @@ fn main() {
         return;
     }
     let before = status_kb("VmHWM:");
+    let r0 = rusage();
     let c0 = cpu_ns();
     let rs = rules::parse_ruleset(&src, &name).unwrap_or_else(|d| panic!("{d}"));
     let c1 = cpu_ns();
     let after_parse = status_kb("VmHWM:");
     let compiled = rules::compile(rs).unwrap_or_else(|d| panic!("{d}"));
     let c2 = cpu_ns();
+    let r2 = rusage();
     let peak = status_kb("VmHWM:");
     let rss = status_kb("VmRSS:");
     println!("{name} ({} bytes of source)", src.len());
@@ -63,6 +77,12 @@ fn main() {
         (c1 - c0) as f64 / 1e6,
         (c2 - c1) as f64 / 1e6,
         (c2 - c0) as f64 / 1e6
+    );
+    println!(
+        "  of which user {:.1} ms, system {:.1} ms ({} minor page faults)",
+        (r2.0 - r0.0) as f64 / 1e6,
+        (r2.1 - r0.1) as f64 / 1e6,
+        r2.2 - r0.2
     );
     println!(
         "  VmHWM: {} MB before, {} MB after parsing, {} MB after compiling ({} MB for the load); VmRSS {} MB holding the compiled ruleset",
