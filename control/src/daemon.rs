@@ -90,6 +90,15 @@ struct Published {
     total_us: u64,
 }
 
+/// Whether a base chain hooks input or output (the box's own traffic).
+fn has_local_hooks(rs: &rules::Ruleset) -> bool {
+    rs.tables.iter().flat_map(|t| &t.chains).any(|c| {
+        c.base
+            .as_ref()
+            .is_some_and(|b| matches!(b.hook, rules::Hook::Input | rules::Hook::Output))
+    })
+}
+
 /// Whether nft source text begins with `flush ruleset` (all families): then the running ruleset does not
 /// matter to the result, so it need not be copied.
 fn begins_with_flush_ruleset(text: &str) -> bool {
@@ -118,6 +127,8 @@ struct Daemon {
     conntrack: crate::conntrack::Server,
     /// AF_XDP backend: local traffic goes to the kernel unless steered.
     xdp: bool,
+    /// The exception path (`--host-tun`): the box's own traffic crosses sluice's INPUT and OUTPUT.
+    host_path: bool,
     /// Conntrack settings by sysctl name (`sluice ctl sysctl [NAME=VALUE…]`).
     sysctls: Mutex<dataplane::conntrack::Sysctls>,
     trace: crate::trace::TraceServer,
@@ -133,6 +144,12 @@ impl Daemon {
 
     /// With AF_XDP, port forwards to the box's own addresses must reach sluice, not the kernel.
     fn steer_ports(&self, rs: &CompiledRuleset) {
+        if !self.host_path && has_local_hooks(rs.ruleset()) {
+            tracing::warn!(
+                "the ruleset has input or output chains, but without --host-tun the box's own traffic \
+                 reaches the kernel directly and those chains do not see it"
+            );
+        }
         if self.xdp {
             if let Err(e) = hw::xdp::steer_local_ports(&crate::steer::forwarded_ports(rs.ruleset()))
             {
@@ -547,6 +564,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             ..Default::default()
         },
         xdp: args.backend == Backend::Xdp,
+        host_path: host.is_some(),
         sysctls: Mutex::new(sysctls.clone()),
     });
     let first = daemon.live.load_full();

@@ -35,10 +35,11 @@ pub struct LabArgs {
     /// RX/TX queues per veth; sluice runs one worker per queue.
     #[arg(long, default_value_t = 1, global = true)]
     pub queues: u32,
-    /// The box's own traffic goes through sluice's INPUT and OUTPUT too, over a TUN to fw's kernel
-    /// (`sluice run --host-tun`; xdp backend only).
+    /// Leave the box's own traffic to fw's kernel directly, as before the exception path: sluice's INPUT
+    /// and OUTPUT chains then do not see it. By default (xdp backend) it goes through sluice's PREROUTING,
+    /// INPUT, OUTPUT and POSTROUTING, over a TUN to fw's kernel (`sluice run --host-tun`).
     #[arg(long, global = true)]
-    pub host_path: bool,
+    pub no_host_path: bool,
 }
 
 pub struct Lab {
@@ -50,7 +51,7 @@ pub struct Lab {
     host_path: bool,
 }
 
-/// The TUN device in fw when the lab runs with `--host-path`.
+/// The TUN device in fw for the exception path (not with `--no-host-path` or the packet backend).
 pub const HOST_TUN: &str = "sluice-host";
 
 fn run(cmd: &mut Command) -> Result<Output> {
@@ -94,7 +95,7 @@ impl Lab {
             socket: state.join("control.sock"),
             state,
             backend: args.backend,
-            host_path: args.host_path,
+            host_path: !args.no_host_path && args.backend == crate::daemon::Backend::Xdp,
         }
     }
 
@@ -385,8 +386,16 @@ pub fn run_lab(args: &LabArgs) -> Result<bool> {
     }
     let _teardown = Teardown(&lab);
     println!(
-        "sluice lab: {}-cli {CLI_ADDR} -- [{}-fw: sluice, {:?} backend, ip_forward=0] -- {}-srv {SRV_ADDR}",
-        lab.prefix, lab.prefix, args.backend, lab.prefix
+        "sluice lab: {}-cli {CLI_ADDR} -- [{}-fw: sluice, {:?} backend, ip_forward=0{}] -- {}-srv {SRV_ADDR}",
+        lab.prefix,
+        lab.prefix,
+        args.backend,
+        if lab.host_path {
+            format!(", fw's own traffic through sluice's INPUT/OUTPUT over {HOST_TUN}")
+        } else {
+            String::new()
+        },
+        lab.prefix
     );
     lab.up(args.ruleset.as_deref(), &interrupted)?;
     let fwd_during = lab.ip_forward();
@@ -424,6 +433,8 @@ pub fn run_lab(args: &LabArgs) -> Result<bool> {
                 "forwarded",
                 "dropped_by_rule",
                 "local_to_kernel",
+                "local_to_host",
+                "host_rx",
                 "arp_requests_sent",
                 "ct_new",
                 "rx_frames",

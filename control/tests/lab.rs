@@ -115,6 +115,10 @@ fn lab_probes_pass_through_sluice_and_clean_up() {
     // The HTTP exchange and pings went through sluice, not the kernel.
     assert!(counter(&report, "forwarded") >= 10, "{report}");
     assert!(counter(&report, "dropped_by_rule") >= 1, "{report}");
+    // The ping to fw itself crossed sluice's INPUT to fw's kernel, and its reply sluice's OUTPUT.
+    assert!(counter(&report, "local_to_host") >= 3, "{report}");
+    assert!(counter(&report, "host_rx") >= 3, "{report}");
+    assert_eq!(counter(&report, "local_to_kernel"), 0, "{report}");
     // The ruleset printed with live counters: the HTTP rule matched the SYN.
     let http_rule = report
         .lines()
@@ -557,7 +561,7 @@ fn host_path_lab_runs_input_and_output_on_the_boxs_own_traffic() {
     }
     let lab = LabGuard::new("h");
     // two workers: the kernel's packets may arrive at the worker that does not own their flow
-    let up = lab.sluice(&["lab", "up", "--host-path", "--queues", "2"]);
+    let up = lab.sluice(&["lab", "up", "--queues", "2"]);
     assert!(up.status.success(), "{}", text(&up));
     let sock = format!("/run/sluice/{}/control.sock", lab.prefix);
     let server = lab.in_ns_background("fw", &["http-serve", "192.0.2.1:9000", "192.0.2.1:9001"]);
