@@ -1047,6 +1047,9 @@ impl Pipeline {
                 return;
             }
             pkt.ct_state = ct.state();
+            // the connection's mark, labels and `ct count`s, as rules set them in INPUT or before
+            let c = ct_carry_of(&self.conntrack, ct, Carry::default());
+            (pkt.ct_mark, pkt.ct_label, pkt.ct_counted) = (c.ct_mark, c.ct_label, c.ct_counted);
             if self.trace.active() {
                 self.trace.note(
                     &pkt,
@@ -1069,9 +1072,13 @@ impl Pipeline {
             v = run_list(rs, chains, &mut pkt, &mut self.counters, &mut self.trace);
         }
         if v.is_drop() {
+            self.conntrack.abandon();
             self.stats.local_out_dropped_by_rule += 1;
             return;
         }
+        let c = Carry::of(&pkt);
+        self.conntrack
+            .set_rule_state(ct, c.ct_mark, c.ct_label, c.ct_counted);
         if self.conntrack.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
             return;
         }

@@ -166,3 +166,28 @@ fn garbage_from_the_kernel_is_counted_not_sent() {
     assert_eq!(r.p.stats.host_bad, 3);
     assert_eq!(r.p.take_emitted().count(), 0);
 }
+
+#[test]
+fn output_sees_the_connection_mark_input_set() {
+    let mut r = Rig::new(
+        "table ip t {
+            chain input { type filter hook input priority filter; policy accept;
+                tcp dport 22 ct mark set 0x7
+            }
+            chain output { type filter hook output priority filter; policy drop;
+                ct mark 0x7 accept
+            }
+        }",
+    );
+    let fw = [192, 0, 2, 1];
+    let ssh = at_fw(ipv4_frame(CLI, fw, 6, &tcp_header(40000, 22, 0x02), 64));
+    let web = at_fw(ipv4_frame(CLI, fw, 6, &tcp_header(40001, 80, 0x02), 64));
+    assert_eq!(r.input(0, ssh), Action::Consumed);
+    assert_eq!(r.input(0, web), Action::Consumed);
+    assert_eq!(r.to_host().len(), 2);
+    // the kernel answers both; only the marked connection's answer passes OUTPUT
+    let ssh_ack = ipv4_frame(fw, CLI, 6, &tcp_header(22, 40000, 0x12), 64);
+    let web_ack = ipv4_frame(fw, CLI, 6, &tcp_header(80, 40001, 0x12), 64);
+    assert_eq!(r.from_host(ssh_ack).len(), 1);
+    assert_eq!(r.from_host(web_ack).len(), 0);
+}

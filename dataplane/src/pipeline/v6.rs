@@ -735,6 +735,8 @@ impl Pipeline {
                 }
             }
             pkt.ct_state = ct.state();
+            let c = ct_carry_of(&self.conntrack6, ct, Carry::default());
+            (pkt.ct_mark, pkt.ct_label, pkt.ct_counted) = (c.ct_mark, c.ct_label, c.ct_counted);
             if self.trace.active() {
                 self.trace.note(
                     &pkt,
@@ -761,6 +763,9 @@ impl Pipeline {
             self.stats.local_out_dropped_by_rule += 1;
             return;
         }
+        let c = Carry::of(&pkt);
+        self.conntrack6
+            .set_rule_state(ct, c.ct_mark, c.ct_label, c.ct_counted);
         if self.conntrack6.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
             return;
         }
