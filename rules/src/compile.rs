@@ -244,6 +244,8 @@ pub(crate) struct DynOp {
     pub timeout: u64,
     /// per-element statements (counter, limit, quota)
     pub stmts: Vec<Stmt>,
+    /// maps: what a new element maps to
+    pub data: Option<VSrc>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -676,8 +678,33 @@ impl CompiledRuleset {
                 continue;
             };
             let widths: Vec<usize> = set.key_types().iter().map(|t| t.bytes()).collect();
+            let data_widths: Vec<usize> = set
+                .data_types()
+                .unwrap_or_default()
+                .iter()
+                .map(|t| t.bytes())
+                .collect();
+            // a verdict map's dynamic elements come from the ruleset's text (the packet path cannot
+            // write verdicts): their verdicts are listed as written
+            let verdicts: Vec<(Key, Box<crate::expr::Data>)> = if set.is_vmap() {
+                set.elems
+                    .iter()
+                    .filter(|e| dynamic_elem(e))
+                    .filter_map(|e| Some((bounds(e).0, e.data.clone()?)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             set.elems.retain(|e| !dynamic_elem(e));
-            for (key, left, own_timeout, counter, stmts) in d.elements(now) {
+            for crate::dynset::Listed {
+                key,
+                left,
+                timeout: own_timeout,
+                counter,
+                stmts,
+                data,
+            } in d.elements(now)
+            {
                 let mut parts = smallvec::SmallVec::new();
                 let mut at = 0;
                 for w in &widths {
@@ -701,9 +728,28 @@ impl CompiledRuleset {
                     }));
                 }
                 o.stmts.extend(stmts);
+                let data = if set.is_vmap() {
+                    verdicts
+                        .iter()
+                        .find(|(k, _)| k[..] == key[..])
+                        .map(|(_, d)| d.clone())
+                } else if set.is_map {
+                    let mut parts = Vec::new();
+                    let mut at = 0;
+                    for w in &data_widths {
+                        if at + w > data.len() {
+                            break;
+                        }
+                        parts.push(Part::Val(Val::from_bytes(&data[at..at + w])));
+                        at += w;
+                    }
+                    Some(Box::new(crate::expr::Data::Val(parts)))
+                } else {
+                    None
+                };
                 set.elems.push(Elem {
                     parts,
-                    data: None,
+                    data,
                     opts: Some(Box::new(o)),
                 });
             }
@@ -752,7 +798,7 @@ pub(crate) struct Compiler {
     chains: Vec<CChain>,
     rules: Vec<CRule>,
     ops: Vec<Op>,
-    sets: Vec<CSet>,
+    pub(crate) sets: Vec<CSet>,
     slot: u32,
     initial: Vec<CounterValue>,
     nats: Vec<crate::nat_effect::CNat>,
@@ -1575,14 +1621,9 @@ impl Compiler {
             )));
         };
         let key = (self.table, name.to_string());
-        let dynamic = !set.is_map
-            && (set.flags.dynamic
-                || set.flags.timeout
-                || set.timeout.is_some()
-                || self.updated_sets.contains(&key));
-        let i = if dynamic {
-            // single keys live in the dynamic table (with their timeouts and state); ranges and
-            // prefixes stay static
+        let i = if self.is_dynamic(set) {
+            // single keys live in the dynamic table (with their timeouts, state and map data);
+            // ranges and prefixes stay static
             let (timed, fixed): (Vec<&Elem>, Vec<&Elem>) =
                 set.elems.iter().partition(|e| dynamic_elem(e));
             let fixed: Vec<Elem> = fixed.into_iter().cloned().collect();
@@ -1607,7 +1648,18 @@ impl Compiler {
                 if let Some(c) = &o.counter {
                     stmts.push(Stmt::Counter(*c));
                 }
-                d.preload(bounds(e).0.as_ref(), left, timeout, &stmts);
+                // map data: the value's bytes, or for a verdict its index in the set's verdicts
+                let data: Key = match e.data.as_deref() {
+                    None => bx(&[]),
+                    Some(crate::expr::Data::Val(parts)) => data_bytes(parts),
+                    Some(crate::expr::Data::Verdict(v)) => {
+                        let vop = self.vop(t, v);
+                        let verdicts = &mut self.sets[i as usize].verdicts;
+                        verdicts.push(vop);
+                        bx(&((verdicts.len() - 1) as u32).to_be_bytes())
+                    }
+                };
+                d.preload(bounds(e).0.as_ref(), left, timeout, &stmts, &data);
             }
             self.sets[i as usize].dynamic = Some(Box::new(d));
             self.dyn_sets.push((key.clone(), i));
@@ -1619,8 +1671,17 @@ impl Compiler {
         Ok(i)
     }
 
-    /// `add|update|delete @s { KEY [timeout T] [stmts] }`. Maps written from the packet path
-    /// (`… : DATA`) are refused: their data is not evaluated.
+    /// Whether a named set or map keeps dynamic elements (timeouts, or written by rules).
+    pub(crate) fn is_dynamic(&self, set: &crate::set::Set) -> bool {
+        set.flags.dynamic
+            || set.flags.timeout
+            || set.timeout.is_some()
+            || self
+                .updated_sets
+                .contains(&(self.table, set.name.to_string()))
+    }
+
+    /// `add|update|delete @s { KEY [timeout T] [stmts] [: DATA] }`.
     fn set_update(
         &mut self,
         t: &Table,
@@ -1630,13 +1691,17 @@ impl Compiler {
         use crate::expr::value::ValExpr as V;
         let unsupported = |what: &str| {
             Diagnostic::bare(format!(
-                "Could not process rule: Operation not supported: {what} @{} from the packet path: sluice updates sets only (KEY, timeout, counter, limit, quota)",
+                "Could not process rule: Operation not supported: {what} @{} from the packet path: sluice evaluates keys and data made of header, meta and ct fields",
                 u.set
             ))
         };
-        if u.data.is_some() {
-            return Err(unsupported("updating map"));
-        }
+        let data = match &u.data {
+            None => None,
+            Some(d) => Some(
+                self.vsrc(t, d)
+                    .ok_or_else(|| unsupported("this data for"))?,
+            ),
+        };
         let sels: crate::expr::Sels = match &u.key {
             V::Sel(s) => smallvec::smallvec![s.clone()],
             V::Concat(parts) => parts
@@ -1663,6 +1728,7 @@ impl Compiler {
             kind,
             timeout: u.timeout.unwrap_or(0).saturating_mul(1_000_000),
             stmts: u.stmts.clone(),
+            data,
         })));
         Ok(())
     }
@@ -1880,7 +1946,7 @@ impl Compiler {
         Ok(())
     }
 
-    fn set(&mut self, t: &Table, elems: &[Elem], width: usize) -> u32 {
+    pub(crate) fn set(&mut self, t: &Table, elems: &[Elem], width: usize) -> u32 {
         // exact keys: their bytes one after another, and (start, end, element) of each
         let mut flat: Vec<u8> = Vec::new();
         let mut keys: Vec<(u32, u32, u32)> = Vec::new();
@@ -2015,7 +2081,9 @@ impl Compiler {
         }
     }
 
-    /// A map lookup whose key comes from `loads` (`width` bytes): the element data as values.
+    /// A map lookup whose key comes from `loads` (`width` bytes): the element data as values. A named
+    /// map with dynamic elements is the one compiled set every rule shares (what the packet path
+    /// writes into it is seen by the lookups).
     fn map_vsrc(
         &mut self,
         t: &Table,
@@ -2025,22 +2093,22 @@ impl Compiler {
     ) -> Option<VSrc> {
         let elems: Vec<Elem> = match m {
             crate::stmt::vmap::MapRef::Anon(e) => e.clone(),
-            crate::stmt::vmap::MapRef::Named(n) => t.set(n)?.elems.clone(),
-        };
-        let data = elems
-            .iter()
-            .map(|e| match e.data.as_deref() {
-                Some(crate::expr::Data::Val(parts)) => {
-                    bounds(&Elem {
-                        parts: parts.iter().copied().collect(),
-                        data: None,
-                        opts: None,
-                    })
-                    .0
+            crate::stmt::vmap::MapRef::Named(n) => {
+                let named = t.set(n)?;
+                if self.is_dynamic(named) {
+                    let set = self.named_set(t, n, width).ok()?;
+                    let data = named
+                        .elems
+                        .iter()
+                        .filter(|e| !dynamic_elem(e))
+                        .map(elem_data)
+                        .collect();
+                    return Some(VSrc::Map { loads, set, data });
                 }
-                _ => bx(&[]),
-            })
-            .collect();
+                named.elems.clone()
+            }
+        };
+        let data = elems.iter().map(elem_data).collect();
         let set = self.set(t, &elems, width);
         Some(VSrc::Map { loads, set, data })
     }
@@ -2089,9 +2157,28 @@ impl Compiler {
     }
 }
 
-/// Elements a set with dynamic elements keeps in its hash table: single keys, no map data.
+/// Elements a set or map with dynamic elements keeps in its hash table: single keys (the catch-all
+/// and ranges stay static).
 fn dynamic_elem(e: &Elem) -> bool {
-    e.data.is_none() && e.parts.iter().all(|p| p.is_single())
+    !e.parts.is_empty() && e.parts.iter().all(|p| p.is_single())
+}
+
+/// A map element's data as bytes (empty for none or a verdict).
+fn elem_data(e: &Elem) -> Key {
+    match e.data.as_deref() {
+        Some(crate::expr::Data::Val(parts)) => data_bytes(parts),
+        _ => bx(&[]),
+    }
+}
+
+/// Map data as bytes: the values' lower bounds one after another.
+fn data_bytes(parts: &[Part]) -> Key {
+    bounds(&Elem {
+        parts: parts.iter().copied().collect(),
+        data: None,
+        opts: None,
+    })
+    .0
 }
 
 /// Concatenated lower and upper bounds of an element.

@@ -1,10 +1,12 @@
-//! Sets written from the packet path: `add @s { ip saddr }`, `update @s { ip saddr timeout 1m }`,
-//! `delete @s { … }`, with per-element `counter`, `limit` and `quota` (meters), element timeouts and
-//! the set's `size`, as the kernel's nft_dynset does:
+//! Sets and maps written from the packet path: `add @s { ip saddr }`, `update @s { ip saddr timeout
+//! 1m }`, `delete @s { … }`, `update @m { ip saddr : ct mark }`, with per-element `counter`, `limit`
+//! and `quota` (meters), element timeouts and the set's `size`, as the kernel's nft_dynset does:
 //!
 //! - `add` inserts a missing element and leaves an existing one alone; `update` also restarts its
 //!   timeout; both then run the element's statements (a `limit` over its rate ends the rule) — and
 //!   when the set is full (`size`) the rule does not match;
+//! - a map element's data is written when the element is made: neither `add` nor `update` changes
+//!   the data of an element already there (nft_dynset_new runs only for a missing key);
 //! - an expired element is absent; workers sweep expired ones a few shards at a time.
 //!
 //! Every worker of a generation shares one table (a kernel set is one set for all CPUs). It is
@@ -36,13 +38,21 @@ pub struct DynElem {
     pub quota: Option<QuotaState>,
     /// the `limit`/`quota` statements it was made with (for listings)
     templates: Vec<Stmt>,
+    /// maps: the element's data (for verdict maps, the index of its verdict, 4 bytes big-endian)
+    data: Box<[u8]>,
 }
 
 impl DynElem {
-    fn new<'s>(stmts: impl Iterator<Item = &'s Stmt>, expires: u64, timeout: u64) -> DynElem {
+    fn new<'s>(
+        stmts: impl Iterator<Item = &'s Stmt>,
+        expires: u64,
+        timeout: u64,
+        data: &[u8],
+    ) -> DynElem {
         let mut e = DynElem {
             expires: AtomicU64::new(expires),
             timeout,
+            data: data.into(),
             counter: None,
             limit: None,
             quota: None,
@@ -110,6 +120,22 @@ impl DynElem {
     }
 }
 
+/// A live element as a listing shows it (see [`DynSet::elements`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub key: Box<[u8]>,
+    /// ns left (`None`: no timeout)
+    pub left: Option<u64>,
+    /// its own timeout (ns; 0: the set's)
+    pub timeout: u64,
+    /// (packets, bytes) of its counter
+    pub counter: Option<(u64, u64)>,
+    /// `limit`/`quota` statements, with the quota's use so far
+    pub stmts: Vec<Stmt>,
+    /// map data (empty for sets)
+    pub data: Box<[u8]>,
+}
+
 /// One shard of a set's dynamic elements, by key.
 type Shard = RwLock<HashMap<Box<[u8]>, DynElem>>;
 
@@ -159,8 +185,8 @@ impl DynSet {
     }
 
     /// An element from the ruleset's text (a listing written back): `expires_in` ns from when the
-    /// dataplane first sees it (0: never).
-    pub fn preload(&self, key: &[u8], expires_in: u64, timeout: u64, stmts: &[Stmt]) {
+    /// dataplane first sees it (0: never); `data` for maps.
+    pub fn preload(&self, key: &[u8], expires_in: u64, timeout: u64, stmts: &[Stmt], data: &[u8]) {
         let e = DynElem::new(
             self.set_stmts.iter().chain(stmts),
             if expires_in == 0 {
@@ -169,6 +195,7 @@ impl DynSet {
                 RELATIVE | expires_in
             },
             timeout,
+            data,
         );
         let mut s = self.shards[shard_of(key)].write().unwrap();
         if s.insert(key.into(), e).is_none() {
@@ -181,12 +208,24 @@ impl DynSet {
         s.get(key).is_some_and(|e| e.live(now))
     }
 
+    /// A map lookup at `now`: copies the live element's data into `out`, returns its length.
+    pub fn get(&self, key: &[u8], now: u64, out: &mut [u8]) -> Option<usize> {
+        let s = self.shards[shard_of(key)].read().unwrap();
+        let e = s.get(key).filter(|e| e.live(now))?;
+        let d = out.get_mut(..e.data.len())?;
+        d.copy_from_slice(&e.data);
+        Some(e.data.len())
+    }
+
     /// Runs `add`/`update`/`delete` for a packet of `len` bytes at `now`; whether the rule goes on.
-    /// `timeout` (ns) is the statement's, 0 for the set's; `stmts` the statement's per-element ones.
+    /// `timeout` (ns) is the statement's, 0 for the set's; `stmts` the statement's per-element ones;
+    /// `data` what a new map element maps to (empty for sets).
+    #[allow(clippy::too_many_arguments)]
     pub fn apply(
         &self,
         op: DynOpKind,
         key: &[u8],
+        data: &[u8],
         timeout: u64,
         stmts: &[Stmt],
         now: u64,
@@ -236,6 +275,7 @@ impl DynSet {
             } else {
                 0
             },
+            data,
         );
         let go_on = e.run(now, len);
         s.insert(key.into(), e);
@@ -253,13 +293,8 @@ impl DynSet {
         }
     }
 
-    /// Live elements, in key order: (key, ns left or `None`, own timeout, counter, `limit`/`quota`
-    /// statements with the quota's use so far).
-    #[allow(clippy::type_complexity)]
-    pub fn elements(
-        &self,
-        now: u64,
-    ) -> Vec<(Box<[u8]>, Option<u64>, u64, Option<(u64, u64)>, Vec<Stmt>)> {
+    /// Live elements, in key order.
+    pub fn elements(&self, now: u64) -> Vec<Listed> {
         let mut out = Vec::new();
         for sh in self.shards.iter() {
             for (k, e) in sh.read().unwrap().iter() {
@@ -270,17 +305,18 @@ impl DynSet {
                             q.used = state.used();
                         }
                     }
-                    out.push((
-                        k.clone(),
-                        e.remaining(now),
-                        e.timeout,
-                        e.counter.as_ref().map(|c| c.get()),
+                    out.push(Listed {
+                        key: k.clone(),
+                        left: e.remaining(now),
+                        timeout: e.timeout,
+                        counter: e.counter.as_ref().map(|c| c.get()),
                         stmts,
-                    ));
+                        data: e.data.clone(),
+                    });
                 }
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }
 
@@ -303,30 +339,43 @@ mod tests {
     #[test]
     fn add_keeps_update_refreshes_and_elements_expire() {
         let d = DynSet::new(10 * S, 0, vec![]);
-        assert!(d.apply(DynOpKind::Add, b"a", 0, &[], S, 60));
+        assert!(d.apply(DynOpKind::Add, b"a", b"", 0, &[], S, 60));
         assert!(d.contains(b"a", 5 * S));
         // add does not restart the timeout
-        assert!(d.apply(DynOpKind::Add, b"a", 0, &[], 9 * S, 60));
+        assert!(d.apply(DynOpKind::Add, b"a", b"", 0, &[], 9 * S, 60));
         assert!(!d.contains(b"a", 11 * S + 1));
-        assert!(d.apply(DynOpKind::Add, b"b", 0, &[], S, 60));
-        assert!(d.apply(DynOpKind::Update, b"b", 0, &[], 9 * S, 60));
+        assert!(d.apply(DynOpKind::Add, b"b", b"", 0, &[], S, 60));
+        assert!(d.apply(DynOpKind::Update, b"b", b"", 0, &[], 9 * S, 60));
         assert!(d.contains(b"b", 18 * S));
         d.sweep(20 * S, SHARDS);
         assert_eq!(d.len(), 0);
-        assert!(d.apply(DynOpKind::Add, b"c", 0, &[], 20 * S, 60));
-        assert!(d.apply(DynOpKind::Delete, b"c", 0, &[], 20 * S, 60));
+        assert!(d.apply(DynOpKind::Add, b"c", b"", 0, &[], 20 * S, 60));
+        assert!(d.apply(DynOpKind::Delete, b"c", b"", 0, &[], 20 * S, 60));
         assert!(!d.contains(b"c", 20 * S));
+    }
+
+    #[test]
+    fn map_data_is_written_when_the_element_is_made() {
+        let d = DynSet::new(0, 0, vec![]);
+        let mut out = [0u8; 8];
+        assert_eq!(d.get(b"a", 0, &mut out), None);
+        assert!(d.apply(DynOpKind::Update, b"a", &[0, 0, 0, 5], 0, &[], S, 60));
+        assert!(d.apply(DynOpKind::Update, b"a", &[0, 0, 0, 7], 0, &[], S, 60));
+        assert!(d.apply(DynOpKind::Add, b"a", &[0, 0, 0, 9], 0, &[], S, 60));
+        assert_eq!(d.get(b"a", S, &mut out), Some(4));
+        assert_eq!(out[..4], [0, 0, 0, 5]);
+        assert_eq!(d.elements(S)[0].data[..], [0, 0, 0, 5]);
     }
 
     #[test]
     fn full_set_refuses_and_counts() {
         let d = DynSet::new(0, 2, vec![]);
-        assert!(d.apply(DynOpKind::Add, b"a", 0, &[], 0, 60));
-        assert!(d.apply(DynOpKind::Add, b"b", 0, &[], 0, 60));
-        assert!(!d.apply(DynOpKind::Add, b"c", 0, &[], 0, 60));
+        assert!(d.apply(DynOpKind::Add, b"a", b"", 0, &[], 0, 60));
+        assert!(d.apply(DynOpKind::Add, b"b", b"", 0, &[], 0, 60));
+        assert!(!d.apply(DynOpKind::Add, b"c", b"", 0, &[], 0, 60));
         assert_eq!(d.full.load(Ordering::Relaxed), 1);
         // existing elements still update
-        assert!(d.apply(DynOpKind::Update, b"a", 0, &[], 0, 60));
+        assert!(d.apply(DynOpKind::Update, b"a", b"", 0, &[], 0, 60));
     }
 
     #[test]
@@ -341,7 +390,7 @@ mod tests {
         }))];
         let pass = |k: &[u8]| {
             (0..5)
-                .filter(|_| d.apply(DynOpKind::Update, k, 0, &lim, S, 60))
+                .filter(|_| d.apply(DynOpKind::Update, k, b"", 0, &lim, S, 60))
                 .count()
         };
         assert_eq!(pass(b"x"), 2);
@@ -351,7 +400,7 @@ mod tests {
     #[test]
     fn preloaded_elements_start_their_clock_when_first_seen() {
         let d = DynSet::new(0, 0, vec![]);
-        d.preload(b"k", 5 * S, 0, &[]);
+        d.preload(b"k", 5 * S, 0, &[], b"");
         assert!(d.contains(b"k", 100 * S));
         assert!(d.contains(b"k", 104 * S));
         assert!(!d.contains(b"k", 105 * S));

@@ -558,7 +558,16 @@ impl CompiledRuleset {
                         apply_bin(b, &mut buf[..n]);
                     }
                     let s = &self.sets[*set as usize];
-                    let i = s.find(&buf[..n])?;
+                    let i = match s.find(&buf[..n]) {
+                        Some(i) => i,
+                        // a dynamic element's data is the index of its verdict
+                        None => {
+                            let d = s.dynamic.as_ref()?;
+                            let mut v = [0u8; 4];
+                            (d.get(&buf[..n], pkt.now, &mut v)? == 4).then_some(())?;
+                            u32::from_be_bytes(v)
+                        }
+                    };
                     return s.verdicts.get(i as usize).copied();
                 }
                 Op::Store { target, src } => {
@@ -613,7 +622,20 @@ impl CompiledRuleset {
                         continue;
                     }
                     let set = cs.dynamic.as_ref()?;
-                    if !set.apply(d.kind, &buf[..n], d.timeout, &d.stmts, pkt.now, pkt.len) {
+                    let mut data = [0u8; BUF];
+                    let dn = match &d.data {
+                        Some(src) => self.compute(src, pkt, &mut data)?,
+                        None => 0,
+                    };
+                    if !set.apply(
+                        d.kind,
+                        &buf[..n],
+                        &data[..dn],
+                        d.timeout,
+                        &d.stmts,
+                        pkt.now,
+                        pkt.len,
+                    ) {
                         return None;
                     }
                 }
@@ -736,10 +758,19 @@ impl CompiledRuleset {
                 for l in loads.iter() {
                     n += load(l, pkt, &mut buf[n..])?;
                 }
-                let i = self.sets[*set as usize].find(&buf[..n])?;
-                let d = data.get(i as usize)?;
-                buf[..d.len()].copy_from_slice(d);
-                Some(d.len())
+                let s = &self.sets[*set as usize];
+                match s.find(&buf[..n]) {
+                    Some(i) => {
+                        let d = data.get(i as usize)?;
+                        buf[..d.len()].copy_from_slice(d);
+                        Some(d.len())
+                    }
+                    None => {
+                        let mut key = [0u8; BUF];
+                        key[..n].copy_from_slice(&buf[..n]);
+                        s.dynamic.as_ref()?.get(&key[..n], pkt.now, buf)
+                    }
+                }
             }
         }
     }

@@ -93,6 +93,15 @@ impl Compiler {
                     crate::stmt::vmap::MapRef::Anon(e) => e.clone(),
                     crate::stmt::vmap::MapRef::Named(name) => t.set(name)?.elems.clone(),
                 };
+                // a map with dynamic elements is shared with the rules writing it; NAT reads ranges
+                // from its own compile of the elements (timeouts not applied)
+                let set = match m {
+                    crate::stmt::vmap::MapRef::Named(name) if self.is_dynamic(t.set(name)?) => {
+                        let w = self.sets[set as usize].width();
+                        self.set(t, &elems, w)
+                    }
+                    _ => set,
+                };
                 let data = elems
                     .iter()
                     .map(|e| match e.data.as_deref() {

@@ -243,3 +243,97 @@ fn sets_written_from_the_packet_path_match_expire_and_are_listed() {
         "{listing}"
     );
 }
+
+#[test]
+fn maps_written_from_the_packet_path_are_looked_up_expire_and_are_listed() {
+    let src = "table ip t {
+	map m {
+		type ipv4_addr : mark
+		flags dynamic,timeout
+		timeout 10s
+	}
+
+	map pd {
+		typeof ip saddr . udp dport : ip daddr
+		flags dynamic
+	}
+
+	map vm {
+		type ipv4_addr : verdict
+		flags timeout
+		elements = { 192.0.2.9 timeout 3s : drop }
+	}
+
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		ip saddr vmap @vm
+		udp dport 9 meta mark set 5
+		udp dport 10 meta mark set 7
+		udp dport != 7 update @m { ip saddr counter : meta mark }
+		udp dport 11 add @pd { ip saddr . udp dport : 1.2.3.4 }
+		meta mark set ip saddr map @m
+		meta mark 5 udp dport 7 drop
+	}
+}
+";
+    let rs = compile(parse_ruleset(src, "t.nft").unwrap()).unwrap();
+    let mut c = vec![CounterValue::default(); rs.counter_slots()];
+    let t0 = 100 * SEC;
+    // nothing in @m yet: the lookup misses and the rule ends
+    assert_eq!(run(&rs, &frame(1, 7, 28), t0, &mut c), Verdict::Accept);
+    // .1 maps to mark 5, .2 to 7; an element's data is written once (update keeps it)
+    run(&rs, &frame(1, 9, 28), t0, &mut c);
+    run(&rs, &frame(2, 10, 28), t0, &mut c);
+    run(&rs, &frame(2, 9, 28), t0 + SEC, &mut c);
+    run(&rs, &frame(3, 11, 28), t0 + SEC, &mut c);
+    assert_eq!(run(&rs, &frame(1, 7, 28), t0 + SEC, &mut c), Verdict::Drop);
+    assert_eq!(
+        run(&rs, &frame(2, 7, 28), t0 + SEC, &mut c),
+        Verdict::Accept
+    );
+    // a timed verdict-map element decides until it expires
+    assert_eq!(run(&rs, &frame(9, 7, 28), t0, &mut c), Verdict::Drop);
+    let mut view = rs.ruleset().clone();
+    rs.write_state(&mut view, t0 + SEC);
+    let listing = print_ruleset(&view, &Default::default(), None);
+    assert!(
+        listing.contains("elements = { 192.0.2.9 timeout 3s expires 2s : drop }"),
+        "{listing}"
+    );
+    assert_eq!(
+        run(&rs, &frame(9, 7, 28), t0 + 3 * SEC, &mut c),
+        Verdict::Accept
+    );
+    // elements expire with the map's timeout (the lookup then misses)
+    assert_eq!(
+        run(&rs, &frame(1, 7, 28), t0 + 10 * SEC, &mut c),
+        Verdict::Accept
+    );
+    // listed as the kernel lists them: statements, expiry, then the data
+    let mut view = rs.ruleset().clone();
+    rs.write_state(&mut view, t0 + 4 * SEC);
+    let listing = print_ruleset(&view, &Default::default(), None);
+    assert!(
+        listing.contains(
+            "elements = { 192.0.2.1 counter packets 1 bytes 28 expires 6s : 0x00000005,\n\t\t\t     192.0.2.2 counter packets 2 bytes 56 expires 7s : 0x00000007,\n\t\t\t     192.0.2.3 counter packets 1 bytes 28 expires 7s : 0x00000000 }"
+        ),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("elements = { 192.0.2.3 . 11 : 1.2.3.4 }"),
+        "{listing}"
+    );
+    // the first write (t0) is gone from the vmap listing once it expired; before, it shows
+    assert!(!listing.contains("192.0.2.9"), "{listing}");
+    // the listing, compiled again (the next transaction), keeps the data
+    let next =
+        compile(parse_ruleset(&listing, "l.nft").unwrap_or_else(|e| panic!("{e}\n{listing}")))
+            .unwrap();
+    let t1 = t0 + 5 * SEC;
+    assert_eq!(run(&next, &frame(1, 7, 28), t1, &mut c), Verdict::Drop);
+    assert_eq!(run(&next, &frame(2, 7, 28), t1, &mut c), Verdict::Accept);
+    assert_eq!(
+        run(&next, &frame(1, 7, 28), t1 + 6 * SEC, &mut c),
+        Verdict::Accept
+    );
+}

@@ -383,7 +383,7 @@ impl Elem {
             }
         }
     }
-    /// Key, element options and mapped data: `1.2.3.4 timeout 1h comment "x" counter packets 0 bytes 0 : accept`.
+    /// Key, element options and mapped data: `1.2.3.4 counter packets 0 bytes 0 timeout 1h comment "x" : accept`.
     pub fn print_full(&self, f: &ElemFmt<'_>, out: &mut String) {
         if self.parts.is_empty() {
             out.push('*');
@@ -391,17 +391,7 @@ impl Elem {
             self.print_ex(f.key, f.val, true, out);
         }
         if let Some(o) = &self.opts {
-            if let Some(t) = o.timeout {
-                out.push_str(" timeout ");
-                crate::types::print_time(t, out);
-            }
-            if let Some(t) = o.expires {
-                out.push_str(" expires ");
-                crate::types::print_time(t, out);
-            }
-            if let Some(c) = &o.comment {
-                out.push_str(&format!(" comment \"{c}\""));
-            }
+            // nft's set_elem_expr_print: statements, then timeout, expires and comment
             for st in &o.stmts {
                 out.push(' ');
                 match st {
@@ -416,6 +406,17 @@ impl Elem {
             if let Some(c) = &o.counter {
                 out.push(' ');
                 crate::stmt::counter::Counter::print(c.packets, c.bytes, f.stateless, out);
+            }
+            if let Some(t) = o.timeout {
+                out.push_str(" timeout ");
+                crate::types::print_time(t, out);
+            }
+            if let Some(t) = o.expires {
+                out.push_str(" expires ");
+                crate::types::print_time(t, out);
+            }
+            if let Some(c) = &o.comment {
+                out.push_str(&format!(" comment \"{c}\""));
             }
         }
         if let Some(d) = &self.data {

@@ -108,6 +108,11 @@ impl Parser<'_> {
         }
         if self.eat(Tok::Colon) {
             let dt = data_types.unwrap_or_else(|| vec![Dtype::Integer(32)]);
+            // nft's grammar has no verdict here: the packet path cannot write a verdict map
+            if dt == [Dtype::Verdict] {
+                let t = self.peek();
+                return Err(self.unexpected(t, None));
+            }
             u.data = Some(self.value_expr(ctx, &dt)?);
         }
         self.skip_newlines();
@@ -126,10 +131,14 @@ impl Parser<'_> {
                 if set.size.is_none() {
                     set.size = Some(65535);
                 }
+                let mut span = verb.span;
+                span.hi = end.span.hi;
                 if u.timeout.is_some() && !set.flags.timeout && set.timeout.is_none() {
-                    let mut span = verb.span;
-                    span.hi = end.span.hi;
                     self.sem_err(span, "Could not process rule: Operation not supported");
+                } else if !u.stmts.is_empty() && !set.flags.dynamic {
+                    // per-element statements need a set the kernel evaluates (NFT_SET_EVAL): a
+                    // map is not made `dynamic` for them
+                    self.sem_err(span, "Could not process rule: Invalid argument");
                 }
             }
         }
