@@ -596,7 +596,7 @@ impl Pipeline {
             frame,
             &ip,
             ct,
-            port,
+            Some(port),
             None,
             carry,
             use_view.then_some(&view),
@@ -677,6 +677,7 @@ impl Pipeline {
                     &self.conncount,
                     Hook::Input,
                 );
+                let host = self.config.host_path;
                 let v = run_hook(
                     rs,
                     Hook::Input,
@@ -684,7 +685,7 @@ impl Pipeline {
                     &mut self.counters,
                     &mut self.trace,
                     i32::MIN,
-                    i32::MAX,
+                    if host { NAT_SRC_PRIO } else { i32::MAX },
                 );
                 let carry = Carry::of(&pkt);
                 self.conntrack
@@ -692,7 +693,61 @@ impl Pipeline {
                 if v.is_drop() {
                     return self.ruled_out(v, port, &ip, rs, now, frame);
                 }
-                if self.config.host_path {
+                if host {
+                    // INPUT's NAT: a reply gets the source the box's connection was opened to
+                    // (OUTPUT's dnat undone), and snat in input chains applies
+                    let view = use_view.then_some(&view);
+                    match self.nat_hook(
+                        rs,
+                        Hook::Input,
+                        frame,
+                        &ip,
+                        ct,
+                        Some(port),
+                        None,
+                        carry,
+                        view,
+                        now,
+                    ) {
+                        NatStep::Drop => return Action::Drop,
+                        NatStep::Rewritten => match wire::reread_ipv4(frame, ETH_HLEN) {
+                            Ok(i) => ip = i,
+                            Err(_) => return self.drop_parse(),
+                        },
+                        NatStep::Same => {}
+                    }
+                    let fib = &*self.fib;
+                    let mut pkt = ctx(
+                        fib,
+                        frame,
+                        &ip,
+                        &fib.interfaces[port],
+                        None,
+                        ct,
+                        carry,
+                        view,
+                        &self.conncount,
+                        Hook::Input,
+                    );
+                    let v = run_hook(
+                        rs,
+                        Hook::Input,
+                        &mut pkt,
+                        &mut self.counters,
+                        &mut self.trace,
+                        NAT_SRC_PRIO + 1,
+                        i32::MAX,
+                    );
+                    let carry = Carry::of(&pkt);
+                    self.conntrack.set_rule_state(
+                        ct,
+                        carry.ct_mark,
+                        carry.ct_label,
+                        carry.ct_counted,
+                    );
+                    if v.is_drop() {
+                        return self.ruled_out(v, port, &ip, rs, now, frame);
+                    }
                     // the local socket takes it: the connection is kept (conntrack confirm)
                     if self.conntrack.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
                         return Action::Drop;
@@ -800,7 +855,7 @@ impl Pipeline {
             frame,
             &ip,
             ct,
-            port,
+            Some(port),
             out,
             carry,
             use_view.then_some(&view),
@@ -998,90 +1053,178 @@ impl Pipeline {
         rs: &CompiledRuleset,
         now: u64,
     ) {
-        let Ok(ip) = wire::parse_ipv4(&frame, ETH_HLEN) else {
+        let Ok(mut ip) = wire::parse_ipv4(&frame, ETH_HLEN) else {
             return;
         };
-        let (iface, next_hop) = match via {
-            Some(v) => v,
-            None => {
-                let RouteDecision::Forward { iface, next_hop } = self.fib.lookup(ip.dst) else {
-                    self.stats.local_out_no_route += 1;
-                    return;
-                };
-                (iface, next_hop)
-            }
+        let route = |fib: &Fib, dst: Ipv4Addr| match fib.lookup(dst) {
+            RouteDecision::Forward { iface, next_hop } => Some((iface, next_hop)),
+            _ => None,
+        };
+        let Some((mut iface, mut next_hop)) = via.or_else(|| route(&self.fib, ip.dst)) else {
+            self.stats.local_out_no_route += 1;
+            return;
         };
         self.trace.begin_packet();
-        let fib = &*self.fib;
-        let out_ifc = &fib.interfaces[iface];
-        let out_mac = out_ifc.mac;
-        let mut pkt = packet_ctx(fib, &mut frame, &ip, "", 0, Hook::Output, now);
-        pkt.ct_state = ct_state::INVALID;
-        pkt.oif = out_ifc.ifindex;
-        pkt.oifname = &out_ifc.name;
-        let chains = rs.hook_chains(NfProto::Ipv4, Hook::Output);
-        let split = ct_split(rs, chains);
-        pkt.ct_state = if tracked {
+        let fib = self.fib.clone();
+        let conncount = self.conncount.clone();
+        let mut carry = Carry {
+            now,
+            ..Carry::default()
+        };
+        // One stage of OUTPUT/POSTROUTING: the chains of `hook` with a priority in `prios`, on the
+        // packet as it is now (NAT may rewrite it between stages).
+        macro_rules! stage {
+            ($hook:expr, $ct:expr, $lo:expr, $hi:expr) => {{
+                let out_ifc = &fib.interfaces[iface];
+                let mut pkt = packet_ctx(&fib, &mut frame, &ip, "", 0, $hook, now);
+                pkt.oif = out_ifc.ifindex;
+                pkt.oifname = &out_ifc.name;
+                carry.apply(&mut pkt);
+                pkt.ct_state = $ct;
+                pkt.conncount = Some(&conncount);
+                let v = run_hook(
+                    rs,
+                    $hook,
+                    &mut pkt,
+                    &mut self.counters,
+                    &mut self.trace,
+                    $lo,
+                    $hi,
+                );
+                carry = Carry::of(&pkt);
+                (v, pkt.ct_state, pkt.payload_writes != 0)
+            }};
+        }
+        let before = if tracked {
             ct_state::INVALID
         } else {
             ct_state::UNTRACKED
         };
-        let mut v = run_list(
-            rs,
-            &chains[..split],
-            &mut pkt,
-            &mut self.counters,
-            &mut self.trace,
-        );
-        let mut ct = CtResult::Untracked;
-        if !v.is_drop() {
-            if pkt.ct_state != ct_state::UNTRACKED {
-                ct = self.conntrack.track(
-                    &CtPkt::from_ipv4(&ip, &*pkt.frame),
-                    0,
-                    now,
-                    &mut self.stats,
-                );
-            }
-            if ct == CtResult::TableFull {
-                return;
-            }
-            pkt.ct_state = ct.state();
-            // the connection's mark, labels and `ct count`s, as rules set them in INPUT or before
-            let c = ct_carry_of(&self.conntrack, ct, Carry::default());
-            (pkt.ct_mark, pkt.ct_label, pkt.ct_counted) = (c.ct_mark, c.ct_label, c.ct_counted);
-            if self.trace.active() {
-                self.trace.note(
-                    &pkt,
-                    Event::Conntrack {
-                        state: pkt.ct_state,
-                    },
-                );
-            }
-            v = run_list(
-                rs,
-                &chains[split..],
-                &mut pkt,
-                &mut self.counters,
-                &mut self.trace,
-            );
-        }
-        if !v.is_drop() {
-            pkt.hook = Hook::Postrouting;
-            let chains = rs.hook_chains(NfProto::Ipv4, Hook::Postrouting);
-            v = run_list(rs, chains, &mut pkt, &mut self.counters, &mut self.trace);
-        }
+        let (v, state, _) = stage!(Hook::Output, before, i32::MIN, NF_IP_PRI_CONNTRACK - 1);
         if v.is_drop() {
-            self.conntrack.abandon();
             self.stats.local_out_dropped_by_rule += 1;
             return;
         }
-        let c = Carry::of(&pkt);
+        if let Ok(i) = wire::reread_ipv4(&frame, ETH_HLEN) {
+            ip = i;
+        }
+        let mut ct = CtResult::Untracked;
+        if state != ct_state::UNTRACKED {
+            ct = self
+                .conntrack
+                .track(&CtPkt::from_ipv4(&ip, &frame), 0, now, &mut self.stats);
+            if ct == CtResult::TableFull {
+                return;
+            }
+        }
+        // the connection's mark, labels and `ct count`s, as rules set them in INPUT or before
+        carry = ct_carry_of(&self.conntrack, ct, carry);
+        if self.trace.active() {
+            let mut pkt = packet_ctx(&fib, &mut frame, &ip, "", 0, Hook::Output, now);
+            pkt.ct_state = ct.state();
+            self.trace.note(
+                &pkt,
+                Event::Conntrack {
+                    state: pkt.ct_state,
+                },
+            );
+        }
+        let dropped = |p: &mut Pipeline| {
+            p.conntrack.abandon();
+            p.stats.local_out_dropped_by_rule += 1;
+        };
+        // OUTPUT up to the NAT priority, its NAT (a destination rewrite routes again, as
+        // ip_route_me_harder), the rest of OUTPUT; POSTROUTING up to the source NAT, it, the rest.
+        let (v, _, wrote) = stage!(Hook::Output, ct.state(), NF_IP_PRI_CONNTRACK, NAT_DST_PRIO);
+        if v.is_drop() {
+            return dropped(self);
+        }
+        if wrote {
+            match wire::reread_ipv4(&frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return dropped(self),
+            }
+        }
+        let out = Some((iface, next_hop));
+        match self.nat_hook(
+            rs,
+            Hook::Output,
+            &mut frame,
+            &ip,
+            ct,
+            None,
+            out,
+            carry,
+            None,
+            now,
+        ) {
+            NatStep::Drop => return self.conntrack.abandon(),
+            NatStep::Rewritten => {
+                let Ok(i) = wire::reread_ipv4(&frame, ETH_HLEN) else {
+                    return dropped(self);
+                };
+                ip = i;
+                if via.is_none() {
+                    let Some(r) = route(&fib, ip.dst) else {
+                        self.conntrack.abandon();
+                        self.stats.local_out_no_route += 1;
+                        return;
+                    };
+                    (iface, next_hop) = r;
+                }
+            }
+            NatStep::Same => {}
+        }
+        let (v, _, wrote) = stage!(Hook::Output, ct.state(), NAT_DST_PRIO + 1, i32::MAX);
+        if v.is_drop() {
+            return dropped(self);
+        }
+        if wrote {
+            match wire::reread_ipv4(&frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return dropped(self),
+            }
+        }
+        let (v2, _, wrote2) = stage!(Hook::Postrouting, ct.state(), i32::MIN, NAT_SRC_PRIO);
+        if v2.is_drop() {
+            return dropped(self);
+        }
+        if wrote2 {
+            match wire::reread_ipv4(&frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return dropped(self),
+            }
+        }
+        let out = Some((iface, next_hop));
+        match self.nat_hook(
+            rs,
+            Hook::Postrouting,
+            &mut frame,
+            &ip,
+            ct,
+            None,
+            out,
+            carry,
+            None,
+            now,
+        ) {
+            NatStep::Drop => return self.conntrack.abandon(),
+            NatStep::Rewritten => match wire::reread_ipv4(&frame, ETH_HLEN) {
+                Ok(i) => ip = i,
+                Err(_) => return dropped(self),
+            },
+            NatStep::Same => {}
+        }
+        let (v, _, _) = stage!(Hook::Postrouting, ct.state(), NAT_SRC_PRIO + 1, i32::MAX);
+        if v.is_drop() {
+            return dropped(self);
+        }
         self.conntrack
-            .set_rule_state(ct, c.ct_mark, c.ct_label, c.ct_counted);
+            .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
         if self.conntrack.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
             return;
         }
+        let out_mac = fib.interfaces[iface].mac;
         frame[6..12].copy_from_slice(&out_mac);
         match self.neigh.lookup(iface, next_hop, now) {
             Some(mac) => {
@@ -1368,10 +1511,6 @@ fn run_list(
 }
 
 /// The index of the first chain that runs after conntrack.
-fn ct_split(rs: &CompiledRuleset, chains: &[ChainId]) -> usize {
-    chains.partition_point(|&c| rs.chain_priority(c).unwrap_or(0) < NF_IP_PRI_CONNTRACK)
-}
-
 /// NF_IP_PRI_CONNTRACK: chains with a lower priority see packets before conntrack does.
 pub const NF_IP_PRI_CONNTRACK: i32 = -200;
 

@@ -47,6 +47,7 @@ impl Rig {
         p.add_static_neighbour(0, CLI.into(), CLI_MAC);
         p.add_static_neighbour(1, SRV.into(), SRV_MAC);
         p.add_static_neighbour6(0, CLI6, CLI_MAC);
+        p.add_static_neighbour6(1, SRV6, SRV_MAC);
         p.use_generation(&rs);
         Rig {
             p,
@@ -190,4 +191,86 @@ fn output_sees_the_connection_mark_input_set() {
     let web_ack = ipv4_frame(fw, CLI, 6, &tcp_header(80, 40001, 0x12), 64);
     assert_eq!(r.from_host(ssh_ack).len(), 1);
     assert_eq!(r.from_host(web_ack).len(), 0);
+}
+
+#[test]
+fn nat_applies_to_the_boxs_own_connections_and_their_replies() {
+    let mut r = Rig::new(
+        "table ip nat {
+            chain out { type nat hook output priority -100; policy accept;
+                ip daddr 192.0.2.77 udp dport 53 dnat to 198.51.100.2
+            }
+            chain post { type nat hook postrouting priority srcnat; policy accept;
+                oifname \"fw-srv\" udp dport 53 snat to 198.51.100.9
+            }
+        }",
+    );
+    // the kernel asks 192.0.2.77; OUTPUT's dnat sends it to srv instead (routed again: out of fw-srv),
+    // POSTROUTING's snat gives it another source
+    let query = ipv4_frame(
+        [192, 0, 2, 1],
+        [192, 0, 2, 77],
+        17,
+        &udp_datagram(5353, 53, 4),
+        64,
+    );
+    let out = r.from_host(query);
+    assert_eq!(out.len(), 1, "{:?}", r.p.stats);
+    let (port, f) = &out[0];
+    assert_eq!(*port, 1);
+    assert_eq!(&f[0..6], &SRV_MAC);
+    assert_eq!(&f[ETH_HLEN + 12..ETH_HLEN + 16], &[198, 51, 100, 9]);
+    assert_eq!(&f[ETH_HLEN + 16..ETH_HLEN + 20], &SRV);
+    assert_eq!(dataplane::wire::checksum(&f[ETH_HLEN..ETH_HLEN + 20]), 0);
+    // srv's answer comes back to the kernel as from the address it asked
+    let sport = u16::from_be_bytes([f[ETH_HLEN + 20], f[ETH_HLEN + 21]]);
+    let answer = with_macs(
+        FW_OUT,
+        SRV_MAC,
+        ipv4_frame(SRV, [198, 51, 100, 9], 17, &udp_datagram(53, sport, 4), 64),
+    );
+    assert_eq!(r.input(1, answer), Action::Consumed, "{:?}", r.p.stats);
+    let got = r.to_host();
+    assert_eq!(got.len(), 1);
+    assert_eq!(&got[0][12..16], &[192, 0, 2, 77]);
+    assert_eq!(&got[0][16..20], &[192, 0, 2, 1]);
+    assert_eq!(u16::from_be_bytes([got[0][22], got[0][23]]), 5353);
+    assert_eq!(dataplane::wire::checksum(&got[0][..20]), 0);
+}
+
+#[test]
+fn ipv6_nat_applies_to_the_boxs_own_connections_and_their_replies() {
+    let mut r = Rig::new(
+        "table ip6 nat {
+            chain out { type nat hook output priority -100; policy accept;
+                ip6 daddr 2001:db8:1::77 udp dport 53 dnat to 2001:db8:2::2
+            }
+            chain post { type nat hook postrouting priority srcnat; policy accept;
+                oifname \"fw-srv\" udp dport 53 snat to 2001:db8:2::9
+            }
+        }",
+    );
+    let asked: std::net::Ipv6Addr = "2001:db8:1::77".parse().unwrap();
+    let snat: std::net::Ipv6Addr = "2001:db8:2::9".parse().unwrap();
+    let mut query = ipv6_frame(FW_IN6, asked, 17, &udp_datagram(5353, 53, 4), 64);
+    fix_l4_checksum_v6(&mut query);
+    let out = r.from_host(query);
+    assert_eq!(out.len(), 1, "{:?}", r.p.stats);
+    let (port, f) = &out[0];
+    assert_eq!(*port, 1);
+    assert_eq!(&f[ETH_HLEN + 8..ETH_HLEN + 24], &snat.octets());
+    assert_eq!(&f[ETH_HLEN + 24..ETH_HLEN + 40], &SRV6.octets());
+    let sport = u16::from_be_bytes([f[ETH_HLEN + 40], f[ETH_HLEN + 41]]);
+    let mut answer = with_macs(
+        FW_OUT,
+        SRV_MAC,
+        ipv6_frame(SRV6, snat, 17, &udp_datagram(53, sport, 4), 64),
+    );
+    fix_l4_checksum_v6(&mut answer);
+    assert_eq!(r.input(1, answer), Action::Consumed, "{:?}", r.p.stats);
+    let got = r.to_host();
+    assert_eq!(got.len(), 1, "{:?}", r.p.stats);
+    assert_eq!(&got[0][8..24], &asked.octets());
+    assert_eq!(&got[0][24..40], &FW_IN6.octets());
+    assert_eq!(u16::from_be_bytes([got[0][42], got[0][43]]), 5353);
 }

@@ -27,6 +27,16 @@ pub(super) struct Carry {
 }
 
 impl Carry {
+    /// Puts what rules set before into a fresh rule context.
+    pub(super) fn apply(&self, p: &mut PacketCtx) {
+        p.mark = self.mark;
+        p.ct_mark = self.ct_mark;
+        p.ct_label = self.ct_label;
+        p.ct_counted = self.ct_counted;
+        p.nftrace = self.nftrace;
+        p.now = self.now;
+    }
+
     pub(super) fn of(p: &PacketCtx) -> Carry {
         Carry {
             mark: p.mark,
@@ -119,28 +129,22 @@ impl Pipeline {
         frame: &mut [u8],
         ip: &Ipv4Info,
         ct: CtResult,
-        in_port: usize,
+        in_port: Option<usize>,
         out: Option<(usize, Ipv4Addr)>,
         carry: Carry,
         view: Option<&CtView>,
         now: u64,
     ) -> NatStep {
-        let manip = if hook == Hook::Postrouting {
-            Manip::Src
-        } else {
-            Manip::Dst
-        };
+        let manip = manip_of(hook);
         // Once the family has a nat chain, every new connection gets a binding at both NAT hooks, the
         // null binding where no rule gives one (the kernel registers nf_nat at all of them with the
         // first nat chain): a connection DNATed at PREROUTING gets its source binding here too, which
         // with several workers is what brings its replies to this worker.
         // a payload statement in a nat chain wrote into the packet: the caller reads it again
         let mut wrote = false;
-        if ct == CtResult::New
-            && (has_nat_chains(rs, Hook::Prerouting) || has_nat_chains(rs, Hook::Postrouting))
-        {
+        if ct == CtResult::New && has_any_nat_chains(rs, NfProto::Ipv4) {
             let fib = &*self.fib;
-            let in_ifc = &fib.interfaces[in_port];
+            let in_ifc = in_port.map(|p| &fib.interfaces[p]);
             let (oif, oifname) = match out {
                 Some((i, _)) => (fib.interfaces[i].ifindex, fib.interfaces[i].name.as_str()),
                 None => (0, ""),
@@ -152,8 +156,8 @@ impl Pipeline {
                 nfproto: NfProto::Ipv4,
                 l4proto: ip.proto,
                 len: ip.total_len as u32,
-                iif: in_ifc.ifindex,
-                iifname: &in_ifc.name,
+                iif: in_ifc.map_or(0, |i| i.ifindex),
+                iifname: in_ifc.map_or("", |i| i.name.as_str()),
                 oif,
                 oifname,
                 mark: carry.mark,
@@ -190,12 +194,15 @@ impl Pipeline {
                                     ports: r.ports,
                                     flags: r.flags,
                                 }),
-                            // The primary address of the interface the packet came in on.
-                            NatKind::Redirect => in_ifc.ipv4.first().map(|&(a, _)| Range {
-                                addr: Some((a, a)),
-                                ports: r.ports,
-                                flags: r.flags,
-                            }),
+                            // The primary address of the interface the packet came in on (the
+                            // box's own packets would go to 127.0.0.1, which sluice cannot reach).
+                            NatKind::Redirect => {
+                                in_ifc.and_then(|i| i.ipv4.first()).map(|&(a, _)| Range {
+                                    addr: Some((a, a)),
+                                    ports: r.ports,
+                                    flags: r.flags,
+                                })
+                            }
                         }
                     };
                     match resolved {
@@ -251,6 +258,31 @@ impl Pipeline {
             NatStep::Same
         }
     }
+}
+
+/// Which address a NAT hook rewrites: the destination at PREROUTING and OUTPUT, the source at INPUT and
+/// POSTROUTING (for replies: the reverse).
+pub(super) fn manip_of(hook: Hook) -> Manip {
+    match hook {
+        Hook::Postrouting | Hook::Input => Manip::Src,
+        _ => Manip::Dst,
+    }
+}
+
+/// Does the family have a nat chain at any hook? Then every new connection gets bindings.
+pub(super) fn has_any_nat_chains(rs: &CompiledRuleset, nfproto: NfProto) -> bool {
+    [
+        Hook::Prerouting,
+        Hook::Input,
+        Hook::Output,
+        Hook::Postrouting,
+    ]
+    .iter()
+    .any(|&h| {
+        rs.hook_chains(nfproto, h)
+            .iter()
+            .any(|&c| rs.is_nat_chain(c))
+    })
 }
 
 /// A NAT statement of the wrong kind for the hook (snat in PREROUTING): no binding.
@@ -334,25 +366,26 @@ impl Pipeline {
         frame: &mut [u8],
         ip: &crate::ipv6::Ipv6Info,
         ct: CtResult,
-        in_port: usize,
+        in_port: Option<usize>,
         out: Option<(usize, Ipv6Addr)>,
         carry: Carry,
         view: Option<&CtView>,
         now: u64,
     ) -> NatStep {
-        let manip = if hook == Hook::Postrouting {
-            Manip::Src
-        } else {
-            Manip::Dst
-        };
+        let manip = manip_of(hook);
         let mut wrote = false;
-        if ct == CtResult::New
-            && (has_nat_chains6(rs, Hook::Prerouting) || has_nat_chains6(rs, Hook::Postrouting))
-        {
+        if ct == CtResult::New && has_any_nat_chains(rs, NfProto::Ipv6) {
             let fib = &*self.fib;
-            let in_ifc = &fib.interfaces[in_port];
             let out_ifc = out.map(|(i, _)| &fib.interfaces[i]);
+            // the box's own packets have no input interface
+            let Some(in_ifc) = in_port.map(|p| &fib.interfaces[p]).or(out_ifc) else {
+                return NatStep::Same;
+            };
             let mut pkt = super::v6::ctx6(fib, &mut *frame, ip, in_ifc, out_ifc, ct, carry, hook);
+            if in_port.is_none() {
+                pkt.iif = 0;
+                pkt.iifname = "";
+            }
             pkt.ct_view = view;
             pkt.conncount = Some(&self.conncount);
             let Ok(request) = first_nat_request(rs, hook, &mut pkt, &mut self.counters) else {
@@ -380,7 +413,9 @@ impl Pipeline {
                                 own(out.and_then(|(i, nh)| fib.source6_for(i, nh)))
                             }
                             // an address of the interface the packet came in on
-                            NatKind::Redirect => own(fib.source6_for(in_port, ip.src)),
+                            NatKind::Redirect => {
+                                own(in_port.and_then(|p| fib.source6_for(p, ip.src)))
+                            }
                         }
                     };
                     match resolved {

@@ -229,7 +229,7 @@ impl Pipeline {
             frame,
             &ip,
             ct,
-            port,
+            Some(port),
             None,
             carry,
             view.as_ref(),
@@ -298,6 +298,7 @@ impl Pipeline {
                 );
                 pkt.ct_view = view.as_ref();
                 pkt.conncount = Some(&self.conncount);
+                let host = self.config.host_path;
                 let v = run_hook(
                     rs,
                     Hook::Input,
@@ -305,7 +306,7 @@ impl Pipeline {
                     &mut self.counters,
                     &mut self.trace,
                     i32::MIN,
-                    i32::MAX,
+                    if host { NAT_SRC_PRIO } else { i32::MAX },
                 );
                 let carry = Carry::of(&pkt);
                 self.conntrack6
@@ -313,7 +314,62 @@ impl Pipeline {
                 if v.is_drop() {
                     return self.ruled_out6(v, port, &ip, rs, now, frame);
                 }
-                if self.config.host_path {
+                if host {
+                    // INPUT's NAT (see the IPv4 path), the rest of INPUT, then the kernel
+                    let v6view = view.as_ref();
+                    match self.nat_hook6(
+                        rs,
+                        Hook::Input,
+                        frame,
+                        &ip,
+                        ct,
+                        Some(port),
+                        None,
+                        carry,
+                        v6view,
+                        now,
+                    ) {
+                        NatStep::Drop => return Action::Drop,
+                        NatStep::Rewritten => {
+                            let Some(i) = self.reread6(frame) else {
+                                return Action::Drop;
+                            };
+                            ip = i;
+                        }
+                        NatStep::Same => {}
+                    }
+                    let fib = &*self.fib;
+                    let mut pkt = ctx6(
+                        fib,
+                        frame,
+                        &ip,
+                        &fib.interfaces[port],
+                        None,
+                        ct,
+                        carry,
+                        Hook::Input,
+                    );
+                    pkt.ct_view = view.as_ref();
+                    pkt.conncount = Some(&self.conncount);
+                    let v = run_hook(
+                        rs,
+                        Hook::Input,
+                        &mut pkt,
+                        &mut self.counters,
+                        &mut self.trace,
+                        NAT_SRC_PRIO + 1,
+                        i32::MAX,
+                    );
+                    let carry = Carry::of(&pkt);
+                    self.conntrack6.set_rule_state(
+                        ct,
+                        carry.ct_mark,
+                        carry.ct_label,
+                        carry.ct_counted,
+                    );
+                    if v.is_drop() {
+                        return self.ruled_out6(v, port, &ip, rs, now, frame);
+                    }
                     if self.conntrack6.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
                         return Action::Drop;
                     }
@@ -456,7 +512,7 @@ impl Pipeline {
             frame,
             &ip,
             ct,
-            port,
+            Some(port),
             Some((iface, next_hop)),
             carry,
             view.as_ref(),
@@ -676,99 +732,221 @@ impl Pipeline {
         rs: &CompiledRuleset,
         now: u64,
     ) {
-        let Ok(ip) = ipv6::parse_ipv6(&frame, ETH_HLEN) else {
+        let Ok(mut ip) = ipv6::parse_ipv6(&frame, ETH_HLEN) else {
             return;
         };
-        let Some((iface, next_hop)) = via.or_else(|| self.route_out6(ip.dst, scope_port)) else {
+        let Some((mut iface, mut next_hop)) = via.or_else(|| self.route_out6(ip.dst, scope_port))
+        else {
             self.stats.local_out_no_route += 1;
             return;
         };
         self.trace.begin_packet();
-        let fib = &*self.fib;
-        let out_ifc = &fib.interfaces[iface];
-        let out_mac = out_ifc.mac;
-        let mut pkt = ctx6(
-            fib,
-            &mut frame,
-            &ip,
-            out_ifc,
-            Some(out_ifc),
-            CtResult::Invalid,
-            Carry {
-                now,
-                ..Carry::default()
-            },
-            Hook::Output,
-        );
-        pkt.iif = 0;
-        pkt.iifname = "";
-        if !tracked {
-            pkt.ct_state = ct_state::UNTRACKED;
-        }
-        let chains = rs.hook_chains(NfProto::Ipv6, Hook::Output);
-        let split = ct_split(rs, chains);
-        let mut v = run_list(
-            rs,
-            &chains[..split],
-            &mut pkt,
-            &mut self.counters,
-            &mut self.trace,
-        );
-        let mut ct = CtResult::Untracked;
-        if !v.is_drop() {
-            if pkt.ct_state != ct_state::UNTRACKED {
-                let l4 = ip
-                    .th_off
-                    .and_then(|o| pkt.frame.get(o..ip.nh_off + ip.total_len))
-                    .unwrap_or(&[]);
-                let cp = CtPkt {
-                    src: ip.src,
-                    dst: ip.dst,
-                    proto: ip.proto,
-                    l4,
-                    len: ip.total_len as u32,
-                    fragment: false,
-                };
-                ct = self.conntrack6.track(&cp, 0, now, &mut self.stats);
-                if ct == CtResult::TableFull {
-                    return;
-                }
-            }
-            pkt.ct_state = ct.state();
-            let c = ct_carry_of(&self.conntrack6, ct, Carry::default());
-            (pkt.ct_mark, pkt.ct_label, pkt.ct_counted) = (c.ct_mark, c.ct_label, c.ct_counted);
-            if self.trace.active() {
-                self.trace.note(
-                    &pkt,
-                    Event::Conntrack {
-                        state: pkt.ct_state,
-                    },
+        let fib = self.fib.clone();
+        let conncount = self.conncount.clone();
+        let mut carry = Carry {
+            now,
+            ..Carry::default()
+        };
+        // One stage of OUTPUT/POSTROUTING (see local_out_v4_via).
+        macro_rules! stage {
+            ($hook:expr, $ct:expr, $state:expr, $lo:expr, $hi:expr) => {{
+                let out_ifc = &fib.interfaces[iface];
+                let mut pkt = ctx6(
+                    &fib,
+                    &mut frame,
+                    &ip,
+                    out_ifc,
+                    Some(out_ifc),
+                    $ct,
+                    carry,
+                    $hook,
                 );
-            }
-            v = run_list(
-                rs,
-                &chains[split..],
-                &mut pkt,
-                &mut self.counters,
-                &mut self.trace,
-            );
+                pkt.iif = 0;
+                pkt.iifname = "";
+                pkt.ct_state = $state;
+                pkt.conncount = Some(&conncount);
+                let v = run_hook(
+                    rs,
+                    $hook,
+                    &mut pkt,
+                    &mut self.counters,
+                    &mut self.trace,
+                    $lo,
+                    $hi,
+                );
+                carry = Carry::of(&pkt);
+                (v, pkt.ct_state, pkt.payload_writes != 0)
+            }};
         }
-        if !v.is_drop() {
-            pkt.hook = Hook::Postrouting;
-            let chains = rs.hook_chains(NfProto::Ipv6, Hook::Postrouting);
-            v = run_list(rs, chains, &mut pkt, &mut self.counters, &mut self.trace);
-        }
+        let before = if tracked {
+            ct_state::INVALID
+        } else {
+            ct_state::UNTRACKED
+        };
+        let (v, state, wrote) = stage!(
+            Hook::Output,
+            CtResult::Invalid,
+            before,
+            i32::MIN,
+            NF_IP_PRI_CONNTRACK - 1
+        );
         if v.is_drop() {
-            self.conntrack6.abandon();
             self.stats.local_out_dropped_by_rule += 1;
             return;
         }
-        let c = Carry::of(&pkt);
+        if wrote {
+            let Some(i) = self.reread6(&frame) else {
+                return;
+            };
+            ip = i;
+        }
+        let mut ct = CtResult::Untracked;
+        if state != ct_state::UNTRACKED {
+            let l4 = ip
+                .th_off
+                .and_then(|o| frame.get(o..ip.nh_off + ip.total_len))
+                .unwrap_or(&[]);
+            let cp = CtPkt {
+                src: ip.src,
+                dst: ip.dst,
+                proto: ip.proto,
+                l4,
+                len: ip.total_len as u32,
+                fragment: false,
+            };
+            ct = self.conntrack6.track(&cp, 0, now, &mut self.stats);
+            if ct == CtResult::TableFull {
+                return;
+            }
+        }
+        carry = ct_carry_of(&self.conntrack6, ct, carry);
+        if self.trace.active() {
+            let out_ifc = &fib.interfaces[iface];
+            let pkt = ctx6(
+                &fib,
+                &mut frame,
+                &ip,
+                out_ifc,
+                Some(out_ifc),
+                ct,
+                carry,
+                Hook::Output,
+            );
+            self.trace.note(
+                &pkt,
+                Event::Conntrack {
+                    state: pkt.ct_state,
+                },
+            );
+        }
+        let dropped = |p: &mut Pipeline| {
+            p.conntrack6.abandon();
+            p.stats.local_out_dropped_by_rule += 1;
+        };
+        let (v, _, wrote) = stage!(
+            Hook::Output,
+            ct,
+            ct.state(),
+            NF_IP_PRI_CONNTRACK,
+            NAT_DST_PRIO
+        );
+        if v.is_drop() {
+            return dropped(self);
+        }
+        if wrote {
+            let Some(i) = self.reread6(&frame) else {
+                return self.conntrack6.abandon();
+            };
+            ip = i;
+        }
+        let out = Some((iface, next_hop));
+        match self.nat_hook6(
+            rs,
+            Hook::Output,
+            &mut frame,
+            &ip,
+            ct,
+            None,
+            out,
+            carry,
+            None,
+            now,
+        ) {
+            NatStep::Drop => return self.conntrack6.abandon(),
+            NatStep::Rewritten => {
+                let Some(i) = self.reread6(&frame) else {
+                    return self.conntrack6.abandon();
+                };
+                ip = i;
+                if via.is_none() {
+                    let Some(r) = self.route_out6(ip.dst, scope_port) else {
+                        self.conntrack6.abandon();
+                        self.stats.local_out_no_route += 1;
+                        return;
+                    };
+                    (iface, next_hop) = r;
+                }
+            }
+            NatStep::Same => {}
+        }
+        let (v, _, wrote) = stage!(Hook::Output, ct, ct.state(), NAT_DST_PRIO + 1, i32::MAX);
+        if v.is_drop() {
+            return dropped(self);
+        }
+        if wrote {
+            let Some(i) = self.reread6(&frame) else {
+                return self.conntrack6.abandon();
+            };
+            ip = i;
+        }
+        let (v, _, wrote) = stage!(Hook::Postrouting, ct, ct.state(), i32::MIN, NAT_SRC_PRIO);
+        if v.is_drop() {
+            return dropped(self);
+        }
+        if wrote {
+            let Some(i) = self.reread6(&frame) else {
+                return self.conntrack6.abandon();
+            };
+            ip = i;
+        }
+        let out = Some((iface, next_hop));
+        match self.nat_hook6(
+            rs,
+            Hook::Postrouting,
+            &mut frame,
+            &ip,
+            ct,
+            None,
+            out,
+            carry,
+            None,
+            now,
+        ) {
+            NatStep::Drop => return self.conntrack6.abandon(),
+            NatStep::Rewritten => {
+                let Some(i) = self.reread6(&frame) else {
+                    return self.conntrack6.abandon();
+                };
+                ip = i;
+            }
+            NatStep::Same => {}
+        }
+        let (v, _, _) = stage!(
+            Hook::Postrouting,
+            ct,
+            ct.state(),
+            NAT_SRC_PRIO + 1,
+            i32::MAX
+        );
+        if v.is_drop() {
+            return dropped(self);
+        }
         self.conntrack6
-            .set_rule_state(ct, c.ct_mark, c.ct_label, c.ct_counted);
+            .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
         if self.conntrack6.confirm(ct, now, &mut self.stats) == Confirm::InsertFailed {
             return;
         }
+        let out_mac = fib.interfaces[iface].mac;
         frame[6..12].copy_from_slice(&out_mac);
         match self.neigh6.lookup(iface, next_hop, now) {
             Some(mac) => {
