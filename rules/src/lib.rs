@@ -19,6 +19,7 @@ pub mod json;
 pub mod json_in;
 mod key;
 pub mod lex;
+pub(crate) mod misspell;
 pub mod nat_effect;
 pub mod obj;
 pub mod parse;

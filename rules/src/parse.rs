@@ -11,6 +11,7 @@ use std::rc::Rc;
 use crate::ast::*;
 use crate::diag::{Diagnostic, Span};
 use crate::lex::{next_token, Tok, Token};
+use crate::misspell::{self, What};
 use crate::stmt::Stmt;
 
 /// Supplies the text of `include`d files. The rules crate never touches the file system itself.
@@ -461,12 +462,67 @@ pub(crate) struct Parser<'a> {
     /// transport protocol before it in the rule): nft cannot parse it
     /// (the key's span)
     pub invalid_value: Option<Span>,
+    /// kernel refusals whose message is not `Could not process rule: …` (nft's suggestions for a
+    /// missing name): classed as kernel errors when recorded
+    kernel_refusals: Vec<Diagnostic>,
 }
 
 /// nft's limit on the errors of one input (`nft --max-errors`, 10 by default).
 const MAX_ERRORS: usize = 10;
 
 /// How nft reports an error, which decides where it appears in the report.
+/// What a `delete` command names: an object's name or its handle.
+enum NameOrHandle {
+    Name(String),
+    Handle(u64),
+}
+
+impl NameOrHandle {
+    fn is(&self, name: &str, handle: u64) -> bool {
+        match self {
+            NameOrHandle::Name(n) => n == name,
+            NameOrHandle::Handle(h) => *h == handle,
+        }
+    }
+    fn name(&self) -> Option<&str> {
+        match self {
+            NameOrHandle::Name(n) => Some(n),
+            NameOrHandle::Handle(_) => None,
+        }
+    }
+}
+
+/// Gives what a table block added (the handles from `first` on) the handles the kernel gives them:
+/// nft sends a block as its chains, then its objects, sets, flowtables and last its rules
+/// (`nft_cmd_expand`), and the kernel numbers them in that order.
+fn renumber_block(t: &mut Table, first: u64) {
+    let mut next = first;
+    let mut give = |h: &mut u64| {
+        if *h >= first {
+            *h = next;
+            next += 1;
+        }
+    };
+    t.chains.iter_mut().for_each(|c| give(&mut c.handle));
+    t.objs.iter_mut().for_each(|o| give(&mut o.handle));
+    t.sets.iter_mut().for_each(|s| give(&mut s.handle));
+    t.flowtables.iter_mut().for_each(|f| give(&mut f.handle));
+    for c in t.chains.iter_mut() {
+        c.rules.iter_mut().for_each(|r| give(&mut r.handle));
+    }
+}
+
+/// Removes the first item `f` selects; whether there was one.
+fn remove_where<T>(v: &mut Vec<T>, f: impl Fn(&T) -> bool) -> bool {
+    match v.iter().position(f) {
+        Some(i) => {
+            v.remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum ErrClass {
     /// found by the parser (bison): reported first, in input order, and the parser recovers at the
@@ -563,6 +619,7 @@ impl<'a> Parser<'a> {
             errors: Errors::default(),
             scope_kw: &[],
             invalid_value: None,
+            kernel_refusals: Vec::new(),
         }
     }
 
@@ -994,9 +1051,17 @@ impl<'a> Parser<'a> {
 
     /// Records an evaluation (or kernel) error of the command being parsed.
     fn note(&mut self, phase: u8, d: Diagnostic) {
+        let kernel = match self.kernel_refusals.iter().position(|k| *k == d) {
+            Some(i) => {
+                self.kernel_refusals.swap_remove(i);
+                true
+            }
+            None => false,
+        };
         let e = &mut self.errors;
         e.seq += 1;
         let class = match class_of(&d) {
+            _ if kernel => ErrClass::Kernel,
             ErrClass::Kernel => ErrClass::Kernel,
             _ => ErrClass::Eval,
         };
@@ -1274,16 +1339,21 @@ impl<'a> Parser<'a> {
     }
 
     fn table_block(&mut self, family: Family, table: &str) -> PResult<()> {
+        let first = self.rs.table(family, table).map(|t| t.next_handle);
         loop {
             self.skip_separators();
             if self.peek().kind == Tok::RBrace {
                 self.next();
-                return Ok(());
+                break;
             }
             if let Err(d) = self.table_item(family, table) {
                 self.recover(d)?;
             }
         }
+        if let (Some(first), Some(t)) = (first, self.rs.table_mut(family, table)) {
+            renumber_block(t, first);
+        }
+        Ok(())
     }
 
     /// One declaration in a table block, evaluated on its own (see [`Parser::unit`]).
@@ -1779,7 +1849,7 @@ impl<'a> Parser<'a> {
                 self.next();
                 let (f, name, span) = self.table_spec()?;
                 let Some(t) = self.rs.table_mut(f, &name) else {
-                    return Err(self.err(span, "Could not process rule: No such file or directory"));
+                    return Err(self.enoent(None, f, &name, span, Some(&name), span));
                 };
                 for c in &mut t.chains {
                     c.rules.clear();
@@ -1788,75 +1858,233 @@ impl<'a> Parser<'a> {
             }
             "chain" => {
                 self.next();
-                let (f, table, chain, span) = self.chain_spec()?;
+                let (f, table, tspan) = self.table_spec()?;
+                let (chain, span) = self.name()?;
                 let Some(c) = self
                     .rs
                     .table_mut(f, &table)
                     .and_then(|t| t.chain_mut(&chain))
                 else {
-                    return Err(self.err(span, "Could not process rule: No such file or directory"));
+                    let loc = if self.rs.table(f, &table).is_some() {
+                        span
+                    } else {
+                        tspan
+                    };
+                    return Err(self.enoent(
+                        Some(What::Chain),
+                        f,
+                        &table,
+                        tspan,
+                        Some(&chain),
+                        loc,
+                    ));
                 };
                 c.rules.clear();
                 Ok(())
+            }
+            // evaluation errors, as nft's `cmd_evaluate_flush` reports them
+            "set" | "map" => {
+                self.next();
+                let (f, table, tspan) = self.table_spec()?;
+                let (name, span) = self.name()?;
+                let is_map = w == "map";
+                let Some(t) = self.rs.table(f, &table) else {
+                    return Err(self.table_not_found(&table, tspan));
+                };
+                match t.sets.iter().position(|s| s.name == name) {
+                    None => Err(self.set_not_found(&name, span)),
+                    Some(i) if t.sets[i].is_map != is_map => {
+                        Err(self.err(span, "No such file or directory"))
+                    }
+                    Some(i) => {
+                        self.rs.table_mut(f, &table).unwrap().sets[i].elems.clear();
+                        Ok(())
+                    }
+                }
             }
             _ => Err(self.unexpected(t, None)),
         }
     }
 
+    /// nft's `table_not_found`: an evaluation error at the table's name, with a suggestion.
+    fn table_not_found(&self, name: &str, span: Span) -> Diagnostic {
+        match misspell::table(self.rs, name) {
+            Some(t) => self.err(span, misspell::table_suggestion(t)),
+            None => self.err(span, "No such file or directory"),
+        }
+    }
+
+    /// nft's `set_not_found`, `chain_not_found` and `obj_not_found`: an evaluation error at the
+    /// name, with a suggestion.
+    fn not_found(&self, what: What, name: &str, span: Span) -> Diagnostic {
+        match misspell::lookup(self.rs, what, name) {
+            Some(found) => self.err(span, misspell::suggestion(what, &found)),
+            None => self.err(span, "No such file or directory"),
+        }
+    }
+
+    fn set_not_found(&self, name: &str, span: Span) -> Diagnostic {
+        self.not_found(What::Set, name, span)
+    }
+
+    /// The kernel's refusal (ENOENT) of a command on something missing, as nft 1.0.6 reports it
+    /// (`nft_cmd_enoent`): `what` is missing (`None`: the table), in `family table` (at
+    /// `tspan`), named `name` (`None` when named by handle); `loc` is where the kernel's complaint
+    /// points (the table's name when the table is missing, else the name or handle). A similar
+    /// name in the ruleset is suggested; when the table is missing, a similar table.
+    fn enoent(
+        &mut self,
+        what: Option<What>,
+        family: Family,
+        table: &str,
+        tspan: Span,
+        name: Option<&str>,
+        loc: Span,
+    ) -> Diagnostic {
+        self.enoent_in(what, family, table, tspan, name, loc, false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enoent_in(
+        &mut self,
+        what: Option<What>,
+        family: Family,
+        table: &str,
+        tspan: Span,
+        name: Option<&str>,
+        loc: Span,
+        rule: bool,
+    ) -> Diagnostic {
+        let refused = || "Could not process rule: No such file or directory";
+        let d = match (what, name) {
+            (_, None) => self.err(loc, refused()),
+            (None, Some(n)) => match misspell::table(self.rs, n) {
+                Some(t) => self.err(loc, misspell::table_suggestion(t)),
+                None => self.err(loc, refused()),
+            },
+            (Some(w), Some(n)) => match misspell::lookup(self.rs, w, n) {
+                None => self.err(loc, refused()),
+                Some(found) if !misspell::table_exists(self.rs, family, table) => {
+                    self.err(tspan, misspell::table_suggestion(found.table))
+                }
+                Some(found) if rule && found.name == n => self.err(loc, refused()),
+                Some(found) => self.err(loc, misspell::suggestion(w, &found)),
+            },
+        };
+        if !d.message.starts_with("Could not process rule") {
+            self.kernel_refusals.push(d.clone());
+        }
+        d
+    }
+
+    /// After `delete`/`destroy KIND [family] TABLE`: the name, or `handle N` where nft's grammar
+    /// takes one (`expecting` names what it expects then).
+    fn name_or_handle(
+        &mut self,
+        handle_ok: bool,
+        expecting: &str,
+    ) -> PResult<(NameOrHandle, Span)> {
+        if handle_ok && self.is_word("handle") {
+            self.next();
+            let (h, span) = self.number()?;
+            return Ok((NameOrHandle::Handle(h), span));
+        }
+        let (n, span) = self.name_expecting(expecting)?;
+        Ok((NameOrHandle::Name(n), span))
+    }
+
     fn delete_cmd(&mut self, destroy: bool) -> PResult<()> {
+        use crate::types::ObjKind;
         let t = self.peek();
         let w = self.peek_word().unwrap_or_default();
-        let missing = "Could not process rule: No such file or directory";
+        // `destroy` is `delete` that does not mind a missing object (nft 1.0.7 and later)
+        let missing = |d: Diagnostic| if destroy { Ok(()) } else { Err(d) };
         match w {
             "table" => {
                 self.next();
-                let (f, name, span) = self.table_spec_expecting(HANDLE_OR_STRING)?;
+                let mut family = Family::Ip;
+                if let Some(f) = self.peek_word().and_then(Family::from_name) {
+                    let n = self.peek2();
+                    if n.kind == Tok::Word && self.text(n) == "handle" {
+                        self.next();
+                        family = f;
+                    }
+                }
+                let (f, key, span) = if self.is_word("handle") {
+                    let (k, span) = self.name_or_handle(true, HANDLE_OR_STRING)?;
+                    (family, k, span)
+                } else {
+                    let (f, name, span) = self.table_spec_expecting(HANDLE_OR_STRING)?;
+                    (f, NameOrHandle::Name(name), span)
+                };
                 let before = self.rs.tables.len();
                 self.rs
                     .tables
-                    .retain(|t| !(t.family == f && t.name == name));
-                if before == self.rs.tables.len() && !destroy {
-                    return Err(self.err(span, missing));
+                    .retain(|t| !(t.family == f && key.is(&t.name, t.handle)));
+                if before == self.rs.tables.len() {
+                    let d = self.enoent(None, f, "", span, key.name(), span);
+                    return missing(d);
                 }
                 Ok(())
             }
-            "chain" => {
+            "chain" | "set" | "map" | "flowtable" | "counter" | "quota" | "limit" | "synproxy"
+            | "secmark" | "ct" => {
                 self.next();
-                let (f, table, chain, span) = self.chain_spec_expecting(HANDLE_OR_STRING)?;
-                let Some(t) = self.rs.table_mut(f, &table) else {
-                    return if destroy {
-                        Ok(())
-                    } else {
-                        Err(self.err(span, missing))
-                    };
+                let kind = match w {
+                    "counter" => Some(ObjKind::Counter),
+                    "quota" => Some(ObjKind::Quota),
+                    "limit" => Some(ObjKind::Limit),
+                    "synproxy" => Some(ObjKind::Synproxy),
+                    "secmark" => Some(ObjKind::Secmark),
+                    "ct" => {
+                        let (sub, ss) = self.identifier()?;
+                        Some(match sub.as_str() {
+                            "helper" => ObjKind::CtHelper,
+                            "timeout" => ObjKind::CtTimeout,
+                            "expectation" => ObjKind::CtExpectation,
+                            _ => return Err(self.err(ss, "unknown ct object")),
+                        })
+                    }
+                    _ => None,
                 };
-                let before = t.chains.len();
-                t.chains.retain(|c| c.name != chain);
-                if before == t.chains.len() && !destroy {
-                    return Err(self.err(span, missing));
-                }
-                Ok(())
-            }
-            "set" | "map" => {
-                self.next();
-                // (nft's grammar takes a map's handle at `delete map` but does not say so)
-                let expecting = if w == "set" {
+                // nft's grammar takes a handle except for maps and ct objects (and does not say
+                // so for maps: "expecting string")
+                let handle_ok = !matches!(w, "map" | "ct");
+                let expecting = if handle_ok {
                     HANDLE_OR_STRING
                 } else {
                     "string"
                 };
-                let (f, table, name, span) = self.chain_spec_expecting(expecting)?;
-                let Some(t) = self.rs.table_mut(f, &table) else {
-                    return if destroy {
-                        Ok(())
-                    } else {
-                        Err(self.err(span, missing))
-                    };
+                let scope = match kind {
+                    Some(k) => std::mem::replace(&mut self.scope_kw, obj_scope(k)),
+                    None => self.scope_kw,
                 };
-                let before = t.sets.len();
-                t.sets.retain(|s| s.name != name);
-                if before == t.sets.len() && !destroy {
-                    return Err(self.err(span, missing));
+                let (f, table, tspan) = self.table_spec()?;
+                let (key, span) = self.name_or_handle(handle_ok, expecting)?;
+                self.scope_kw = scope;
+                let what = match w {
+                    "chain" => What::Chain,
+                    "set" | "map" => What::Set,
+                    "flowtable" => What::Flowtable,
+                    _ => What::Obj,
+                };
+                let Some(t) = self.rs.table_mut(f, &table) else {
+                    let d = self.enoent(Some(what), f, &table, tspan, key.name(), tspan);
+                    return missing(d);
+                };
+                let removed = match what {
+                    What::Chain => remove_where(&mut t.chains, |c| key.is(&c.name, c.handle)),
+                    What::Set => remove_where(&mut t.sets, |s| key.is(&s.name, s.handle)),
+                    What::Flowtable => {
+                        remove_where(&mut t.flowtables, |x| key.is(&x.name, x.handle))
+                    }
+                    What::Obj => remove_where(&mut t.objs, |o| {
+                        Some(o.kind()) == kind && key.is(&o.name, o.handle)
+                    }),
+                };
+                if !removed {
+                    let d = self.enoent(Some(what), f, &table, tspan, key.name(), span);
+                    return missing(d);
                 }
                 Ok(())
             }
@@ -1864,49 +2092,10 @@ impl<'a> Parser<'a> {
                 self.next();
                 self.element_cmd(if destroy { "destroy" } else { "delete" })
             }
-            "counter" | "quota" | "limit" | "synproxy" | "ct" => {
-                use crate::types::ObjKind;
-                self.next();
-                let kind = match w {
-                    "counter" => ObjKind::Counter,
-                    "quota" => ObjKind::Quota,
-                    "limit" => ObjKind::Limit,
-                    "synproxy" => ObjKind::Synproxy,
-                    _ => {
-                        let (sub, ss) = self.identifier()?;
-                        match sub.as_str() {
-                            "helper" => ObjKind::CtHelper,
-                            "timeout" => ObjKind::CtTimeout,
-                            "expectation" => ObjKind::CtExpectation,
-                            _ => return Err(self.err(ss, "unknown ct object")),
-                        }
-                    }
-                };
-                let scope = std::mem::replace(&mut self.scope_kw, obj_scope(kind));
-                let expecting = if w == "ct" {
-                    "string"
-                } else {
-                    HANDLE_OR_STRING
-                };
-                let (f, table, name, span) = self.chain_spec_expecting(expecting)?;
-                self.scope_kw = scope;
-                let Some(t) = self.rs.table_mut(f, &table) else {
-                    return if destroy {
-                        Ok(())
-                    } else {
-                        Err(self.err(span, missing))
-                    };
-                };
-                let before = t.objs.len();
-                t.objs.retain(|o| !(o.name == name && o.kind() == kind));
-                if before == t.objs.len() && !destroy {
-                    return Err(self.err(span, missing));
-                }
-                Ok(())
-            }
             "rule" => {
                 self.next();
-                let (f, table, chain, span) = self.chain_spec()?;
+                let (f, table, tspan) = self.table_spec()?;
+                let (chain, cspan) = self.name()?;
                 self.expect_word("handle")?;
                 let (h, hspan) = self.number()?;
                 let Some(c) = self
@@ -1914,12 +2103,35 @@ impl<'a> Parser<'a> {
                     .table_mut(f, &table)
                     .and_then(|t| t.chain_mut(&chain))
                 else {
-                    return Err(self.err(span, missing));
+                    let loc = if self.rs.table(f, &table).is_some() {
+                        cspan
+                    } else {
+                        tspan
+                    };
+                    let d = self.enoent_in(
+                        Some(What::Chain),
+                        f,
+                        &table,
+                        tspan,
+                        Some(&chain),
+                        loc,
+                        true,
+                    );
+                    return missing(d);
                 };
                 let before = c.rules.len();
                 c.rules.retain(|r| r.handle != h);
-                if before == c.rules.len() && !destroy {
-                    return Err(self.err(hspan, missing));
+                if before == c.rules.len() {
+                    let d = self.enoent_in(
+                        Some(What::Chain),
+                        f,
+                        &table,
+                        tspan,
+                        Some(&chain),
+                        hspan,
+                        true,
+                    );
+                    return missing(d);
                 }
                 Ok(())
             }
@@ -1974,19 +2186,31 @@ impl<'a> Parser<'a> {
         if single {
             let (f, tname, tspan) = self.table_spec()?;
             if self.rs.table(f, &tname).is_none() {
-                return Err(self.err(tspan, missing));
+                return Err(self.table_not_found(&tname, tspan));
             }
             if kind != "table" {
                 let (name, span) = self.identifier()?;
                 let tb = self.rs.table(f, &tname).unwrap();
-                let found = match kind.as_str() {
-                    "chain" => tb.chain(&name).is_some(),
-                    "set" | "map" | "meter" | "element" => tb.sets.iter().any(|s| s.name == name),
-                    "flowtable" => tb.flowtables.iter().any(|x| x.name == name),
-                    _ => (tb.objs.iter()).any(|o| Some(o.kind()) == objkind && o.name == name),
+                let set = tb.sets.iter().find(|s| s.name == name);
+                // what nft suggests a similar name of, if the name is missing
+                let (found, what) = match kind.as_str() {
+                    "chain" => (tb.chain(&name).is_some(), Some(What::Chain)),
+                    "set" | "map" if set.is_some_and(|s| s.is_map != (kind == "map")) => {
+                        return Err(self.err(span, missing));
+                    }
+                    "set" | "map" => (set.is_some(), Some(What::Set)),
+                    "meter" | "element" => (set.is_some(), None),
+                    "flowtable" => (tb.flowtables.iter().any(|x| x.name == name), None),
+                    _ => (
+                        (tb.objs.iter()).any(|o| Some(o.kind()) == objkind && o.name == name),
+                        Some(What::Obj),
+                    ),
                 };
                 if !found {
-                    return Err(self.err(span, missing));
+                    return Err(match what {
+                        Some(w) => self.not_found(w, &name, span),
+                        None => self.err(span, missing),
+                    });
                 }
                 if reset {
                     self.reset_objs(f, &tname, Some(&name), objkind);
@@ -2003,7 +2227,7 @@ impl<'a> Parser<'a> {
         if self.eat_word("table") {
             let (f, tname, tspan) = self.table_spec()?;
             if self.rs.table(f, &tname).is_none() {
-                return Err(self.err(tspan, missing));
+                return Err(self.table_not_found(&tname, tspan));
             }
             family = Some(f);
             table = Some(tname);
