@@ -318,6 +318,36 @@ fn nft_commands_change_the_live_ruleset_and_swaps_lose_no_packet() {
         "{listing}"
     );
     assert!(listing.contains("# handle"), "{listing}");
+    // Deleted by its handle, the rule stops letting 8080 through.
+    let handle = rule.rsplit("# handle ").next().unwrap().trim().to_string();
+    let del = nft(&[
+        "delete", "rule", "inet", "filter", "forward", "handle", &handle,
+    ]);
+    assert!(del.status.success(), "{}", text(&del));
+    assert!(!denied(&lab).status.success(), "8080 after the delete");
+    // A set's elements let it through; `flush set` empties the set and closes it again.
+    for cmd in [
+        "add set inet filter open { type inet_service; elements = { 8080 }; }",
+        "insert rule inet filter forward tcp dport @open accept",
+    ] {
+        let o = nft(&cmd.split(' ').collect::<Vec<_>>());
+        assert!(o.status.success(), "{cmd}: {}", text(&o));
+    }
+    assert!(denied(&lab).status.success(), "8080 with the set");
+    let flush = nft(&["flush", "set", "inet", "filter", "open"]);
+    assert!(flush.status.success(), "{}", text(&flush));
+    assert!(!denied(&lab).status.success(), "8080 after flush set");
+    let set = String::from_utf8_lossy(&nft(&["list", "set", "inet", "filter", "open"]).stdout)
+        .to_string();
+    assert!(!set.contains("elements"), "{set}");
+    // Something missing is an error, as nft reports it, and changes nothing.
+    let missing = nft(&["delete", "counter", "inet", "filter", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("Error: Could not process rule: No such file or directory"),
+        "{}",
+        text(&missing)
+    );
     // A bad command changes nothing and says where the error is.
     let bad = nft(&[
         "add", "rule", "inet", "filter", "forward", "tcp", "dport", "ssh", "acept",
