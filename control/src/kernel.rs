@@ -181,16 +181,17 @@ pub fn permanent_neighbours(ifaces: &[InterfaceConfig]) -> Result<Vec<(usize, Ip
 /// The kernel's ICMP error limits in this namespace (`net.ipv4.icmp_ratelimit` in ms,
 /// `icmp_msgs_per_sec`, `icmp_msgs_burst`), which sluice applies to the errors it sends.
 pub fn icmp_rate_limit() -> dataplane::icmp::IcmpRateLimit {
-    let read = |name: &str| {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-    };
+    let text = |name: &str| std::fs::read_to_string(format!("/proc/sys/net/{name}")).ok();
+    let read = |name: &str| text(name).and_then(|s| s.trim().parse::<u64>().ok());
     let d = dataplane::icmp::IcmpRateLimit::default();
     dataplane::icmp::IcmpRateLimit {
-        per_dest_ns: read("icmp_ratelimit").map_or(d.per_dest_ns, |ms| ms * 1_000_000),
-        msgs_per_sec: read("icmp_msgs_per_sec").unwrap_or(d.msgs_per_sec),
-        msgs_burst: read("icmp_msgs_burst").unwrap_or(d.msgs_burst),
+        per_dest_ns: read("ipv4/icmp_ratelimit").map_or(d.per_dest_ns, |ms| ms * 1_000_000),
+        msgs_per_sec: read("ipv4/icmp_msgs_per_sec").unwrap_or(d.msgs_per_sec),
+        msgs_burst: read("ipv4/icmp_msgs_burst").unwrap_or(d.msgs_burst),
+        per_dest6_ns: read("ipv6/icmp/ratelimit").map_or(d.per_dest6_ns, |ms| ms * 1_000_000),
+        ratemask6: text("ipv6/icmp/ratemask")
+            .and_then(|t| dataplane::icmp::parse_ratemask(&t))
+            .unwrap_or(d.ratemask6),
     }
 }
 

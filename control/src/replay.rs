@@ -423,6 +423,8 @@ pub fn run(args: &ReplayArgs) -> Result<usize> {
             per_dest_ns: 0,
             msgs_per_sec: 0,
             msgs_burst: 0,
+            per_dest6_ns: 0,
+            ..Default::default()
         };
     }
     let roles = vec![

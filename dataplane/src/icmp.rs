@@ -221,6 +221,11 @@ pub struct IcmpRateLimit {
     pub msgs_per_sec: u64,
     /// Burst of the global bucket. Kernel default 50.
     pub msgs_burst: u64,
+    /// ICMPv6's own per-destination interval (`net.ipv6.icmp.ratelimit`, ms → ns). Kernel default 1 s.
+    pub per_dest6_ns: u64,
+    /// The ICMPv6 types that are rate limited at all (`net.ipv6.icmp.ratemask`, a bit per type). Kernel
+    /// default `0-1,3-127`: packet too big and the informational messages above 127 are not.
+    pub ratemask6: [u64; 4],
 }
 
 impl Default for IcmpRateLimit {
@@ -229,7 +234,38 @@ impl Default for IcmpRateLimit {
             per_dest_ns: 1_000_000_000,
             msgs_per_sec: 1000,
             msgs_burst: 50,
+            per_dest6_ns: 1_000_000_000,
+            ratemask6: parse_ratemask("0-1,3-127").unwrap(),
         }
+    }
+}
+
+/// Parses a type list in the kernel's bitmap syntax (`0-1,3-127`, as `net.ipv6.icmp.ratemask` prints
+/// it); `None` when it is not one.
+pub fn parse_ratemask(text: &str) -> Option<[u64; 4]> {
+    let mut mask = [0u64; 4];
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u8>().ok()?, b.trim().parse::<u8>().ok()?),
+            None => {
+                let v = part.trim().parse::<u8>().ok()?;
+                (v, v)
+            }
+        };
+        if hi < lo {
+            return None;
+        }
+        for t in lo..=hi {
+            mask[t as usize / 64] |= 1 << (t % 64);
+        }
+    }
+    Some(mask)
+}
+
+impl IcmpRateLimit {
+    /// Is ICMPv6 type `ty` subject to the limits (`icmpv6_mask_allow`)?
+    pub fn limits_icmp6_type(&self, ty: u8) -> bool {
+        self.ratemask6[ty as usize / 64] & (1 << (ty % 64)) != 0
     }
 }
 
@@ -290,6 +326,23 @@ impl IcmpLimiter {
 /// Reads the IPv4 header fields of a frame built by this module (for tests and the local-output path).
 pub fn parse_built(frame: &[u8]) -> Option<Ipv4Info> {
     wire::parse_ipv4(frame, ETH_HLEN).ok()
+}
+
+#[cfg(test)]
+mod ratemask_tests {
+    use super::*;
+
+    #[test]
+    fn the_kernels_default_ratemask() {
+        let d = IcmpRateLimit::default();
+        assert!(d.limits_icmp6_type(1) && d.limits_icmp6_type(0) && d.limits_icmp6_type(3));
+        assert!(d.limits_icmp6_type(127) && d.limits_icmp6_type(4));
+        assert!(!d.limits_icmp6_type(2) && !d.limits_icmp6_type(128) && !d.limits_icmp6_type(255));
+        assert_eq!(parse_ratemask(""), Some([0; 4]));
+        assert_eq!(parse_ratemask("255"), Some([0, 0, 0, 1 << 63]));
+        assert_eq!(parse_ratemask("3-1"), None);
+        assert_eq!(parse_ratemask("x"), None);
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +429,7 @@ mod tests {
             per_dest_ns: 0,
             msgs_per_sec: 0,
             msgs_burst: 0,
+            ..Default::default()
         };
         assert!((0..100).all(|_| l.allow(&off, d, now)));
     }

@@ -992,6 +992,7 @@ impl Pipeline {
             per_dest_ns: self.config.icmp.per_dest_ns,
             msgs_per_sec: 0,
             msgs_burst: 0,
+            ..Default::default()
         };
         // burst 5 rather than icmp's 6: the kernel's ip_rt_error_burst
         if cfg.per_dest_ns == 0 {

@@ -35,6 +35,10 @@ const GW6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0xfe);
 impl Rig {
     /// The lab's fw with 2001:db8:3::/48 via 2001:db8:2::fe; no neighbours known.
     fn bare(src: &str, srv_mtu: u32) -> Rig {
+        Rig::bare_with(src, srv_mtu, PipelineConfig::default())
+    }
+
+    fn bare_with(src: &str, srv_mtu: u32, config: PipelineConfig) -> Rig {
         let mut fib = (*lab_fib()).clone();
         fib.interfaces[1].mtu = srv_mtu;
         fib.add_route6(Route6 {
@@ -49,7 +53,7 @@ impl Rig {
             };
             2
         ];
-        let mut p = Pipeline::new(Arc::new(fib), roles, &PipelineConfig::default());
+        let mut p = Pipeline::new(Arc::new(fib), roles, &config);
         let rs = ruleset(src);
         p.use_generation(&rs);
         Rig {
@@ -470,6 +474,35 @@ fn icmpv6_errors_are_rate_limited_per_destination_by_prefix_length() {
     rig.send(0, &from_cli(CLI6, SRV6, 17, &udp_datagram(2000, 9, 0), 64));
     rig.send(0, &from_cli(CLI6, SRV6, 17, &udp_datagram(2001, 9, 0), 64));
     assert_eq!(rig.emitted().len(), 1);
+}
+
+#[test]
+fn the_icmpv6_sysctls_decide_the_limit_not_the_ipv4_ones() {
+    let reject = "table ip6 f { chain c { type filter hook forward priority 0; reject; } }";
+    let burst = |config: PipelineConfig| {
+        let mut rig = Rig::bare_with(reject, 1500, config);
+        rig.p.add_static_neighbour6(0, CLI6, CLI_MAC);
+        rig.p.add_static_neighbour6(1, SRV6, SRV_MAC);
+        for i in 0..10 {
+            rig.send(
+                0,
+                &from_cli(CLI6, SRV6, 17, &udp_datagram(1000 + i, 9, 0), 64),
+            );
+        }
+        rig.emitted().len()
+    };
+    let mut config = PipelineConfig::default();
+    // net.ipv4.icmp_ratelimit=0 does not lift ICMPv6's limit ...
+    config.icmp.per_dest_ns = 0;
+    assert_eq!(burst(config.clone()), 6);
+    // ... net.ipv6.icmp.ratelimit=0 does
+    config.icmp.per_dest6_ns = 0;
+    config.icmp.msgs_per_sec = 0;
+    assert_eq!(burst(config), 10);
+    // and a ratemask without destination unreachable (type 1) leaves it unlimited
+    let mut config = PipelineConfig::default();
+    config.icmp.ratemask6 = dataplane::icmp::parse_ratemask("0,3-127").unwrap();
+    assert_eq!(burst(config), 10);
 }
 
 #[test]

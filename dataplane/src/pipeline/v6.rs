@@ -682,10 +682,14 @@ impl Pipeline {
         };
         // icmpv6_xrlim_allow: "give more bandwidth to wider prefixes" (the per-destination interval
         // shifted right by (128 - prefix length of the route back) / 32).
+        // Types outside net.ipv6.icmp.ratemask (packet too big by default) are not limited at all.
         let mut limit = self.config.icmp.clone();
         let plen = self.fib.route6(ip.src).map_or(128, |r| r.prefix);
-        limit.per_dest_ns >>= (128 - plen as u32) >> 5;
-        if ty != ICMPV6_PKT_TOOBIG && !self.icmp_limit.allow(&limit, IpAddr::V6(ip.src), now) {
+        limit.per_dest_ns = limit.per_dest6_ns >> ((128 - plen as u32) >> 5);
+        if ty != ICMPV6_PKT_TOOBIG
+            && limit.limits_icmp6_type(ty)
+            && !self.icmp_limit.allow(&limit, IpAddr::V6(ip.src), now)
+        {
             self.stats.icmp_rate_limited += 1;
             return;
         }
