@@ -384,6 +384,19 @@ pub(crate) struct RuleCtx {
     pub ct_l4: bool,
     /// what established `l4` (for errors that show it, as nft does)
     pub l4_span: Option<Span>,
+    /// the link layer header is known to be ether: from the start in bridge and netdev chains,
+    /// after an `ether` field elsewhere (nft adds `meta iiftype ether` for it)
+    pub ll_ether: bool,
+    /// what is known of the protocol after the ether header, as far as `vlan` is concerned:
+    /// `Some(false)` a protocol that is not vlan (ip and ip6 chains from the start; `ether type ip`,
+    /// a network header field, `meta nfproto ipv4`; a set of types without vlan), `Some(true)`
+    /// vlan (8021q or 8021ad) or a set with it, `None` nothing
+    pub ll_next_vlan: Option<bool>,
+    /// a vlan field was matched (later ones never conflict: nft keeps it on its link layer stack)
+    pub vlan_seen: bool,
+    /// the icmp/icmpv6 type the rule has established: matched (`icmp type 2`), or implied by a
+    /// field only some types have (`icmp mtu`: 3); fields for other types are refused
+    pub icmp_type: Option<u8>,
 }
 
 /// A fact an explicit protocol match establishes.
@@ -416,6 +429,10 @@ impl RuleCtx {
             prepend_l4: None,
             ct_l4: false,
             l4_span: None,
+            ll_ether: matches!(family, Family::Bridge | Family::Netdev),
+            ll_next_vlan: matches!(family, Family::Ip | Family::Ip6).then_some(false),
+            vlan_seen: false,
+            icmp_type: None,
         }
     }
 }

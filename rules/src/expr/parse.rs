@@ -386,12 +386,15 @@ impl Parser<'_> {
                 if matches!(ctx.family, Family::Ip | Family::Ip6 | Family::Inet) {
                     self.kill_dep(ctx, DepFact::IifType(1));
                 }
+                if p.name == "ether" {
+                    ctx.ll_ether = true;
+                }
                 if p.name == "vlan" {
-                    if let Some(l3) = ctx.l3 {
-                        if matches!(ctx.family, Family::Bridge | Family::Netdev) {
-                            return Err(conflict(self, l3));
-                        }
+                    // nft: the ether header is followed by something known not to be vlan
+                    if ctx.ll_ether && !ctx.vlan_seen && ctx.ll_next_vlan == Some(false) {
+                        return Err(conflict(self, "ether"));
                     }
+                    ctx.vlan_seen = true;
                     self.kill_dep(ctx, DepFact::EtherType(0x8100));
                 }
             }
@@ -405,6 +408,7 @@ impl Parser<'_> {
             }
             payload::Layer::AnyTransport => {}
             payload::Layer::Network { ethertype, nfproto } => {
+                ctx.ll_next_vlan = Some(false);
                 if let Some(l3) = ctx.l3 {
                     if l3 != p.name {
                         return Err(conflict(self, l3));
@@ -456,6 +460,17 @@ impl Parser<'_> {
                     Family::Ip => self.kill_dep(ctx, DepFact::EtherType(0x0800)),
                     Family::Ip6 => self.kill_dep(ctx, DepFact::EtherType(0x86dd)),
                     _ => {}
+                }
+                if let Some(need) = icmp_field_type(p.name, field_name) {
+                    if let Some(has) = ctx.icmp_type {
+                        if !icmp_type_has_field(need, has) {
+                            return Err(self.err(
+                                span,
+                                format!("incompatible icmp match: rule has {has}, need {need}"),
+                            ));
+                        }
+                    }
+                    ctx.icmp_type = Some(need);
                 }
                 if matches!(field_name, "id" | "sequence")
                     && matches!(p.name, "icmp" | "icmpv6")
@@ -732,6 +747,20 @@ impl Parser<'_> {
         {
             return;
         }
+        // the protocol after the ether header (see `RuleCtx::ll_next_vlan`)
+        let ethertype = match &m.left.sels[0] {
+            Selector::Meta { key, .. } => key.name == "protocol",
+            Selector::Payload { proto, field } => (proto.name, field.name) == ("ether", "type"),
+            _ => false,
+        };
+        if ethertype {
+            let is_vlan = |e: &Elem| matches!(e.parts.as_slice(), [Part::Val(v)] if matches!(v.to_u64(), 0x8100 | 0x88a8));
+            ctx.ll_next_vlan = match &m.right {
+                Rhs::Elem(e) => Some(is_vlan(e)),
+                Rhs::Set(elems) => Some(elems.iter().any(is_vlan)),
+                Rhs::SetRef(_) => ctx.ll_next_vlan,
+            };
+        }
         if let Rhs::Set(_) = &m.right {
             // `meta l4proto { tcp, udp }`: some transport protocol, not one in particular
             let is_l4 = match &m.left.sels[0] {
@@ -785,6 +814,9 @@ impl Parser<'_> {
                     DepFact::L4Meta(n as u8)
                 }
                 "nfproto" => {
+                    if matches!(n, 2 | 10) {
+                        ctx.ll_next_vlan = Some(false);
+                    }
                     ctx.l3 = match n {
                         2 => Some("ip"),
                         10 => Some("ip6"),
@@ -806,6 +838,10 @@ impl Parser<'_> {
                         n as u8,
                     ));
                     DepFact::L4Header(n as u8)
+                }
+                ("icmp" | "icmpv6", "type") => {
+                    ctx.icmp_type = Some(n as u8);
+                    return;
                 }
                 ("ether", "type") => {
                     set_l3_from_ethertype(ctx, n);
@@ -1224,6 +1260,32 @@ impl Parser<'_> {
                 Val::from_u128(0, t.bytes())
             }
         }
+    }
+}
+
+/// The icmp/icmpv6 type a field needs, for fields only some types have (nft's `icmp_dep_to_type`):
+/// echo for `id` and `sequence`, destination-unreachable for `mtu`, redirect for `gateway`;
+/// packet-too-big, mld-listener-query and parameter-problem for icmpv6's.
+fn icmp_field_type(proto: &str, field: &str) -> Option<u8> {
+    Some(match (proto, field) {
+        ("icmp", "id" | "sequence") => 8,
+        ("icmp", "gateway") => 5,
+        ("icmp", "mtu") => 3,
+        ("icmpv6", "id" | "sequence") => 128,
+        ("icmpv6", "packet-too-big" | "mtu") => 2,
+        ("icmpv6", "max-delay") => 130,
+        ("icmpv6", "parameter-problem") => 4,
+        _ => return None,
+    })
+}
+
+/// Whether packets of icmp type `has` have the field that needs type `need` (nft's
+/// `icmp_dep_type_match`): the echo fields are in echo requests and replies both.
+fn icmp_type_has_field(need: u8, has: u8) -> bool {
+    match need {
+        8 => matches!(has, 0 | 8),
+        128 => matches!(has, 128 | 129),
+        _ => need == has,
     }
 }
 
