@@ -1,50 +1,56 @@
 #!/bin/sh
-# regenerates the ratchet section of docs/CONFORMANCE.md ratchet section
+# Regenerates the generated parts of docs/CONFORMANCE.md from a run of the conformance test: the
+# ratchet lines (the floors, set to the counts of this run) and the current totals. Only the text
+# between the marker lines
+#   <!-- BEGIN GENERATED ratchet -->  …  <!-- END GENERATED ratchet -->
+#   <!-- BEGIN GENERATED totals -->   …  <!-- END GENERATED totals -->
+# is replaced; everything else (the hand-written sections) is kept as it is. Nothing is written when
+# the test fails (a count below its floor: floors are never lowered) or a marker is missing.
+set -eu
 cd "$(dirname "$0")/../.." || exit 1
-: "${CARGO_TARGET_DIR:=target-rules}"; export CARGO_TARGET_DIR
-OUT=$(CONFORMANCE_PRINT_RATCHET=1 CONFORMANCE_VERBOSE=1 cargo test -q -p rules --test conformance -- --nocapture 2>&1)
+DOC=docs/CONFORMANCE.md
+for m in ratchet totals; do
+	for e in BEGIN END; do
+		if [ "$(grep -c "^<!-- $e GENERATED $m -->\$" "$DOC")" != 1 ]; then
+			echo "conformance-doc: $DOC needs exactly one '<!-- $e GENERATED $m -->' line" >&2
+			exit 1
+		fi
+	done
+done
+if ! OUT=$(CONFORMANCE_PRINT_RATCHET=1 CONFORMANCE_VERBOSE=1 \
+	cargo test -q -p rules --test conformance -- --nocapture 2>&1); then
+	echo "$OUT" | tail -20 >&2
+	echo "conformance-doc: the conformance test failed; $DOC left as it is" >&2
+	exit 1
+fi
+if ! echo "$OUT" | grep -q '^ratchet '; then
+	echo "$OUT" | tail -20 >&2
+	echo "conformance-doc: no counts (is the corpus in ../shared/nft-conformance?); $DOC left as it is" >&2
+	exit 1
+fi
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
 {
-cat <<'HDR'
-# Conformance
-
-`rules/tests/conformance.rs` runs the nftables test corpus in `../shared/nft-conformance/` (upstream
-nftables `tests/py` and `tests/shell` dumps; GPL test data, read at test time only, never copied
-into this repository) against the `rules` crate:
-
-* **py** — single-rule tests (`py/<dir>/*.t`). Each `RULE;ok[;OUTPUT]` line is added to every table and
-  chain in scope (one execution per family/chain) and listed with nft's `-s -p` flags; the text must
-  equal `OUTPUT` (or `RULE`), with nft-test.py's leniency for the first `{...}`. `RULE;fail` lines must
-  be rejected (some are only rejected by the kernel upstream, so these are soft). `!`/`?`/`%` lines
-  (set, element and object declarations) are counted as `py.set`, `py.elem`, `py.obj`. Rule lines are
-  counted per file, per family of the table they ran in (`py.ok.family.ip`), and per corpus directory
-  (`py.ok.dir.ip`; `any/*.t` runs in every family). nft-test.py's set leniency also applies when only the
-  expected output has a `{` (an implied `icmp type { echo-reply, echo-request}` that no nft prints byte
-  for byte; nft-test.py reports every output mismatch only as a warning).
-* **dump** — `shell/testcases/*/dumps/*.nft` marked `yes` or `strip-count` in `ROUNDTRIP.tsv`: parse,
-  print with default flags, byte-compare.
-* **bogons** — fuzzer-found inputs: must not panic.
-
-Run: `cargo test -p rules --test conformance -- --nocapture` (add `CONFORMANCE_FAILURES=<substring>`
-to list failing cases, `CONFORMANCE_VERBOSE=1` for per-file rows, `CONFORMANCE_PRINT_RATCHET=1` to
-print fresh ratchet lines). `rules/scripts/conformance-doc.sh` regenerates this file.
-
-## Ratchet
-
-The test fails if any count below drops. Raise them when things improve (never lower them to make a
-change pass). Format: `ratchet KEY PASSING`. Only `ok` rule lines, dumps and bogons are ratcheted:
-`fail` lines and set/element/object declarations are reported but can legitimately move either way
-while features are added (upstream some of them fail only in the kernel).
-
-```
-HDR
-echo "$OUT" | grep -E '^ratchet (py\.ok|dump|bogons)' | grep -v ' 0$'
-echo '```'
-echo
-echo '## Current totals (pass / total)'
-echo
-echo '```'
-echo "$OUT" | grep -E '^(py\.(ok|fail|set|elem|obj)(\.(family|dir)\.[a-z0-9]+)? |dump |dump\.|bogons)' 
-echo '```'
-echo
-cat docs/conformance-differential.md
-} > docs/CONFORMANCE.md
+	echo '```'
+	echo "$OUT" | grep -E '^ratchet (py\.ok|dump|bogons)' | grep -v ' 0$'
+	echo '```'
+} > "$TMP/ratchet"
+{
+	echo '```'
+	echo "$OUT" | grep -E '^(py\.(ok|fail|set|elem|obj)(\.(family|dir)\.[a-z0-9]+)? |dump |dump\.|bogons)'
+	echo '```'
+} > "$TMP/totals"
+# copy the document, swapping what is between each pair of markers for the new text
+awk -v dir="$TMP" '
+	/^<!-- BEGIN GENERATED [a-z]+ -->$/ {
+		print
+		name = $4
+		while ((getline line < (dir "/" name)) > 0) print line
+		skip = 1
+		next
+	}
+	/^<!-- END GENERATED [a-z]+ -->$/ { skip = 0 }
+	!skip { print }
+' "$DOC" > "$TMP/doc"
+cat "$TMP/doc" > "$DOC"
+echo "conformance-doc: $DOC regenerated (ratchet and totals)"
