@@ -433,6 +433,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let addrs6 = kernel::ipv6_addresses(&ifaces)?;
     let routes6 = kernel::routes6(&ifaces)?;
     let icmp_limits = kernel::icmp_rate_limit();
+    let send_redirects = kernel::send_redirects(&ifaces);
     let mut fib = Fib::new(ifaces, &routes);
     for &(iface, addr, prefix) in &addrs6 {
         fib.add_ipv6(iface, addr, prefix);
@@ -504,6 +505,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 icmp: icmp_limits.clone(),
                 conncount: conncount.clone(),
                 host_path: host.is_some(),
+                send_redirects: send_redirects.clone(),
             },
         );
         for &(iface, ip, mac) in &static_neighbours6 {

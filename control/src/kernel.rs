@@ -195,6 +195,17 @@ pub fn icmp_rate_limit() -> dataplane::icmp::IcmpRateLimit {
     }
 }
 
+/// `net.ipv4.conf.{all,IF}.send_redirects` for each interface (the kernel sends redirects when either is
+/// set).
+pub fn send_redirects(ifaces: &[InterfaceConfig]) -> Vec<bool> {
+    let on = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/send_redirects"))
+            .is_ok_and(|v| v.trim() != "0")
+    };
+    let all = on("all");
+    ifaces.iter().map(|i| all || on(&i.name)).collect()
+}
+
 /// Every IPv4 address configured in the namespace (all of them are local to the box, whatever interface
 /// a packet arrives on).
 pub fn all_local_ipv4() -> Result<Vec<Ipv4Addr>> {

@@ -67,10 +67,17 @@ pub struct TopoIface {
     /// `192.0.2.1/24`, `2001:db8::1/64`
     #[serde(default)]
     pub addresses: Vec<String>,
+    /// `net.ipv4.conf.IF.send_redirects` (on, as the kernel's default).
+    #[serde(default = "default_true")]
+    pub send_redirects: bool,
 }
 
 fn default_mtu() -> u32 {
     1500
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -417,7 +424,10 @@ pub fn run(args: &ReplayArgs) -> Result<usize> {
     }
     frames.sort_by_key(|f| (f.0, f.1));
 
-    let mut config = PipelineConfig::default();
+    let mut config = PipelineConfig {
+        send_redirects: topo.interfaces.iter().map(|i| i.send_redirects).collect(),
+        ..Default::default()
+    };
     if args.no_icmp_ratelimit {
         config.icmp = dataplane::icmp::IcmpRateLimit {
             per_dest_ns: 0,

@@ -36,6 +36,11 @@ pub enum RouteDecision {
     Unreachable,
 }
 
+/// Are `a` and `b` in the same /`prefix`?
+pub fn same_subnet(a: Ipv4Addr, b: Ipv4Addr, prefix: u8) -> bool {
+    u32::from(a) & mask(prefix) == u32::from(b) & mask(prefix)
+}
+
 fn mask(prefix: u8) -> u32 {
     if prefix == 0 {
         0

@@ -11,6 +11,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 pub const ICMP_DEST_UNREACH: u8 = 3;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
+pub const ICMP_REDIRECT: u8 = 5;
+pub const ICMP_REDIR_HOST: u8 = 1;
 pub const ICMP_NET_UNREACH: u8 = 0;
 pub const ICMP_HOST_UNREACH: u8 = 1;
 pub const ICMP_PORT_UNREACH: u8 = 3;

@@ -59,6 +59,9 @@ pub struct PipelineConfig {
     /// sends comes back through [`Pipeline::from_host`]. Ports then do not share their traffic with the
     /// kernel (`PortRole::kernel_shares` false).
     pub host_path: bool,
+    /// `net.ipv4.conf.{all,IF}.send_redirects` per port (either set: on): an ICMP redirect tells a sender
+    /// on the link when its packet leaves by the interface it came in on. Missing ports: off.
+    pub send_redirects: Vec<bool>,
 }
 
 impl PipelineConfig {
@@ -77,6 +80,7 @@ impl Default for PipelineConfig {
             icmp: Default::default(),
             conncount: Default::default(),
             host_path: false,
+            send_redirects: Vec::new(),
         }
     }
 }
@@ -103,6 +107,10 @@ pub struct Pipeline {
     config: PipelineConfig,
     icmp_limit: IcmpLimiter,
     route_errors: IcmpLimiter,
+    /// ip_rt_send_redirect's per-sender state: when the last redirect went, how many in a row.
+    redirect_peers: std::collections::HashMap<Ipv4Addr, (u64, u32)>,
+    /// Redirects built while their packet was on its way (sent once it is done with conntrack).
+    pending_redirects: Vec<Vec<u8>>,
     ip_id: u16,
     /// Packet tracing: records for `nft monitor trace` and `sluice replay`.
     pub trace: Trace,
@@ -116,6 +124,29 @@ pub struct Pipeline {
     conncount: Arc<ConnCounts>,
     /// IP packets for the kernel behind the host TUN (see [`PipelineConfig::host_path`]).
     to_host: Vec<Vec<u8>>,
+}
+
+/// Does the IPv4 header carry a loose or strict source route option (no redirects for those)?
+fn has_source_route(frame: &[u8], ip: &Ipv4Info) -> bool {
+    let opts = frame
+        .get(ip.nh_off + 20..ip.nh_off + ip.header_len)
+        .unwrap_or(&[]);
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return false,
+            1 => i += 1,
+            0x83 | 0x89 => return true,
+            _ => {
+                let len = opts.get(i + 1).copied().unwrap_or(0) as usize;
+                if len < 2 {
+                    return false;
+                }
+                i += len;
+            }
+        }
+    }
+    false
 }
 
 /// Identifies a ruleset generation by the address of its shared allocation.
@@ -153,6 +184,8 @@ impl Pipeline {
             config: config.clone(),
             icmp_limit: IcmpLimiter::default(),
             route_errors: IcmpLimiter::default(),
+            redirect_peers: Default::default(),
+            pending_redirects: Vec::new(),
             ip_id: 0,
             trace: Trace::default(),
             defrag: Default::default(),
@@ -266,6 +299,11 @@ impl Pipeline {
         let action = self.process_frame(slot, len, port, kernel_has_copy, rs, now);
         if !self.trace.dups.is_empty() {
             self.send_dups(rs, now);
+        }
+        if !self.pending_redirects.is_empty() {
+            for r in std::mem::take(&mut self.pending_redirects) {
+                self.local_out_v4(r, rs, now);
+            }
         }
         action
     }
@@ -801,6 +839,11 @@ impl Pipeline {
         // ip_forward decrements the TTL before the FORWARD hook: rules there see the new TTL.
         wire::decrement_ttl(frame, ip.nh_off);
         ip.ttl -= 1;
+        // ip_forward, before the FORWARD hook: a packet that leaves by the interface it came in on,
+        // from a sender on that link, earns the sender a host redirect to the next hop.
+        if iface == port && self.config.send_redirects.get(port) == Some(&true) {
+            self.redirect(frame, &ip, port, next_hop, now);
+        }
         let fib = &*self.fib;
         let (in_ifc, out_ifc) = (&fib.interfaces[port], &fib.interfaces[iface]);
         let mut pkt = ctx(
@@ -984,6 +1027,63 @@ impl Pipeline {
             return;
         }
         self.icmp_error(frame, ip, port, ICMP_DEST_UNREACH, code, 0, rs, now);
+    }
+
+    /// Builds the ICMP host redirect `ip_rt_send_redirect` sends (queued: it leaves after the packet,
+    /// through OUTPUT), within its per-sender limit.
+    fn redirect(&mut self, frame: &[u8], ip: &Ipv4Info, port: usize, gateway: Ipv4Addr, now: u64) {
+        let fib = &*self.fib;
+        let on_link = fib.interfaces[port]
+            .ipv4
+            .iter()
+            .any(|&(a, p)| crate::fib::same_subnet(a, ip.src, p));
+        if !on_link || has_source_route(frame, ip) || !icmp::icmp4_may_answer(frame, ip) {
+            return;
+        }
+        let Some(src) = fib.source_for(port, ip.src) else {
+            return;
+        };
+        if !self.redirect_allowed(ip.src, now) {
+            self.stats.icmp_redirects_limited += 1;
+            return;
+        }
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let err = icmp::icmp4_error(
+            frame,
+            ip,
+            src,
+            icmp::ICMP_REDIRECT,
+            icmp::ICMP_REDIR_HOST,
+            u32::from(gateway),
+            self.ip_id,
+        );
+        self.stats.icmp_redirects_sent += 1;
+        self.pending_redirects.push(err);
+    }
+
+    /// ip_rt_send_redirect's limit per sender: after a redirect the next waits 20 ms << (redirects so
+    /// far); after 9 unheeded ones none is sent until the sender has been quiet for 20.48 s.
+    fn redirect_allowed(&mut self, sender: Ipv4Addr, now: u64) -> bool {
+        const LOAD_NS: u64 = 20_000_000;
+        const SILENCE_NS: u64 = LOAD_NS << 10;
+        const NUMBER: u32 = 9;
+        if self.redirect_peers.len() >= 4096 && !self.redirect_peers.contains_key(&sender) {
+            self.redirect_peers.clear();
+        }
+        let (last, n) = self.redirect_peers.entry(sender).or_insert((0, 0));
+        if now > *last + SILENCE_NS {
+            *n = 0;
+        }
+        if *n >= NUMBER {
+            *last = now;
+            return false;
+        }
+        if *n == 0 || now > *last + (LOAD_NS << *n) {
+            *last = now;
+            *n += 1;
+            return true;
+        }
+        false
     }
 
     /// ip_error's own limit on unreachable errors for routing failures (ip_rt_error_cost 1 s, burst 5).

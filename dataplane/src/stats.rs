@@ -46,6 +46,8 @@ worker_stats! {
     local_no_path: "packets for the appliance's own addresses with no path to the kernel",
     local_to_host: "packets for the appliance's own addresses INPUT accepted and handed to the kernel through the host TUN",
     host_rx: "packets the kernel sent through the host TUN (run through OUTPUT and POSTROUTING)",
+    icmp_redirects_sent: "ICMP host redirects sent to senders whose packet left by the interface it came in on",
+    icmp_redirects_limited: "ICMP redirects not sent because of the per-sender redirect limit",
     host_tx_failed: "packets for the kernel the host TUN refused",
     host_bad: "packets from the host TUN that were not valid IPv4/IPv6",
     arp_requests_sent: "ARP requests sent to resolve next hops",

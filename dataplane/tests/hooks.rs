@@ -32,6 +32,9 @@ impl Rig {
         Rig::with_mtu(src, 1500)
     }
     fn with_mtu(src: &str, mtu: u32) -> Rig {
+        Rig::with_config(src, mtu, PipelineConfig::default())
+    }
+    fn with_config(src: &str, mtu: u32, config: PipelineConfig) -> Rig {
         let ifaces = vec![
             InterfaceConfig {
                 name: "fw-cli".into(),
@@ -63,7 +66,7 @@ impl Rig {
             };
             2
         ];
-        let mut p = Pipeline::new(fib, roles, &PipelineConfig::default());
+        let mut p = Pipeline::new(fib, roles, &config);
         let rs = ruleset(src);
         p.use_generation(&rs);
         let mut rig = Rig {
@@ -356,4 +359,54 @@ fn log_statements_write_the_kernels_line_at_each_hook_and_limit_throttles() {
         logs[1].1
     );
     assert!(logs[1].1.ends_with(" MARK=0x7 "), "{}", logs[1].1);
+}
+
+#[test]
+fn a_packet_sent_back_out_of_its_interface_earns_its_sender_a_limited_redirect() {
+    let config = PipelineConfig {
+        send_redirects: vec![true, true],
+        ..Default::default()
+    };
+    let mut r = Rig::with_config("", 1500, config);
+    r.p.add_static_neighbour(1, [198, 51, 100, 254].into(), [2, 0, 0, 0, 2, 0xfe]);
+    let far = [203, 0, 113, 5];
+    let from_srv = |sport| ipv4(FW_OUT, SRV_MAC, SRV, far, 17, &udp(sport, 53, b"x"), 64);
+    assert!(matches!(r.send(1, &from_srv(1000)), Action::Forward(1)));
+    let out = r.emitted();
+    assert_eq!(out.len(), 1);
+    let (port, f) = &out[0];
+    assert_eq!(*port, 1);
+    let icmp = &f[ETH_HLEN + 20..];
+    assert_eq!((icmp[0], icmp[1]), (5, 1));
+    // the gateway to use, then the packet as it left (TTL already decremented)
+    assert_eq!(&icmp[4..8], &[198, 51, 100, 254]);
+    assert_eq!(icmp[8 + 8], 63);
+    assert_eq!(&f[ETH_HLEN + 12..ETH_HLEN + 16], &[198, 51, 100, 1]);
+    assert_eq!(checksum(icmp), 0);
+    // the next one within 40 ms is not redirected (20 ms << 1), one after it is
+    r.send(1, &from_srv(1001));
+    assert!(r.emitted().is_empty());
+    r.now += 41_000_000;
+    r.send(1, &from_srv(1002));
+    assert_eq!(r.emitted().len(), 1);
+    // 9 in all, then silence until the sender stops for 20.48 s
+    for i in 0..20u16 {
+        r.now += 2_000_000_000;
+        r.send(1, &from_srv(1100 + i));
+    }
+    assert_eq!(r.p.stats.icmp_redirects_sent, 9);
+    r.now += 21_000_000_000;
+    r.send(1, &from_srv(1200));
+    assert_eq!(r.p.stats.icmp_redirects_sent, 10);
+    // from the other side, or with redirects off: none
+    r.send(
+        0,
+        &ipv4(FW_IN, CLI_MAC, CLI, far, 17, &udp(1, 53, b"x"), 64),
+    );
+    assert_eq!(r.p.stats.icmp_redirects_sent, 10);
+    let mut off = Rig::new("");
+    off.p
+        .add_static_neighbour(1, [198, 51, 100, 254].into(), [2, 0, 0, 0, 2, 0xfe]);
+    off.send(1, &from_srv(1000));
+    assert_eq!(off.p.stats.icmp_redirects_sent, 0);
 }
