@@ -914,8 +914,14 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
         let mut pos = 0u32;
         for op in &rs.ops[ops.start as usize..ops.end as usize] {
             let (loads, bin, cond) = match op {
-                Op::Cmp { loads, bin, test } => (loads, bin.as_deref(), Cond::Test(test)),
-                Op::Vmap { loads, bin, set } => (loads, bin.as_deref(), Cond::Vmap(*set)),
+                Op::Cmp { sel, test } => {
+                    let s = &rs.sels[*sel as usize];
+                    (&s.loads, s.bin.as_ref(), Cond::Test(test))
+                }
+                Op::Vmap { sel, set } => {
+                    let s = &rs.sels[*sel as usize];
+                    (&s.loads, s.bin.as_ref(), Cond::Vmap(*set))
+                }
                 // the first effect ends the prefix
                 Op::Store { .. }
                 | Op::PayloadSet(_)

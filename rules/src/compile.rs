@@ -112,7 +112,7 @@ impl Numgen {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Bin {
     /// x = (x & and) ^ xor
     Mask {
@@ -131,7 +131,7 @@ pub(crate) enum Test {
     Gt(Key),
     Le(Key),
     Ge(Key),
-    /// `lo..=hi` (boxed: rare, and it keeps [`Op`] at 48 bytes)
+    /// `lo..=hi` (boxed: rare, and it keeps [`Op`] at 32 bytes)
     Range {
         lh: Box<(Key, Key)>,
         neg: bool,
@@ -162,23 +162,31 @@ pub(crate) enum VOp {
     Stolen,
 }
 
+/// A key as compares and verdict-map lookups load it: the loads (concatenated) and an optional
+/// mask/shift. Ops name one by index ([`CompiledRuleset::sels`]): the rules of a chain share a few, and
+/// an index keeps [`Op`] at 32 bytes.
+#[derive(Debug)]
+pub(crate) struct CSel {
+    pub loads: Arc<[Load]>,
+    pub bin: Option<Bin>,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) enum Op {
+    /// load `sels[sel]`, test it
     Cmp {
-        loads: Arc<[Load]>,
-        bin: Option<Box<Bin>>,
+        sel: u32,
         test: Test,
     },
     /// write a packet/conntrack field (`meta mark set ...`)
     Store {
         target: StoreTarget,
-        /// boxed: rare, and it keeps [`Op`] at 48 bytes
+        /// boxed: rare, and it keeps [`Op`] small
         src: Box<VSrc>,
     },
-    /// verdict map lookup: a miss ends the rule
+    /// verdict map lookup of `sels[sel]`: a miss ends the rule
     Vmap {
-        loads: Arc<[Load]>,
-        bin: Option<Box<Bin>>,
+        sel: u32,
         set: u32,
     },
     Counter(u32),
@@ -233,7 +241,7 @@ pub(crate) struct PayloadSet {
 
 // 100k-rule loads hold ~6 ops a rule: keep them small (docs/BENCHMARKS.md)
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Op>() <= 48);
+const _: () = assert!(std::mem::size_of::<Op>() <= 32);
 
 #[derive(Clone, Debug)]
 pub(crate) struct DynOp {
@@ -396,6 +404,8 @@ pub struct CompiledRuleset {
     pub(crate) chains: Vec<CChain>,
     pub(crate) rules: Vec<CRule>,
     pub(crate) ops: Vec<Op>,
+    /// what compares and verdict-map lookups load (see [`CSel`])
+    pub(crate) sels: Vec<CSel>,
     pub(crate) sets: Vec<CSet>,
     hooks: Vec<Vec<ChainId>>,
     /// netdev ingress (and inet ingress) base chains in priority order, with their devices
@@ -816,6 +826,9 @@ pub(crate) struct Compiler {
     dyn_sets: Vec<((usize, String), u32)>,
     /// load lists handed out recently: rules mostly load what the rules before them loaded
     recent_loads: Vec<Arc<[Load]>>,
+    sels: Vec<CSel>,
+    /// `sels` handed out recently, likewise, with their [`fingerprint`]s
+    recent_sels: Vec<(u64, u32)>,
     /// chain positions by name in the table with this index (jump targets)
     chain_pos: (Option<usize>, std::collections::HashMap<String, usize>),
     /// `ct count` statements so far
@@ -882,6 +895,8 @@ pub fn compile<'a>(
         updated_sets,
         dyn_sets: Vec::new(),
         recent_loads: Vec::new(),
+        sels: Vec::new(),
+        recent_sels: Vec::new(),
         chain_pos: Default::default(),
         connlimits: 0,
     };
@@ -972,7 +987,7 @@ pub fn compile<'a>(
         .collect();
     let ct_view = cc.ops.iter().any(|op| {
         let loads: &[Load] = match op {
-            Op::Cmp { loads, .. } | Op::Vmap { loads, .. } => loads,
+            Op::Cmp { sel, .. } | Op::Vmap { sel, .. } => &cc.sels[*sel as usize].loads,
             Op::Store { src, .. } => match &**src {
                 VSrc::Load { loads, .. } | VSrc::Map { loads, .. } => loads,
                 _ => &[],
@@ -992,6 +1007,7 @@ pub fn compile<'a>(
         chains: cc.chains,
         rules: cc.rules,
         ops: cc.ops,
+        sels: cc.sels,
         sets: cc.sets,
         hooks,
         ingress,
@@ -1181,6 +1197,40 @@ fn bx(v: &[u8]) -> Key {
     Key::new(v)
 }
 
+/// A number equal for load lists that are [`same_loads`] (a cheap first compare).
+fn fingerprint(loads: &[Load]) -> u64 {
+    let mut h = loads.len() as u64;
+    for l in loads {
+        let x = match l {
+            Load::Payload(p) => {
+                let base = match p.base {
+                    payload::Base::Link => 0,
+                    payload::Base::Network => 1,
+                    payload::Base::Transport => 2,
+                    payload::Base::Inner => 3,
+                    payload::Base::Exthdr(t) => 4 + t as u64,
+                };
+                base | (p.off as u64) << 9
+                    | (p.len as u64) << 25
+                    | (p.shift as u64) << 33
+                    | (p.out_len as u64) << 41
+                    | (p.mask as u64) << 49
+            }
+            Load::Meta(k) => *k as *const meta::Key as u64,
+            Load::Ct(k, _, w) => (*k as *const ct::Key as u64) ^ *w as u64,
+            Load::Opt { kind, .. } => *kind as u64,
+            _ => 0,
+        };
+        h = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    h
+}
+
+/// Same load lists ([`same_load`] one by one).
+fn same_loads(a: &[Load], b: &[Load]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_load(x, y))
+}
+
 /// Same load (statics compared by address).
 fn same_load(a: &Load, b: &Load) -> bool {
     match (a, b) {
@@ -1231,14 +1281,13 @@ impl Compiler {
                     for sel in &v.key.sels {
                         self.deps(t.family, sel, &mut have_l3, &mut have_l4);
                     }
-                    let loads = self.shared(&Self::loads(&v.key));
-                    let bin = Self::bin(&v.key).map(Box::new);
+                    let sel = self.sel(&Self::loads(&v.key), Self::bin(&v.key));
                     let width: usize = v.key.sels.iter().map(|s| s.dtype().bytes()).sum();
                     let set = match &v.map {
                         crate::stmt::vmap::MapRef::Anon(elems) => self.set(t, elems, width),
                         crate::stmt::vmap::MapRef::Named(n) => self.named_set(t, n, width)?,
                     };
-                    self.ops.push(Op::Vmap { loads, bin, set });
+                    self.ops.push(Op::Vmap { sel, set });
                 }
                 Stmt::Counter(c) => {
                     let slot = self.slot;
@@ -1412,10 +1461,8 @@ impl Compiler {
 
     /// `loads` as a shared list: one of the recent ones when equal.
     fn shared(&mut self, loads: &[Load]) -> Arc<[Load]> {
-        let same = |a: &[Load]| {
-            a.len() == loads.len() && a.iter().zip(loads).all(|(x, y)| same_load(x, y))
-        };
-        if let Some(i) = self.recent_loads.iter().position(|a| same(a)) {
+        if let Some(i) = self.recent_loads.iter().rposition(|a| same_loads(a, loads)) {
+            // most recently used last
             let a = self.recent_loads.remove(i);
             self.recent_loads.push(a.clone());
             return a;
@@ -1428,11 +1475,35 @@ impl Compiler {
         a
     }
 
+    /// The index in `sels` of `loads` with `bin`: one of the recent ones when equal.
+    fn sel(&mut self, loads: &[Load], bin: Option<Bin>) -> u32 {
+        let fp = fingerprint(loads);
+        let found = self.recent_sels.iter().rposition(|&(f, i)| {
+            let s = &self.sels[i as usize];
+            f == fp && s.bin == bin && same_loads(&s.loads, loads)
+        });
+        if let Some(i) = found {
+            // most recently used last
+            let e = self.recent_sels[i];
+            self.recent_sels.copy_within(i + 1.., i);
+            let last = self.recent_sels.len() - 1;
+            self.recent_sels[last] = e;
+            return e.1;
+        }
+        let loads = self.shared(loads);
+        let id = self.sels.len() as u32;
+        self.sels.push(CSel { loads, bin });
+        if self.recent_sels.len() == 8 {
+            self.recent_sels.remove(0);
+        }
+        self.recent_sels.push((fp, id));
+        id
+    }
+
     fn eq(&mut self, load: Load, v: &[u8]) {
-        let loads = self.shared(&[load]);
+        let sel = self.sel(&[load], None);
         self.ops.push(Op::Cmp {
-            loads,
-            bin: None,
+            sel,
             test: Test::Eq(bx(v)),
         });
     }
@@ -1857,18 +1928,17 @@ impl Compiler {
     }
 
     fn matching(&mut self, t: &Table, m: &Match) -> Result<(), Diagnostic> {
-        let loads = self.shared(&Self::loads(&m.left));
         let width: usize = m.left.sels.iter().map(|s| s.dtype().bytes()).sum();
         if width > 64 {
             return Err(Diagnostic::bare("concatenation too long"));
         }
-        let bin = Self::bin(&m.left).map(Box::new);
+        let sel = self.sel(&Self::loads(&m.left), Self::bin(&m.left));
         let bitmask =
             m.left.sels.len() == 1 && m.left.sels[0].dtype().is_bitmask() && m.left.binop.is_none();
         let neg = m.op == RelOp::Ne;
         if let [Selector::Ct { key, .. }] = &m.left.sels[..] {
             if key.name == "label" && m.left.binop.is_none() {
-                return self.label_match(m, loads);
+                return self.label_match(m, sel);
             }
         }
         let test = match &m.right {
@@ -1914,12 +1984,12 @@ impl Compiler {
                 Test::Set { set, neg }
             }
         };
-        self.ops.push(Op::Cmp { loads, bin, test });
+        self.ops.push(Op::Cmp { sel, test });
         Ok(())
     }
 
     /// `ct label NAME|BIT`: that bit of the 128 label bits is set (`!=`: is not).
-    fn label_match(&mut self, m: &Match, loads: Arc<[Load]>) -> Result<(), Diagnostic> {
+    fn label_match(&mut self, m: &Match, sel: u32) -> Result<(), Diagnostic> {
         let Rhs::Elem(e) = &m.right else {
             return Err(Diagnostic::bare(
                 "Could not process rule: Operation not supported: ct label in a set",
@@ -1936,8 +2006,7 @@ impl Compiler {
         mask[15 - bit as usize / 8] = 1 << (bit % 8);
         let neg = matches!(m.op, RelOp::Ne | RelOp::Bang);
         self.ops.push(Op::Cmp {
-            loads,
-            bin: None,
+            sel,
             test: Test::AnyBits {
                 mask: Key::new(&mask),
                 neg,

@@ -535,26 +535,28 @@ impl CompiledRuleset {
     ) -> Option<VOp> {
         for op in &self.ops[ops.start as usize..ops.end as usize] {
             match op {
-                Op::Cmp { loads, bin, test } => {
+                Op::Cmp { sel, test } => {
+                    let sel = &self.sels[*sel as usize];
                     let mut buf = [0u8; BUF];
                     let mut n = 0;
-                    for l in loads.iter() {
+                    for l in sel.loads.iter() {
                         n += load(l, pkt, &mut buf[n..])?;
                     }
-                    if let Some(b) = bin {
+                    if let Some(b) = &sel.bin {
                         apply_bin(b, &mut buf[..n]);
                     }
                     if !self.test(test, &buf[..n], pkt.now) {
                         return None;
                     }
                 }
-                Op::Vmap { loads, bin, set } => {
+                Op::Vmap { sel, set } => {
+                    let sel = &self.sels[*sel as usize];
                     let mut buf = [0u8; BUF];
                     let mut n = 0;
-                    for l in loads.iter() {
+                    for l in sel.loads.iter() {
                         n += load(l, pkt, &mut buf[n..])?;
                     }
-                    if let Some(b) = bin {
+                    if let Some(b) = &sel.bin {
                         apply_bin(b, &mut buf[..n]);
                     }
                     let s = &self.sets[*set as usize];
