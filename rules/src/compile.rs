@@ -1944,8 +1944,8 @@ impl Compiler {
         let test = match &m.right {
             Rhs::Elem(e) => {
                 let single = e.parts.iter().all(|p| p.is_single());
-                let (lo, hi) = bounds(e);
                 if single {
+                    let lo = low(e);
                     if bitmask && matches!(m.op, RelOp::Implicit | RelOp::Ne | RelOp::Bang) {
                         Test::AnyBits {
                             mask: lo,
@@ -1966,6 +1966,7 @@ impl Compiler {
                         }
                     }
                 } else if e.parts.len() == 1 {
+                    let (lo, hi) = bounds(e);
                     Test::Range {
                         lh: Box::new((lo, hi)),
                         neg,
@@ -2251,6 +2252,14 @@ fn data_bytes(parts: &[Part]) -> Key {
 }
 
 /// Concatenated lower and upper bounds of an element.
+/// The key of an element of single values (its lower bound: no upper one built).
+fn low(e: &Elem) -> Key {
+    match e.parts.as_slice() {
+        [Part::Val(v)] => Key::new(v.bytes()),
+        _ => bounds(e).0,
+    }
+}
+
 fn bounds(e: &Elem) -> (Key, Key) {
     if let [p] = e.parts.as_slice() {
         let (l, h): (Val, Val) = match p {

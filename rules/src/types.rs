@@ -1017,11 +1017,46 @@ pub fn print_ipv6(b: &[u8; 16], out: &mut String) {
 }
 
 /// Parses a decimal or 0x hex number.
+/// `a.b.c.d` of four decimal numbers up to 255 without leading zeros (what `Ipv4Addr`'s parser accepts,
+/// faster); `None` for anything else (left to that parser).
+fn dotted_quad(s: &str) -> Option<[u8; 4]> {
+    let b = s.as_bytes();
+    let mut out = [0u8; 4];
+    let mut i = 0;
+    for (k, o) in out.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u32;
+        while let Some(d) = b.get(i).filter(|d| d.is_ascii_digit()) {
+            if i - start == 3 {
+                return None;
+            }
+            v = v * 10 + (d - b'0') as u32;
+            i += 1;
+        }
+        if i == start || (i - start > 1 && b[start] == b'0') || v > 255 {
+            return None;
+        }
+        *o = v as u8;
+    }
+    (i == b.len()).then_some(out)
+}
+
 pub fn parse_number(s: &str) -> Option<u128> {
     if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u128::from_str_radix(h, 16).ok()
     } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        s.parse().ok()
+        if s.len() <= 19 {
+            // fits a u64: no overflow checks on 128 bits
+            Some(s.bytes().fold(0u64, |a, b| a * 10 + (b - b'0') as u64) as u128)
+        } else {
+            s.parse().ok()
+        }
     } else {
         None
     }
@@ -1288,9 +1323,10 @@ impl Dtype {
             Dtype::Ipv4Addr => match parse_number(text) {
                 // integers are addresses too (`ip saddr & 0xff == 1`)
                 Some(n) => int(n),
-                None => text
-                    .parse::<std::net::Ipv4Addr>()
-                    .map(|a| Val::from_bytes(&a.octets()))
+                None => dotted_quad(text)
+                    .map(Ok)
+                    .unwrap_or_else(|| text.parse::<std::net::Ipv4Addr>().map(|a| a.octets()))
+                    .map(|a| Val::from_bytes(&a))
                     .map_err(|_| {
                         "Could not resolve hostname: Name or service not known".to_string()
                     }),
@@ -1609,6 +1645,44 @@ impl Dtype {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotted_quad_accepts_what_ipv4addr_accepts() {
+        for s in [
+            "10.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "1.2.3",
+            "1.2.3.4.5",
+            "256.1.1.1",
+            "01.1.1.1",
+            "1..1.1",
+            "1.1.1.",
+            ".1.1.1",
+            "1.1.1.1a",
+            "a.b.c.d",
+            "1000.1.1.1",
+            "",
+            "192.0.2.00",
+            "9.99.199.249",
+        ] {
+            let want = s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets());
+            assert_eq!(dotted_quad(s), want, "{s:?}");
+        }
+        for n in [
+            "0",
+            "7",
+            "65535",
+            "18446744073709551615",
+            "99999999999999999999",
+            "0x1f",
+        ] {
+            let want = n
+                .strip_prefix("0x")
+                .map_or_else(|| n.parse().ok(), |h| u128::from_str_radix(h, 16).ok());
+            assert_eq!(parse_number(n), want, "{n}");
+        }
+    }
 
     fn p(t: Dtype, v: &Val) -> String {
         let mut s = String::new();
