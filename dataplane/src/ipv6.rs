@@ -41,6 +41,8 @@ pub const ICMPV6_ADM_PROHIBITED: u8 = 1;
 pub const ICMPV6_ADDR_UNREACH: u8 = 3;
 pub const ICMPV6_PORT_UNREACH: u8 = 4;
 pub const ICMPV6_EXC_HOPLIMIT: u8 = 0;
+/// Time exceeded: fragment reassembly time exceeded.
+pub const ICMPV6_EXC_FRAGTIME: u8 = 1;
 pub const ICMPV6_UNK_OPTION: u8 = 2;
 pub const ND_ROUTER_SOLICIT: u8 = 133;
 pub const ND_REDIRECT: u8 = 137;

@@ -119,6 +119,11 @@ pub struct Pipeline {
     defrag_on: bool,
     /// Set while a reassembled datagram goes through: the size to fragment it to again.
     reassembled: Option<usize>,
+    defrag6: crate::defrag::Defrag6,
+    /// While a reassembled IPv6 datagram goes through: the identification its fragments had, and
+    /// their data lengths (how it leaves again).
+    frag6_id: u32,
+    frag6_pieces: Vec<usize>,
     /// Connections on the box's own addresses to steer to (true) or away from (false) the dataplane.
     steer: Vec<(hw::LocalFlow, bool)>,
     conncount: Arc<ConnCounts>,
@@ -191,6 +196,9 @@ impl Pipeline {
             defrag: Default::default(),
             defrag_on: false,
             reassembled: None,
+            defrag6: Default::default(),
+            frag6_id: 0,
+            frag6_pieces: Vec::new(),
             steer: Vec::new(),
             conncount: config.conncount.clone(),
             to_host: Vec::new(),

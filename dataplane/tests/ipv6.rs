@@ -600,3 +600,87 @@ fn unknown_hop_by_hop_options_asking_for_it_get_a_parameter_problem_before_prero
     assert_eq!((rig.counter(0), rig.counter(1)), (1, 1));
     assert_eq!(rig.p.stats.drop_ip6_hbh, 2);
 }
+
+/// A UDP datagram from cli to srv port `dport` with `len` payload bytes, cut into fragments of at most
+/// `mtu` bytes (identification 0x5eed).
+fn fragments6(dport: u16, len: usize, mtu: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let whole = from_cli(CLI6, SRV6, 17, &udp_datagram(1, dport, len), 64);
+    let frags = dataplane::defrag::fragment_ipv6(&whole, &parsed(&whole), mtu, 0x5eed).unwrap();
+    (whole, frags)
+}
+
+#[test]
+fn fragments_are_reassembled_before_conntrack_and_leave_cut_as_they_came() {
+    let mut rig = Rig::new(
+        "table ip6 t {
+	chain c_fwd {
+		type filter hook forward priority filter; policy drop;
+		ct state new udp dport 10 counter accept
+	}
+}",
+    );
+    let (whole, frags) = fragments6(10, 400, 208);
+    assert_eq!(frags.len(), 3);
+    // held until the last piece (sent first here) completes the datagram
+    for f in frags.iter().rev() {
+        assert_eq!(rig.send(0, f), Action::Consumed);
+    }
+    let out = rig.emitted();
+    assert_eq!(rig.counter(0), 1, "the rule saw one whole datagram");
+    assert_eq!(out.len(), 3, "{out:?}");
+    let mut want = whole.clone();
+    want[ETH_HLEN + 7] -= 1;
+    let want = with_macs(SRV_MAC, FW_OUT, want);
+    let again = dataplane::defrag::fragment_ipv6(&want, &parsed(&want), 208, 0x5eed).unwrap();
+    for ((port, got), want) in out.iter().zip(&again) {
+        assert_eq!(*port, 1);
+        assert_eq!(got, want);
+    }
+    let s = &rig.p.stats;
+    assert_eq!(
+        (
+            s.defrag6_fragments,
+            s.defrag6_reassembled,
+            s.fragments6_created
+        ),
+        (3, 1, 3)
+    );
+    // pieces of unequal sizes leave as they came (ip6_fragment's fast path), not cut to the largest
+    let whole = from_cli(CLI6, SRV6, 17, &udp_datagram(2, 10, 400), 64);
+    let ip = parsed(&whole);
+    let odd = dataplane::defrag::refragment_ipv6(&whole, &ip, &[80, 240, 88], 1500, 7).unwrap();
+    for f in &odd {
+        assert_eq!(rig.send(0, f), Action::Consumed);
+    }
+    let sizes: Vec<usize> = rig.emitted().iter().map(|(_, f)| f.len()).collect();
+    assert_eq!(
+        sizes,
+        [ETH_HLEN + 48 + 80, ETH_HLEN + 48 + 240, ETH_HLEN + 48 + 88]
+    );
+    // a datagram whose pieces overlap is dropped, counted
+    let (_, frags) = fragments6(10, 400, 208);
+    assert_eq!(rig.send(0, &frags[0]), Action::Consumed);
+    let mut bad = frags[1].clone();
+    bad[ETH_HLEN + 40 + 3] -= 8;
+    assert_eq!(rig.send(0, &bad), Action::Drop);
+    assert_eq!(rig.p.stats.defrag6_invalid, 1);
+}
+
+#[test]
+fn without_conntrack_fragments_go_through_one_by_one() {
+    let mut rig = Rig::new(
+        "table ip6 t {
+	chain c_fwd {
+		type filter hook forward priority filter; policy accept;
+		udp dport 10 counter
+	}
+}",
+    );
+    let (_, frags) = fragments6(10, 400, 208);
+    for f in &frags {
+        assert!(matches!(rig.send(0, f), Action::Forward(1)));
+    }
+    // only the first piece has the transport header
+    assert_eq!(rig.counter(0), 1);
+    assert_eq!(rig.p.stats.defrag6_fragments, 0);
+}

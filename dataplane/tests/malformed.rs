@@ -16,6 +16,8 @@ use std::sync::Arc;
 const RULESET: &str = r#"
 table inet f {
 	set ports { type inet_service; elements = { 22, 53, 80 } }
+	map seen { typeof ip6 saddr : meta mark; flags dynamic,timeout; timeout 2s; }
+	map pp { typeof ip6 saddr . udp dport : ip6 daddr; flags dynamic; }
 	chain pre { type filter hook prerouting priority raw; policy accept; ip ttl 3 drop; }
 	chain forward {
 		type filter hook forward priority filter; policy accept;
@@ -29,6 +31,9 @@ table inet f {
 		ip6 daddr 2001:db8:3::/48 drop
 		ip6 hoplimit 2 reject with icmpv6 admin-prohibited
 		meta l4proto ipv6-icmp counter
+		meta l4proto udp update @seen { ip6 saddr counter limit rate 5/second : meta mark }
+		meta mark set ip6 saddr map @seen
+		udp dport 80 add @pp { ip6 saddr . udp dport : ip6 daddr }
 	}
 	chain icmpc { icmp type echo-request meta mark set 1 return; }
 	chain out { type filter hook output priority filter; policy accept; ip protocol icmp counter; }
@@ -145,8 +150,9 @@ fn seeds6() -> Vec<Vec<u8>> {
     let rh = [
         0u8, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ];
+    // two fragments of one datagram (24 + 16 bytes): with conntrack in use they are reassembled
     let first = [0u8, 0, 0, 1, 0, 0, 0, 7];
-    let later = [0u8, 0, 0, 8, 0, 0, 0, 7];
+    let later = [0u8, 0, 0, 24, 0, 0, 0, 7];
     let ah = [0u8, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1];
     let mut quote = ipv6_frame(SRV6, CLI6, 17, &udp_datagram(53, 5000, 4), 64)[14..].to_vec();
     quote.truncate(48);
@@ -185,7 +191,7 @@ fn seeds6() -> Vec<Vec<u8>> {
             SRV6,
             &[(44, &first[..])],
             17,
-            &udp_datagram(1, 53, 20),
+            &udp_datagram(1, 53, 16),
             64,
         )),
         m(ipv6_frame_ext(
@@ -246,6 +252,32 @@ proptest! {
             p.on_timer(1_000_000_000 + t * 1_100_000_000, &rs);
         }
         run(&mut p, &rs, port, &f, 6_000_000_000);
+        p.take_emitted().for_each(drop);
+    }
+
+    #[test]
+    fn mutated_fragments_reassembled_or_expired_never_panic(
+        mutate_first in any::<bool>(),
+        flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..6),
+        cut in any::<u16>(),
+        port in 0usize..2,
+    ) {
+        // the last two IPv6 seeds before the solicitation: a datagram's first and later fragment
+        let (mut p, rs) = pipeline();
+        let s6 = seeds6();
+        let (mut a, mut b) = (s6[6].clone(), s6[7].clone());
+        let f = if mutate_first { &mut a } else { &mut b };
+        for (at, x) in flips {
+            let i = at as usize % f.len();
+            f[i] ^= x;
+        }
+        let keep = f.len() - (cut as usize % 8).min(f.len());
+        f.truncate(keep);
+        run(&mut p, &rs, port, &a, 1_000_000_000);
+        run(&mut p, &rs, port, &b, 1_000_000_000);
+        // a datagram left incomplete expires (and its first fragment is answered)
+        run(&mut p, &rs, port, &a, 2_000_000_000);
+        p.on_timer(70_000_000_000, &rs);
         p.take_emitted().for_each(drop);
     }
 
@@ -355,4 +387,21 @@ fn malformed_ipv6_is_a_counted_drop() {
         );
         assert_eq!(p.take_emitted().count(), 0, "{what}");
     }
+}
+
+/// The fragment seeds make one datagram (the property test above reaches the reassembled path), and one
+/// left alone expires with its first fragment answered.
+#[test]
+fn fragment_seeds_reassemble_and_expire() {
+    let (mut p, rs) = pipeline();
+    let s6 = seeds6();
+    run(&mut p, &rs, 0, &s6[7], 1_000_000_000);
+    run(&mut p, &rs, 0, &s6[6], 1_000_000_000);
+    assert_eq!(p.stats.defrag6_reassembled, 1);
+    run(&mut p, &rs, 0, &s6[6], 2_000_000_000);
+    let sent = p.stats.icmp6_errors_sent;
+    p.on_timer(70_000_000_000, &rs);
+    assert_eq!(p.stats.defrag6_timeout, 1);
+    // time exceeded (reassembly) for cli, waiting for its neighbour to answer
+    assert_eq!(p.stats.icmp6_errors_sent, sent + 1);
 }

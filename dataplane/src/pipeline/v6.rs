@@ -5,22 +5,25 @@
 //! exactly as for IPv4 (the same [`run_hook`] and [`run_list`]); connection tracking keeps IPv6
 //! connections in a table of their own ([`Pipeline::conntrack6`], the same generic `Conntrack`).
 //!
-//! NAT as for IPv4 at the same hook points (`nat_hook6`: nf_nat_ipv6's rewrites). Not done yet, and so
-//! different from the kernel: steering the replies of connections NATed to one of the box's own
-//! addresses to the dataplane on live ports (IPv4 only so far: they reach the kernel); reassembly before conntrack (nf_defrag_ipv6): fragments are forwarded one by one
-//! and are `ct state invalid`; the parameter problem about a jumbo payload option (dropped, counted, no
+//! NAT as for IPv4 at the same hook points (`nat_hook6`: nf_nat_ipv6's rewrites). With conntrack in use,
+//! fragments are reassembled before PREROUTING as nf_defrag_ipv6 does ([`crate::defrag::Defrag6`]): the
+//! hooks see the whole datagram, which leaves again in the pieces it came in (`finish_forward6`).
+//! Not done yet, and so different from the kernel: steering the replies of connections NATed to one of
+//! the box's own addresses to the dataplane on live ports (IPv4 only so far: they reach the kernel); the
+//! identification of the fragments sent again (kept, where the kernel picks a new one); the parameter problem about a jumbo payload option (dropped, counted, no
 //! error); redirects (the kernel
 //! sends one when a packet leaves by the interface it came in by; sluice forwards it without); a
 //! link-local destination that is not the box's is dropped (`drop_ip6_scope`), where the kernel would
 //! route it back out of its link.
 
 use super::*;
+use crate::defrag::Frag6Outcome;
 use crate::fib::RouteDecision6;
 use crate::ipv6::{
-    self, Ipv6Info, NdRepr, ICMPV6_ADDR_UNREACH, ICMPV6_DEST_UNREACH, ICMPV6_EXC_HOPLIMIT,
-    ICMPV6_NOROUTE, ICMPV6_NOT_NEIGHBOUR, ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG, ICMPV6_TIME_EXCEED,
-    ICMPV6_UNK_OPTION, IPPROTO_ICMPV6, IPV6_MIN_MTU, NA_OVERRIDE, NA_ROUTER, NA_SOLICITED,
-    ND_NEIGHBOUR_ADVERT, ND_NEIGHBOUR_SOLICIT, ND_REDIRECT, ND_ROUTER_SOLICIT,
+    self, Ipv6Info, NdRepr, ICMPV6_ADDR_UNREACH, ICMPV6_DEST_UNREACH, ICMPV6_EXC_FRAGTIME,
+    ICMPV6_EXC_HOPLIMIT, ICMPV6_NOROUTE, ICMPV6_NOT_NEIGHBOUR, ICMPV6_PARAMPROB, ICMPV6_PKT_TOOBIG,
+    ICMPV6_TIME_EXCEED, ICMPV6_UNK_OPTION, IPPROTO_ICMPV6, IPV6_MIN_MTU, NA_OVERRIDE, NA_ROUTER,
+    NA_SOLICITED, ND_NEIGHBOUR_ADVERT, ND_NEIGHBOUR_SOLICIT, ND_REDIRECT, ND_ROUTER_SOLICIT,
 };
 use crate::wire::ParseError;
 use std::net::IpAddr;
@@ -103,7 +106,8 @@ impl Pipeline {
         self.trace.begin_packet();
         let fib = &*self.fib;
         let in_ifc = &fib.interfaces[port];
-        if rs.ingress_chains(&in_ifc.name).next().is_some() {
+        // (ingress runs once per fragment, not again for the reassembled datagram)
+        if self.reassembled.is_none() && rs.ingress_chains(&in_ifc.name).next().is_some() {
             let chains: Vec<ChainId> = rs.ingress_chains(&in_ifc.name).collect();
             let mut pkt = ctx6(
                 fib,
@@ -129,6 +133,34 @@ impl Pipeline {
                 };
                 ip = i;
                 decision = self.fib.lookup6(ip.dst);
+            }
+        }
+        // nf_defrag_ipv6 (priority -400) when conntrack is in use: hold fragments, go on with the whole
+        // datagram (without its fragment header).
+        if ip.frag.is_some() && self.defrag_on && self.reassembled.is_none() {
+            match self.defrag6.add(frame, &ip, now, &mut self.stats) {
+                Frag6Outcome::Held => return Action::Consumed,
+                Frag6Outcome::Dropped => return Action::Drop,
+                Frag6Outcome::Pass => {}
+                Frag6Outcome::Whole(whole) => {
+                    let mut buf = whole.frame;
+                    let len = buf.len();
+                    self.reassembled = Some(whole.frag_max_size);
+                    self.frag6_id = ip.frag.map_or(0, |f| f.id);
+                    self.frag6_pieces = whole.pieces;
+                    let action = self.ipv6(&mut buf, port, kernel_has_copy, rs, now);
+                    self.reassembled = None;
+                    return match action {
+                        Action::Forward(out) => {
+                            // finish_forward6 fragments what is larger than the fragments were;
+                            // a datagram that came as one fragment leaves whole
+                            buf.truncate(len);
+                            self.emitted.push((out, buf));
+                            Action::Consumed
+                        }
+                        a => a,
+                    };
+                }
             }
         }
         // PREROUTING chains before conntrack (priority < -200) see no ct state.
@@ -439,7 +471,8 @@ impl Pipeline {
             return Action::Drop;
         }
         let mtu = (self.fib.interfaces[iface].mtu as usize).max(IPV6_MIN_MTU);
-        if ip.total_len > mtu {
+        // ip6_pkt_too_big: a reassembled datagram is too big only if one of its fragments was
+        if ip.total_len > mtu && self.reassembled.is_none_or(|max| max > mtu) {
             // Routers never fragment IPv6.
             self.conntrack6.abandon();
             self.stats.drop_too_big6 += 1;
@@ -980,6 +1013,42 @@ impl Pipeline {
     ) -> Action {
         let out_mac = self.fib.interfaces[iface].mac;
         frame[6..12].copy_from_slice(&out_mac);
+        // a reassembled datagram larger than its largest fragment leaves in the pieces it came in
+        // (__ip6_finish_output → ip6_fragment, its fast path over the fragment list), or cut to
+        // frag_max_size (at least the IPv6 minimum MTU) where they no longer fit
+        if let Some(max) = self.reassembled {
+            let mtu = self.fib.interfaces[iface].mtu as usize;
+            if ip.total_len > max || ip.total_len > mtu {
+                let end = ETH_HLEN + ip.total_len;
+                let Some(frags) = crate::defrag::refragment_ipv6(
+                    &frame[..end],
+                    ip,
+                    &self.frag6_pieces,
+                    max.max(IPV6_MIN_MTU),
+                    self.frag6_id,
+                ) else {
+                    self.stats.drop_too_big6 += 1;
+                    return Action::Drop;
+                };
+                self.stats.fragments6_created += frags.len() as u64;
+                self.stats.forwarded6 += 1;
+                for mut f in frags {
+                    match self.neigh6.lookup(iface, next_hop, now) {
+                        Some(mac) => {
+                            f[0..6].copy_from_slice(&mac);
+                            self.emitted.push((iface, f));
+                        }
+                        None => match self.neigh6.enqueue(iface, next_hop, &f, now) {
+                            Miss::QueuedSendRequest => self.send_ns(iface, next_hop),
+                            Miss::Queued => {}
+                            Miss::Overflow => self.stats.neigh_pending_overflow += 1,
+                            Miss::Failed => self.stats.neigh_failed += 1,
+                        },
+                    }
+                }
+                return Action::Consumed;
+            }
+        }
         match self.neigh6.lookup(iface, next_hop, now) {
             Some(mac) => {
                 frame[0..6].copy_from_slice(&mac);
@@ -1112,6 +1181,22 @@ impl Pipeline {
     /// IPv6 neighbour timers: retransmit solicitations, and answer the packets of a neighbour that never
     /// answered with address unreachable (`ndisc_error_report`).
     pub(super) fn on_timer6(&mut self, now: u64, rs: &CompiledRuleset) {
+        // datagrams whose fragments did not all come in time: the first fragment, if it came, is
+        // answered with time exceeded (ip6frag_expire_frag_queue)
+        for first in self.defrag6.expire(now, &mut self.stats) {
+            if let Ok(ip) = ipv6::parse_ipv6(&first, ETH_HLEN) {
+                self.icmp6_error(
+                    &first,
+                    &ip,
+                    None,
+                    ICMPV6_TIME_EXCEED,
+                    ICMPV6_EXC_FRAGTIME,
+                    0,
+                    rs,
+                    now,
+                );
+            }
+        }
         let mut requests = Vec::new();
         let mut lost = Vec::new();
         let failed = self.neigh6.on_timer(
