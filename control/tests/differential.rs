@@ -18,7 +18,8 @@
 //! TYPE CODE`; `ttl=` is the hop limit, `tos=` the traffic class, and `ext=hbh,dst,rt` puts extension
 //! headers (hop-by-hop and destination options with a PadN, a type-0 routing header with segments left
 //! 0; `rtlong` claims 56 bytes where it has 8; `hbhskip`, `hbhdrop`, `hbhicmp`, `hbhicmpuc` carry an
-//! unknown option of each action) before the transport header. A case with IPv6 probes runs with IPv6 on in fw (addresses without
+//! unknown option of each action) before the transport header; `frag=N fragorder=rev` as for IPv4 (a
+//! fragment header after the fixed header; output fragments are compared without their identification). A case with IPv6 probes runs with IPv6 on in fw (addresses without
 //! DAD, `auto_flowlabels=0` so the kernel's own packets carry flow label 0 as sluice's do); multicast
 //! frames (the kernel's MLD reports and DAD) are left out of the comparison.
 //! A case may say `xfail = "reason"`: its difference is known and documented (docs/DIFFERENTIAL.md).
@@ -477,7 +478,32 @@ fn build_probe6(
     f.extend_from_slice(&src.octets());
     f.extend_from_slice(&dst.octets());
     f.extend_from_slice(&payload6);
-    Ok((from_cli, vec![f]))
+    // `frag=N`: a fragment header right after the fixed header, N bytes of the rest (a multiple of 8)
+    // in each piece; `fragorder=rev` last first.
+    let Some(n) = opts.get("frag").map(|n| num(n)).transpose()? else {
+        return Ok((from_cli, vec![f]));
+    };
+    let n = n as usize;
+    let data = f[54..].to_vec();
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let len = n.min(data.len() - at);
+        let more = at + len < data.len();
+        let mut g = f[..54].to_vec();
+        g[18..20].copy_from_slice(&((8 + len) as u16).to_be_bytes());
+        g[20] = 44;
+        g.extend_from_slice(&[f[20], 0]);
+        g.extend_from_slice(&(at as u16 | more as u16).to_be_bytes());
+        g.extend_from_slice(&0x5eed_0001u32.to_be_bytes());
+        g.extend_from_slice(&data[at..at + len]);
+        frames.push(g);
+        at += len;
+    }
+    if opts.get("fragorder") == Some(&"rev") {
+        frames.reverse();
+    }
+    Ok((from_cli, frames))
 }
 
 /// The comparable form of an output frame: IPv4 packets that the appliance generated (source is one of
@@ -520,6 +546,12 @@ fn normalize(iface: &str, frame: &[u8], kernel: bool) -> String {
     if f.len() >= 54 && f[12..14] == [0x86, 0xdd] {
         let total = 40 + u16::from_be_bytes([f[18], f[19]]) as usize;
         f.truncate((14 + total).min(f.len()));
+        // A fragment header right after the fixed header: its identification is not compared (the kernel
+        // picks a new one when it fragments a reassembled datagram again, ipv6_select_ident; sluice
+        // keeps the one the fragments came with).
+        if f[20] == 44 && f.len() >= 62 {
+            f[58..62].fill(0);
+        }
     }
     let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
     format!("{iface} {}", describe(&f)) + " " + &hex
