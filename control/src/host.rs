@@ -15,39 +15,13 @@
 //! and the table are removed on exit; the TUN goes when its last queue closes. A crash leaves a rule
 //! pointing at an empty table, which changes nothing and is replaced at the next start.
 
-use anyhow::{bail, Context, Result};
+use crate::kernel::{ip, ip_json};
+use anyhow::{Context, Result};
 use dataplane::InterfaceConfig;
-use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::process::Command;
 
 /// The routing table (and rule preference) the kernel's output is routed through.
 pub const HOST_TABLE: u32 = 20942;
-
-fn ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("cannot run `ip` (install iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn ip_json(args: &[&str]) -> Result<Value> {
-    let mut all = vec!["-j"];
-    all.extend_from_slice(args);
-    let text = ip(&all)?;
-    if text.trim().is_empty() {
-        return Ok(Value::Array(Vec::new()));
-    }
-    serde_json::from_str(&text).with_context(|| format!("cannot parse `ip -j {}`", args.join(" ")))
-}
 
 fn write_sysctl(path: &str, value: &str) -> Result<()> {
     std::fs::write(path, value).with_context(|| format!("cannot write {path}"))

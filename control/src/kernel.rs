@@ -8,9 +8,9 @@ use serde_json::Value;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
-fn ip_json(args: &[&str]) -> Result<Value> {
+/// Runs `ip ARGS…` and returns its standard output; a failure names the command and says why.
+pub(crate) fn ip(args: &[&str]) -> Result<String> {
     let out = Command::new("ip")
-        .arg("-j")
         .args(args)
         .output()
         .context("cannot run `ip` (install iproute2)")?;
@@ -21,8 +21,18 @@ fn ip_json(args: &[&str]) -> Result<Value> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("cannot parse `ip -j {}`", args.join(" ")))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `ip -j ARGS…`, parsed (an empty answer is an empty list).
+pub(crate) fn ip_json(args: &[&str]) -> Result<Value> {
+    let mut all = vec!["-j"];
+    all.extend_from_slice(args);
+    let text = ip(&all)?;
+    if text.trim().is_empty() {
+        return Ok(Value::Array(Vec::new()));
+    }
+    serde_json::from_str(&text).with_context(|| format!("cannot parse `ip -j {}`", args.join(" ")))
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {

@@ -88,6 +88,24 @@ fn counter(report: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
+/// `sluice ctl stats` of the daemon behind `sock`.
+fn daemon_stats(sock: &str) -> String {
+    let out = Command::new(SLUICE)
+        .args(["ctl", "--control", sock, "stats"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// One counter of a `sluice ctl stats` answer.
+fn stat(stats: &str, name: &str) -> u64 {
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {stats}"))
+}
+
 #[test]
 fn lab_probes_pass_through_sluice_and_clean_up() {
     if skip_unless_root("lab_probes_pass_through_sluice_and_clean_up") {
@@ -563,18 +581,8 @@ fn two_queue_lab_runs_two_workers_and_keeps_flows_whole() {
     );
     assert!(text(&get).contains("3000000 bytes"), "{}", text(&get));
     let sock = format!("/run/sluice/{}/control.sock", lab.prefix);
-    let stats = Command::new(SLUICE)
-        .args(["ctl", "--control", &sock, "stats"])
-        .output()
-        .unwrap();
-    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
-    let value = |k: &str| -> u64 {
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k} ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap()
-    };
+    let stats = daemon_stats(&sock);
+    let value = |k: &str| stat(&stats, k);
     assert_eq!(value("workers"), 2, "{stats}");
     assert_eq!(
         value("dropped_by_rule"),
@@ -667,18 +675,8 @@ fn host_path_lab_runs_input_and_output_on_the_boxs_own_traffic() {
         "{listing}"
     );
 
-    let stats = Command::new(SLUICE)
-        .args(["ctl", "--control", &sock, "stats"])
-        .output()
-        .unwrap();
-    let stats = String::from_utf8_lossy(&stats.stdout).to_string();
-    let value = |k: &str| -> u64 {
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k} ")))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {k} in {stats}"))
-    };
+    let stats = daemon_stats(&sock);
+    let value = |k: &str| stat(&stats, k);
     assert!(value("local_to_host") >= 20, "{stats}");
     assert!(value("host_rx") >= 100, "{stats}");
     assert_eq!(value("local_to_kernel"), 0, "{stats}");

@@ -131,6 +131,25 @@ pub struct Pipeline {
     to_host: Vec<Vec<u8>>,
 }
 
+/// A step of the path of a packet the box sends, after conntrack: the chains of a hook in a priority
+/// range, or that hook's NAT.
+#[derive(Clone, Copy)]
+pub(super) enum LocalOutStep {
+    Chains(Hook, i32, i32),
+    Nat(Hook),
+}
+
+/// OUTPUT up to the NAT priority, its NAT (a destination rewrite routes again, as
+/// ip_route_me_harder), the rest of OUTPUT; POSTROUTING up to the source NAT, it, the rest.
+pub(super) const LOCAL_OUT_STEPS: [LocalOutStep; 6] = [
+    LocalOutStep::Chains(Hook::Output, NF_IP_PRI_CONNTRACK, NAT_DST_PRIO),
+    LocalOutStep::Nat(Hook::Output),
+    LocalOutStep::Chains(Hook::Output, NAT_DST_PRIO + 1, i32::MAX),
+    LocalOutStep::Chains(Hook::Postrouting, i32::MIN, NAT_SRC_PRIO),
+    LocalOutStep::Nat(Hook::Postrouting),
+    LocalOutStep::Chains(Hook::Postrouting, NAT_SRC_PRIO + 1, i32::MAX),
+];
+
 /// Does the IPv4 header carry a loose or strict source route option (no redirects for those)?
 fn has_source_route(frame: &[u8], ip: &Ipv4Info) -> bool {
     let opts = frame
@@ -1242,91 +1261,43 @@ impl Pipeline {
             p.conntrack.abandon();
             p.stats.local_out_dropped_by_rule += 1;
         };
-        // OUTPUT up to the NAT priority, its NAT (a destination rewrite routes again, as
-        // ip_route_me_harder), the rest of OUTPUT; POSTROUTING up to the source NAT, it, the rest.
-        let (v, _, wrote) = stage!(Hook::Output, ct.state(), NF_IP_PRI_CONNTRACK, NAT_DST_PRIO);
-        if v.is_drop() {
-            return dropped(self);
-        }
-        if wrote {
-            match wire::reread_ipv4(&frame, ETH_HLEN) {
-                Ok(i) => ip = i,
-                Err(_) => return dropped(self),
-            }
-        }
-        let out = Some((iface, next_hop));
-        match self.nat_hook(
-            rs,
-            Hook::Output,
-            &mut frame,
-            &ip,
-            ct,
-            None,
-            out,
-            carry,
-            None,
-            now,
-        ) {
-            NatStep::Drop => return self.conntrack.abandon(),
-            NatStep::Rewritten => {
-                let Ok(i) = wire::reread_ipv4(&frame, ETH_HLEN) else {
-                    return dropped(self);
-                };
-                ip = i;
-                if via.is_none() {
-                    let Some(r) = route(&fib, ip.dst) else {
-                        self.conntrack.abandon();
-                        self.stats.local_out_no_route += 1;
-                        return;
-                    };
-                    (iface, next_hop) = r;
+        for step in LOCAL_OUT_STEPS {
+            match step {
+                LocalOutStep::Chains(hook, lo, hi) => {
+                    let (v, _, wrote) = stage!(hook, ct.state(), lo, hi);
+                    if v.is_drop() {
+                        return dropped(self);
+                    }
+                    if wrote {
+                        match wire::reread_ipv4(&frame, ETH_HLEN) {
+                            Ok(i) => ip = i,
+                            Err(_) => return dropped(self),
+                        }
+                    }
+                }
+                LocalOutStep::Nat(hook) => {
+                    let out = Some((iface, next_hop));
+                    match self.nat_hook(rs, hook, &mut frame, &ip, ct, None, out, carry, None, now)
+                    {
+                        NatStep::Drop => return self.conntrack.abandon(),
+                        NatStep::Rewritten => {
+                            let Ok(i) = wire::reread_ipv4(&frame, ETH_HLEN) else {
+                                return dropped(self);
+                            };
+                            ip = i;
+                            if hook == Hook::Output && via.is_none() {
+                                let Some(r) = route(&fib, ip.dst) else {
+                                    self.conntrack.abandon();
+                                    self.stats.local_out_no_route += 1;
+                                    return;
+                                };
+                                (iface, next_hop) = r;
+                            }
+                        }
+                        NatStep::Same => {}
+                    }
                 }
             }
-            NatStep::Same => {}
-        }
-        let (v, _, wrote) = stage!(Hook::Output, ct.state(), NAT_DST_PRIO + 1, i32::MAX);
-        if v.is_drop() {
-            return dropped(self);
-        }
-        if wrote {
-            match wire::reread_ipv4(&frame, ETH_HLEN) {
-                Ok(i) => ip = i,
-                Err(_) => return dropped(self),
-            }
-        }
-        let (v2, _, wrote2) = stage!(Hook::Postrouting, ct.state(), i32::MIN, NAT_SRC_PRIO);
-        if v2.is_drop() {
-            return dropped(self);
-        }
-        if wrote2 {
-            match wire::reread_ipv4(&frame, ETH_HLEN) {
-                Ok(i) => ip = i,
-                Err(_) => return dropped(self),
-            }
-        }
-        let out = Some((iface, next_hop));
-        match self.nat_hook(
-            rs,
-            Hook::Postrouting,
-            &mut frame,
-            &ip,
-            ct,
-            None,
-            out,
-            carry,
-            None,
-            now,
-        ) {
-            NatStep::Drop => return self.conntrack.abandon(),
-            NatStep::Rewritten => match wire::reread_ipv4(&frame, ETH_HLEN) {
-                Ok(i) => ip = i,
-                Err(_) => return dropped(self),
-            },
-            NatStep::Same => {}
-        }
-        let (v, _, _) = stage!(Hook::Postrouting, ct.state(), NAT_SRC_PRIO + 1, i32::MAX);
-        if v.is_drop() {
-            return dropped(self);
         }
         self.conntrack
             .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);

@@ -880,103 +880,43 @@ impl Pipeline {
             p.conntrack6.abandon();
             p.stats.local_out_dropped_by_rule += 1;
         };
-        let (v, _, wrote) = stage!(
-            Hook::Output,
-            ct,
-            ct.state(),
-            NF_IP_PRI_CONNTRACK,
-            NAT_DST_PRIO
-        );
-        if v.is_drop() {
-            return dropped(self);
-        }
-        if wrote {
-            let Some(i) = self.reread6(&frame) else {
-                return self.conntrack6.abandon();
-            };
-            ip = i;
-        }
-        let out = Some((iface, next_hop));
-        match self.nat_hook6(
-            rs,
-            Hook::Output,
-            &mut frame,
-            &ip,
-            ct,
-            None,
-            out,
-            carry,
-            None,
-            now,
-        ) {
-            NatStep::Drop => return self.conntrack6.abandon(),
-            NatStep::Rewritten => {
-                let Some(i) = self.reread6(&frame) else {
-                    return self.conntrack6.abandon();
-                };
-                ip = i;
-                if via.is_none() {
-                    let Some(r) = self.route_out6(ip.dst, scope_port) else {
-                        self.conntrack6.abandon();
-                        self.stats.local_out_no_route += 1;
-                        return;
-                    };
-                    (iface, next_hop) = r;
+        for step in LOCAL_OUT_STEPS {
+            match step {
+                LocalOutStep::Chains(hook, lo, hi) => {
+                    let (v, _, wrote) = stage!(hook, ct, ct.state(), lo, hi);
+                    if v.is_drop() {
+                        return dropped(self);
+                    }
+                    if wrote {
+                        let Some(i) = self.reread6(&frame) else {
+                            return self.conntrack6.abandon();
+                        };
+                        ip = i;
+                    }
+                }
+                LocalOutStep::Nat(hook) => {
+                    let out = Some((iface, next_hop));
+                    match self.nat_hook6(rs, hook, &mut frame, &ip, ct, None, out, carry, None, now)
+                    {
+                        NatStep::Drop => return self.conntrack6.abandon(),
+                        NatStep::Rewritten => {
+                            let Some(i) = self.reread6(&frame) else {
+                                return self.conntrack6.abandon();
+                            };
+                            ip = i;
+                            if hook == Hook::Output && via.is_none() {
+                                let Some(r) = self.route_out6(ip.dst, scope_port) else {
+                                    self.conntrack6.abandon();
+                                    self.stats.local_out_no_route += 1;
+                                    return;
+                                };
+                                (iface, next_hop) = r;
+                            }
+                        }
+                        NatStep::Same => {}
+                    }
                 }
             }
-            NatStep::Same => {}
-        }
-        let (v, _, wrote) = stage!(Hook::Output, ct, ct.state(), NAT_DST_PRIO + 1, i32::MAX);
-        if v.is_drop() {
-            return dropped(self);
-        }
-        if wrote {
-            let Some(i) = self.reread6(&frame) else {
-                return self.conntrack6.abandon();
-            };
-            ip = i;
-        }
-        let (v, _, wrote) = stage!(Hook::Postrouting, ct, ct.state(), i32::MIN, NAT_SRC_PRIO);
-        if v.is_drop() {
-            return dropped(self);
-        }
-        if wrote {
-            let Some(i) = self.reread6(&frame) else {
-                return self.conntrack6.abandon();
-            };
-            ip = i;
-        }
-        let out = Some((iface, next_hop));
-        match self.nat_hook6(
-            rs,
-            Hook::Postrouting,
-            &mut frame,
-            &ip,
-            ct,
-            None,
-            out,
-            carry,
-            None,
-            now,
-        ) {
-            NatStep::Drop => return self.conntrack6.abandon(),
-            NatStep::Rewritten => {
-                let Some(i) = self.reread6(&frame) else {
-                    return self.conntrack6.abandon();
-                };
-                ip = i;
-            }
-            NatStep::Same => {}
-        }
-        let (v, _, _) = stage!(
-            Hook::Postrouting,
-            ct,
-            ct.state(),
-            NAT_SRC_PRIO + 1,
-            i32::MAX
-        );
-        if v.is_drop() {
-            return dropped(self);
         }
         self.conntrack6
             .set_rule_state(ct, carry.ct_mark, carry.ct_label, carry.ct_counted);
