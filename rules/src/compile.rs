@@ -829,6 +829,9 @@ pub(crate) struct Compiler {
     sels: Vec<CSel>,
     /// `sels` handed out recently, likewise, with their [`fingerprint`]s
     recent_sels: Vec<(u64, u32)>,
+    /// the `sels` of single payload fields and meta keys without a mask, by the addresses of their
+    /// static descriptions (see [`Compiler::sel_of`])
+    sel_memo: Vec<(usize, usize, u32)>,
     /// chain positions by name in the table with this index (jump targets)
     chain_pos: (Option<usize>, std::collections::HashMap<String, usize>),
     /// `ct count` statements so far
@@ -897,6 +900,7 @@ pub fn compile<'a>(
         recent_loads: Vec::new(),
         sels: Vec::new(),
         recent_sels: Vec::new(),
+        sel_memo: Vec::new(),
         chain_pos: Default::default(),
         connlimits: 0,
     };
@@ -1281,7 +1285,7 @@ impl Compiler {
                     for sel in &v.key.sels {
                         self.deps(t.family, sel, &mut have_l3, &mut have_l4);
                     }
-                    let sel = self.sel(&Self::loads(&v.key), Self::bin(&v.key));
+                    let sel = self.sel_of(&v.key);
                     let width: usize = v.key.sels.iter().map(|s| s.dtype().bytes()).sum();
                     let set = match &v.map {
                         crate::stmt::vmap::MapRef::Anon(elems) => self.set(t, elems, width),
@@ -1500,8 +1504,46 @@ impl Compiler {
         id
     }
 
+    /// The `sels` index of what `lhs` loads; single payload fields and meta keys (most compares) found
+    /// by the addresses of their static descriptions, without building their loads.
+    fn sel_of(&mut self, lhs: &Lhs) -> u32 {
+        let memo = match (&lhs.sels[..], &lhs.binop) {
+            ([Selector::Payload { proto, field }], None) => Some((
+                *proto as *const payload::Proto as usize,
+                *field as *const payload::Field as usize,
+            )),
+            ([Selector::Meta { key, .. }], None) => Some((*key as *const meta::Key as usize, 0)),
+            _ => None,
+        };
+        self.memo_sel(memo, || (Self::loads(lhs), Self::bin(lhs)))
+    }
+
+    fn memo_sel(
+        &mut self,
+        memo: Option<(usize, usize)>,
+        what: impl FnOnce() -> (smallvec::SmallVec<[Load; 4]>, Option<Bin>),
+    ) -> u32 {
+        if let Some(k) = memo {
+            if let Some(m) = self.sel_memo.iter().find(|m| (m.0, m.1) == k) {
+                return m.2;
+            }
+        }
+        let (loads, bin) = what();
+        let id = self.sel(&loads, bin);
+        if let Some(k) = memo.filter(|_| self.sel_memo.len() < 32) {
+            self.sel_memo.push((k.0, k.1, id));
+        }
+        id
+    }
+
     fn eq(&mut self, load: Load, v: &[u8]) {
-        let sel = self.sel(&[load], None);
+        let sel = match load {
+            // as `sel_of` finds a meta selector
+            Load::Meta(k) => self.memo_sel(Some((k as *const meta::Key as usize, 0)), || {
+                (smallvec::smallvec![load], None)
+            }),
+            _ => self.sel(&[load], None),
+        };
         self.ops.push(Op::Cmp {
             sel,
             test: Test::Eq(bx(v)),
@@ -1932,7 +1974,7 @@ impl Compiler {
         if width > 64 {
             return Err(Diagnostic::bare("concatenation too long"));
         }
-        let sel = self.sel(&Self::loads(&m.left), Self::bin(&m.left));
+        let sel = self.sel_of(&m.left);
         let bitmask =
             m.left.sels.len() == 1 && m.left.sels[0].dtype().is_bitmask() && m.left.binop.is_none();
         let neg = m.op == RelOp::Ne;
