@@ -24,6 +24,7 @@ pub mod nat_effect;
 pub mod obj;
 pub mod parse;
 pub mod print;
+mod refs;
 pub mod set;
 pub mod stateful;
 pub mod stmt;

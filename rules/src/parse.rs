@@ -482,6 +482,9 @@ pub(crate) struct Parser<'a> {
     /// kernel refusals whose message is not `Could not process rule: …` (nft's suggestions for a
     /// missing name): classed as kernel errors when recorded
     kernel_refusals: Vec<Diagnostic>,
+    /// chains deleted so far (with their table, or on their own): jumps to them were checked when
+    /// they were added
+    deleted_chains: Vec<(Family, String, String)>,
 }
 
 /// nft's limit on the errors of one input (`nft --max-errors`, 10 by default).
@@ -637,6 +640,7 @@ impl<'a> Parser<'a> {
             scope_kw: &[],
             invalid_value: None,
             kernel_refusals: Vec::new(),
+            deleted_chains: Vec::new(),
         }
     }
 
@@ -1169,9 +1173,24 @@ impl<'a> Parser<'a> {
             .iter()
             .flat_map(|t| t.chains.iter().map(move |c| (t.family, &*t.name, &*c.name)))
             .collect();
+        // jumps still there at the end (not deleted with their rule or chain)
+        let mut uses: HashMap<(Family, &str), crate::refs::Uses> = HashMap::new();
+        for t in &self.rs.tables {
+            uses.insert((t.family, &t.name), crate::refs::table_uses(t, None));
+        }
+        let live = |fam: Family, table: &str, target: &str| {
+            uses.get(&(fam, table))
+                .is_some_and(|u| u.chains.contains(target))
+        };
         jumps
             .into_iter()
             .filter(|(fam, table, target, _)| !chains.contains(&(*fam, &**table, &**target)))
+            // a jump that went with its rule, to a chain since deleted, was fine when it was added
+            .filter(|(fam, table, target, _)| {
+                live(*fam, table, target)
+                    || !(self.deleted_chains.iter())
+                        .any(|(f, t, c)| f == fam && t == table && c == target)
+            })
             .map(|(_, _, _, span)| {
                 self.err(span, "Could not process rule: No such file or directory")
             })
@@ -2035,6 +2054,12 @@ impl<'a> Parser<'a> {
                     (f, NameOrHandle::Name(name), span)
                 };
                 let before = self.rs.tables.len();
+                for t in
+                    (self.rs.tables.iter()).filter(|t| t.family == f && key.is(&t.name, t.handle))
+                {
+                    (self.deleted_chains)
+                        .extend(t.chains.iter().map(|c| (f, t.name.clone(), c.name.clone())));
+                }
                 self.rs
                     .tables
                     .retain(|t| !(t.family == f && key.is(&t.name, t.handle)));
@@ -2085,10 +2110,44 @@ impl<'a> Parser<'a> {
                     "flowtable" => What::Flowtable,
                     _ => What::Obj,
                 };
-                let Some(t) = self.rs.table_mut(f, &table) else {
+                let Some(t) = self.rs.table(f, &table) else {
                     let d = self.enoent(Some(what), f, &table, tspan, key.name(), tspan);
                     return missing(d);
                 };
+                // the kernel refuses to delete what rules or maps still refer to
+                let target = match what {
+                    What::Chain => (t.chains.iter())
+                        .find(|c| key.is(&c.name, c.handle))
+                        .map(|c| &c.name),
+                    What::Set => (t.sets.iter())
+                        .find(|s| key.is(&s.name, s.handle))
+                        .map(|s| &s.name),
+                    What::Flowtable => (t.flowtables.iter())
+                        .find(|x| key.is(&x.name, x.handle))
+                        .map(|x| &x.name),
+                    What::Obj => (t.objs.iter())
+                        .find(|o| Some(o.kind()) == kind && key.is(&o.name, o.handle))
+                        .map(|o| &o.name),
+                };
+                if let Some(name) = target {
+                    let skip = (what == What::Chain).then_some(name.as_str());
+                    let uses = crate::refs::table_uses(t, skip);
+                    let busy = match what {
+                        What::Chain => uses.chains.contains(name),
+                        What::Set => uses.sets.contains(name),
+                        What::Flowtable => uses.flowtables.contains(name),
+                        What::Obj => kind.is_some_and(|k| uses.objs.contains(&(k, name.clone()))),
+                    };
+                    if busy {
+                        return Err(
+                            self.err(span, "Could not process rule: Device or resource busy")
+                        );
+                    }
+                }
+                if let (What::Chain, Some(name)) = (what, target) {
+                    self.deleted_chains.push((f, table.clone(), name.clone()));
+                }
+                let t = self.rs.table_mut(f, &table).unwrap();
                 let removed = match what {
                     What::Chain => remove_where(&mut t.chains, |c| key.is(&c.name, c.handle)),
                     What::Set => remove_where(&mut t.sets, |s| key.is(&s.name, s.handle)),
