@@ -8,11 +8,12 @@
 //! NAT as for IPv4 at the same hook points (`nat_hook6`: nf_nat_ipv6's rewrites). With conntrack in use,
 //! fragments are reassembled before PREROUTING as nf_defrag_ipv6 does ([`crate::defrag::Defrag6`]): the
 //! hooks see the whole datagram, which leaves again in the pieces it came in (`finish_forward6`).
-//! Not done yet, and so different from the kernel: steering the replies of connections NATed to one of
-//! the box's own addresses to the dataplane on live ports (IPv4 only so far: they reach the kernel); the
-//! identification of the fragments sent again (kept, where the kernel picks a new one); the parameter problem about a jumbo payload option (dropped, counted, no
-//! error); redirects (the kernel
-//! sends one when a packet leaves by the interface it came in by; sluice forwards it without); a
+//! Not done yet, and so different from the kernel: without the exception path (`--host-tun`), replies of
+//! connections NATed to one of the box's own addresses reach the kernel on live ports, not the dataplane
+//! (IPv4 steers them one by one; with the exception path every frame for the box comes here); the
+//! identification of the fragments sent again (kept, where the kernel picks a new one); the parameter
+//! problem about a jumbo payload option (dropped, counted, no error); redirects (the kernel sends an IPv6
+//! redirect when a packet leaves by the interface it came in by; sluice sends them for IPv4 only); a
 //! link-local destination that is not the box's is dropped (`drop_ip6_scope`), where the kernel would
 //! route it back out of its link.
 
