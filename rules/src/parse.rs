@@ -407,6 +407,8 @@ pub(crate) enum DepFact {
     L4Meta(u8),
     L4Header(u8),
     IifType(u16),
+    /// `icmp type N` / `icmpv6 type N`
+    IcmpType(u8),
 }
 
 impl RuleCtx {

@@ -471,6 +471,11 @@ impl Parser<'_> {
                         }
                     }
                     ctx.icmp_type = Some(need);
+                    // `icmp type redirect icmp gateway 22` lists as `icmp gateway 22` (the match is
+                    // the field's dependency); not the echo fields', whose dependency is a set
+                    if !matches!(need, 8 | 128) {
+                        self.kill_dep(ctx, DepFact::IcmpType(need));
+                    }
                 }
                 if matches!(field_name, "id" | "sequence")
                     && matches!(p.name, "icmp" | "icmpv6")
@@ -841,7 +846,7 @@ impl Parser<'_> {
                 }
                 ("icmp" | "icmpv6", "type") => {
                     ctx.icmp_type = Some(n as u8);
-                    return;
+                    DepFact::IcmpType(n as u8)
                 }
                 ("ether", "type") => {
                     set_l3_from_ethertype(ctx, n);
@@ -1272,7 +1277,7 @@ fn icmp_field_type(proto: &str, field: &str) -> Option<u8> {
         ("icmp", "gateway") => 5,
         ("icmp", "mtu") => 3,
         ("icmpv6", "id" | "sequence") => 128,
-        ("icmpv6", "packet-too-big" | "mtu") => 2,
+        ("icmpv6", "mtu") => 2,
         ("icmpv6", "max-delay") => 130,
         ("icmpv6", "parameter-problem") => 4,
         _ => return None,

@@ -353,7 +353,7 @@ pub static PROTOS: &[Proto] = &[
             f("code", 8, 8, Icmpv6Code),
             f("checksum", 16, 16, Integer(16)),
             f("parameter-problem", 32, 32, Integer(32)),
-            f("packet-too-big", 32, 32, Integer(32)),
+            f("mtu", 32, 32, Integer(32)),
             f("id", 32, 16, Integer(16)),
             f("sequence", 48, 16, Integer(16)),
             f("max-delay", 32, 16, Integer(16)),
