@@ -79,10 +79,14 @@ impl HostPath {
                 fam, "route", "replace", &r.dst, "dev", name, "src", &r.src, "table", &table,
             ])?;
         }
-        for fam in ["-4", "-6"] {
-            ip(&[
-                fam, "rule", "add", "pref", &table, "iif", "lo", "lookup", &table,
-            ])?;
+        ip(&[
+            "-4", "rule", "add", "pref", &table, "iif", "lo", "lookup", &table,
+        ])?;
+        // a kernel without IPv6 (ipv6.disable=1) has no IPv6 rules: the box then has no IPv6 of its own
+        if let Err(e) = ip(&[
+            "-6", "rule", "add", "pref", &table, "iif", "lo", "lookup", &table,
+        ]) {
+            tracing::warn!("no IPv6 on the exception path: {e}");
         }
         Ok((host, qs))
     }
@@ -127,7 +131,12 @@ pub fn mirrored_routes(ifaces: &[InterfaceConfig]) -> Result<Vec<MirroredRoute>>
     let mut out = Vec::new();
     for v6 in [false, true] {
         let fam = if v6 { "-6" } else { "-4" };
-        let routes = ip_json(&[fam, "route", "show", "table", "main"])?;
+        let routes = match ip_json(&[fam, "route", "show", "table", "main"]) {
+            Ok(r) => r,
+            // no IPv6 in this kernel
+            Err(_) if v6 => continue,
+            Err(e) => return Err(e),
+        };
         for r in routes.as_array().into_iter().flatten() {
             let Some(dev) = r["dev"].as_str() else {
                 continue;
