@@ -60,7 +60,9 @@ impl HostPath {
         host.remove_rules();
         let mtu = ifaces.iter().map(|i| i.mtu).min().unwrap_or(1500).max(1280);
         // no link-local address, no router solicitations: nothing of the kernel's own on the TUN
-        ip(&["link", "set", name, "addrgenmode", "none"])?;
+        if let Err(e) = ip(&["link", "set", name, "addrgenmode", "none"]) {
+            tracing::warn!("{e}");
+        }
         ip(&["link", "set", name, "mtu", &mtu.to_string(), "up"])?;
         write_sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/rp_filter"), "0")?;
         // the strictest of `all` and the device's applies: strict everywhere would drop what comes in here
