@@ -139,6 +139,19 @@ impl Val {
     }
     /// Network prefix mask of `plen` bits in a value of this width.
     pub fn prefix_mask(len: usize, plen: u32) -> Val {
+        if len <= 16 {
+            // the first `plen` bits of the big-endian bytes: one shift
+            let m = match plen.min(8 * len as u32) {
+                0 => 0,
+                n => u128::MAX << (128 - n),
+            };
+            let mut v = Val {
+                len: len as u8,
+                b: [0; 16],
+            };
+            v.b[..len].copy_from_slice(&m.to_be_bytes()[..len]);
+            return v;
+        }
         let mut b = [0; 32];
         for (i, x) in b.iter_mut().enumerate().take(len.min(32)) {
             let bits = (plen as i64 - 8 * i as i64).clamp(0, 8) as u32;
@@ -1645,6 +1658,31 @@ impl Dtype {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_masks_bytewise() {
+        for len in 0..=20usize {
+            for plen in 0..=170u32 {
+                let want: Vec<u8> = (0..len)
+                    .map(|i| {
+                        let bits = (plen as i64 - 8 * i as i64).clamp(0, 8) as u32;
+                        if bits == 0 {
+                            0
+                        } else {
+                            0xffu8 << (8 - bits)
+                        }
+                    })
+                    .collect();
+                let m = Val::prefix_mask(len, plen);
+                assert_eq!(
+                    (m.len as usize, m.bytes()),
+                    (len, &want[..]),
+                    "{len} {plen}"
+                );
+                assert_eq!(m, Val::of(&m.wide(), len), "{len} {plen}");
+            }
+        }
+    }
 
     #[test]
     fn dotted_quad_accepts_what_ipv4addr_accepts() {

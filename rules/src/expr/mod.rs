@@ -287,7 +287,8 @@ impl Part {
             Part::Val(v) => (v, v),
             Part::Prefix(v, plen) => {
                 let m = Val::prefix_mask(v.len as usize, plen);
-                (v.and(&m), v.and(&m).or(&m.not()))
+                let lo = v.and(&m);
+                (lo, lo.or(&m.not()))
             }
             Part::Range(a, b) => (a, b),
         }
