@@ -1499,22 +1499,11 @@ impl<'a> Parser<'a> {
     }
 
     /// `[family] table chain`
-    fn chain_spec(&mut self) -> PResult<(Family, String, String, Span)> {
-        self.chain_spec_expecting("string")
-    }
-
-    /// [`Parser::chain_spec`], the last name where nft also takes something else.
-    fn chain_spec_expecting(&mut self, expecting: &str) -> PResult<(Family, String, String, Span)> {
-        let (family, table, tspan) = self.table_spec()?;
-        let (chain, cspan) = self.name_expecting(expecting)?;
-        let _ = tspan;
-        Ok((family, table, chain, cspan))
-    }
-
     fn chain_cmd(&mut self, create: bool) -> PResult<()> {
-        let (family, table, chain, span) = self.chain_spec()?;
+        let (family, table, tspan) = self.table_spec()?;
+        let (chain, span) = self.name()?;
         if self.rs.table(family, &table).is_none() {
-            return Err(self.err(span, "Could not process rule: No such file or directory"));
+            return Err(self.table_not_found(&table, tspan));
         }
         self.ensure_chain(family, &table, &chain, span, create)?;
         self.chain_name_span = Some(span);
@@ -1799,7 +1788,8 @@ impl<'a> Parser<'a> {
 
     /// `add|insert rule [family] table chain [handle N|position N|index N] RULE`
     fn rule_cmd(&mut self, verb: &str) -> PResult<()> {
-        let (family, table, chain, span) = self.chain_spec()?;
+        let (family, table, tspan) = self.table_spec()?;
+        let (chain, span) = self.name()?;
         let mut position: Option<(String, u64, Span)> = None;
         for kw in ["handle", "position", "index"] {
             if self.is_word(kw) && self.peek2().kind == Tok::Num {
@@ -1809,13 +1799,16 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        if self
+        // the kernel's refusal, with nft's suggestion (nft does not check the chain before)
+        let has_table = self.rs.table(family, &table).is_some();
+        if !self
             .rs
             .table(family, &table)
-            .and_then(|t| t.chain(&chain))
-            .is_none()
+            .is_some_and(|t| t.chain(&chain).is_some())
         {
-            return Err(self.err(span, "Could not process rule: No such file or directory"));
+            let loc = if has_table { span } else { tspan };
+            let c = Some(chain.as_str());
+            return Err(self.enoent_in(Some(What::Chain), family, &table, tspan, c, loc, true));
         }
         let rule = self.rule(family, &table)?;
         let t = self.rs.table_mut(family, &table).unwrap();
@@ -1945,7 +1938,7 @@ impl<'a> Parser<'a> {
     }
 
     /// nft's `table_not_found`: an evaluation error at the table's name, with a suggestion.
-    fn table_not_found(&self, name: &str, span: Span) -> Diagnostic {
+    pub(crate) fn table_not_found(&self, name: &str, span: Span) -> Diagnostic {
         match misspell::table(self.rs, name) {
             Some(t) => self.err(span, misspell::table_suggestion(t)),
             None => self.err(span, "No such file or directory"),
@@ -1954,7 +1947,7 @@ impl<'a> Parser<'a> {
 
     /// nft's `set_not_found`, `chain_not_found` and `obj_not_found`: an evaluation error at the
     /// name, with a suggestion.
-    fn not_found(&self, what: What, name: &str, span: Span) -> Diagnostic {
+    pub(crate) fn not_found(&self, what: What, name: &str, span: Span) -> Diagnostic {
         match misspell::lookup(self.rs, what, name) {
             Some(found) => self.err(span, misspell::suggestion(what, &found)),
             None => self.err(span, "No such file or directory"),

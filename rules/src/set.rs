@@ -504,15 +504,15 @@ impl Parser<'_> {
 
     /// `add|create|delete element [family] table set { elems }`
     pub(crate) fn element_cmd(&mut self, verb: &str) -> PResult<()> {
-        let (family, table, _) = self.table_spec()?;
+        let (family, table, tspan) = self.table_spec()?;
         let (name, span) = self.name()?;
         self.cur_table = Some((family, table.clone()));
-        let Some(set) = self
-            .rs
-            .table(family, &table)
-            .and_then(|t| t.sets.iter().find(|s| s.name == name))
-        else {
-            return Err(self.err(span, "Could not process rule: No such file or directory"));
+        // nft's evaluation errors (`setelem_evaluate`), with its suggestions
+        let Some(t) = self.rs.table(family, &table) else {
+            return Err(self.table_not_found(&table, tspan));
+        };
+        let Some(set) = t.sets.iter().find(|s| s.name == name) else {
+            return Err(self.not_found(crate::misspell::What::Set, &name, span));
         };
         let key = set.key_types();
         let data = if verb == "delete" || verb == "destroy" {

@@ -941,7 +941,8 @@ impl Parser<'_> {
             return Ok(());
         };
         let Some(set) = self.rs.table(f, &t).and_then(|t| t.set(name)) else {
-            self.sem_err(span, "No such file or directory".to_string());
+            let d = self.not_found(crate::misspell::What::Set, name, span);
+            self.sem_errors.push(d);
             return Ok(());
         };
         let want = set.key_types();

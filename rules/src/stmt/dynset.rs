@@ -72,7 +72,8 @@ impl Parser<'_> {
         }) {
             Some(x) => x,
             None => {
-                self.sem_err(t.span, "No such file or directory");
+                let d = self.not_found(crate::misspell::What::Set, &set, t.span);
+                self.sem_errors.push(d);
                 (vec![Dtype::Integer(32)], None)
             }
         };
