@@ -12,7 +12,7 @@
 //! Probe syntax, one string per packet, sent in order (state carries over within a case):
 //! `cli|srv tcp SPORT DPORT FLAGS`, `… udp SPORT DPORT`, `… icmp echo ID`, `… icmp TYPE CODE`, then
 //! options `ttl=N dst=IP src=IP len=N (payload) tos=N df=0|1 seq=N ack=N csum=bad|none (none: a UDP datagram
-//! without a checksum) frag=N fragorder=rev`.
+//! without a checksum) frag=N fragorder=rev` (`frag=N,M,…`: the first fragments' sizes in turn, the last for the rest).
 //! IPv6 probes say `cli6|srv6` (cli 2001:db8:1::2, srv 2001:db8:2::2; fw-cli 2001:db8:1::1/64, fw-srv
 //! 2001:db8:2::1/64, 2001:db8:3::/48 via 2001:db8:2::fe) with `tcp`, `udp`, `icmp6 echo ID` or `icmp6
 //! TYPE CODE`; `ttl=` is the hop limit, `tos=` the traffic class, and `ext=hbh,dst,rt` puts extension
@@ -297,14 +297,14 @@ fn build_probe(line: &str) -> Result<(bool, Vec<Vec<u8>>), String> {
     f.extend_from_slice(&ip);
     f.extend_from_slice(&l4);
     // `frag=N`: sent as fragments of N payload bytes (a multiple of 8), `fragorder=rev` last first.
-    let Some(n) = opts.get("frag").map(|n| num(n)).transpose()? else {
+    let Some(sizes) = opts.get("frag").map(|n| frag_sizes(n)).transpose()? else {
         return Ok((from_cli, vec![f]));
     };
-    let n = n as usize;
     let data = f[34..].to_vec();
     let mut frames = Vec::new();
     let mut at = 0;
     while at < data.len() {
+        let n = sizes[frames.len().min(sizes.len() - 1)];
         let len = n.min(data.len() - at);
         let last = at + len == data.len();
         let mut g = f[..34].to_vec();
@@ -323,6 +323,16 @@ fn build_probe(line: &str) -> Result<(bool, Vec<Vec<u8>>), String> {
         frames.reverse();
     }
     Ok((from_cli, frames))
+}
+
+/// `frag=N` or `frag=N,M,…`: the payload bytes of each fragment in turn, the last size for the rest.
+fn frag_sizes(s: &str) -> Result<Vec<usize>, String> {
+    s.split(',')
+        .map(|n| match n.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("bad fragment size {n}")),
+        })
+        .collect()
 }
 
 fn ip6(s: &str) -> Result<std::net::Ipv6Addr, String> {
@@ -480,14 +490,14 @@ fn build_probe6(
     f.extend_from_slice(&payload6);
     // `frag=N`: a fragment header right after the fixed header, N bytes of the rest (a multiple of 8)
     // in each piece; `fragorder=rev` last first.
-    let Some(n) = opts.get("frag").map(|n| num(n)).transpose()? else {
+    let Some(sizes) = opts.get("frag").map(|n| frag_sizes(n)).transpose()? else {
         return Ok((from_cli, vec![f]));
     };
-    let n = n as usize;
     let data = f[54..].to_vec();
     let mut frames = Vec::new();
     let mut at = 0;
     while at < data.len() {
+        let n = sizes[frames.len().min(sizes.len() - 1)];
         let len = n.min(data.len() - at);
         let more = at + len < data.len();
         let mut g = f[..54].to_vec();

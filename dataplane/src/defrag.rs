@@ -1,7 +1,8 @@
 //! IPv4 reassembly before conntrack, as nf_defrag_ipv4 (priority -400) does when connection tracking is
 //! in use: fragments are held per (source, destination, protocol, ID) until the datagram is whole, then it
-//! goes through the hooks as one packet and leaves fragmented again to the largest fragment size seen
-//! (`frag_max_size`). Bounded like the kernel's `ipfrag_high_thresh` and `ipfrag_time`; overlapping
+//! goes through the hooks as one packet and leaves fragmented again: in the pieces it came in (the
+//! kernel's fast path over the fragment list, [`Whole::pieces`]), or where they no longer fit cut to
+//! the largest fragment size seen (`frag_max_size`). Bounded like the kernel's `ipfrag_high_thresh` and `ipfrag_time`; overlapping
 //! fragments drop the whole datagram (as inet_frag_queue_insert does). Every outcome is counted.
 //!
 //! IPv6 likewise, as nf_defrag_ipv6 ([`Defrag6`]): the same queues (`nf_conntrack_frag6_high_thresh`
@@ -192,7 +193,7 @@ impl<K: std::hash::Hash + Eq + Copy> Frags<K> {
 pub struct Whole {
     pub frame: Vec<u8>,
     pub frag_max_size: usize,
-    /// IPv6: the data length of each fragment, in offset order (empty for IPv4)
+    /// The data length of each fragment, in offset order
     pub pieces: Vec<usize>,
 }
 
@@ -267,7 +268,7 @@ impl Defrag {
         Some(Whole {
             frame,
             frag_max_size: q.max_frag,
-            pieces: Vec::new(),
+            pieces: q.parts.iter().map(|(_, d)| d.len()).collect(),
         })
     }
 
@@ -292,7 +293,8 @@ struct Key6 {
 /// IPv6 reassembly before conntrack, as nf_defrag_ipv6 (nf_conntrack_reasm.c): fragments are held per
 /// (source, destination, identification); the whole datagram has the headers before the fragment header
 /// of the first fragment, without the fragment header. `frag_max_size` is the largest fragment's IPv6
-/// length (40 + its payload length), what ip6_fragment cuts the datagram to again on the way out.
+/// length (40 + its payload length): on the way out the datagram is too big only if that is, and it
+/// leaves in its pieces ([`refragment_ipv6`]).
 #[derive(Debug, Default)]
 pub struct Defrag6 {
     frags: Frags<Key6>,

@@ -120,10 +120,11 @@ pub struct Pipeline {
     /// Set while a reassembled datagram goes through: the size to fragment it to again.
     reassembled: Option<usize>,
     defrag6: crate::defrag::Defrag6,
-    /// While a reassembled IPv6 datagram goes through: the identification its fragments had, and
-    /// their data lengths (how it leaves again).
+    /// While a reassembled IPv6 datagram goes through: the identification its fragments had.
     frag6_id: u32,
-    frag6_pieces: Vec<usize>,
+    /// While a reassembled datagram (either family) goes through: its fragments' data lengths, the
+    /// pieces it leaves in again.
+    frag_pieces: Vec<usize>,
     /// Connections on the box's own addresses to steer to (true) or away from (false) the dataplane.
     steer: Vec<(hw::LocalFlow, bool)>,
     conncount: Arc<ConnCounts>,
@@ -217,7 +218,7 @@ impl Pipeline {
             reassembled: None,
             defrag6: Default::default(),
             frag6_id: 0,
-            frag6_pieces: Vec::new(),
+            frag_pieces: Vec::new(),
             steer: Vec::new(),
             conncount: config.conncount.clone(),
             to_host: Vec::new(),
@@ -537,6 +538,7 @@ impl Pipeline {
             let mut buf = whole.frame;
             let len = buf.len();
             self.reassembled = Some(whole.frag_max_size);
+            self.frag_pieces = whole.pieces;
             let action = self.ipv4(&mut buf, port, kernel_has_copy, rs, now);
             self.reassembled = None;
             return match action {
@@ -1403,9 +1405,15 @@ impl Pipeline {
                     mtu = mtu.min(max);
                 }
                 if ip.total_len > mtu {
-                    // Too big without DF (DF was answered before FORWARD): fragment as ip_fragment does.
+                    // Too big without DF (DF was answered before FORWARD): fragment as ip_fragment does;
+                    // a reassembled datagram in the pieces it came in (ip_do_fragment's fast path over
+                    // its fragment list) while they fit
                     let end = ETH_HLEN + ip.total_len;
-                    match wire::fragment_ipv4(&frame[..end], ip, mtu) {
+                    let frags = match self.reassembled {
+                        Some(_) => wire::refragment_ipv4(&frame[..end], ip, &self.frag_pieces, mtu),
+                        None => wire::fragment_ipv4(&frame[..end], ip, mtu),
+                    };
+                    match frags {
                         Some(frags) => {
                             self.stats.fragments_created += frags.len() as u64;
                             for f in frags {

@@ -268,19 +268,52 @@ pub fn fragment_ipv4(frame: &[u8], ip: &Ipv4Info, mtu: usize) -> Option<Vec<Vec<
     if room == 0 {
         return None;
     }
+    let len = ip.total_len.checked_sub(hl)?;
+    let pieces: Vec<usize> = (0..len)
+        .step_by(room)
+        .map(|at| room.min(len - at))
+        .collect();
+    cut_ipv4(frame, ip, &pieces)
+}
+
+/// ip_do_fragment for a datagram nf_defrag reassembled: its fast path sends the fragments it came in
+/// again (`pieces`, their data lengths) while each fits `mtu` and every one but the last is a multiple
+/// of 8 bytes; else [`fragment_ipv4`] cuts it to `mtu`.
+pub fn refragment_ipv4(
+    frame: &[u8],
+    ip: &Ipv4Info,
+    pieces: &[usize],
+    mtu: usize,
+) -> Option<Vec<Vec<u8>>> {
+    let hl = ip.header_len;
+    let fits = !pieces.is_empty()
+        && pieces.iter().sum::<usize>() + hl == ip.total_len
+        && pieces.iter().all(|&p| p > 0 && hl + p <= mtu)
+        && pieces[..pieces.len() - 1]
+            .iter()
+            .all(|p| p.is_multiple_of(8));
+    if fits {
+        cut_ipv4(frame, ip, pieces)
+    } else {
+        fragment_ipv4(frame, ip, mtu)
+    }
+}
+
+/// Fragments of `frame` holding `pieces` bytes of its payload each (they sum to it).
+fn cut_ipv4(frame: &[u8], ip: &Ipv4Info, pieces: &[usize]) -> Option<Vec<Vec<u8>>> {
+    let hl = ip.header_len;
     let nh = ip.nh_off;
     let data = frame.get(nh + hl..nh + ip.total_len)?;
     let orig_off = u16::from_be_bytes([frame[nh + 6], frame[nh + 7]]);
     let base = (orig_off & 0x1fff) as usize * 8;
     let orig_mf = orig_off & 0x2000 != 0;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(pieces.len());
     let mut at = 0;
-    while at < data.len() {
-        let n = room.min(data.len() - at);
+    for &n in pieces {
         let last = at + n == data.len();
         let mut f = Vec::with_capacity(nh + hl + n);
         f.extend_from_slice(&frame[..nh + hl]);
-        f.extend_from_slice(&data[at..at + n]);
+        f.extend_from_slice(data.get(at..at + n)?);
         let h = &mut f[nh..nh + hl];
         h[2..4].copy_from_slice(&((hl + n) as u16).to_be_bytes());
         let mf = !last || orig_mf;
@@ -311,6 +344,38 @@ pub(crate) mod tests {
     use super::*;
 
     pub use crate::testkit::{ipv4_frame, tcp_header};
+
+    #[test]
+    fn refragments_in_the_pieces_given_while_they_fit() {
+        let mut f = ipv4_frame(
+            [192, 0, 2, 2],
+            [198, 51, 100, 2],
+            IPPROTO_UDP,
+            &crate::testkit::udp_datagram(1, 2, 400),
+            64,
+        );
+        f[ETH_HLEN + 6] = 0; // no DF
+        f[ETH_HLEN + 10..ETH_HLEN + 12].fill(0);
+        let c = checksum(&f[ETH_HLEN..ETH_HLEN + 20]);
+        f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+        let ip = parse_ipv4(&f, ETH_HLEN).unwrap();
+        let lens = |v: Vec<Vec<u8>>| {
+            v.iter()
+                .map(|x| x.len() - ETH_HLEN - 20)
+                .collect::<Vec<_>>()
+        };
+        let as_given = refragment_ipv4(&f, &ip, &[80, 160, 168], 200).unwrap();
+        assert_eq!(lens(as_given), [80, 160, 168]);
+        // a piece over the MTU, or one not a multiple of 8 before the last: cut to the MTU
+        assert_eq!(
+            lens(refragment_ipv4(&f, &ip, &[80, 160, 168], 150).unwrap()),
+            [128, 128, 128, 24]
+        );
+        assert_eq!(
+            lens(refragment_ipv4(&f, &ip, &[84, 156, 168], 200).unwrap()),
+            [176, 176, 56]
+        );
+    }
 
     #[test]
     fn parses_tcp_and_validates_checksum() {

@@ -148,7 +148,7 @@ impl Pipeline {
                     let len = buf.len();
                     self.reassembled = Some(whole.frag_max_size);
                     self.frag6_id = ip.frag.map_or(0, |f| f.id);
-                    self.frag6_pieces = whole.pieces;
+                    self.frag_pieces = whole.pieces;
                     let action = self.ipv6(&mut buf, port, kernel_has_copy, rs, now);
                     self.reassembled = None;
                     return match action {
@@ -964,7 +964,7 @@ impl Pipeline {
                 let Some(frags) = crate::defrag::refragment_ipv6(
                     &frame[..end],
                     ip,
-                    &self.frag6_pieces,
+                    &self.frag_pieces,
                     max.max(IPV6_MIN_MTU),
                     self.frag6_id,
                 ) else {
