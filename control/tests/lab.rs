@@ -358,6 +358,23 @@ fn nft_commands_change_the_live_ruleset_and_swaps_lose_no_packet() {
     let set = String::from_utf8_lossy(&nft(&["list", "set", "inet", "filter", "open"]).stdout)
         .to_string();
     assert!(!set.contains("elements"), "{set}");
+    // A map written from the packet path lists what the packets wrote, as the kernel lists it.
+    for cmd in [
+        "add map inet filter seen { type ipv4_addr : mark; flags dynamic; }",
+        "insert rule inet filter forward tcp dport 8080 update @seen { ip saddr counter : 0x5 }",
+    ] {
+        let o = nft(&cmd.split(' ').collect::<Vec<_>>());
+        assert!(o.status.success(), "{cmd}: {}", text(&o));
+    }
+    assert!(!denied(&lab).status.success(), "8080 with the map");
+    let map = String::from_utf8_lossy(&nft(&["list", "map", "inet", "filter", "seen"]).stdout)
+        .to_string();
+    assert!(
+        map.contains("elements = { 192.0.2.")
+            && map.contains(" counter packets ")
+            && map.contains(" : 0x00000005 }"),
+        "{map}"
+    );
     // Something missing is an error, as nft reports it, and changes nothing.
     let missing = nft(&["delete", "counter", "inet", "filter", "nope"]);
     assert!(!missing.status.success());
