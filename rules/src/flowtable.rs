@@ -90,9 +90,11 @@ impl Parser<'_> {
                 }
             }
         }
-        let Some(t) = self.rs.table_mut(family, table) else {
-            return Err(self.err(span, "Could not process rule: No such file or directory"));
-        };
+        if self.rs.table(family, table).is_none() {
+            // nft's evaluation error, at the table's name when the command names it
+            return Err(self.table_not_found(table, span));
+        }
+        let t = self.rs.table_mut(family, table).unwrap();
         if let Some(old) = t.flowtables.iter_mut().find(|f| f.name == name) {
             let h = old.handle;
             for d in ft.devices.drain(..) {

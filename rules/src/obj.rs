@@ -252,9 +252,11 @@ impl Parser<'_> {
                 return Err(self.err(span, format!("{} {name} needs a value", kind.name())))
             }
         };
-        let Some(t) = self.rs.table_mut(family, table) else {
-            return Err(self.err(span, "Could not process rule: No such file or directory"));
-        };
+        if self.rs.table(family, table).is_none() {
+            // nft's evaluation error, at the table's name when the command names it
+            return Err(self.table_not_found(table, span));
+        }
+        let t = self.rs.table_mut(family, table).unwrap();
         if let Some(o) = t
             .objs
             .iter_mut()

@@ -487,6 +487,9 @@ pub(crate) struct Parser<'a> {
     /// chains deleted so far (with their table, or on their own): jumps to them were checked when
     /// they were added
     deleted_chains: Vec<(Family, String, String)>,
+    /// the table's name in the `add set|map|counter|…|flowtable` command being parsed (where nft
+    /// reports a missing table)
+    pub cmd_table_span: Option<Span>,
 }
 
 /// nft's limit on the errors of one input (`nft --max-errors`, 10 by default).
@@ -643,6 +646,7 @@ impl<'a> Parser<'a> {
             invalid_value: None,
             kernel_refusals: Vec::new(),
             deleted_chains: Vec::new(),
+            cmd_table_span: None,
         }
     }
 
@@ -1002,6 +1006,7 @@ impl<'a> Parser<'a> {
                 break;
             }
             self.errors.cmd_seq += 1;
+            self.cmd_table_span = None;
             let r = self.unit(PHASE_CMD, |p| {
                 p.command()?;
                 p.end_of_command()
@@ -1279,7 +1284,8 @@ impl<'a> Parser<'a> {
             }
             "set" | "map" => {
                 self.next();
-                let (family, table, _) = self.table_spec()?;
+                let (family, table, tspan) = self.table_spec()?;
+                self.cmd_table_span = Some(tspan);
                 let (name, span) = self.name()?;
                 self.set_decl(family, &table, &name, span, o == "map", w == "create")
             }
@@ -1300,18 +1306,20 @@ impl<'a> Parser<'a> {
                         _ => return Err(self.err(ss, "unknown ct object")),
                     }
                 };
-                let (family, table, _) = self.obj_table_spec(kind)?;
+                let (family, table, tspan) = self.obj_table_spec(kind)?;
+                self.cmd_table_span = Some(tspan);
                 self.cur_table = Some((family, table.clone()));
                 self.obj_decl(family, &table, kind)
             }
             "counter" | "quota" | "limit" | "flowtable" => {
                 self.next();
-                let (family, table, _) = match o {
+                let (family, table, tspan) = match o {
                     "counter" => self.obj_table_spec(crate::types::ObjKind::Counter)?,
                     "quota" => self.obj_table_spec(crate::types::ObjKind::Quota)?,
                     "limit" => self.obj_table_spec(crate::types::ObjKind::Limit)?,
                     _ => self.table_spec()?,
                 };
+                self.cmd_table_span = Some(tspan);
                 self.cur_table = Some((family, table.clone()));
                 match o {
                     "counter" => self.obj_decl(family, &table, crate::types::ObjKind::Counter),
@@ -1939,6 +1947,7 @@ impl<'a> Parser<'a> {
 
     /// nft's `table_not_found`: an evaluation error at the table's name, with a suggestion.
     pub(crate) fn table_not_found(&self, name: &str, span: Span) -> Diagnostic {
+        let span = self.cmd_table_span.unwrap_or(span);
         match misspell::table(self.rs, name) {
             Some(t) => self.err(span, misspell::table_suggestion(t)),
             None => self.err(span, "No such file or directory"),

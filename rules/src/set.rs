@@ -279,10 +279,8 @@ impl Parser<'_> {
     ) -> PResult<()> {
         self.cur_table = Some((family, table.to_string()));
         let Some(t) = self.rs.table(family, table) else {
-            return Err(self.err(
-                name_span,
-                "Could not process rule: No such file or directory",
-            ));
+            // nft's evaluation error, at the table's name when the command names it
+            return Err(self.table_not_found(table, name_span));
         };
         let existing = t.sets.iter().position(|s| s.name == name);
         if existing.is_some() && create {
