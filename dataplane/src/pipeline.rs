@@ -130,6 +130,19 @@ pub struct Pipeline {
     conncount: Arc<ConnCounts>,
     /// IP packets for the kernel behind the host TUN (see [`PipelineConfig::host_path`]).
     to_host: Vec<Vec<u8>>,
+    /// While a datagram the kernel sent in fragments goes through OUTPUT/POSTROUTING whole: the pieces
+    /// it leaves in again.
+    host_pieces: Option<HostPieces>,
+}
+
+/// The fragments a datagram from the host TUN came in (see [`Pipeline::from_host`]).
+struct HostPieces {
+    /// The largest fragment (IP length).
+    max: usize,
+    /// Each fragment's data length, in offset order.
+    pieces: Vec<usize>,
+    /// The IPv6 fragment identification.
+    id6: u32,
 }
 
 /// A step of the path of a packet the box sends, after conntrack: the chains of a hook in a priority
@@ -222,6 +235,7 @@ impl Pipeline {
             steer: Vec::new(),
             conncount: config.conncount.clone(),
             to_host: Vec::new(),
+            host_pieces: None,
         }
     }
 
@@ -1308,21 +1322,41 @@ impl Pipeline {
         }
         let out_mac = fib.interfaces[iface].mac;
         frame[6..12].copy_from_slice(&out_mac);
-        match self.neigh.lookup(iface, next_hop, now) {
-            Some(mac) => {
-                frame[0..6].copy_from_slice(&mac);
-                self.stats.local_out_sent += 1;
-                self.emitted.push((iface, frame));
-            }
-            None => match self.neigh.enqueue(iface, next_hop, &frame, now) {
-                Miss::QueuedSendRequest => {
-                    self.send_arp_request(iface, next_hop);
-                    self.stats.local_out_sent += 1;
+        let frames = match self.host_pieces.take() {
+            // a datagram the kernel sent in fragments: in those pieces again (while they fit)
+            Some(hp) => {
+                let mtu = (fib.interfaces[iface].mtu as usize).min(hp.max);
+                if ip.total_len > mtu {
+                    let end = ETH_HLEN + ip.total_len;
+                    let Some(f) = wire::refragment_ipv4(&frame[..end], &ip, &hp.pieces, mtu) else {
+                        self.stats.drop_too_big += 1;
+                        return;
+                    };
+                    self.stats.fragments_created += f.len() as u64;
+                    f
+                } else {
+                    vec![frame]
                 }
-                Miss::Queued => self.stats.local_out_sent += 1,
-                Miss::Overflow => self.stats.neigh_pending_overflow += 1,
-                Miss::Failed => self.stats.neigh_failed += 1,
-            },
+            }
+            None => vec![frame],
+        };
+        for mut frame in frames {
+            match self.neigh.lookup(iface, next_hop, now) {
+                Some(mac) => {
+                    frame[0..6].copy_from_slice(&mac);
+                    self.stats.local_out_sent += 1;
+                    self.emitted.push((iface, frame));
+                }
+                None => match self.neigh.enqueue(iface, next_hop, &frame, now) {
+                    Miss::QueuedSendRequest => {
+                        self.send_arp_request(iface, next_hop);
+                        self.stats.local_out_sent += 1;
+                    }
+                    Miss::Queued => self.stats.local_out_sent += 1,
+                    Miss::Overflow => self.stats.neigh_pending_overflow += 1,
+                    Miss::Failed => self.stats.neigh_failed += 1,
+                },
+            }
         }
     }
 
@@ -1359,16 +1393,50 @@ impl Pipeline {
         frame.extend_from_slice(&[0; 12]);
         frame.extend_from_slice(&ethertype.to_be_bytes());
         frame.extend_from_slice(packet);
+        // The kernel fragments what it sends after POSTROUTING (ip_finish_output), so its hooks see whole
+        // datagrams; the TUN hands over the fragments: whole again for OUTPUT/POSTROUTING (with
+        // conntrack in use), they leave in the pieces the kernel cut.
         if ethertype == wire::ETHERTYPE_IPV4 {
-            if wire::parse_ipv4(&frame, ETH_HLEN).is_err() {
+            let Ok(ip) = wire::parse_ipv4(&frame, ETH_HLEN) else {
                 self.stats.host_bad += 1;
+                return;
+            };
+            if ip.is_fragment && self.defrag_on {
+                let Some(whole) = self.defrag.add(&frame, &ip, now, &mut self.stats) else {
+                    return;
+                };
+                self.host_pieces = Some(HostPieces {
+                    max: whole.frag_max_size,
+                    pieces: whole.pieces,
+                    id6: 0,
+                });
+                self.local_out_v4(whole.frame, rs, now);
+                self.host_pieces = None;
                 return;
             }
             self.local_out_v4(frame, rs, now);
         } else {
-            if crate::ipv6::parse_ipv6(&frame, ETH_HLEN).is_err() {
+            let Ok(ip) = crate::ipv6::parse_ipv6(&frame, ETH_HLEN) else {
                 self.stats.host_bad += 1;
                 return;
+            };
+            if ip.frag.is_some() && self.defrag_on {
+                match self.defrag6.add(&frame, &ip, now, &mut self.stats) {
+                    crate::defrag::Frag6Outcome::Held | crate::defrag::Frag6Outcome::Dropped => {
+                        return
+                    }
+                    crate::defrag::Frag6Outcome::Pass => {}
+                    crate::defrag::Frag6Outcome::Whole(whole) => {
+                        self.host_pieces = Some(HostPieces {
+                            max: whole.frag_max_size,
+                            pieces: whole.pieces,
+                            id6: ip.frag.map_or(0, |f| f.id),
+                        });
+                        self.local_out_v6(whole.frame, None, rs, now);
+                        self.host_pieces = None;
+                        return;
+                    }
+                }
             }
             self.local_out_v6(frame, None, rs, now);
         }

@@ -274,3 +274,60 @@ fn ipv6_nat_applies_to_the_boxs_own_connections_and_their_replies() {
     assert_eq!(&got[0][24..40], &FW_IN6.octets());
     assert_eq!(u16::from_be_bytes([got[0][42], got[0][43]]), 5353);
 }
+
+/// An IPv4 ICMP echo (request or reply) of `size` data bytes, DF clear, cut into fragments of at most
+/// `mtu` bytes of IP.
+fn fragmented_echo(src: [u8; 4], dst: [u8; 4], ty: u8, size: usize, mtu: usize) -> Vec<Vec<u8>> {
+    let mut l4 = vec![0u8; 8 + size];
+    l4[0] = ty;
+    l4[4..8].copy_from_slice(&[0, 9, 0, 1]);
+    for (i, b) in l4[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let c = dataplane::wire::checksum(&l4);
+    l4[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut f = ipv4_frame(src, dst, 1, &l4, 64);
+    f[ETH_HLEN + 6] = 0; // no DF
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = dataplane::wire::checksum(&f[ETH_HLEN..ETH_HLEN + 20]);
+    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    let ip = dataplane::wire::parse_ipv4(&f, ETH_HLEN).unwrap();
+    dataplane::wire::fragment_ipv4(&f, &ip, mtu).unwrap()
+}
+
+#[test]
+fn the_kernels_fragments_are_one_datagram_for_output_and_leave_as_they_came() {
+    let mut r = Rig::new(
+        "table ip t {
+            chain input { type filter hook input priority filter; policy drop;
+                icmp type echo-request accept
+            }
+            chain output { type filter hook output priority filter; policy drop;
+                ct state established accept
+            }
+        }",
+    );
+    let fw = [192, 0, 2, 1];
+    // a big ping to the box arrives in pieces: the kernel gets it whole, after INPUT
+    let request = fragmented_echo(CLI, fw, 8, 3000, 1500);
+    assert_eq!(request.len(), 3);
+    for f in &request {
+        assert_eq!(r.input(0, at_fw(f.clone())), Action::Consumed);
+    }
+    let got = r.to_host();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].len(), 20 + 8 + 3000);
+    // the kernel answers in pieces too; OUTPUT (policy drop) lets the whole reply through as established,
+    // and it leaves in the kernel's pieces
+    let reply = fragmented_echo(fw, CLI, 0, 3000, 1500);
+    let mut out = Vec::new();
+    for f in &reply {
+        out.extend(r.from_host(f.clone()));
+    }
+    assert_eq!(out.len(), reply.len(), "{:?}", r.p.stats);
+    for ((port, got), want) in out.iter().zip(&reply) {
+        assert_eq!(*port, 0);
+        assert_eq!(&got[ETH_HLEN..], &want[ETH_HLEN..]);
+    }
+    assert_eq!(r.p.stats.local_out_dropped_by_rule, 0);
+}

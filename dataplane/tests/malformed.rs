@@ -300,6 +300,49 @@ proptest! {
         run(&mut p, &rs, port, &f, 1_000_000_000);
         run(&mut p, &rs, port, &f, 2_000_000_000);
     }
+
+    /// The exception path: mutated frames to and from the kernel behind the host TUN (its packets are
+    /// the frames without their Ethernet header, reversed in direction or not: the pipeline must not care).
+    #[test]
+    fn mutated_packets_on_the_host_path_never_panic(
+        seed in 0usize..40,
+        flips in proptest::collection::vec((any::<u16>(), any::<u8>()), 0..6),
+        cut in any::<u16>(),
+        port in 0usize..2,
+    ) {
+        let (mut p, rs) = pipeline_host(MANGLE);
+        let all: Vec<Vec<u8>> = seeds().into_iter().chain(seeds6()).collect();
+        let mut f = all[seed % all.len()].clone();
+        for (at, x) in flips {
+            let i = at as usize % f.len();
+            f[i] ^= x;
+        }
+        let keep = f.len() - (cut as usize % 8).min(f.len());
+        f.truncate(keep);
+        run(&mut p, &rs, port, &f, 1_000_000_000);
+        p.from_host(f.get(14..).unwrap_or(&[]), &rs, 1_500_000_000);
+        p.from_host(f.get(14..).unwrap_or(&[]), &rs, 2_000_000_000);
+        let _ = p.take_to_host().count();
+        let _ = p.take_emitted().count();
+    }
+}
+
+fn pipeline_host(ruleset: &str) -> (Pipeline, Arc<rules::CompiledRuleset>) {
+    let roles = vec![
+        PortRole {
+            kernel_shares: false
+        };
+        2
+    ];
+    let config = PipelineConfig {
+        host_path: true,
+        send_redirects: vec![true, true],
+        ..Default::default()
+    };
+    let mut p = Pipeline::new(lab_fib(), roles, &config);
+    let rs = Arc::new(rules::compile(&rules::parse_ruleset(ruleset, "m.nft").unwrap()).unwrap());
+    p.use_generation(&rs);
+    (p, rs)
 }
 
 #[test]

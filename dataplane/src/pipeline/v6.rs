@@ -926,21 +926,47 @@ impl Pipeline {
         }
         let out_mac = fib.interfaces[iface].mac;
         frame[6..12].copy_from_slice(&out_mac);
-        match self.neigh6.lookup(iface, next_hop, now) {
-            Some(mac) => {
-                frame[0..6].copy_from_slice(&mac);
-                self.stats.local_out_sent += 1;
-                self.emitted.push((iface, frame));
-            }
-            None => match self.neigh6.enqueue(iface, next_hop, &frame, now) {
-                Miss::QueuedSendRequest => {
-                    self.send_ns(iface, next_hop);
-                    self.stats.local_out_sent += 1;
+        let frames = match self.host_pieces.take() {
+            // a datagram the kernel sent in fragments: in those pieces again (ip6_fragment)
+            Some(hp) => {
+                let mtu = fib.interfaces[iface].mtu as usize;
+                if ip.total_len > hp.max || ip.total_len > mtu {
+                    let end = ETH_HLEN + ip.total_len;
+                    let Some(f) = crate::defrag::refragment_ipv6(
+                        &frame[..end],
+                        &ip,
+                        &hp.pieces,
+                        hp.max.max(IPV6_MIN_MTU),
+                        hp.id6,
+                    ) else {
+                        self.stats.drop_too_big6 += 1;
+                        return;
+                    };
+                    self.stats.fragments6_created += f.len() as u64;
+                    f
+                } else {
+                    vec![frame]
                 }
-                Miss::Queued => self.stats.local_out_sent += 1,
-                Miss::Overflow => self.stats.neigh_pending_overflow += 1,
-                Miss::Failed => self.stats.neigh_failed += 1,
-            },
+            }
+            None => vec![frame],
+        };
+        for mut frame in frames {
+            match self.neigh6.lookup(iface, next_hop, now) {
+                Some(mac) => {
+                    frame[0..6].copy_from_slice(&mac);
+                    self.stats.local_out_sent += 1;
+                    self.emitted.push((iface, frame));
+                }
+                None => match self.neigh6.enqueue(iface, next_hop, &frame, now) {
+                    Miss::QueuedSendRequest => {
+                        self.send_ns(iface, next_hop);
+                        self.stats.local_out_sent += 1;
+                    }
+                    Miss::Queued => self.stats.local_out_sent += 1,
+                    Miss::Overflow => self.stats.neigh_pending_overflow += 1,
+                    Miss::Failed => self.stats.neigh_failed += 1,
+                },
+            }
         }
     }
 
