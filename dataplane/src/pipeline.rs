@@ -1463,38 +1463,46 @@ impl Pipeline {
     ) -> Action {
         let out_mac = self.fib.interfaces[iface].mac;
         frame[6..12].copy_from_slice(&out_mac);
+        let mut mtu = self.fib.interfaces[iface].mtu as usize;
+        if let Some(max) = self.reassembled {
+            // leave in pieces no larger than the largest that came in (frag_max_size)
+            mtu = mtu.min(max);
+        }
+        if ip.total_len > mtu {
+            // Too big without DF (DF was answered before FORWARD): fragment as ip_fragment does; a
+            // reassembled datagram in the pieces it came in (ip_do_fragment's fast path over its
+            // fragment list) while they fit. The pieces wait for the neighbour, not the whole.
+            let end = ETH_HLEN + ip.total_len;
+            let frags = match self.reassembled {
+                Some(_) => wire::refragment_ipv4(&frame[..end], ip, &self.frag_pieces, mtu),
+                None => wire::fragment_ipv4(&frame[..end], ip, mtu),
+            };
+            let Some(frags) = frags else {
+                self.stats.drop_too_big += 1;
+                return Action::Drop;
+            };
+            self.stats.fragments_created += frags.len() as u64;
+            self.stats.forwarded += 1;
+            for mut f in frags {
+                match self.neigh.lookup(iface, next_hop, now) {
+                    Some(mac) => {
+                        f[0..6].copy_from_slice(&mac);
+                        self.emitted.push((iface, f));
+                    }
+                    None => match self.neigh.enqueue(iface, next_hop, &f, now) {
+                        Miss::QueuedSendRequest => self.send_arp_request(iface, next_hop),
+                        Miss::Queued => {}
+                        Miss::Overflow => self.stats.neigh_pending_overflow += 1,
+                        Miss::Failed => self.stats.neigh_failed += 1,
+                    },
+                }
+            }
+            return Action::Consumed;
+        }
         match self.neigh.lookup(iface, next_hop, now) {
             Some(mac) => {
                 frame[0..6].copy_from_slice(&mac);
                 self.stats.forwarded += 1;
-                let mut mtu = self.fib.interfaces[iface].mtu as usize;
-                if let Some(max) = self.reassembled {
-                    // leave in pieces no larger than the largest that came in (frag_max_size)
-                    mtu = mtu.min(max);
-                }
-                if ip.total_len > mtu {
-                    // Too big without DF (DF was answered before FORWARD): fragment as ip_fragment does;
-                    // a reassembled datagram in the pieces it came in (ip_do_fragment's fast path over
-                    // its fragment list) while they fit
-                    let end = ETH_HLEN + ip.total_len;
-                    let frags = match self.reassembled {
-                        Some(_) => wire::refragment_ipv4(&frame[..end], ip, &self.frag_pieces, mtu),
-                        None => wire::fragment_ipv4(&frame[..end], ip, mtu),
-                    };
-                    match frags {
-                        Some(frags) => {
-                            self.stats.fragments_created += frags.len() as u64;
-                            for f in frags {
-                                self.emitted.push((iface, f));
-                            }
-                        }
-                        None => {
-                            self.stats.drop_too_big += 1;
-                            return Action::Drop;
-                        }
-                    }
-                    return Action::Consumed;
-                }
                 Action::Forward(iface)
             }
             None => {

@@ -410,3 +410,45 @@ fn a_packet_sent_back_out_of_its_interface_earns_its_sender_a_limited_redirect()
     off.send(1, &from_srv(1000));
     assert_eq!(off.p.stats.icmp_redirects_sent, 0);
 }
+
+#[test]
+fn a_datagram_too_big_for_the_link_waits_for_its_neighbour_in_pieces() {
+    // conntrack in use: fragments are reassembled first, and the whole leaves in the pieces it came in
+    let mut r = Rig::new(
+        "table ip t { chain f { type filter hook forward priority 0; ct state new accept; } }",
+    );
+    let gw = [198, 51, 100, 254];
+    let gw_mac = [2, 0, 0, 0, 2, 0xfe];
+    let mut big = ipv4(
+        FW_IN,
+        CLI_MAC,
+        CLI,
+        [203, 0, 113, 5],
+        17,
+        &udp(1, 53, &[7; 2500]),
+        64,
+    );
+    big[ETH_HLEN + 6] = 0; // no DF
+    big[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = checksum(&big[ETH_HLEN..ETH_HLEN + 20]);
+    big[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    let ip = parse_ipv4(&big, ETH_HLEN).unwrap();
+    let pieces = wire::fragment_ipv4(&big, &ip, 1000).unwrap();
+    assert_eq!(pieces.len(), 3);
+    for p in &pieces {
+        assert_eq!(r.send(0, p), Action::Consumed);
+    }
+    // the gateway is not resolved yet: only an ARP request leaves
+    let asked = r.emitted();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(&asked[0].1[12..14], &[0x08, 0x06]);
+    r.send(1, &arp(gw_mac, gw, [198, 51, 100, 1], FW_OUT));
+    let out = r.emitted();
+    assert_eq!(out.len(), 3, "{:?}", r.p.stats);
+    for ((port, f), p) in out.iter().zip(&pieces) {
+        assert_eq!(*port, 1);
+        assert_eq!(&f[0..6], &gw_mac);
+        assert_eq!(f.len() - ETH_HLEN, p.len() - ETH_HLEN);
+        assert!(f.len() - ETH_HLEN <= 1500);
+    }
+}
