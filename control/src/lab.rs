@@ -95,7 +95,10 @@ impl Lab {
             socket: state.join("control.sock"),
             state,
             backend: args.backend,
-            host_path: !args.no_host_path && args.backend == crate::daemon::Backend::Xdp,
+            // without /dev/net/tun (no tun module) the lab runs as before: the kernel takes fw's own traffic
+            host_path: !args.no_host_path
+                && args.backend == crate::daemon::Backend::Xdp
+                && Path::new("/dev/net/tun").exists(),
         }
     }
 
