@@ -289,14 +289,7 @@ proptest! {
         port in 0usize..2,
     ) {
         let (mut p, rs) = pipeline_with(MANGLE);
-        let all: Vec<Vec<u8>> = seeds().into_iter().chain(seeds6()).collect();
-        let mut f = all[seed % all.len()].clone();
-        for (at, x) in flips {
-            let i = at as usize % f.len();
-            f[i] ^= x;
-        }
-        let keep = f.len() - (cut as usize % 8).min(f.len());
-        f.truncate(keep);
+        let f = mutated(seed, &flips, cut);
         run(&mut p, &rs, port, &f, 1_000_000_000);
         run(&mut p, &rs, port, &f, 2_000_000_000);
     }
@@ -311,20 +304,26 @@ proptest! {
         port in 0usize..2,
     ) {
         let (mut p, rs) = pipeline_host(MANGLE);
-        let all: Vec<Vec<u8>> = seeds().into_iter().chain(seeds6()).collect();
-        let mut f = all[seed % all.len()].clone();
-        for (at, x) in flips {
-            let i = at as usize % f.len();
-            f[i] ^= x;
-        }
-        let keep = f.len() - (cut as usize % 8).min(f.len());
-        f.truncate(keep);
+        let f = mutated(seed, &flips, cut);
         run(&mut p, &rs, port, &f, 1_000_000_000);
         p.from_host(f.get(14..).unwrap_or(&[]), &rs, 1_500_000_000);
         p.from_host(f.get(14..).unwrap_or(&[]), &rs, 2_000_000_000);
         let _ = p.take_to_host().count();
         let _ = p.take_emitted().count();
     }
+}
+
+/// Seed frame `seed` (IPv4 and IPv6 seeds in turn) with bytes flipped and up to 7 bytes cut off its end.
+fn mutated(seed: usize, flips: &[(u16, u8)], cut: u16) -> Vec<u8> {
+    let all: Vec<Vec<u8>> = seeds().into_iter().chain(seeds6()).collect();
+    let mut f = all[seed % all.len()].clone();
+    for &(at, x) in flips {
+        let i = at as usize % f.len();
+        f[i] ^= x;
+    }
+    let keep = f.len() - (cut as usize % 8).min(f.len());
+    f.truncate(keep);
+    f
 }
 
 fn pipeline_host(ruleset: &str) -> (Pipeline, Arc<rules::CompiledRuleset>) {
