@@ -490,3 +490,44 @@ fn ct_count_limits_concurrent_connections() {
         .through(1, ipv4(SRV, EXT, TCP, &tcp(40004, 80, SYN, 100, 0)), 0)
         .is_empty());
 }
+
+#[test]
+fn dnat_reads_what_the_packet_path_wrote_into_its_map() {
+    // nftlb's persistence: a client's backend is remembered in a dynamic map, and dnat follows it
+    let mut rig = Rig::new(
+        "table ip lb {
+            map sticky { type ipv4_addr : ipv4_addr; flags dynamic,timeout; timeout 1m;
+                elements = { 192.0.2.9 : 198.51.100.3 }
+            }
+            chain pick { type filter hook prerouting priority mangle; policy accept;
+                tcp dport 8080 update @sticky { ip saddr : 198.51.100.2 }
+            }
+            chain pre { type nat hook prerouting priority dstnat; policy accept;
+                tcp dport { 8080, 8081 } dnat to ip saddr map @sticky
+            }
+        }",
+    );
+    // no element for EXT yet on 8081: no rule matches, the packet is the box's (dropped here)
+    let none = rig.through(
+        0,
+        ipv4(EXT, FW_OUT_IP, TCP, &tcp(33001, 8081, SYN, 7, 0)),
+        1,
+    );
+    assert!(none.is_empty());
+    // 8080 writes EXT's backend first, and the dnat reads it
+    let fwd = rig.through(
+        0,
+        ipv4(EXT, FW_OUT_IP, TCP, &tcp(33000, 8080, SYN, 7, 0)),
+        1,
+    );
+    assert_eq!(fwd.len(), 1, "{:?}", rig.stats());
+    assert_eq!(seen(&fwd[0]), (a(EXT), 33000, a(SRV), 8080));
+    // and from then on 8081 finds it too
+    let fwd = rig.through(
+        0,
+        ipv4(EXT, FW_OUT_IP, TCP, &tcp(33002, 8081, SYN, 7, 0)),
+        1,
+    );
+    assert_eq!(fwd.len(), 1, "{:?}", rig.stats());
+    assert_eq!(seen(&fwd[0]), (a(EXT), 33002, a(SRV), 8081));
+}

@@ -279,6 +279,9 @@ pub(crate) enum VSrc {
         loads: Arc<[Load]>,
         set: u32,
         data: Vec<Key>,
+        /// Where the elements written from the packet path are, when not in `set` itself (NAT keeps
+        /// its own copy of a dynamic map's declared elements, with their ranges).
+        written: Option<u32>,
     },
 }
 
@@ -2215,14 +2218,24 @@ impl Compiler {
                         .filter(|e| !dynamic_elem(e))
                         .map(elem_data)
                         .collect();
-                    return Some(VSrc::Map { loads, set, data });
+                    return Some(VSrc::Map {
+                        loads,
+                        set,
+                        data,
+                        written: None,
+                    });
                 }
                 named.elems.clone()
             }
         };
         let data = elems.iter().map(elem_data).collect();
         let set = self.set(t, &elems, width);
-        Some(VSrc::Map { loads, set, data })
+        Some(VSrc::Map {
+            loads,
+            set,
+            data,
+            written: None,
+        })
     }
 
     fn vop(&mut self, t: &Table, v: &VerdictExpr) -> VOp {

@@ -755,7 +755,12 @@ impl CompiledRuleset {
                 }
                 Some(n)
             }
-            VSrc::Map { loads, set, data } => {
+            VSrc::Map {
+                loads,
+                set,
+                data,
+                written,
+            } => {
                 let mut n = 0;
                 for l in loads.iter() {
                     n += load(l, pkt, &mut buf[n..])?;
@@ -770,7 +775,8 @@ impl CompiledRuleset {
                     None => {
                         let mut key = [0u8; BUF];
                         key[..n].copy_from_slice(&buf[..n]);
-                        s.dynamic.as_ref()?.get(&key[..n], pkt.now, buf)
+                        let w = written.map_or(s, |w| &self.sets[w as usize]);
+                        w.dynamic.as_ref()?.get(&key[..n], pkt.now, buf)
                     }
                 }
             }

@@ -93,14 +93,15 @@ impl Compiler {
                     crate::stmt::vmap::MapRef::Anon(e) => e.clone(),
                     crate::stmt::vmap::MapRef::Named(name) => t.set(name)?.elems.clone(),
                 };
-                // a map with dynamic elements is shared with the rules writing it; NAT reads ranges
-                // from its own compile of the elements (timeouts not applied)
-                let set = match m {
+                // a map with dynamic elements is shared with the rules writing it; NAT reads the
+                // declared elements' ranges from its own compile of them, and what packets wrote
+                // (single addresses) from the shared map
+                let (set, written) = match m {
                     crate::stmt::vmap::MapRef::Named(name) if self.is_dynamic(t.set(name)?) => {
                         let w = self.sets[set as usize].width();
-                        self.set(t, &elems, w)
+                        (self.set(t, &elems, w), Some(set))
                     }
-                    _ => set,
+                    _ => (set, None),
                 };
                 let data = elems
                     .iter()
@@ -115,7 +116,12 @@ impl Compiler {
                         _ => crate::key::Key::new(&[]),
                     })
                     .collect();
-                Some(VSrc::Map { loads, set, data })
+                Some(VSrc::Map {
+                    loads,
+                    set,
+                    data,
+                    written,
+                })
             }
             Some(other) => Some(self.vsrc(t, other)?),
         };
