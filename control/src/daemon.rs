@@ -129,6 +129,12 @@ struct Daemon {
     xdp: bool,
     /// The exception path (`--host-tun`): the box's own traffic crosses sluice's INPUT and OUTPUT.
     host_path: bool,
+    /// The interfaces sluice runs on, in port order.
+    ifaces: Vec<String>,
+    /// Their XDP programs (xdp backend), whose local-address maps follow the namespace.
+    programs: Vec<Arc<hw::xdp::XdpProgram>>,
+    /// The exception path's TUN.
+    host_tun: Option<String>,
     /// Conntrack settings by sysctl name (`sluice ctl sysctl [NAME=VALUE…]`).
     sysctls: Mutex<dataplane::conntrack::Sysctls>,
     trace: crate::trace::TraceServer,
@@ -158,7 +164,34 @@ impl Daemon {
         }
     }
 
+    /// Reads the namespace's addresses and routes again and gives the workers the new FIB; the XDP
+    /// programs' local addresses (or the exception path's routes) follow.
+    fn refresh_kernel_view(&self) -> Result<()> {
+        let (fib, _, _) = read_fib(&self.ifaces)?;
+        match &self.host_tun {
+            Some(tun) => crate::host::mirror_routes(tun, &fib.interfaces)?,
+            None if self.xdp => {
+                let local = kernel::all_local_ipv4()?;
+                let local6 = hw::iface::local_ipv6_addrs()?;
+                for p in &self.programs {
+                    p.set_local_addresses(&local)?;
+                    p.set_local_addresses6(&local6)?;
+                }
+            }
+            None => {}
+        }
+        let fib = Arc::new(fib);
+        for w in &self.workers {
+            let _ = w.lock().unwrap().send(Command::SetFib(fib.clone()));
+        }
+        Ok(())
+    }
+
     fn reload(&self) -> std::result::Result<String, String> {
+        // addresses and routes first: a reload is how an operator says the namespace changed
+        if let Err(e) = self.refresh_kernel_view() {
+            tracing::warn!("cannot re-read addresses and routes: {e:#}");
+        }
         let Some(path) = &self.ruleset_path else {
             return Err(
                 "no ruleset file was given to `sluice run`; use `sluice nft -f FILE`".into(),
@@ -372,8 +405,12 @@ fn random_seed() -> u64 {
     u64::from_ne_bytes(b)
 }
 
-fn open_ports(args: &RunArgs, queues: u32) -> Result<Vec<Vec<Box<dyn Port>>>> {
+/// The ports of each queue, and the XDP program of each interface (xdp backend).
+type OpenPorts = (Vec<Vec<Box<dyn Port>>>, Vec<Arc<hw::xdp::XdpProgram>>);
+
+fn open_ports(args: &RunArgs, queues: u32) -> Result<OpenPorts> {
     let mut per_queue: Vec<Vec<Box<dyn Port>>> = (0..queues).map(|_| Vec::new()).collect();
+    let mut programs = Vec::new();
     match args.backend {
         Backend::Packet => {
             for name in &args.ifaces {
@@ -409,13 +446,40 @@ fn open_ports(args: &RunArgs, queues: u32) -> Result<Vec<Vec<Box<dyn Port>>>> {
                         if host {
                             port.program().set_local_addresses6(&[])?;
                         }
+                        programs.push(port.program().clone());
                     }
                     ports.push(Box::new(port));
                 }
             }
         }
     }
-    Ok(per_queue)
+    Ok((per_queue, programs))
+}
+
+/// The FIB of the interfaces `names` (in that order) from the namespace's addresses and routes, with
+/// the permanent neighbours of both families.
+#[allow(clippy::type_complexity)]
+fn read_fib(
+    names: &[String],
+) -> Result<(
+    Fib,
+    Vec<(usize, std::net::Ipv4Addr, [u8; 6])>,
+    Vec<(usize, std::net::Ipv6Addr, [u8; 6])>,
+)> {
+    let ifaces = kernel::interfaces(names)?;
+    let routes = kernel::routes(&ifaces)?;
+    let static_neighbours = kernel::permanent_neighbours(&ifaces)?;
+    let static_neighbours6 = kernel::permanent_neighbours6(&ifaces)?;
+    let addrs6 = kernel::ipv6_addresses(&ifaces)?;
+    let routes6 = kernel::routes6(&ifaces)?;
+    let mut fib = Fib::new(ifaces, &routes);
+    for &(iface, addr, prefix) in &addrs6 {
+        fib.add_ipv6(iface, addr, prefix);
+    }
+    for r in routes6 {
+        fib.add_route6(r);
+    }
+    Ok((fib, static_neighbours, static_neighbours6))
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -426,21 +490,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(path) => ruleset::load(path)?,
         None => rules::compile(&rules::Ruleset::default()).map_err(|d| anyhow::anyhow!("{d}"))?,
     };
-    let ifaces = kernel::interfaces(&args.ifaces)?;
-    let routes = kernel::routes(&ifaces)?;
-    let static_neighbours = kernel::permanent_neighbours(&ifaces)?;
-    let static_neighbours6 = kernel::permanent_neighbours6(&ifaces)?;
-    let addrs6 = kernel::ipv6_addresses(&ifaces)?;
-    let routes6 = kernel::routes6(&ifaces)?;
+    let (fib, static_neighbours, static_neighbours6) = read_fib(&args.ifaces)?;
     let icmp_limits = kernel::icmp_rate_limit();
-    let send_redirects = kernel::send_redirects(&ifaces);
-    let mut fib = Fib::new(ifaces, &routes);
-    for &(iface, addr, prefix) in &addrs6 {
-        fib.add_ipv6(iface, addr, prefix);
-    }
-    for r in routes6 {
-        fib.add_route6(r);
-    }
+    let send_redirects = kernel::send_redirects(&fib.interfaces);
     let fib = Arc::new(fib);
 
     let mut queues = match args.backend {
@@ -460,7 +512,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(w) = args.workers {
         queues = queues.min(w.max(1) as u32);
     }
-    let per_queue = open_ports(&args, queues)?;
+    let (per_queue, programs) = open_ports(&args, queues)?;
     let (host, mut host_queues) = match &args.host_tun {
         Some(name) => {
             let (h, qs) = crate::host::HostPath::setup(name, &fib.interfaces, per_queue.len())?;
@@ -568,6 +620,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         xdp: args.backend == Backend::Xdp,
         host_path: host.is_some(),
         sysctls: Mutex::new(sysctls.clone()),
+        ifaces: args.ifaces.clone(),
+        programs,
+        host_tun: host.as_ref().map(|h| h.tun().to_string()),
     });
     let first = daemon.live.load_full();
     daemon.steer_ports(&first);

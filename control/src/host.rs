@@ -75,12 +75,7 @@ impl HostPath {
             write_sysctl("/proc/sys/net/ipv4/conf/all/rp_filter", "2")?;
         }
         let table = HOST_TABLE.to_string();
-        for r in mirrored_routes(ifaces)? {
-            let fam = if r.v6 { "-6" } else { "-4" };
-            ip(&[
-                fam, "route", "replace", &r.dst, "dev", name, "src", &r.src, "table", &table,
-            ])?;
-        }
+        mirror_routes(name, ifaces)?;
         ip(&[
             "-4", "rule", "add", "pref", &table, "iif", "lo", "lookup", &table,
         ])?;
@@ -111,6 +106,23 @@ impl Drop for HostPath {
     fn drop(&mut self) {
         self.remove_rules();
     }
+}
+
+/// Writes [`HOST_TABLE`] anew from the main table's routes through `ifaces`, all through the TUN `name`
+/// (at the start, and again when the daemon re-reads the namespace).
+pub fn mirror_routes(name: &str, ifaces: &[InterfaceConfig]) -> Result<()> {
+    let table = HOST_TABLE.to_string();
+    let routes = mirrored_routes(ifaces)?;
+    for fam in ["-4", "-6"] {
+        let _ = ip(&[fam, "route", "flush", "table", &table]);
+    }
+    for r in routes {
+        let fam = if r.v6 { "-6" } else { "-4" };
+        ip(&[
+            fam, "route", "replace", &r.dst, "dev", name, "src", &r.src, "table", &table,
+        ])?;
+    }
+    Ok(())
 }
 
 /// The main table's routes through `ifaces`, each with the source address the kernel would pick for it

@@ -705,3 +705,30 @@ fn host_path_lab_runs_input_and_output_on_the_boxs_own_traffic() {
     let _ = server.join();
     assert!(lab.leftovers().is_empty(), "{:?}", lab.leftovers());
 }
+
+#[test]
+fn a_reload_reads_addresses_added_since_the_start() {
+    if skip_unless_root("a_reload_reads_addresses_added_since_the_start") {
+        return;
+    }
+    let lab = LabGuard::new("a");
+    let up = lab.sluice(&["lab", "up"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let sock = format!("/run/sluice/{}/control.sock", lab.prefix);
+    let add = lab.in_ns(
+        "fw",
+        &["ip", "addr", "add", "192.0.2.100/24", "dev", "fw-cli"],
+    );
+    assert!(add.status.success(), "{}", text(&add));
+    // sluice does not know the new address yet: it takes it for a neighbour on fw-cli's link
+    let before = lab.in_ns("cli", &["ping", "-c", "1", "-W", "1", "192.0.2.100"]);
+    assert!(!before.status.success(), "{}", text(&before));
+    let reload = Command::new(SLUICE)
+        .args(["ctl", "--control", &sock, "reload"])
+        .output()
+        .unwrap();
+    assert!(reload.status.success(), "{}", text(&reload));
+    let after = lab.in_ns("cli", &["ping", "-c", "2", "-W", "2", "192.0.2.100"]);
+    assert!(after.status.success(), "{}", text(&after));
+    assert!(stat(&daemon_stats(&sock), "local_to_host") >= 2);
+}

@@ -239,6 +239,13 @@ impl Pipeline {
         }
     }
 
+    /// Replaces the addresses and routes (re-read from the kernel). The interfaces must be the same, in
+    /// the same order: neighbours and conntrack entries keep their interface indexes.
+    pub fn set_fib(&mut self, fib: Arc<Fib>) {
+        debug_assert_eq!(fib.interfaces.len(), self.fib.interfaces.len());
+        self.fib = fib;
+    }
+
     /// With hand-off between `workers`, NAT picks ports whose replies hash to this worker.
     pub fn set_nat_owner(&mut self, worker: usize, workers: usize) {
         self.nat.set_owner(worker, workers);

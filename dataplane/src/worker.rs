@@ -48,6 +48,8 @@ pub enum Command {
     WatchConntrack(Option<Sender<Vec<crate::conntrack::Event<std::net::Ipv4Addr>>>>),
     /// Send `nft monitor trace` lines of packets with `meta nftrace` set here (`None`: stop).
     WatchTrace(Option<Sender<Vec<String>>>),
+    /// The namespace's addresses and routes as they are now (the interfaces in the same order).
+    SetFib(Arc<crate::Fib>),
 }
 
 /// Settings of the loop.
@@ -408,6 +410,7 @@ impl Worker {
                 }
                 Command::SetSysctls(cfg, share) => self.pipeline.conntrack.set_sysctls(cfg, share),
                 Command::WatchTrace(tx) => self.trace = tx,
+                Command::SetFib(fib) => self.pipeline.set_fib(fib),
                 Command::WatchConntrack(tx) => {
                     self.pipeline.conntrack.events_enabled = tx.is_some();
                     self.pipeline.conntrack.events.clear();
