@@ -169,7 +169,13 @@ impl Daemon {
     fn refresh_kernel_view(&self) -> Result<()> {
         let (fib, _, _) = read_fib(&self.ifaces)?;
         match &self.host_tun {
-            Some(tun) => crate::host::mirror_routes(tun, &fib.interfaces)?,
+            Some(tun) => {
+                crate::host::mirror_routes(tun, &fib.interfaces)?;
+                let link_local = link_local_ipv6()?;
+                for p in &self.programs {
+                    p.set_local_addresses6(&link_local)?;
+                }
+            }
             None if self.xdp => {
                 let local = kernel::all_local_ipv4()?;
                 let local6 = hw::iface::local_ipv6_addrs()?;
@@ -444,7 +450,7 @@ fn open_ports(args: &RunArgs, queues: u32) -> Result<OpenPorts> {
                     if q == 0 {
                         port.program().set_local_addresses(&local)?;
                         if host {
-                            port.program().set_local_addresses6(&[])?;
+                            port.program().set_local_addresses6(&link_local_ipv6()?)?;
                         }
                         programs.push(port.program().clone());
                     }
@@ -454,6 +460,16 @@ fn open_ports(args: &RunArgs, queues: u32) -> Result<OpenPorts> {
         }
     }
     Ok((per_queue, programs))
+}
+
+/// The box's IPv6 link-local addresses. With the exception path they still go to the kernel directly: a
+/// link-local destination is only the box's on its own link, which the TUN is not (the kernel would not
+/// take it from there).
+fn link_local_ipv6() -> Result<Vec<std::net::Ipv6Addr>> {
+    Ok(hw::iface::local_ipv6_addrs()?
+        .into_iter()
+        .filter(|a| a.segments()[0] & 0xffc0 == 0xfe80)
+        .collect())
 }
 
 /// The FIB of the interfaces `names` (in that order) from the namespace's addresses and routes, with

@@ -694,6 +694,25 @@ fn host_path_lab_runs_input_and_output_on_the_boxs_own_traffic() {
 
     let stats = daemon_stats(&sock);
     let value = |k: &str| stat(&stats, k);
+    // link-local addresses are the kernel's own business (only on their link, which the TUN is not)
+    let ll = lab.in_ns(
+        "fw",
+        &[
+            "ip", "-6", "-br", "addr", "show", "dev", "fw-cli", "scope", "link",
+        ],
+    );
+    let ll = String::from_utf8_lossy(&ll.stdout)
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.split('/').next())
+        .map(str::to_string);
+    if let Some(ll) = ll {
+        let ping6 = lab.in_ns(
+            "cli",
+            &["ping", "-6", "-c", "1", "-W", "3", &format!("{ll}%cli0")],
+        );
+        assert!(ping6.status.success(), "{}", text(&ping6));
+    }
     assert!(value("local_to_host") >= 20, "{stats}");
     assert!(value("host_rx") >= 100, "{stats}");
     assert_eq!(value("local_to_kernel"), 0, "{stats}");
