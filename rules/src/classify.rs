@@ -330,28 +330,27 @@ impl<K: Key> FieldIndex<K> {
 
     fn new(
         field: &Field<'_, K>,
-        cl: &Classes<K>,
+        cl: Classes<K>,
         rules: &[u32],
-        cover: impl Fn(&mut dyn FnMut(u32, usize)),
+        cover: impl Fn(&Classes<K>, &mut dyn FnMut(u32, usize)),
     ) -> Self {
         let n = cl.count();
         let mut offsets = vec![0u32; n + 1];
-        cover(&mut |_, k| offsets[k + 1] += 1);
+        cover(&cl, &mut |_, k| offsets[k + 1] += 1);
         for k in 0..n {
             offsets[k + 1] += offsets[k];
         }
         let mut fill = offsets.clone();
         let mut ids = vec![0u32; offsets[n] as usize];
-        cover(&mut |rule, k| {
+        cover(&cl, &mut |rule, k| {
             ids[fill[k] as usize] = rule;
             fill[k] += 1;
         });
-        let m = cl.starts.len() as u32;
         FieldIndex {
             loads: field.loads.into(),
             bin: field.bin.cloned(),
             width: field.width,
-            points: PointTable::new(&cl.points, m),
+            points: cl.table,
             ranges: Ranges::new(&cl.starts),
             offsets: offsets.into_boxed_slice(),
             ids: ids.into_boxed_slice(),
@@ -560,6 +559,16 @@ enum Cond<'a> {
 /// The closed intervals of key values for which `cond` holds, sorted and disjoint, appended to `out`;
 /// returns the key width, or `None` when the condition cannot be indexed.
 fn intervals(rs: &CompiledRuleset, cond: &Cond<'_>, out: &mut Vec<(u128, u128)>) -> Option<usize> {
+    if let Cond::Test(Test::Eq(v)) = cond {
+        // the common case: one point
+        let width = v.len();
+        if width == 0 || width > 16 {
+            return None;
+        }
+        let x = be(v);
+        out.push((x, x));
+        return Some(width);
+    }
     let start = out.len();
     let width = match cond {
         Cond::Test(t) => match t {
@@ -713,6 +722,19 @@ impl<'a, K: Key> Field<'a, K> {
     fn push(&mut self, rule: u32, pos: u32, ivs: &[(u128, u128)]) {
         let n = ivs.len() as u16;
         let k = |&(lo, hi): &(u128, u128)| (K::from_u128(lo), K::from_u128(hi));
+        if let [x] = ivs {
+            // one interval (most compares)
+            let x = k(x);
+            let shared = (self.cmps.iter().rev().take(4))
+                .find(|c| c.n == 1 && self.ivs[c.iv as usize] == x)
+                .map(|c| c.iv);
+            let iv = shared.unwrap_or_else(|| {
+                self.ivs.push(x);
+                self.ivs.len() as u32 - 1
+            });
+            self.cmps.push(Cmp { rule, iv, pos, n });
+            return;
+        }
         let shared = self
             .cmps
             .iter()
@@ -740,6 +762,8 @@ impl<'a, K: Key> Field<'a, K> {
 struct Classes<K> {
     starts: Vec<K>,
     points: Vec<K>,
+    /// point value → its class
+    table: PointTable<K>,
 }
 
 impl<K: Key> Classes<K> {
@@ -764,7 +788,12 @@ impl<K: Key> Classes<K> {
         starts.dedup();
         points.sort_unstable();
         points.dedup();
-        Classes { starts, points }
+        let table = PointTable::new(&points, starts.len() as u32);
+        Classes {
+            starts,
+            points,
+            table,
+        }
     }
 
     fn count(&self) -> usize {
@@ -784,7 +813,10 @@ impl<K: Key> Classes<K> {
     fn span(&self, (lo, hi): (K, K)) -> (usize, usize, usize, usize) {
         let m = self.starts.len();
         if lo == hi {
-            let p = m + self.points.partition_point(|&p| p < lo);
+            let p = match self.table.get(lo) {
+                Some(c) => c as usize,
+                None => m + self.points.partition_point(|&p| p < lo),
+            };
             return (1, 0, p, p + 1);
         }
         let a = self.starts.partition_point(|&s| s <= lo) - 1;
@@ -801,8 +833,12 @@ impl<K: Key> Classes<K> {
         for i in which {
             if let [(lo, hi)] = field.ivs_of(i) {
                 if lo == hi {
-                    let k = self.points.partition_point(|p| p < lo);
-                    out[i] = (self.starts.len() + k) as u32;
+                    out[i] = match self.table.get(*lo) {
+                        Some(c) => c,
+                        None => {
+                            (self.starts.len() + self.points.partition_point(|p| p < lo)) as u32
+                        }
+                    };
                 }
             }
         }
@@ -882,18 +918,16 @@ fn index_field<K: Key>(
     cl1: Classes<K>,
     pc1: Vec<u32>,
 ) -> FieldIndex<K> {
-    let fresh;
     let (cl, pclass) = if ch.len() == field.cmps.len() {
         // every compare on the field was chosen: the classes are those of step 1
-        (&cl1, &pc1)
+        (cl1, pc1)
     } else {
         drop((cl1, pc1));
         let cl = Classes::new(field.width, ch.iter().flat_map(|&i| field.ivs_of(i)));
         let pc = cl.point_classes(&field, ch.iter().copied());
-        fresh = (cl, pc);
-        (&fresh.0, &fresh.1)
+        (cl, pc)
     };
-    let cover = |g: &mut dyn FnMut(u32, usize)| {
+    let cover = |cl: &Classes<K>, g: &mut dyn FnMut(u32, usize)| {
         for &i in ch {
             cl.visit(field.ivs_of(i), pclass[i], |k| g(field.cmps[i].rule, k));
         }
@@ -908,19 +942,23 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
     let mut wf: Vec<Field<'_, u128>> = Vec::new();
     let mut scratch: Vec<(u128, u128)> = Vec::new();
     let mut any = false;
-    let mut memo: Vec<(*const [Load], bool)> = Vec::new();
+    // per selector (`rs.sels`, interned): whether its loads are fixed (0: not known yet, 1: yes, 2: no),
+    // and the field it was last filed under with the width of that compare (narrow `f`, wide
+    // `MAX_FIELDS + f`; `u8::MAX`: none yet)
+    let mut sel_fixed: Vec<u8> = vec![0; rs.sels.len()];
+    let mut sel_field: Vec<(u8, u8)> = vec![(0, u8::MAX); rs.sels.len()];
     for r in rules.clone() {
         let ops = &rs.rules[r as usize].ops;
         let mut pos = 0u32;
         for op in &rs.ops[ops.start as usize..ops.end as usize] {
-            let (loads, bin, cond) = match op {
+            let (sel, loads, bin, cond) = match op {
                 Op::Cmp { sel, test } => {
                     let s = &rs.sels[*sel as usize];
-                    (&s.loads, s.bin.as_ref(), Cond::Test(test))
+                    (*sel as usize, &s.loads, s.bin.as_ref(), Cond::Test(test))
                 }
                 Op::Vmap { sel, set } => {
                     let s = &rs.sels[*sel as usize];
-                    (&s.loads, s.bin.as_ref(), Cond::Vmap(*set))
+                    (*sel as usize, &s.loads, s.bin.as_ref(), Cond::Vmap(*set))
                 }
                 // the first effect ends the prefix
                 Op::Store { .. }
@@ -936,46 +974,51 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                 | Op::Connlimit { .. }
                 | Op::Verdict(_) => break,
             };
-            // whether the loads are fixed, remembered per shared load list (the ops of a chain share
-            // a few: `fixed` compares key names)
-            let key: *const [Load] = &**loads;
-            let is_fixed = match memo.iter().find(|m| std::ptr::eq(m.0, key)) {
-                Some(m) => m.1,
-                None => {
+            // whether the loads are fixed, remembered per selector (`fixed` compares key names)
+            let is_fixed = match sel_fixed[sel] {
+                0 => {
                     let f = !loads.is_empty() && loads.iter().all(fixed);
-                    if memo.len() < 32 {
-                        memo.push((key, f));
-                    }
+                    sel_fixed[sel] = if f { 1 } else { 2 };
                     f
                 }
+                v => v == 1,
             };
             if is_fixed {
                 scratch.clear();
                 let width = intervals(rs, &cond, &mut scratch);
                 if let Some(width) = width.filter(|_| scratch.len() <= u16::MAX as usize) {
                     let room = nf.len() + wf.len() < MAX_FIELDS;
+                    // the selector's field when this compare has the width it was filed with
+                    let last = sel_field[sel];
+                    let last =
+                        (last.1 != u8::MAX && last.0 as usize == width).then_some(last.1 as usize);
                     let filed = if width <= 8 {
-                        let known = nf.iter().position(|f| f.is(loads, bin, width));
-                        match known {
-                            Some(f) => Some(&mut nf[f]),
-                            None if room => {
-                                nf.push(Field::new(loads, bin, width));
-                                nf.last_mut()
-                            }
-                            None => None,
-                        }
-                        .map(|f| f.push(r, pos, &scratch))
+                        let f = last
+                            .or_else(|| nf.iter().position(|f| f.is(loads, bin, width)))
+                            .or_else(|| {
+                                room.then(|| {
+                                    nf.push(Field::new(loads, bin, width));
+                                    nf.len() - 1
+                                })
+                            });
+                        f.map(|f| {
+                            sel_field[sel] = (width as u8, f as u8);
+                            nf[f].push(r, pos, &scratch)
+                        })
                     } else {
-                        let known = wf.iter().position(|f| f.is(loads, bin, width));
-                        match known {
-                            Some(f) => Some(&mut wf[f]),
-                            None if room => {
-                                wf.push(Field::new(loads, bin, width));
-                                wf.last_mut()
-                            }
-                            None => None,
-                        }
-                        .map(|f| f.push(r, pos, &scratch))
+                        let f = last
+                            .map(|f| f - MAX_FIELDS)
+                            .or_else(|| wf.iter().position(|f| f.is(loads, bin, width)))
+                            .or_else(|| {
+                                room.then(|| {
+                                    wf.push(Field::new(loads, bin, width));
+                                    wf.len() - 1
+                                })
+                            });
+                        f.map(|f| {
+                            sel_field[sel] = (width as u8, (MAX_FIELDS + f) as u8);
+                            wf[f].push(r, pos, &scratch)
+                        })
                     };
                     if filed.is_some() {
                         pos += 1;
@@ -1026,6 +1069,7 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
         for ((field, ch), (cl, pclass)) in fields.iter_mut().zip(chosen).zip(cls) {
             if ch.len() != field.cmps.len() {
                 (cl.starts, cl.points, *pclass) = (Vec::new(), Vec::new(), Vec::new());
+                cl.table = PointTable::new(&[], 0);
             }
             if ch.is_empty() {
                 (field.cmps, field.ivs) = (Vec::new(), Vec::new());
