@@ -757,6 +757,20 @@ impl<'a, K: Key> Field<'a, K> {
     }
 }
 
+/// `s.partition_point(pred)`, searched from the start with doubling steps: cheap when the point is
+/// near the start.
+#[inline]
+fn gallop<K: Copy>(s: &[K], pred: impl Fn(K) -> bool) -> usize {
+    let mut end = 1;
+    while end < s.len() && pred(s[end]) {
+        end *= 2;
+    }
+    // `pred` holds up to `end / 2` (inclusive, when `end > 1`)
+    let start = end / 2;
+    let end = end.min(s.len());
+    start + s[start..end].partition_point(|&x| pred(x))
+}
+
 /// A field's value space cut at the boundaries of some intervals: range classes `0..starts.len()`,
 /// then one class per point value.
 struct Classes<K> {
@@ -819,10 +833,11 @@ impl<K: Key> Classes<K> {
             };
             return (1, 0, p, p + 1);
         }
+        // the upper ends searched from the lower ones: most intervals cover few classes
         let a = self.starts.partition_point(|&s| s <= lo) - 1;
-        let b = self.starts.partition_point(|&s| s <= hi) - 1;
+        let b = a + gallop(&self.starts[a..], |s| s <= hi) - 1;
         let pa = self.points.partition_point(|&p| p < lo);
-        let pb = self.points.partition_point(|&p| p <= hi);
+        let pb = pa + gallop(&self.points[pa..], |p| p <= hi);
         (a, b, m + pa, m + pb)
     }
 
@@ -1110,6 +1125,20 @@ mod tests {
         for &v in probes {
             let want = starts.partition_point(|&s| s <= v) - 1;
             assert_eq!(r.class(K::from_u128(v)), want, "{v:#x} in {starts:x?}");
+        }
+    }
+
+    #[test]
+    fn gallop_is_partition_point() {
+        for n in 0..70usize {
+            let s: Vec<u64> = (0..n as u64).map(|x| x * 3).collect();
+            for v in 0..(3 * n as u64 + 3) {
+                assert_eq!(
+                    gallop(&s, |x| x <= v),
+                    s.partition_point(|&x| x <= v),
+                    "{n} {v}"
+                );
+            }
         }
     }
 
