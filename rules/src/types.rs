@@ -160,18 +160,24 @@ impl Val {
         Val::of(&b, len)
     }
     /// Bytewise `f` of this value and `m` (zero-padded to this width).
-    fn zip(&self, m: &Val, f: impl Fn(u8, u8) -> u8) -> Val {
+    /// `f` over the bytes of both (byte-wise operations only: and, or, xor, not).
+    fn zip(&self, m: &Val, f: impl Fn(u128, u128) -> u128) -> Val {
         if self.len <= 16 && m.len <= 16 {
-            // both inline, zero past their widths
-            let mut v = *self;
-            for (x, &y) in v.b.iter_mut().zip(&m.b).take(self.len as usize) {
-                *x = f(*x, y);
-            }
-            return v;
+            // both inline, zero past their widths: all bytes at once, then zero past the width again
+            let keep = if self.len >= 16 {
+                u128::MAX
+            } else {
+                (1u128 << (8 * self.len)) - 1
+            };
+            let x = f(u128::from_le_bytes(self.b), u128::from_le_bytes(m.b)) & keep;
+            return Val {
+                len: self.len,
+                b: x.to_le_bytes(),
+            };
         }
         let (mut a, b) = (self.wide(), m.wide());
         for (x, y) in a.iter_mut().zip(b).take(self.len as usize) {
-            *x = f(*x, y);
+            *x = f(*x as u128, y as u128) as u8;
         }
         Val::of(&a, self.len as usize)
     }
