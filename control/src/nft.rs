@@ -497,12 +497,12 @@ mod tests {
         )
         .unwrap();
         // what nft 1.0.6 prints for `{"list": {"counter": {"family": "ip", "table": "t", "name": "c1"}}}`
-        // (handles aside)
+        // (handle 2: a table block numbers its chains first)
         let out = list(rs.clone(), &["-j"], "counter ip t c1", &[]).unwrap();
         assert_eq!(
             out,
             "{\"nftables\": [{\"metainfo\": {\"version\": \"1.0.6\", \"release_name\": \"Lester Gooch #5\", \"json_schema_version\": 1}}, \
-             {\"counter\": {\"family\": \"ip\", \"name\": \"c1\", \"table\": \"t\", \"handle\": 1, \"packets\": 5, \"bytes\": 50}}]}\n"
+             {\"counter\": {\"family\": \"ip\", \"name\": \"c1\", \"table\": \"t\", \"handle\": 2, \"packets\": 5, \"bytes\": 50}}]}\n"
         );
         let out = list(rs.clone(), &[], "counters", &[]).unwrap();
         assert_eq!(
