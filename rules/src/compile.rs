@@ -2063,12 +2063,13 @@ impl Compiler {
 
     pub(crate) fn set(&mut self, t: &Table, elems: &[Elem], width: usize) -> u32 {
         // exact keys: their bytes one after another, and (start, end, element) of each
-        let mut flat: Vec<u8> = Vec::new();
-        let mut keys: Vec<(u32, u32, u32)> = Vec::new();
+        // sized for exact keys, the usual elements (no growth on the way)
+        let mut flat: Vec<u8> = Vec::with_capacity(elems.len() * width);
+        let mut keys: Vec<(u32, u32, u32)> = Vec::with_capacity(elems.len());
         let mut ranges = Vec::new();
         let mut comp_ranges = Vec::new();
         let mut catchall = None;
-        let mut verdicts = Vec::new();
+        let mut verdicts = Vec::with_capacity(elems.len());
         for (i, e) in elems.iter().enumerate() {
             let i = i as u32;
             if let Some(crate::expr::Data::Verdict(v)) = e.data.as_deref() {
@@ -2079,8 +2080,18 @@ impl Compiler {
             if e.parts.is_empty() {
                 catchall = Some(i);
             } else if e.parts.iter().all(|p| p.is_single()) {
+                // the parts' bytes one after another, as `bounds(e).0` (without building either key)
                 let s = flat.len() as u32;
-                flat.extend_from_slice(&bounds(e).0);
+                let mut n = 0;
+                for p in &e.parts {
+                    let Part::Val(v) = p else { continue };
+                    let b = v.bytes();
+                    if e.parts.len() > 1 && n + b.len() > 256 {
+                        break;
+                    }
+                    flat.extend_from_slice(b);
+                    n += b.len();
+                }
                 keys.push((s, flat.len() as u32, i));
             } else if e.parts.len() == 1 {
                 let (lo, hi) = bounds(e);
