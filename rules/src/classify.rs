@@ -922,6 +922,10 @@ fn cost_field<K: Key>(
             *b = (worst, cov[i], cmp.pos, f, i as u32);
         }
     }
+    // the point table is built again for the index (kept, the tables of all fields would raise the
+    // peak memory while the others are costed)
+    let mut cl = cl;
+    cl.table = PointTable::new(&[], 0);
     (cl, pclass)
 }
 
@@ -935,7 +939,9 @@ fn index_field<K: Key>(
 ) -> FieldIndex<K> {
     let (cl, pclass) = if ch.len() == field.cmps.len() {
         // every compare on the field was chosen: the classes are those of step 1
-        (cl1, pc1)
+        let mut cl = cl1;
+        cl.table = PointTable::new(&cl.points, cl.starts.len() as u32);
+        (cl, pc1)
     } else {
         drop((cl1, pc1));
         let cl = Classes::new(field.width, ch.iter().flat_map(|&i| field.ivs_of(i)));
