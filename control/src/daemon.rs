@@ -187,8 +187,24 @@ impl Daemon {
             None => {}
         }
         let fib = Arc::new(fib);
+        let (done, acks) = channel();
+        let mut asked = 0;
         for w in &self.workers {
-            let _ = w.lock().unwrap().send(Command::SetFib(fib.clone()));
+            if w.lock()
+                .unwrap()
+                .send(Command::SetFib(fib.clone(), done.clone()))
+                .is_ok()
+            {
+                asked += 1;
+            }
+        }
+        // the reload is done when every worker routes with the new FIB (a sleeping worker answers
+        // within its poll timeout)
+        for _ in 0..asked {
+            if acks.recv_timeout(Duration::from_secs(2)).is_err() {
+                tracing::warn!("a worker did not take the new addresses and routes in 2 s");
+                break;
+            }
         }
         Ok(())
     }

@@ -747,7 +747,7 @@ fn a_reload_reads_addresses_added_since_the_start() {
         .output()
         .unwrap();
     assert!(reload.status.success(), "{}", text(&reload));
-    let after = lab.in_ns("cli", &["ping", "-c", "2", "-W", "2", "192.0.2.100"]);
+    let after = lab.in_ns("cli", &["ping", "-c", "3", "-W", "2", "192.0.2.100"]);
     assert!(after.status.success(), "{}", text(&after));
     assert!(stat(&daemon_stats(&sock), "local_to_host") >= 2);
 }

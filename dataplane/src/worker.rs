@@ -48,8 +48,9 @@ pub enum Command {
     WatchConntrack(Option<Sender<Vec<crate::conntrack::Event<std::net::Ipv4Addr>>>>),
     /// Send `nft monitor trace` lines of packets with `meta nftrace` set here (`None`: stop).
     WatchTrace(Option<Sender<Vec<String>>>),
-    /// The namespace's addresses and routes as they are now (the interfaces in the same order).
-    SetFib(Arc<crate::Fib>),
+    /// The namespace's addresses and routes as they are now (the interfaces in the same order); answered
+    /// once the worker uses them.
+    SetFib(Arc<crate::Fib>, Sender<()>),
 }
 
 /// Settings of the loop.
@@ -410,7 +411,10 @@ impl Worker {
                 }
                 Command::SetSysctls(cfg, share) => self.pipeline.conntrack.set_sysctls(cfg, share),
                 Command::WatchTrace(tx) => self.trace = tx,
-                Command::SetFib(fib) => self.pipeline.set_fib(fib),
+                Command::SetFib(fib, done) => {
+                    self.pipeline.set_fib(fib);
+                    let _ = done.send(());
+                }
                 Command::WatchConntrack(tx) => {
                     self.pipeline.conntrack.events_enabled = tx.is_some();
                     self.pipeline.conntrack.events.clear();
