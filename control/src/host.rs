@@ -11,6 +11,11 @@
 //!   dataplane reads those packets, runs OUTPUT, routes them with its own FIB, runs POSTROUTING and sends
 //!   them. Traffic between the box's own addresses stays on `lo` (the local table comes first).
 //!
+//! Routes through other interfaces become `throw` routes in that table, so that a more specific route
+//! through an interface sluice does not run on keeps winning over a default route through sluice. A route
+//! added while this runs must name its device (`ip route add … via GW dev IF`): without it the kernel
+//! looks the gateway up as the box's own output, finds the TUN, and installs the route there.
+//!
 //! Reverse-path filtering is turned off on the TUN (packets arrive there from every network). The rules
 //! and the table are removed on exit; the TUN goes when its last queue closes. A crash leaves a rule
 //! pointing at an empty table, which changes nothing and is replaced at the next start.
@@ -36,7 +41,9 @@ pub struct HostPath {
 #[derive(Debug, PartialEq, Eq)]
 pub struct MirroredRoute {
     pub dst: String,
-    pub src: String,
+    /// The source address to prefer; `None` for a route through an interface sluice does not run on,
+    /// which becomes a `throw` route (the lookup goes on in the main table, as if the rule were not there).
+    pub src: Option<String>,
     pub v6: bool,
 }
 
@@ -112,15 +119,18 @@ impl Drop for HostPath {
 /// (at the start, and again when the daemon re-reads the namespace).
 pub fn mirror_routes(name: &str, ifaces: &[InterfaceConfig]) -> Result<()> {
     let table = HOST_TABLE.to_string();
-    let routes = mirrored_routes(ifaces)?;
+    let routes = mirrored_routes(ifaces, Some(name))?;
     for fam in ["-4", "-6"] {
         let _ = ip(&[fam, "route", "flush", "table", &table]);
     }
     for r in routes {
         let fam = if r.v6 { "-6" } else { "-4" };
-        ip(&[
-            fam, "route", "replace", &r.dst, "dev", name, "src", &r.src, "table", &table,
-        ])?;
+        match &r.src {
+            Some(src) => ip(&[
+                fam, "route", "replace", &r.dst, "dev", name, "src", src, "table", &table,
+            ])?,
+            None => ip(&[fam, "route", "replace", "throw", &r.dst, "table", &table])?,
+        };
     }
     Ok(())
 }
@@ -128,7 +138,10 @@ pub fn mirror_routes(name: &str, ifaces: &[InterfaceConfig]) -> Result<()> {
 /// The main table's routes through `ifaces`, each with the source address the kernel would pick for it
 /// (its `prefsrc`, else the first address of its interface); IPv6 link-local and multicast routes are
 /// left out (the TUN has no link).
-pub fn mirrored_routes(ifaces: &[InterfaceConfig]) -> Result<Vec<MirroredRoute>> {
+pub fn mirrored_routes(
+    ifaces: &[InterfaceConfig],
+    tun: Option<&str>,
+) -> Result<Vec<MirroredRoute>> {
     let addrs = ip_json(&["addr", "show"])?;
     let first_addr = |dev: &str, v6: bool| -> Option<String> {
         addrs
@@ -152,13 +165,20 @@ pub fn mirrored_routes(ifaces: &[InterfaceConfig]) -> Result<Vec<MirroredRoute>>
             Err(e) => return Err(e),
         };
         for r in routes.as_array().into_iter().flatten() {
+            let dst = r["dst"].as_str().unwrap_or("default").to_string();
             let Some(dev) = r["dev"].as_str() else {
                 continue;
             };
-            if !ifaces.iter().any(|i| i.name == dev) {
+            if tun == Some(dev) {
+                // a route added since the start without its device: the kernel resolved its gateway
+                // through the TUN (see the module comment)
                 continue;
             }
-            let dst = r["dst"].as_str().unwrap_or("default").to_string();
+            if !ifaces.iter().any(|i| i.name == dev) {
+                // not sluice's: a more specific route there must not lose to a route through sluice
+                out.push(MirroredRoute { dst, src: None, v6 });
+                continue;
+            }
             if v6 && (dst.starts_with("fe80:") || dst.starts_with("ff")) {
                 continue;
             }
@@ -176,7 +196,11 @@ pub fn mirrored_routes(ifaces: &[InterfaceConfig]) -> Result<Vec<MirroredRoute>>
                 src.parse::<Ipv4Addr>().is_ok()
             };
             if ok {
-                out.push(MirroredRoute { dst, src, v6 });
+                out.push(MirroredRoute {
+                    dst,
+                    src: Some(src),
+                    v6,
+                });
             }
         }
     }

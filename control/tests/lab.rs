@@ -750,4 +750,35 @@ fn a_reload_reads_addresses_added_since_the_start() {
     let after = lab.in_ns("cli", &["ping", "-c", "3", "-W", "2", "192.0.2.100"]);
     assert!(after.status.success(), "{}", text(&after));
     assert!(stat(&daemon_stats(&sock), "local_to_host") >= 2);
+    // an interface sluice does not run on keeps its routes for the box's own traffic, even under a
+    // default route through sluice
+    for cmd in [
+        &[
+            "ip", "link", "add", "m0", "type", "veth", "peer", "name", "m1",
+        ][..],
+        &["ip", "addr", "add", "10.99.0.1/24", "dev", "m0"],
+        &["ip", "link", "set", "m0", "up"],
+        &[
+            "ip",
+            "route",
+            "add",
+            "default",
+            "via",
+            "198.51.100.2",
+            "dev",
+            "fw-srv",
+        ],
+    ] {
+        let o = lab.in_ns("fw", cmd);
+        assert!(o.status.success(), "{cmd:?}: {}", text(&o));
+    }
+    let reload = Command::new(SLUICE)
+        .args(["ctl", "--control", &sock, "reload"])
+        .output()
+        .unwrap();
+    assert!(reload.status.success(), "{}", text(&reload));
+    let other = text(&lab.in_ns("fw", &["ip", "route", "get", "10.99.0.5"]));
+    assert!(other.contains("dev m0"), "{other}");
+    let far = text(&lab.in_ns("fw", &["ip", "route", "get", "203.0.113.7"]));
+    assert!(far.contains("dev sluice-host"), "{far}");
 }
