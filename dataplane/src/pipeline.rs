@@ -135,6 +135,21 @@ pub struct Pipeline {
     host_pieces: Option<HostPieces>,
 }
 
+/// An IP packet from the host TUN in an Ethernet frame (zero MACs; ethertype by the IP version, 0 when the
+/// packet is neither IPv4 nor IPv6), as the output path takes it.
+pub fn host_frame(packet: &[u8]) -> Vec<u8> {
+    let ethertype = match packet.first().map(|b| b >> 4) {
+        Some(4) => wire::ETHERTYPE_IPV4,
+        Some(6) => wire::ETHERTYPE_IPV6,
+        _ => 0,
+    };
+    let mut frame = Vec::with_capacity(ETH_HLEN + packet.len());
+    frame.extend_from_slice(&[0; 12]);
+    frame.extend_from_slice(&ethertype.to_be_bytes());
+    frame.extend_from_slice(packet);
+    frame
+}
+
 /// The fragments a datagram from the host TUN came in (see [`Pipeline::from_host`]).
 struct HostPieces {
     /// The largest fragment (IP length).
@@ -1387,19 +1402,20 @@ impl Pipeline {
     /// POSTROUTING and the neighbour, as the kernel's `ip_local_out` would; it leaves through
     /// [`Pipeline::take_emitted`].
     pub fn from_host(&mut self, packet: &[u8], rs: &CompiledRuleset, now: u64) {
+        self.from_host_frame(host_frame(packet), rs, now);
+    }
+
+    /// [`Pipeline::from_host`] for a packet already in the frame [`host_frame`] made of it (what a worker
+    /// hands to the flow's owner).
+    pub fn from_host_frame(&mut self, frame: Vec<u8>, rs: &CompiledRuleset, now: u64) {
         self.stats.host_rx += 1;
-        let ethertype = match packet.first().map(|b| b >> 4) {
-            Some(4) => wire::ETHERTYPE_IPV4,
-            Some(6) => wire::ETHERTYPE_IPV6,
-            _ => {
-                self.stats.host_bad += 1;
-                return;
-            }
-        };
-        let mut frame = Vec::with_capacity(ETH_HLEN + packet.len());
-        frame.extend_from_slice(&[0; 12]);
-        frame.extend_from_slice(&ethertype.to_be_bytes());
-        frame.extend_from_slice(packet);
+        let ethertype = frame
+            .get(12..14)
+            .map_or(0, |e| u16::from_be_bytes([e[0], e[1]]));
+        if ethertype != wire::ETHERTYPE_IPV4 && ethertype != wire::ETHERTYPE_IPV6 {
+            self.stats.host_bad += 1;
+            return;
+        }
         // The kernel fragments what it sends after POSTROUTING (ip_finish_output), so its hooks see whole
         // datagrams; the TUN hands over the fragments: whole again for OUTPUT/POSTROUTING (with
         // conntrack in use), they leave in the pieces the kernel cut.

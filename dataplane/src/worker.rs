@@ -90,8 +90,6 @@ pub struct Worker {
     trace: Option<Sender<Vec<String>>>,
     /// This worker's queue of the host TUN (the exception path to the kernel stack).
     host: Option<hw::tun::TunQueue>,
-    /// An Ethernet frame around a packet read from the host TUN.
-    host_frame: Vec<u8>,
 }
 
 /// The `port` of a handed-off frame that came from the host TUN, not from a port.
@@ -119,7 +117,6 @@ impl Worker {
             trace: None,
             handoff: None,
             host: None,
-            host_frame: Vec::new(),
         }
     }
 
@@ -281,17 +278,8 @@ impl Worker {
         let Some(mut host) = self.host.take() else {
             return 0;
         };
-        let mut frame = std::mem::take(&mut self.host_frame);
         let got = host.recv(self.config.batch_size, |packet| {
-            frame.clear();
-            frame.extend_from_slice(&[0; 12]);
-            let ethertype = if packet.first().is_some_and(|b| b >> 4 == 6) {
-                crate::wire::ETHERTYPE_IPV6
-            } else {
-                crate::wire::ETHERTYPE_IPV4
-            };
-            frame.extend_from_slice(&ethertype.to_be_bytes());
-            frame.extend_from_slice(packet);
+            let frame = crate::pipeline::host_frame(packet);
             if let Some(h) = &self.handoff {
                 match crate::handoff::flow_owner(&frame, h.workers) {
                     Some(owner) if owner != h.id && frame.len() <= hw::FRAME_CAPACITY => {
@@ -305,9 +293,8 @@ impl Worker {
                     _ => {}
                 }
             }
-            self.pipeline.from_host(packet, rs, now);
+            self.pipeline.from_host_frame(frame, rs, now);
         });
-        self.host_frame = frame;
         let got = match got {
             Ok(n) => n,
             Err(e) => {
@@ -342,7 +329,7 @@ impl Worker {
             if f.port == HOST_PORT {
                 let len = f.len as usize;
                 self.pipeline
-                    .from_host(&f.data[crate::wire::ETH_HLEN..len], rs, now);
+                    .from_host_frame(f.data[..len].to_vec(), rs, now);
                 return;
             }
             let (len, port) = (f.len as usize, f.port as usize);
