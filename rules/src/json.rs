@@ -265,6 +265,10 @@ impl Writer<'_> {
                 o.extend(f);
                 "limit"
             }
+            ObjBody::Secmark(ctx) => {
+                o.push(("context".into(), s(ctx)));
+                "secmark"
+            }
             _ => return None,
         };
         Some(one(kind, Json::Obj(o)))

@@ -213,6 +213,7 @@ fn list(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {
         "ct timeout",
         "ct expectation",
         "synproxy",
+        "secmark",
     ];
     const PLURAL: &[&str] = &[
         "tables",
@@ -228,6 +229,7 @@ fn list(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {
         "ct timeouts",
         "ct expectations",
         "synproxys",
+        "secmarks",
     ];
     let resettable = matches!(what, "counter" | "counters" | "quota" | "quotas");
     if verb == "reset" && !resettable
@@ -296,6 +298,18 @@ fn verb(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {
         ("add" | "create", "ct helper" | "ct timeout" | "ct expectation" | "synproxy") => {
             ct_object(verb, what, o, out)
         }
+        // `{"secmark": {"family": "inet", "table": "t", "name": "s", "context": "…"}}`
+        ("add" | "create", "secmark") => {
+            out.push_str(&format!(
+                "{verb} secmark {} {} {} {{ ",
+                family(o),
+                get_str(o, "table")?,
+                get_str(o, "name")?
+            ));
+            quoted(get_str(o, "context")?, out)?;
+            out.push_str(" }");
+            Ok(())
+        }
         ("add" | "create", "flowtable") => flowtable(verb, o, out),
         ("delete" | "destroy" | "flush", "table") => {
             out.push_str(&format!("{verb} table {} ", family(o)));
@@ -310,7 +324,10 @@ fn verb(verb: &str, what: &str, v: &Value, out: &mut String) -> R<()> {
             "delete" | "destroy" | "flush",
             "chain" | "set" | "map" | "counter" | "quota" | "limit",
         )
-        | ("delete" | "destroy", "ct helper" | "ct timeout" | "ct expectation" | "synproxy") => {
+        | (
+            "delete" | "destroy",
+            "ct helper" | "ct timeout" | "ct expectation" | "synproxy" | "secmark",
+        ) => {
             out.push_str(&format!(
                 "{verb} {what} {} {} ",
                 family(o),

@@ -39,6 +39,9 @@ pub enum ObjBody {
         timestamp: bool,
         sack_perm: bool,
     },
+    /// The security context a `meta secmark set "NAME"` gives a packet (an LSM's label, such as
+    /// SELinux's `system_u:object_r:ssh_server_packet_t:s0`).
+    Secmark(String),
 }
 
 pub(crate) const TCP_STATES: &[&str] = &[
@@ -74,6 +77,7 @@ impl Obj {
             ObjBody::CtTimeout { .. } => ObjKind::CtTimeout,
             ObjBody::CtExpectation { .. } => ObjKind::CtExpectation,
             ObjBody::Synproxy { .. } => ObjKind::Synproxy,
+            ObjBody::Secmark(_) => ObjKind::Secmark,
         }
     }
 
@@ -156,6 +160,7 @@ impl Obj {
                     out.push_str(&format!("\t\t{}\n", f.join(" ")));
                 }
             }
+            ObjBody::Secmark(ctx) => out.push_str(&format!("\t\t\"{ctx}\"\n")),
         }
         out.push_str("\t}\n");
     }
@@ -170,6 +175,11 @@ pub struct ObjRef {
 
 impl ObjRef {
     pub fn print(&self, out: &mut String, fmt: ValFmt) {
+        if self.kind == ObjKind::Secmark {
+            out.push_str("meta secmark set ");
+            self.target.print(fmt, out);
+            return;
+        }
         out.push_str(self.kind.name());
         out.push_str(" name ");
         self.target.print(fmt, out);
@@ -235,6 +245,10 @@ impl Parser<'_> {
                 ObjKind::Limit => {
                     self.expect_word("rate")?;
                     ObjBody::Limit(self.limit_body(0)?)
+                }
+                ObjKind::Secmark if t.kind == Tok::Quoted => {
+                    self.next();
+                    ObjBody::Secmark(self.unquoted(t).to_string())
                 }
                 _ => return Err(self.unexpected(t, None)),
             });
@@ -421,14 +435,101 @@ impl Parser<'_> {
         }
     }
 
-    /// `counter|quota|limit name EXPR` in a rule (the kind word is consumed).
+    /// A map element's object (`22 : "c1"` of a `type inet_service : counter` map) must exist in the
+    /// table, as the kernel requires; its error points at the element's key, as nft's does.
+    pub(crate) fn check_obj_named(
+        &mut self,
+        kind: ObjKind,
+        parts: &[crate::expr::Part],
+        key: Span,
+    ) {
+        let [crate::expr::Part::Val(v)] = parts else {
+            return;
+        };
+        self.require_obj(kind, &v.as_str(), key);
+    }
+
+    /// The object `name` of `kind` must exist in the current table (the kernel refuses a reference
+    /// to a missing one). In a table block it may still be declared later in the block.
+    fn require_obj(&mut self, kind: ObjKind, name: &str, span: Span) {
+        let Some((f, tb)) = self.cur_table.clone() else {
+            return;
+        };
+        let ok = (self.rs.table(f, &tb))
+            .is_some_and(|t| t.objs.iter().any(|o| o.name == name && o.kind() == kind));
+        if ok {
+            return;
+        }
+        if self.block_table.as_ref() == Some(&(f, tb)) {
+            self.pending_objs.push((kind, name.to_string(), span));
+        } else {
+            self.sem_err(span, "Could not process rule: No such file or directory");
+        }
+    }
+
+    /// After `meta secmark set`: does the value name a secmark object (a string, or a map lookup
+    /// whose data are strings or secmark objects) rather than give the mark's number?
+    pub(crate) fn secmark_object_ahead(&mut self) -> bool {
+        let v = self.peek_nth(3);
+        match v.kind {
+            Tok::Quoted => return true,
+            Tok::Word if !self.starts_selector(self.text(v)) => {
+                return !self.text(v).starts_with(|c: char| c.is_ascii_digit())
+            }
+            Tok::Word => {}
+            _ => return false,
+        }
+        let line_end = |k: Tok| matches!(k, Tok::Newline | Tok::Semi | Tok::Eof | Tok::RBrace);
+        let mut i = 4;
+        while i < 40 {
+            let t = self.peek_nth(i);
+            if line_end(t.kind) {
+                return false;
+            }
+            if t.kind == Tok::Word && self.text(t) == "map" {
+                let m = self.peek_nth(i + 1);
+                if m.kind == Tok::At {
+                    let name = &self.text(m)[1..];
+                    let Some((f, tb)) = self.cur_table.clone() else {
+                        return false;
+                    };
+                    return self
+                        .rs
+                        .table(f, &tb)
+                        .and_then(|t| t.set(name))
+                        .is_some_and(|s| {
+                            s.data
+                                .as_ref()
+                                .is_some_and(|d| d.dtypes() == [Dtype::Obj(ObjKind::Secmark)])
+                        });
+                }
+                let mut j = i + 2;
+                while j < i + 200 {
+                    let e = self.peek_nth(j);
+                    match e.kind {
+                        Tok::Quoted => return true,
+                        Tok::RBrace | Tok::Eof => return false,
+                        _ => j += 1,
+                    }
+                }
+                return false;
+            }
+            i += 1;
+        }
+        false
+    }
+
+    /// `counter|quota|limit|synproxy name EXPR` in a rule (the kind word is consumed), or
+    /// `meta secmark set EXPR` with a string or a map lookup (`meta secmark set` is consumed).
     pub(crate) fn obj_ref_stmt(
         &mut self,
         ctx: &mut RuleCtx,
         kind: ObjKind,
         span: Span,
     ) -> PResult<crate::stmt::Stmt> {
-        self.expect_word("name")?;
+        if kind != ObjKind::Secmark {
+            self.expect_word("name")?;
+        }
         let t = self.peek();
         let target = if matches!(t.kind, Tok::Quoted)
             || (t.kind == Tok::Word && !self.starts_selector(self.text(t)))
@@ -448,16 +549,7 @@ impl Parser<'_> {
         };
         // a name (not a map lookup) must name an object of this kind in the table
         if let ValExpr::Const(_, crate::expr::Part::Val(v)) = &target {
-            if let Some((f, tb)) = self.cur_table.clone() {
-                let name = v.as_str();
-                let ok = self
-                    .rs
-                    .table(f, &tb)
-                    .is_some_and(|tt| tt.objs.iter().any(|o| o.name == name && o.kind() == kind));
-                if !ok {
-                    self.sem_err(t.span, "Could not process rule: No such file or directory");
-                }
-            }
+            self.require_obj(kind, &v.as_str(), t.span);
         }
         let _ = span;
         ctx.dep = None;

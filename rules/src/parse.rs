@@ -490,6 +490,11 @@ pub(crate) struct Parser<'a> {
     /// the table's name in the `add set|map|counter|…|flowtable` command being parsed (where nft
     /// reports a missing table)
     pub cmd_table_span: Option<Span>,
+    /// the table whose block is being parsed: nft adds a block's objects before its sets and rules,
+    /// so a reference to an object of that table is checked at the block's end
+    pub(crate) block_table: Option<(Family, String)>,
+    /// objects referred to in the block being parsed and not declared yet (kind, name, where)
+    pub(crate) pending_objs: Vec<(crate::types::ObjKind, String, Span)>,
 }
 
 /// nft's limit on the errors of one input (`nft --max-errors`, 10 by default).
@@ -647,6 +652,8 @@ impl<'a> Parser<'a> {
             kernel_refusals: Vec::new(),
             deleted_chains: Vec::new(),
             cmd_table_span: None,
+            block_table: None,
+            pending_objs: Vec::new(),
         }
     }
 
@@ -1221,7 +1228,7 @@ impl<'a> Parser<'a> {
             }
             // nft's grammar takes an `add` command without `add` (`set ip t s { ... }`)
             "set" | "map" | "element" | "counter" | "quota" | "limit" | "ct" | "synproxy"
-            | "flowtable" => self.add_cmd("add"),
+            | "secmark" | "flowtable" => self.add_cmd("add"),
             "chain" => {
                 self.next();
                 self.chain_cmd(false)
@@ -1293,10 +1300,12 @@ impl<'a> Parser<'a> {
                 self.next();
                 self.element_cmd(w)
             }
-            "ct" | "synproxy" => {
+            "ct" | "synproxy" | "secmark" => {
                 self.next();
                 let kind = if o == "synproxy" {
                     crate::types::ObjKind::Synproxy
+                } else if o == "secmark" {
+                    crate::types::ObjKind::Secmark
                 } else {
                     let (sub, ss) = self.identifier()?;
                     match sub.as_str() {
@@ -1386,20 +1395,37 @@ impl<'a> Parser<'a> {
 
     fn table_block(&mut self, family: Family, table: &str) -> PResult<()> {
         let first = self.rs.table(family, table).map(|t| t.next_handle);
-        loop {
-            self.skip_separators();
-            if self.peek().kind == Tok::RBrace {
-                self.next();
-                break;
-            }
-            if let Err(d) = self.table_item(family, table) {
-                self.recover(d)?;
+        let outer = self.block_table.replace((family, table.to_string()));
+        let outer_objs = std::mem::take(&mut self.pending_objs);
+        let r = self.table_items(family, table);
+        self.block_table = outer;
+        let pending = std::mem::replace(&mut self.pending_objs, outer_objs);
+        r?;
+        for (kind, name, span) in pending {
+            let found = (self.rs.table(family, table))
+                .is_some_and(|t| t.objs.iter().any(|o| o.name == name && o.kind() == kind));
+            if !found {
+                let d = self.err(span, "Could not process rule: No such file or directory");
+                self.note(PHASE_RULE, d);
             }
         }
         if let (Some(first), Some(t)) = (first, self.rs.table_mut(family, table)) {
             renumber_block(t, first);
         }
         Ok(())
+    }
+
+    fn table_items(&mut self, family: Family, table: &str) -> PResult<()> {
+        loop {
+            self.skip_separators();
+            if self.peek().kind == Tok::RBrace {
+                self.next();
+                return Ok(());
+            }
+            if let Err(d) = self.table_item(family, table) {
+                self.recover(d)?;
+            }
+        }
     }
 
     /// One declaration in a table block, evaluated on its own (see [`Parser::unit`]).
@@ -1413,7 +1439,7 @@ impl<'a> Parser<'a> {
             "chain" => PHASE_CHAIN,
             "set" | "map" => PHASE_SET,
             "flowtable" => PHASE_FLOWTABLE,
-            "counter" | "quota" | "limit" | "synproxy" | "ct" => PHASE_OBJ,
+            "counter" | "quota" | "limit" | "synproxy" | "secmark" | "ct" => PHASE_OBJ,
             _ => PHASE_CMD,
         };
         self.unit(phase, |p| p.table_decl(family, table, t, w))?;
@@ -1444,6 +1470,7 @@ impl<'a> Parser<'a> {
                 "limit" => self.obj_decl(family, table, crate::types::ObjKind::Limit)?,
                 "flowtable" => self.flowtable_decl(family, table)?,
                 "synproxy" => self.obj_decl(family, table, crate::types::ObjKind::Synproxy)?,
+                "secmark" => self.obj_decl(family, table, crate::types::ObjKind::Secmark)?,
                 "ct" => {
                     let (sub, ss) = self.identifier()?;
                     let kind = match sub.as_str() {
@@ -2241,9 +2268,9 @@ impl<'a> Parser<'a> {
             }
             "ruleset" => ("ruleset", false),
             "table" | "chain" | "set" | "map" | "meter" | "counter" | "quota" | "limit"
-            | "flowtable" | "synproxy" | "element" => (w.as_str(), true),
+            | "flowtable" | "synproxy" | "secmark" | "element" => (w.as_str(), true),
             "tables" | "chains" | "sets" | "maps" | "meters" | "counters" | "quotas" | "limits"
-            | "flowtables" | "synproxys" | "hooks" => (&w[..w.len() - 1], false),
+            | "flowtables" | "synproxys" | "secmarks" | "hooks" => (&w[..w.len() - 1], false),
             _ => return Err(self.unexpected(t, None)),
         };
         let kind = kind.to_string();
@@ -2255,6 +2282,7 @@ impl<'a> Parser<'a> {
             "quota" => Some(ObjKind::Quota),
             "limit" => Some(ObjKind::Limit),
             "synproxy" => Some(ObjKind::Synproxy),
+            "secmark" => Some(ObjKind::Secmark),
             "ct helper" => Some(ObjKind::CtHelper),
             "ct timeout" => Some(ObjKind::CtTimeout),
             "ct expectation" => Some(ObjKind::CtExpectation),
@@ -2574,6 +2602,22 @@ impl<'a> Parser<'a> {
                 };
                 let t = self.next();
                 return self.obj_ref_stmt(ctx, kind, t.span);
+            }
+            // a string or a map's data names a secmark object; other values are the 32-bit mark
+            "meta"
+                if n2.kind == Tok::Word
+                    && self.text(n2) == "secmark"
+                    && self.peek_nth(2).kind == Tok::Word
+                    && {
+                        let t3 = self.peek_nth(2);
+                        self.text(t3) == "set"
+                    }
+                    && self.secmark_object_ahead() =>
+            {
+                let t = self.next();
+                self.next();
+                self.next();
+                return self.obj_ref_stmt(ctx, crate::types::ObjKind::Secmark, t.span);
             }
             "add" | "update" | "delete" if n2.kind == Tok::At => return self.set_update_stmt(ctx),
             "flow" => {

@@ -1178,6 +1178,8 @@ impl Dtype {
             "counter" => Dtype::Obj(ObjKind::Counter),
             "quota" => Dtype::Obj(ObjKind::Quota),
             "limit" => Dtype::Obj(ObjKind::Limit),
+            "synproxy" => Dtype::Obj(ObjKind::Synproxy),
+            "secmark" => Dtype::Obj(ObjKind::Secmark),
             "uid" => Dtype::Uid,
             "gid" => Dtype::Gid,
             _ => return None,

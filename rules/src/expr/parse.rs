@@ -1035,6 +1035,7 @@ impl Parser<'_> {
     }
 
     fn set_elem_inner(&mut self, types: &[Dtype], data: Option<&[Dtype]>) -> PResult<Elem> {
+        let key_start = self.peek().span;
         let mut e = if self.eat(Tok::Star) {
             Elem {
                 parts: Parts::new(),
@@ -1080,6 +1081,7 @@ impl Parser<'_> {
             }
         }
         if let Some(dt) = data {
+            let key = key_start.to(self.prev);
             self.expect(Tok::Colon, "colon")?;
             if dt == [Dtype::Verdict] {
                 let t = self.peek();
@@ -1103,6 +1105,9 @@ impl Parser<'_> {
                         self.expect(Tok::Dot, "dot")?;
                     }
                     parts.push(self.part(t)?);
+                }
+                if let [Dtype::Obj(kind)] = dt {
+                    self.check_obj_named(*kind, &parts, key);
                 }
                 e.data = Some(Box::new(Data::Val(parts)));
             }
