@@ -99,12 +99,25 @@ impl Val {
     }
     /// `bytes` NUL-padded to `len` bytes (strings of a fixed width).
     pub fn padded(bytes: &[u8], len: usize) -> Val {
+        if len <= 16 && bytes.len() <= 16 {
+            // inline: no 32-byte round trip
+            let mut b = [0; 16];
+            let n = bytes.len().min(len);
+            b[..n].copy_from_slice(&bytes[..n]);
+            return Val { len: len as u8, b };
+        }
         let mut b = [0; 32];
         b[..bytes.len()].copy_from_slice(bytes);
         Val::of(&b, len)
     }
     /// `v` as `len` big-endian bytes (truncated to the low `len` bytes; zero-extended past 16).
     pub fn from_u128(v: u128, len: usize) -> Val {
+        if len <= 16 {
+            // inline: the low `len` big-endian bytes, directly
+            let mut b = [0; 16];
+            b[..len].copy_from_slice(&v.to_be_bytes()[16 - len..]);
+            return Val { len: len as u8, b };
+        }
         let len = len.min(32);
         let mut b = [0u8; 32];
         let be = v.to_be_bytes();
@@ -158,6 +171,39 @@ impl Val {
             *x = if bits == 0 { 0 } else { 0xffu8 << (8 - bits) };
         }
         Val::of(&b, len)
+    }
+    /// The lowest and highest values of the prefix of `plen` bits of this value (as
+    /// `v & mask` and `v | !mask`).
+    pub fn prefix_bounds(&self, plen: u32) -> (Val, Val) {
+        let len = self.len as usize;
+        if len > 16 {
+            let m = Val::prefix_mask(len, plen);
+            let lo = self.and(&m);
+            return (lo, lo.or(&m.not()));
+        }
+        // big-endian in the first `len` bytes: the prefix is the top bits of the u128
+        let x = u128::from_be_bytes(self.b);
+        let mask = match plen.min(8 * len as u32) {
+            0 => 0,
+            n => u128::MAX << (128 - n),
+        };
+        let width = if len == 0 {
+            0
+        } else {
+            u128::MAX << (128 - 8 * len as u32)
+        };
+        let lo = x & mask;
+        let hi = (lo | !mask) & width;
+        (
+            Val {
+                len: self.len,
+                b: lo.to_be_bytes(),
+            },
+            Val {
+                len: self.len,
+                b: hi.to_be_bytes(),
+            },
+        )
     }
     /// Bytewise `f` of this value and `m` (zero-padded to this width).
     /// `f` over the bytes of both (byte-wise operations only: and, or, xor, not).
@@ -1067,6 +1113,23 @@ fn dotted_quad(s: &str) -> Option<[u8; 4]> {
 }
 
 pub fn parse_number(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    if !b.is_empty() && b.len() <= 19 {
+        // the usual short decimal: one pass, no overflow checks (fits a u64)
+        let mut v = 0u64;
+        let mut digits = true;
+        for &c in b {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                digits = false;
+                break;
+            }
+            v = v * 10 + d as u64;
+        }
+        if digits {
+            return Some(v as u128);
+        }
+    }
     if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         u128::from_str_radix(h, 16).ok()
     } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -1341,17 +1404,22 @@ impl Dtype {
             Ok(Val::from_u128(v, nbytes))
         };
         match self {
-            Dtype::Ipv4Addr => match parse_number(text) {
-                // integers are addresses too (`ip saddr & 0xff == 1`)
-                Some(n) => int(n),
-                None => dotted_quad(text)
-                    .map(Ok)
-                    .unwrap_or_else(|| text.parse::<std::net::Ipv4Addr>().map(|a| a.octets()))
-                    .map(|a| Val::from_bytes(&a))
-                    .map_err(|_| {
-                        "Could not resolve hostname: Name or service not known".to_string()
-                    }),
-            },
+            Dtype::Ipv4Addr => {
+                // the usual dotted quad first (never a number: it has dots)
+                if let Some(a) = dotted_quad(text) {
+                    return Ok(Val::from_bytes(&a));
+                }
+                match parse_number(text) {
+                    // integers are addresses too (`ip saddr & 0xff == 1`)
+                    Some(n) => int(n),
+                    None => text
+                        .parse::<std::net::Ipv4Addr>()
+                        .map(|a| Val::from_bytes(&a.octets()))
+                        .map_err(|_| {
+                            "Could not resolve hostname: Name or service not known".to_string()
+                        }),
+                }
+            }
             Dtype::Ipv6Addr => {
                 let t = text
                     .strip_prefix('[')
@@ -1666,6 +1734,83 @@ impl Dtype {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `prefix_bounds` is `v & mask` and `v | !mask`, for every width and prefix length.
+    #[test]
+    fn prefix_bounds_are_and_and_or_not() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834u128;
+        for len in 0..=20usize {
+            for plen in 0..=170u32 {
+                x = x.rotate_left(7) ^ (x >> 3) ^ plen as u128;
+                let mut bytes = [0u8; 20];
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = (x >> (8 * (i % 16))) as u8 ^ i as u8;
+                }
+                let v = Val::from_bytes(&bytes[..len]);
+                let m = Val::prefix_mask(len, plen);
+                let lo = v.and(&m);
+                let want = (lo, lo.or(&m.not()));
+                assert_eq!(v.prefix_bounds(plen), want, "len {len} plen {plen}");
+            }
+        }
+    }
+
+    /// The inline constructors agree with the general ones.
+    #[test]
+    fn inline_constructors() {
+        for len in 0..=16usize {
+            for v in [
+                0u128,
+                1,
+                0xff,
+                0x1234,
+                u128::MAX,
+                0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10,
+            ] {
+                let mut b = [0u8; 32];
+                let be = v.to_be_bytes();
+                b[..len].copy_from_slice(&be[16 - len..]);
+                assert_eq!(Val::from_u128(v, len), Val::of(&b, len));
+                assert_eq!(
+                    Val::from_u128(v, len).to_u128(),
+                    v & if len == 16 {
+                        u128::MAX
+                    } else {
+                        (1u128 << (8 * len)) - 1
+                    }
+                );
+            }
+            for n in 0..=16usize {
+                let bytes: Vec<u8> = (1..=n as u8).collect();
+                let mut b = [0u8; 32];
+                b[..n].copy_from_slice(&bytes);
+                assert_eq!(Val::padded(&bytes, len), Val::of(&b, len), "{n} into {len}");
+            }
+        }
+        for s in [
+            "0",
+            "7",
+            "65535",
+            "9999999999999999999",
+            "18446744073709551616",
+            "0x1f",
+            "1a",
+            "",
+            "+1",
+            "1.2",
+        ] {
+            assert_eq!(
+                parse_number(s),
+                s.parse::<u128>()
+                    .ok()
+                    .filter(|_| s.bytes().all(|b| b.is_ascii_digit()))
+                    .or_else(|| s
+                        .strip_prefix("0x")
+                        .and_then(|h| u128::from_str_radix(h, 16).ok())),
+                "{s}"
+            );
+        }
+    }
 
     #[test]
     fn prefix_masks_bytewise() {

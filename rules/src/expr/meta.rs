@@ -60,7 +60,9 @@ pub static KEYS: &[Key] = &[
 ];
 
 pub fn key(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.name == name)
+    static INDEX: std::sync::OnceLock<super::NameIndex> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| super::NameIndex::new(KEYS.iter().map(|k| k.name)));
+    index.find(name, |i| KEYS[i].name).map(|i| &KEYS[i])
 }
 
 fn put(out: &mut [u8], bytes: &[u8]) -> Option<usize> {

@@ -12,6 +12,49 @@ pub mod value;
 
 use crate::types::{Dtype, Val};
 
+/// The names of a static table grouped by first byte: a lookup compares only the few names that
+/// share it (selector names are looked up for every match of a ruleset). Within a group table order
+/// is kept, so the first of equal names is found, as a linear search would.
+pub(crate) struct NameIndex {
+    /// names starting with byte `b` are `order[start[b]..start[b + 1]]`
+    start: [u16; 257],
+    order: Box<[u16]>,
+}
+
+impl NameIndex {
+    pub(crate) fn new<'a>(names: impl Iterator<Item = &'a str>) -> NameIndex {
+        let firsts: Vec<u8> = names
+            .map(|n| n.as_bytes().first().copied().unwrap_or(0))
+            .collect();
+        let mut order: Vec<u16> = (0..firsts.len() as u16).collect();
+        // stable: table order within a group
+        order.sort_by_key(|&i| firsts[i as usize]);
+        let mut start = [0u16; 257];
+        for &f in &firsts {
+            start[f as usize + 1] += 1;
+        }
+        for b in 0..256 {
+            start[b + 1] += start[b];
+        }
+        NameIndex {
+            start,
+            order: order.into(),
+        }
+    }
+
+    /// The index of the first entry named `name` (`name_of` gives an entry's name).
+    #[inline]
+    pub(crate) fn find<'a>(&self, name: &str, name_of: impl Fn(usize) -> &'a str) -> Option<usize> {
+        // no table has an empty name
+        let b = *name.as_bytes().first()? as usize;
+        let group = &self.order[self.start[b] as usize..self.start[b + 1] as usize];
+        group
+            .iter()
+            .map(|&i| i as usize)
+            .find(|&i| name_of(i) == name)
+    }
+}
+
 /// Something that loads a value from the packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selector {
@@ -285,11 +328,7 @@ impl Part {
     pub fn bounds(&self) -> (Val, Val) {
         match *self {
             Part::Val(v) => (v, v),
-            Part::Prefix(v, plen) => {
-                let m = Val::prefix_mask(v.len as usize, plen);
-                let lo = v.and(&m);
-                (lo, lo.or(&m.not()))
-            }
+            Part::Prefix(v, plen) => v.prefix_bounds(plen),
             Part::Range(a, b) => (a, b),
         }
     }
@@ -567,4 +606,41 @@ pub fn print_anon_map(
         e.print_full(&ef, out);
     }
     out.push_str(" }");
+}
+
+#[cfg(test)]
+mod name_index_tests {
+    /// The indexed lookups find what a linear search of the tables finds, names or not.
+    #[test]
+    fn lookups_agree_with_a_linear_search() {
+        let mut probes: Vec<String> = Vec::new();
+        for p in super::payload::PROTOS {
+            probes.push(p.name.to_string());
+        }
+        for k in super::meta::KEYS {
+            probes.push(k.name.to_string());
+        }
+        for n in probes.clone() {
+            probes.push(format!("{n}x"));
+            probes.push(n[..n.len() - 1].to_string());
+            probes.push(n.to_uppercase());
+        }
+        probes.extend(["", "\u{e9}", "zz", "i", "ip6x"].map(String::from));
+        for n in &probes {
+            let lin = super::payload::PROTOS.iter().find(|p| p.name == n);
+            let got = super::payload::proto(n);
+            assert_eq!(
+                lin.map(|p| p as *const _),
+                got.map(|p| p as *const _),
+                "proto {n:?}"
+            );
+            let lin = super::meta::KEYS.iter().find(|k| k.name == n);
+            let got = super::meta::key(n);
+            assert_eq!(
+                lin.map(|k| k as *const _),
+                got.map(|k| k as *const _),
+                "meta key {n:?}"
+            );
+        }
+    }
 }

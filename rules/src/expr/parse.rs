@@ -611,7 +611,15 @@ impl Parser<'_> {
             };
             left.binop = Some(Box::new((op, v)));
         }
-        let types = left.dtypes();
+        // one selector (most matches): its type in an array, no SmallVec built
+        let (one, many);
+        let types: &[Dtype] = if let [s] = &left.sels[..] {
+            one = [s.dtype()];
+            &one
+        } else {
+            many = left.dtypes();
+            &many
+        };
         if self.is_word("set") && left.sels.len() == 1 && left.binop.is_none() {
             let set_tok = self.next();
             let target = left.sels.pop().unwrap();
@@ -633,7 +641,7 @@ impl Parser<'_> {
                 let t = self.peek();
                 self.sem_err(t.span, "this expression cannot be set");
             }
-            let value = self.value_expr(ctx, &types)?;
+            let value = self.value_expr(ctx, types)?;
             if let Some((k, _)) = ct_key {
                 if matches!(
                     k,
@@ -676,11 +684,11 @@ impl Parser<'_> {
                 self.invalid_value = None;
                 self.next();
                 let name = self.at_name(t)?;
-                self.check_set_ref(&name, &types, t.span, true)?;
+                self.check_set_ref(&name, types, t.span, true)?;
                 crate::stmt::vmap::MapRef::Named(name)
             } else {
                 let start = self.peek().span;
-                let elems = self.set_elems(&types, Some(&[Dtype::Verdict]));
+                let elems = self.set_elems(types, Some(&[Dtype::Verdict]));
                 self.invalid_value = None;
                 let elems = elems?;
                 if types.len() == 1 {
@@ -697,7 +705,7 @@ impl Parser<'_> {
                         self.sem_err(start, "conflicting intervals specified");
                     }
                 }
-                crate::stmt::vmap::MapRef::Anon(normalize_anon_set(elems, &types))
+                crate::stmt::vmap::MapRef::Anon(normalize_anon_set(elems, types))
             };
             ctx.dep = None;
             return Ok(Stmt::Vmap(Box::new(crate::stmt::vmap::Vmap {
@@ -714,7 +722,7 @@ impl Parser<'_> {
             && !ctx.ct_l4)
             .then_some(start);
         let op = self.relop();
-        let right = self.rhs(&types);
+        let right = self.rhs(types);
         self.invalid_value = None;
         let right = right?;
         if matches!(op, RelOp::Lt | RelOp::Gt | RelOp::Le | RelOp::Ge)

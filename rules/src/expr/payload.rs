@@ -428,13 +428,22 @@ pub static PROTOS: &[Proto] = &[
     },
 ];
 
+/// Whether `a == b`, with length and first byte compared before the bytes (a call): names of
+/// protocols and fields mostly differ there.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
 pub fn proto(name: &str) -> Option<&'static Proto> {
-    PROTOS.iter().find(|p| p.name == name)
+    static INDEX: std::sync::OnceLock<super::NameIndex> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| super::NameIndex::new(PROTOS.iter().map(|p| p.name)));
+    index.find(name, |i| PROTOS[i].name).map(|i| &PROTOS[i])
 }
 
 impl Proto {
     pub fn field(&'static self, name: &str) -> Option<&'static Field> {
-        self.fields.iter().find(|f| f.name == name)
+        self.fields.iter().find(|f| same_name(f.name, name))
     }
 }
 
