@@ -297,7 +297,10 @@ fn sluice_fmt_prints_what_the_real_nft_prints() {
 
 /// nft's JSON of the corpus' shell dumps (those nft here loads), read back by `sluice fmt -j`, must list
 /// like nft's own text listing for at least this many (measured 2026-11-25; raise it, never lower).
-const CORPUS_JSON_FLOOR: usize = 239;
+/// Lowered once, 239 -> 237 on 2026-11-26: jumps are now checked when their command is applied, as the
+/// kernel does, and nft's JSON lists verdict maps before the chains their elements jump to, so nft
+/// itself refuses to read those listings back (`Could not process rule: No such file or directory`).
+const CORPUS_JSON_FLOOR: usize = 237;
 
 #[test]
 fn nft_json_of_corpus_dumps_reads_back_as_nft_lists_them() {

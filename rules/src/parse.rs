@@ -484,9 +484,6 @@ pub(crate) struct Parser<'a> {
     /// kernel refusals whose message is not `Could not process rule: …` (nft's suggestions for a
     /// missing name): classed as kernel errors when recorded
     kernel_refusals: Vec<Diagnostic>,
-    /// chains deleted so far (with their table, or on their own): jumps to them were checked when
-    /// they were added
-    deleted_chains: Vec<(Family, String, String)>,
     /// the table's name in the `add set|map|counter|…|flowtable` command being parsed (where nft
     /// reports a missing table)
     pub cmd_table_span: Option<Span>,
@@ -650,7 +647,6 @@ impl<'a> Parser<'a> {
             scope_kw: &[],
             invalid_value: None,
             kernel_refusals: Vec::new(),
-            deleted_chains: Vec::new(),
             cmd_table_span: None,
             block_table: None,
             pending_objs: Vec::new(),
@@ -1019,10 +1015,17 @@ impl<'a> Parser<'a> {
                 p.end_of_command()
             });
             match r {
-                Ok(_) => self.commit_command(),
+                Ok(_) => {
+                    self.commit_command();
+                    // the kernel looks a jump's chain up when the rule is added: a chain added by a
+                    // later command is not there yet (a table block adds its chains first)
+                    let missing = self.check_jumps();
+                    self.errors.kernel.extend(missing);
+                }
                 Err(d) => {
                     // bison drops the command the error is in
                     self.errors.cmd.clear();
+                    self.pending_jumps.clear();
                     if self.recover(d).is_err() {
                         break;
                     }
@@ -1047,8 +1050,7 @@ impl<'a> Parser<'a> {
             all.extend(e.eval.drain(..).map(|(_, d)| d).take(room));
             return Err(Diagnostic::join(all).unwrap());
         }
-        let mut kernel = std::mem::take(&mut e.kernel);
-        kernel.extend(self.check_jumps());
+        let kernel = std::mem::take(&mut e.kernel);
         match Diagnostic::join(kernel) {
             Some(d) => Err(d),
             None => Ok(()),
@@ -1168,46 +1170,39 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// Records a jump/goto target in the current table, checked when the input is fully applied.
+    /// Records a jump/goto target in the current table, checked at the end of the command.
     pub fn push_jump(&mut self, target: &str, span: Span) {
         if let Some((f, t)) = self.cur_table.clone() {
             self.pending_jumps.push((f, t, target.to_string(), span));
         }
     }
 
-    /// The jumps to chains that do not exist (the kernel refuses each rule).
+    /// The jumps of the command just applied to chains that do not exist (the kernel refuses each
+    /// rule).
     fn check_jumps(&mut self) -> Vec<Diagnostic> {
         let jumps = std::mem::take(&mut self.pending_jumps);
         if jumps.is_empty() {
             return Vec::new();
         }
-        let chains: std::collections::HashSet<(Family, &str, &str)> = self
-            .rs
-            .tables
-            .iter()
-            .flat_map(|t| t.chains.iter().map(move |c| (t.family, &*t.name, &*c.name)))
-            .collect();
-        // jumps still there at the end (not deleted with their rule or chain)
-        let mut uses: HashMap<(Family, &str), crate::refs::Uses> = HashMap::new();
-        for t in &self.rs.tables {
-            uses.insert((t.family, &t.name), crate::refs::table_uses(t, None));
-        }
-        let live = |fam: Family, table: &str, target: &str| {
-            uses.get(&(fam, table))
-                .is_some_and(|u| u.chains.contains(target))
+        // a big block's many jumps: one index of the chains rather than a scan per jump
+        let index: Option<std::collections::HashSet<(Family, &str, &str)>> = (jumps.len() > 16)
+            .then(|| {
+                (self.rs.tables.iter())
+                    .flat_map(|t| t.chains.iter().map(move |c| (t.family, &*t.name, &*c.name)))
+                    .collect()
+            });
+        let exists = |fam: Family, table: &str, target: &str| match &index {
+            Some(ix) => ix.contains(&(fam, table, target)),
+            None => (self.rs.table(fam, table))
+                .is_some_and(|t| t.chains.iter().any(|c| c.name == target)),
         };
-        jumps
+        let missing: Vec<Span> = (jumps.iter())
+            .filter(|(fam, table, target, _)| !exists(*fam, table, target))
+            .map(|j| j.3)
+            .collect();
+        missing
             .into_iter()
-            .filter(|(fam, table, target, _)| !chains.contains(&(*fam, &**table, &**target)))
-            // a jump that went with its rule, to a chain since deleted, was fine when it was added
-            .filter(|(fam, table, target, _)| {
-                live(*fam, table, target)
-                    || !(self.deleted_chains.iter())
-                        .any(|(f, t, c)| f == fam && t == table && c == target)
-            })
-            .map(|(_, _, _, span)| {
-                self.err(span, "Could not process rule: No such file or directory")
-            })
+            .map(|span| self.err(span, "Could not process rule: No such file or directory"))
             .collect()
     }
 
@@ -2085,12 +2080,6 @@ impl<'a> Parser<'a> {
                     (f, NameOrHandle::Name(name), span)
                 };
                 let before = self.rs.tables.len();
-                for t in
-                    (self.rs.tables.iter()).filter(|t| t.family == f && key.is(&t.name, t.handle))
-                {
-                    (self.deleted_chains)
-                        .extend(t.chains.iter().map(|c| (f, t.name.clone(), c.name.clone())));
-                }
                 self.rs
                     .tables
                     .retain(|t| !(t.family == f && key.is(&t.name, t.handle)));
@@ -2174,9 +2163,6 @@ impl<'a> Parser<'a> {
                             self.err(span, "Could not process rule: Device or resource busy")
                         );
                     }
-                }
-                if let (What::Chain, Some(name)) = (what, target) {
-                    self.deleted_chains.push((f, table.clone(), name.clone()));
                 }
                 let t = self.rs.table_mut(f, &table).unwrap();
                 let removed = match what {
