@@ -55,7 +55,7 @@ fn collect(left: &Lhs, right: &Rhs, out: &mut Vec<(u8, u16)>) {
     };
     let mut parts: Vec<Part> = Vec::new();
     match right {
-        Rhs::Elem(e) => parts.extend(e.parts.iter().copied()),
+        Rhs::Elem(e) => parts.extend(e.iter().copied()),
         Rhs::Set(elems) => {
             for e in elems {
                 parts.extend(e.parts.iter().copied());

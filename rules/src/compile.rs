@@ -703,7 +703,7 @@ impl CompiledRuleset {
                 set.elems
                     .iter()
                     .filter(|e| dynamic_elem(e))
-                    .filter_map(|e| Some((bounds(e).0, e.data.clone()?)))
+                    .filter_map(|e| Some((bounds(&e.parts).0, e.data.clone()?)))
                     .collect()
             } else {
                 Vec::new()
@@ -718,7 +718,7 @@ impl CompiledRuleset {
                 data,
             } in d.elements(now)
             {
-                let mut parts = smallvec::SmallVec::new();
+                let mut parts = crate::expr::Parts::new();
                 let mut at = 0;
                 for w in &widths {
                     if at + w > key.len() {
@@ -1775,7 +1775,7 @@ impl Compiler {
                         bx(&((verdicts.len() - 1) as u32).to_be_bytes())
                     }
                 };
-                d.preload(bounds(e).0.as_ref(), left, timeout, &stmts, &data);
+                d.preload(bounds(&e.parts).0.as_ref(), left, timeout, &stmts, &data);
             }
             self.sets[i as usize].dynamic = Some(Box::new(d));
             self.dyn_sets.push((key.clone(), i));
@@ -1988,7 +1988,7 @@ impl Compiler {
         }
         let test = match &m.right {
             Rhs::Elem(e) => {
-                let single = e.parts.iter().all(|p| p.is_single());
+                let single = e.iter().all(|p| p.is_single());
                 if single {
                     let lo = low(e);
                     if bitmask && matches!(m.op, RelOp::Implicit | RelOp::Ne | RelOp::Bang) {
@@ -2010,14 +2010,20 @@ impl Compiler {
                             },
                         }
                     }
-                } else if e.parts.len() == 1 {
+                } else if e.len() == 1 {
                     let (lo, hi) = bounds(e);
                     Test::Range {
                         lh: Box::new((lo, hi)),
                         neg,
                     }
                 } else {
-                    let set = self.set(t, std::slice::from_ref(e), width);
+                    // a concatenation with ranges: a set of one element
+                    let e = Elem {
+                        parts: e.clone(),
+                        data: None,
+                        opts: None,
+                    };
+                    let set = self.set(t, std::slice::from_ref(&e), width);
                     Test::Set { set, neg }
                 }
             }
@@ -2043,7 +2049,7 @@ impl Compiler {
         };
         let (lo, _) = bounds(e);
         let bit = lo.last().copied().unwrap_or(0);
-        if !e.parts.iter().all(|p| p.is_single()) || bit >= 128 {
+        if !e.iter().all(|p| p.is_single()) || bit >= 128 {
             return Err(Diagnostic::bare(
                 "Could not process rule: Operation not supported: ct label range",
             ));
@@ -2094,7 +2100,7 @@ impl Compiler {
                 }
                 keys.push((s, flat.len() as u32, i));
             } else if e.parts.len() == 1 {
-                let (lo, hi) = bounds(e);
+                let (lo, hi) = bounds(&e.parts);
                 ranges.push((lo, hi, i));
             } else {
                 let comps = e
@@ -2309,25 +2315,20 @@ fn elem_data(e: &Elem) -> Key {
 
 /// Map data as bytes: the values' lower bounds one after another.
 fn data_bytes(parts: &[Part]) -> Key {
-    bounds(&Elem {
-        parts: parts.iter().copied().collect(),
-        data: None,
-        opts: None,
-    })
-    .0
+    bounds(parts).0
 }
 
 /// Concatenated lower and upper bounds of an element.
 /// The key of an element of single values (its lower bound: no upper one built).
-fn low(e: &Elem) -> Key {
-    match e.parts.as_slice() {
+fn low(parts: &[Part]) -> Key {
+    match parts {
         [Part::Val(v)] => Key::new(v.bytes()),
-        _ => bounds(e).0,
+        _ => bounds(parts).0,
     }
 }
 
-fn bounds(e: &Elem) -> (Key, Key) {
-    if let [p] = e.parts.as_slice() {
+fn bounds(parts: &[Part]) -> (Key, Key) {
+    if let [p] = parts {
         let (l, h): (Val, Val) = match p {
             Part::Val(v) => (*v, *v),
             _ => p.bounds(),
@@ -2337,7 +2338,7 @@ fn bounds(e: &Elem) -> (Key, Key) {
     let mut lo = [0u8; 256];
     let mut hi = [0u8; 256];
     let mut n = 0;
-    for p in &e.parts {
+    for p in parts {
         let (l, h): (Val, Val) = match p {
             Part::Val(v) => (*v, *v),
             _ => p.bounds(),

@@ -702,7 +702,7 @@ impl Writer<'_> {
             o => o.symbol(),
         };
         let right = match &m.right {
-            Rhs::Elem(e) => self.parts(&e.parts, &types),
+            Rhs::Elem(e) => self.parts(e, &types),
             Rhs::Set(elems) => one(
                 "set",
                 Json::Arr(elems.iter().map(|e| self.elem(e, &types, None)).collect()),

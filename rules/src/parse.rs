@@ -2528,7 +2528,7 @@ impl<'a> Parser<'a> {
                         binop: None,
                     },
                     op: RelOp::Implicit,
-                    right: Rhs::Elem(Elem::single(Part::Val(crate::types::Val::from_u128(
+                    right: Rhs::Elem(Parts::one(Part::Val(crate::types::Val::from_u128(
                         p as u128, 1,
                     )))),
                 })),

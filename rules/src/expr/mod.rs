@@ -219,8 +219,143 @@ pub enum FibResult {
 /// Selectors of a match (one, or several concatenated): inline when there is one.
 pub type Sels = smallvec::SmallVec<[Selector; 1]>;
 
-/// Parts of a constant (one, or one per concatenated component): inline when there is one.
-pub type Parts = smallvec::SmallVec<[Part; 1]>;
+/// Parts of a constant (one, or one per concatenated component): inline when there is one (40 bytes, no
+/// capacity word: a match's value is stored in every match of a 100k-rule ruleset), boxed otherwise.
+/// Derefs to `[Part]`.
+#[derive(Clone)]
+pub struct Parts(PartsRepr);
+
+#[derive(Clone)]
+enum PartsRepr {
+    One(Part),
+    /// none (the catch-all `*`) or several; never exactly one
+    Many(Box<[Part]>),
+}
+
+impl Parts {
+    pub const fn one(p: Part) -> Parts {
+        Parts(PartsRepr::One(p))
+    }
+    pub fn new() -> Parts {
+        Parts(PartsRepr::Many(Box::new([])))
+    }
+    /// Like [`Parts::new`]: the room is not kept (concatenations grow one part at a time, rarely).
+    pub fn with_capacity(_n: usize) -> Parts {
+        Parts::new()
+    }
+    pub fn push(&mut self, p: Part) {
+        *self = match std::mem::replace(self, Parts::new()) {
+            Parts(PartsRepr::Many(b)) if b.is_empty() => Parts::one(p),
+            Parts(PartsRepr::One(a)) => Parts(PartsRepr::Many(Box::new([a, p]))),
+            Parts(PartsRepr::Many(b)) => {
+                let mut v = b.into_vec();
+                v.push(p);
+                Parts(PartsRepr::Many(v.into_boxed_slice()))
+            }
+        }
+    }
+    pub fn as_slice(&self) -> &[Part] {
+        match &self.0 {
+            PartsRepr::One(p) => std::slice::from_ref(p),
+            PartsRepr::Many(b) => b,
+        }
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [Part] {
+        match &mut self.0 {
+            PartsRepr::One(p) => std::slice::from_mut(p),
+            PartsRepr::Many(b) => b,
+        }
+    }
+}
+
+impl Parts {
+    /// `or_flags`: print multi-bit flag values as `a | b` (set elements, explicit `==`/`!=`)
+    /// rather than `a,b` (implicit flag tests).
+    pub fn print_ex(
+        &self,
+        types: &[Dtype],
+        fmt: crate::types::ValFmt,
+        or_flags: bool,
+        out: &mut String,
+    ) {
+        for (i, p) in self.iter().enumerate() {
+            if i > 0 {
+                out.push_str(" . ");
+            }
+            let t = types.get(i).copied().unwrap_or(Dtype::Integer(32));
+            match p {
+                Part::Val(v) if or_flags && t.is_bitmask() => print_flags_or(t, v, fmt, out),
+                _ => p.print(t, fmt, out),
+            }
+        }
+    }
+}
+
+impl Default for Parts {
+    fn default() -> Parts {
+        Parts::new()
+    }
+}
+
+impl std::ops::Deref for Parts {
+    type Target = [Part];
+    #[inline]
+    fn deref(&self) -> &[Part] {
+        self.as_slice()
+    }
+}
+
+impl std::ops::DerefMut for Parts {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [Part] {
+        self.as_mut_slice()
+    }
+}
+
+impl PartialEq for Parts {
+    fn eq(&self, o: &Parts) -> bool {
+        self.as_slice() == o.as_slice()
+    }
+}
+
+impl Eq for Parts {}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl From<Part> for Parts {
+    fn from(p: Part) -> Parts {
+        Parts::one(p)
+    }
+}
+
+impl FromIterator<Part> for Parts {
+    fn from_iter<I: IntoIterator<Item = Part>>(it: I) -> Parts {
+        let mut it = it.into_iter();
+        let Some(a) = it.next() else {
+            return Parts::new();
+        };
+        match it.next() {
+            None => Parts::one(a),
+            Some(b) => {
+                let mut v = vec![a, b];
+                v.extend(it);
+                Parts(PartsRepr::Many(v.into_boxed_slice()))
+            }
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Parts {
+    type Item = &'a Part;
+    type IntoIter = std::slice::Iter<'a, Part>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
 
 /// The left side of a match: one selector or a concatenation, optionally masked (`ct mark & 0xff`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -394,7 +529,7 @@ pub struct ElemOpts {
 impl Elem {
     pub fn single(p: Part) -> Elem {
         Elem {
-            parts: smallvec::smallvec![p],
+            parts: Parts::one(p),
             data: None,
             opts: None,
         }
@@ -412,16 +547,7 @@ impl Elem {
         or_flags: bool,
         out: &mut String,
     ) {
-        for (i, p) in self.parts.iter().enumerate() {
-            if i > 0 {
-                out.push_str(" . ");
-            }
-            let t = types.get(i).copied().unwrap_or(Dtype::Integer(32));
-            match p {
-                Part::Val(v) if or_flags && t.is_bitmask() => print_flags_or(t, v, fmt, out),
-                _ => p.print(t, fmt, out),
-            }
-        }
+        self.parts.print_ex(types, fmt, or_flags, out)
     }
     /// Key, element options and mapped data: `1.2.3.4 counter packets 0 bytes 0 timeout 1h comment "x" : accept`.
     pub fn print_full(&self, f: &ElemFmt<'_>, out: &mut String) {
@@ -502,7 +628,8 @@ pub struct ElemFmt<'a> {
 /// The right side of a match.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rhs {
-    Elem(Elem),
+    /// a value (one part per concatenated component)
+    Elem(Parts),
     /// anonymous set `{ a, b-c, d/e }`
     Set(Vec<Elem>),
     /// named set `@name`
@@ -535,7 +662,7 @@ impl Match {
         }
         out.push(' ');
         match &self.right {
-            Rhs::Elem(Elem { parts, .. })
+            Rhs::Elem(parts)
                 if bitmask
                     && self.left.binop.is_some()
                     && matches!(parts.as_slice(), [Part::Val(_)]) =>
@@ -544,7 +671,9 @@ impl Match {
                     print_flags_or(types[0], v, fmt, out);
                 }
             }
-            Rhs::Elem(e) => e.print_ex(&types, fmt, matches!(self.op, RelOp::Eq | RelOp::Ne), out),
+            Rhs::Elem(parts) => {
+                parts.print_ex(&types, fmt, matches!(self.op, RelOp::Eq | RelOp::Ne), out)
+            }
             Rhs::Set(elems) => print_anon_set(elems, &types, fmt, out),
             Rhs::SetRef(n) => {
                 out.push('@');

@@ -767,10 +767,11 @@ impl Parser<'_> {
             _ => false,
         };
         if ethertype {
-            let is_vlan = |e: &Elem| matches!(e.parts.as_slice(), [Part::Val(v)] if matches!(v.to_u64(), 0x8100 | 0x88a8));
+            let is_vlan =
+                |e: &[Part]| matches!(e, [Part::Val(v)] if matches!(v.to_u64(), 0x8100 | 0x88a8));
             ctx.ll_next_vlan = match &m.right {
                 Rhs::Elem(e) => Some(is_vlan(e)),
-                Rhs::Set(elems) => Some(elems.iter().any(is_vlan)),
+                Rhs::Set(elems) => Some(elems.iter().any(|e| is_vlan(&e.parts))),
                 Rhs::SetRef(_) => ctx.ll_next_vlan,
             };
         }
@@ -796,7 +797,7 @@ impl Parser<'_> {
             }
             return;
         }
-        let Rhs::Elem(Elem { parts, .. }) = &m.right else {
+        let Rhs::Elem(parts) = &m.right else {
             return;
         };
         let [Part::Val(v)] = parts.as_slice() else {
@@ -913,7 +914,7 @@ impl Parser<'_> {
                 let e = self.elem(types)?;
                 if types.len() == 1 && types[0].is_bitmask() && self.peek().kind == Tok::Comma {
                     let Part::Val(mut acc) = e.parts[0] else {
-                        return Ok(Rhs::Elem(e));
+                        return Ok(Rhs::Elem(e.parts));
                     };
                     while self.eat(Tok::Comma) {
                         let (p, span) = self.value(types[0])?;
@@ -926,13 +927,13 @@ impl Parser<'_> {
                         self.next();
                         self.pending_mask = Some(self.flag_list(types[0])?);
                     }
-                    return Ok(Rhs::Elem(Elem::single(Part::Val(acc))));
+                    return Ok(Rhs::Elem(Parts::one(Part::Val(acc))));
                 }
                 if types.len() == 1 && types[0].is_bitmask() && self.peek().kind == Tok::Slash {
                     self.next();
                     self.pending_mask = Some(self.flag_list(types[0])?);
                 }
-                Ok(Rhs::Elem(e))
+                Ok(Rhs::Elem(e.parts))
             }
         }
     }
@@ -1323,14 +1324,14 @@ fn set_l3_from_ethertype(ctx: &mut RuleCtx, n: u64) {
 /// on a non-address type → `x & mask == value`.
 fn simplify(m: &mut Match) {
     if let (Some((BinOp::Xor, c)), Rhs::Elem(e)) = (m.left.binop.as_deref(), &mut m.right) {
-        if let [Part::Val(v)] = e.parts.as_mut_slice() {
+        if let [Part::Val(v)] = e.as_mut_slice() {
             *v = v.xor(c);
             m.left.binop = None;
         }
     }
     if let (Some((BinOp::And, mask)), Rhs::Elem(e)) = (m.left.binop.as_deref(), &m.right) {
         let t = m.left.sels[0].dtype();
-        if let [Part::Val(v)] = e.parts.as_slice() {
+        if let [Part::Val(v)] = e.as_slice() {
             if t.is_bitmask() && v.is_zero() && matches!(m.op, RelOp::Eq | RelOp::Ne) {
                 let mask = *mask;
                 m.op = if m.op == RelOp::Eq {
@@ -1339,7 +1340,7 @@ fn simplify(m: &mut Match) {
                     RelOp::Implicit
                 };
                 m.left.binop = None;
-                m.right = Rhs::Elem(Elem::single(Part::Val(mask)));
+                m.right = Rhs::Elem(Parts::one(Part::Val(mask)));
                 return;
             }
         }
@@ -1347,7 +1348,7 @@ fn simplify(m: &mut Match) {
     // `ip saddr & 255.255.0.0 == 1.2.0.0` is `ip saddr 1.2.0.0/16`
     if let (Some((BinOp::And, mask)), Rhs::Elem(e)) = (m.left.binop.as_deref(), &m.right) {
         let t = m.left.sels[0].dtype();
-        if let [Part::Val(v)] = e.parts.as_slice() {
+        if let [Part::Val(v)] = e.as_slice() {
             let n = mask.bytes().iter().map(|b| b.count_ones()).sum::<u32>();
             if t.is_addr()
                 && m.left.sels.len() == 1
@@ -1361,7 +1362,7 @@ fn simplify(m: &mut Match) {
                     Part::Prefix(*v, n)
                 };
                 m.left.binop = None;
-                m.right = Rhs::Elem(Elem::single(p));
+                m.right = Rhs::Elem(Parts::one(p));
                 if m.op == RelOp::Eq {
                     m.op = RelOp::Implicit;
                 }
@@ -1371,12 +1372,12 @@ fn simplify(m: &mut Match) {
     if m.left.sels.len() == 1 && m.left.binop.is_none() {
         let t = m.left.sels[0].dtype();
         if let Rhs::Elem(e) = &m.right {
-            if let [Part::Prefix(v, plen)] = e.parts.as_slice() {
+            if let [Part::Prefix(v, plen)] = e.as_slice() {
                 if !t.is_addr() && t != Dtype::Ifname {
                     let mask = t.prefix_mask(v.len as usize, *plen);
                     let v = *v;
                     m.left.binop = Some(Box::new((BinOp::And, mask)));
-                    m.right = Rhs::Elem(Elem::single(Part::Val(v)));
+                    m.right = Rhs::Elem(Parts::one(Part::Val(v)));
                     if m.op == RelOp::Implicit {
                         m.op = RelOp::Eq;
                     }
