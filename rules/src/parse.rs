@@ -5,7 +5,7 @@
 //! datatype of its left-hand side, so every error is reported at its source location, nft-style.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::ast::*;
@@ -446,8 +446,11 @@ pub(crate) struct Parser<'a> {
     texts: &'a Texts,
     /// token sources, innermost last (the main file is at the bottom)
     frames: Vec<Frame>,
-    /// tokens peeked at, variables expanded
-    la: VecDeque<Token>,
+    /// tokens peeked at, variables expanded: `la[la_at..]` (the ones before are consumed; a Vec
+    /// with an index, emptied whenever all are consumed, is the cheapest queue for a look-ahead
+    /// that is mostly one token)
+    la: Vec<Token>,
+    la_at: usize,
     /// span of the last token consumed
     pub prev: Span,
     pub rs: &'a mut Ruleset,
@@ -628,7 +631,8 @@ impl<'a> Parser<'a> {
             }],
             texts,
             frames: vec![Frame::Lex { src: 0, pos: 0 }],
-            la: VecDeque::with_capacity(8),
+            la: Vec::with_capacity(8),
+            la_at: 0,
             prev: Span::default(),
             rs,
             defines: HashMap::new(),
@@ -658,54 +662,95 @@ impl<'a> Parser<'a> {
     /// The next token, expanding `$variables`.
     #[inline]
     pub fn peek(&mut self) -> Token {
-        match self.la.front() {
+        match self.la.get(self.la_at) {
             Some(&t) => t,
-            None => {
-                self.fill(1);
-                self.la[0]
+            None => self.peek_new(),
+        }
+    }
+
+    /// [`Parser::peek`] when no token is buffered: most often the next token of the file being read.
+    #[inline(never)]
+    fn peek_new(&mut self) -> Token {
+        if self.la_at == self.la.len() {
+            if let Some(Frame::Lex { src, pos }) = self.frames.last_mut() {
+                let at = *pos;
+                let t = crate::lex::scan(self.srcs[*src as usize].text, *src, pos);
+                if !matches!(t.kind, Tok::Var | Tok::Eof) {
+                    self.la.push(t);
+                    return t;
+                }
+                // `fill` expands it, or ends the included file
+                *pos = at;
             }
         }
+        self.fill(1);
+        self.la[self.la_at]
     }
 
     /// The token after the next one.
     pub fn peek2(&mut self) -> Token {
         self.fill(2);
-        self.la[1]
+        self.la[self.la_at + 1]
     }
 
     /// The `i`-th token ahead (0 = `peek()`).
     pub fn peek_nth(&mut self, i: usize) -> Token {
         self.fill(i + 1);
-        self.la[i]
+        self.la[self.la_at + i]
     }
 
-    /// Makes `la` hold at least `n` tokens, expanding variables.
+    /// Makes `la` hold at least `n` tokens not consumed, expanding variables.
+    #[inline]
     fn fill(&mut self, n: usize) {
+        if self.la_at >= 64 {
+            // a look-ahead that never runs empty (`peek2` after every `next`): drop the consumed ones
+            self.la.drain(..self.la_at);
+            self.la_at = 0;
+        }
         // expansions in a row without a token (`define A = $A`) stop at a depth nft would not reach
         let mut nested = 0;
-        while self.la.len() < n {
+        while self.la.len() - self.la_at < n {
             let t = self.pull();
-            if t.kind == Tok::Var
-                && nested < 256
-                && self.frames.len() < 256
-                && self.expanded < MAX_EXPANDED
-            {
-                nested += 1;
-                let src = self.srcs[t.span.src as usize].text;
-                let name = &src[t.span.lo as usize + 1..t.span.hi as usize];
-                if let Some(body) = self.defines.get(name) {
-                    self.expanded += body.len();
-                    let toks = body.clone();
-                    self.frames.push(Frame::Toks { toks, i: 0 });
-                    continue;
-                }
+            if t.kind == Tok::Var && self.expand(t, &mut nested) {
+                continue;
             }
-            self.la.push_back(t);
+            self.la.push(t);
         }
     }
 
+    /// Replaces the variable `t` with its value (makes it the next tokens), unless it is not
+    /// defined or expansions went too deep or too far.
+    #[inline(never)]
+    fn expand(&mut self, t: Token, nested: &mut u32) -> bool {
+        if *nested < 256 && self.frames.len() < 256 && self.expanded < MAX_EXPANDED {
+            *nested += 1;
+            let src = self.srcs[t.span.src as usize].text;
+            let name = &src[t.span.lo as usize + 1..t.span.hi as usize];
+            if let Some(body) = self.defines.get(name) {
+                self.expanded += body.len();
+                let toks = body.clone();
+                self.frames.push(Frame::Toks { toks, i: 0 });
+                return true;
+            }
+        }
+        false
+    }
+
     /// The next raw token (variables not expanded).
+    #[inline]
     fn pull(&mut self) -> Token {
+        if let Some(Frame::Lex { src, pos }) = self.frames.last_mut() {
+            let t = crate::lex::scan(self.srcs[*src as usize].text, *src, pos);
+            if t.kind != Tok::Eof || self.frames.len() == 1 {
+                return t;
+            }
+        }
+        self.pull_frames()
+    }
+
+    /// [`Parser::pull`] from tokens (variables, tokens put back) or at the end of an included file.
+    #[inline(never)]
+    fn pull_frames(&mut self) -> Token {
         loop {
             let nframes = self.frames.len();
             match self.frames.last_mut() {
@@ -740,13 +785,14 @@ impl<'a> Parser<'a> {
 
     /// Makes `toks` the next tokens, before anything peeked at.
     pub fn push_tokens(&mut self, toks: Vec<Token>) {
-        if !self.la.is_empty() {
-            let pending: Vec<Token> = self.la.drain(..).collect();
+        if self.la_at < self.la.len() {
             self.frames.push(Frame::Toks {
-                toks: pending.into(),
+                toks: self.la[self.la_at..].into(),
                 i: 0,
             });
         }
+        self.la.clear();
+        self.la_at = 0;
         self.frames.push(Frame::Toks {
             toks: toks.into(),
             i: 0,
@@ -757,7 +803,11 @@ impl<'a> Parser<'a> {
     pub fn next(&mut self) -> Token {
         let t = self.peek();
         if t.kind != Tok::Eof {
-            self.la.pop_front();
+            self.la_at += 1;
+            if self.la_at == self.la.len() {
+                self.la.clear();
+                self.la_at = 0;
+            }
             self.prev = t.span;
             match t.kind {
                 Tok::LBrace => self.depth += 1,
@@ -795,7 +845,19 @@ impl<'a> Parser<'a> {
 
     pub fn is_word(&mut self, w: &str) -> bool {
         let t = self.peek();
-        t.kind == Tok::Word && self.text(t) == w
+        self.word_is(t, w)
+    }
+
+    /// Is `t` the word `w`? (The length first: most words asked about are not the next one.)
+    #[inline]
+    fn word_is(&self, t: Token, w: &str) -> bool {
+        t.kind == Tok::Word
+            && (t.span.hi - t.span.lo) as usize == w.len()
+            && self.srcs[t.span.src as usize]
+                .text
+                .as_bytes()
+                .get(t.span.lo as usize..t.span.hi as usize)
+                == Some(w.as_bytes())
     }
 
     pub fn eat_word(&mut self, w: &str) -> bool {
@@ -897,7 +959,7 @@ impl<'a> Parser<'a> {
 
     pub fn expect_word(&mut self, w: &str) -> PResult<Token> {
         let t = self.peek();
-        if t.kind == Tok::Word && self.text(t) == w {
+        if self.word_is(t, w) {
             Ok(self.next())
         } else {
             Err(self.unexpected(t, Some(w)))
@@ -2577,7 +2639,7 @@ impl<'a> Parser<'a> {
             return Ok(s);
         }
         let n2 = self.peek2();
-        let named = n2.kind == Tok::Word && self.text(n2) == "name";
+        let named = self.word_is(n2, "name");
         match w {
             "counter" | "quota" | "limit" | "synproxy" if named => {
                 let kind = match w {
