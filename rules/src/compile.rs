@@ -835,6 +835,9 @@ pub(crate) struct Compiler {
     /// the `sels` of single payload fields and meta keys without a mask, by the addresses of their
     /// static descriptions (see [`Compiler::sel_of`])
     sel_memo: Vec<(usize, usize, u32)>,
+    /// the `sel_memo` entries of the implicit dependencies' meta keys (by [`dep_key`] index), once
+    /// there: rules check those on nearly every payload match
+    dep_sels: [Option<u32>; 3],
     /// chain positions by name in the table with this index (jump targets)
     chain_pos: (Option<usize>, std::collections::HashMap<String, usize>),
     /// `ct count` statements so far
@@ -904,6 +907,7 @@ pub fn compile<'a>(
         sels: Vec::new(),
         recent_sels: Vec::new(),
         sel_memo: Vec::new(),
+        dep_sels: [None; 3],
         chain_pos: Default::default(),
         connlimits: 0,
     };
@@ -1553,6 +1557,27 @@ impl Compiler {
         });
     }
 
+    /// `eq` of the meta key [`dep_key`]`(i)`: its selector taken from `dep_sels` once `sel_memo`
+    /// has it (where `eq` would find it: entries stay).
+    fn dep_eq(&mut self, i: usize, v: &[u8]) {
+        let sel = match self.dep_sels[i] {
+            Some(sel) => sel,
+            None => {
+                let k = dep_key(i);
+                let memo = (k as *const meta::Key as usize, 0);
+                let sel = self.memo_sel(Some(memo), || (smallvec::smallvec![Load::Meta(k)], None));
+                if self.sel_memo.iter().any(|m| (m.0, m.1) == memo) {
+                    self.dep_sels[i] = Some(sel);
+                }
+                sel
+            }
+        };
+        self.ops.push(Op::Cmp {
+            sel,
+            test: Test::Eq(bx(v)),
+        });
+    }
+
     /// Inserts the implicit protocol checks a selector needs.
     fn deps(
         &mut self,
@@ -1579,10 +1604,8 @@ impl Compiler {
                 _ => (0x0806, 3),
             };
             match family {
-                Family::Inet => c.eq(Load::Meta(dep_key(NFPROTO)), &[nfproto]),
-                Family::Bridge | Family::Netdev => {
-                    c.eq(Load::Meta(dep_key(PROTOCOL)), &ethertype.to_be_bytes())
-                }
+                Family::Inet => c.dep_eq(NFPROTO, &[nfproto]),
+                Family::Bridge | Family::Netdev => c.dep_eq(PROTOCOL, &ethertype.to_be_bytes()),
                 _ => {}
             }
         };
@@ -1608,7 +1631,7 @@ impl Compiler {
                     }
                 }
                 if *have_l4 != Some(ipproto) {
-                    self.eq(Load::Meta(dep_key(L4PROTO)), &[ipproto]);
+                    self.dep_eq(L4PROTO, &[ipproto]);
                     *have_l4 = Some(ipproto);
                 }
             }

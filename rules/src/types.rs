@@ -143,6 +143,10 @@ impl Val {
         b
     }
     pub fn to_u128(&self) -> u128 {
+        if let 1..=16 = self.len {
+            // inline, big-endian in the first `len` bytes (zero past them)
+            return u128::from_be_bytes(self.b) >> (8 * (16 - self.len as u32));
+        }
         self.bytes()
             .iter()
             .fold(0u128, |a, &x| (a << 8) | x as u128)
@@ -1112,6 +1116,7 @@ fn dotted_quad(s: &str) -> Option<[u8; 4]> {
     (i == b.len()).then_some(out)
 }
 
+#[inline]
 pub fn parse_number(s: &str) -> Option<u128> {
     let b = s.as_bytes();
     if !b.is_empty() && b.len() <= 19 {

@@ -11,12 +11,13 @@ use crate::types::{self, Dtype, Val};
 
 impl Parser<'_> {
     pub(crate) fn starts_selector(&self, w: &str) -> bool {
-        w == "fib"
+        // the usual first: a protocol (`ip`, `tcp`)
+        payload::proto(w).is_some()
+            || w == "fib"
             || matches!(
                 w,
                 "socket" | "osf" | "exthdr" | "numgen" | "jhash" | "symhash"
             )
-            || payload::proto(w).is_some()
             || w == "meta"
             || w == "ct"
             || meta::key(w).is_some_and(|k| k.unqualified_parse)
@@ -118,9 +119,10 @@ impl Parser<'_> {
             }
             return Ok((Selector::Fib { flags, result }, span));
         }
-        let space = match (w, self.peek_word()) {
-            ("tcp", Some("option")) => Some(opt::Space::TcpOption),
-            ("sctp", Some("chunk")) => Some(opt::Space::SctpChunk),
+        // (the next word looked at for these two only)
+        let space = match w {
+            "tcp" if self.peek_word() == Some("option") => Some(opt::Space::TcpOption),
+            "sctp" if self.peek_word() == Some("chunk") => Some(opt::Space::SctpChunk),
             _ => None,
         };
         if let Some(space) = space {
