@@ -251,6 +251,8 @@ pub fn list(
         numeric: flags.contains(&"-n"),
         numeric_proto: flags.contains(&"-p"),
         numeric_prio: flags.contains(&"-y"),
+        meters: false,
+        compact: false,
     };
     let words: Vec<&str> = what.split_whitespace().collect();
     // Keep counters aligned with the statements that remain after filtering.
@@ -349,11 +351,13 @@ fn object_kind(kind: &str) -> Option<&'static str> {
         "quota",
         "limit",
         "synproxy",
+        "secmark",
         "ct helper",
         "ct timeout",
         "ct expectation",
         "set",
         "map",
+        "meter",
         "flowtable",
     ]
     .into_iter()
@@ -372,6 +376,12 @@ fn list_objects(
     what: &str,
 ) -> Result<String, String> {
     let fam = |w: &str| Family::from_name(w);
+    let list_opts = PrintOptions {
+        meters: obj == "meter",
+        compact: true,
+        ..*opts
+    };
+    let opts = &list_opts;
     let single = !kind.ends_with('s') || kind == obj;
     let (family, table, name) = if single {
         match rest {
@@ -399,7 +409,12 @@ fn list_objects(
         match obj {
             "set" | "map" => {
                 t.sets
-                    .retain(|s| s.is_map == (obj == "map") && named(&s.name));
+                    .retain(|s| !s.meter && s.is_map == (obj == "map") && named(&s.name));
+                t.objs.clear();
+                t.flowtables.clear();
+            }
+            "meter" => {
+                t.sets.retain(|s| s.meter && named(&s.name));
                 t.objs.clear();
                 t.flowtables.clear();
             }
@@ -415,8 +430,12 @@ fn list_objects(
             }
         }
     }
-    view.tables
-        .retain(|t| !(t.objs.is_empty() && t.sets.is_empty() && t.flowtables.is_empty()));
+    // nft 1.0.6 lists every table for `list sets|maps|meters`, those with none too; for other
+    // kinds, and for one named set, only the tables that have one
+    if name.is_some() || !matches!(obj, "set" | "map" | "meter") {
+        view.tables
+            .retain(|t| !(t.objs.is_empty() && t.sets.is_empty() && t.flowtables.is_empty()));
+    }
     if name.is_some() && view.tables.is_empty() {
         return Err(format!("Error: No such file or directory\nlist {what}"));
     }
@@ -521,6 +540,37 @@ mod tests {
         );
         assert!(list(rs.clone(), &[], "counter ip t nope", &[]).is_err());
         assert!(list(rs.clone(), &[], "quotas table ip nope", &[]).is_err());
+    }
+
+    #[test]
+    fn list_sets_counters_and_meters_as_nft_prints_them() {
+        let rs = rules::parse_ruleset(
+            "table ip t {\n\tset a { type ipv4_addr; }\n\tcounter c1 { }\n\tcounter c2 { }\n\
+             \tchain c { tcp dport 22 meter ssh { ip saddr limit rate 10/second } accept; }\n}\n\
+             table ip u {\n\tmap m { type ipv4_addr : mark; }\n}\ntable ip v {\n}\n",
+            "t.nft",
+        )
+        .unwrap();
+        // what nft 1.0.6 printed for this ruleset (2026-11-26): no blank line between the blocks;
+        // `list sets|maps|meters` shows every table, the other kinds only the tables that have one
+        let out = list(rs.clone(), &[], "sets", &[]).unwrap();
+        assert_eq!(
+            out,
+            "table ip t {\n\tset a {\n\t\ttype ipv4_addr\n\t}\n}\ntable ip u {\n}\ntable ip v {\n}\n"
+        );
+        let out = list(rs.clone(), &[], "counters", &[]).unwrap();
+        assert_eq!(
+            out,
+            "table ip t {\n\tcounter c1 {\n\t\tpackets 0 bytes 0\n\t}\n\tcounter c2 {\n\t\tpackets 0 bytes 0\n\t}\n}\n"
+        );
+        let out = list(rs.clone(), &[], "meters", &[]).unwrap();
+        assert_eq!(
+            out,
+            "table ip t {\n\tmeter ssh {\n\t\ttype ipv4_addr\n\t\tsize 65535\n\t\tflags dynamic\n\t}\n}\n\
+             table ip u {\n}\ntable ip v {\n}\n"
+        );
+        let out = list(rs.clone(), &[], "meter ip t ssh", &[]).unwrap();
+        assert!(out.starts_with("table ip t {\n\tmeter ssh {"), "{out}");
     }
 
     #[test]

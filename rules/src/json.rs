@@ -153,7 +153,7 @@ impl Writer<'_> {
                 items.push(j);
             }
         }
-        for set in &t.sets {
+        for set in t.sets.iter().filter(|s| !s.meter) {
             items.push(self.set(t, set));
         }
         for ft in &t.flowtables {
@@ -627,6 +627,38 @@ impl Writer<'_> {
                     other => self.value_expr(other, Dtype::Str16),
                 };
                 one(o.kind.name(), name)
+            }
+            Stmt::SetUpdate(u) if u.meter.is_some() => {
+                let types = u.key.dtypes();
+                let t = types.first().copied().unwrap_or(Dtype::Integer(32));
+                let mut key = self.value_expr(&u.key, t);
+                if let Some(ms) = u.timeout {
+                    key = one(
+                        "elem",
+                        obj([("val", key), ("timeout", Json::Num((ms / 1000) as i128))]),
+                    );
+                }
+                // per-element counters are templates: nft writes them without values
+                let mut ss: Vec<Json> = (u.stmts.iter())
+                    .map(|st| match st {
+                        Stmt::Counter(_) => one("counter", Json::Null),
+                        other => self.stmts(std::slice::from_ref(other)).remove(0),
+                    })
+                    .collect();
+                let stmt = if ss.len() == 1 {
+                    ss.pop().unwrap()
+                } else {
+                    Json::Arr(ss)
+                };
+                one(
+                    "meter",
+                    obj([
+                        ("key", key),
+                        ("stmt", stmt),
+                        ("size", Json::Num(u.meter.unwrap_or(65535) as i128)),
+                        ("name", s(&u.set)),
+                    ]),
+                )
             }
             Stmt::SetUpdate(u) => {
                 let types = u.key.dtypes();

@@ -1074,6 +1074,24 @@ fn stmt(v: &Value, out: &mut String) -> R<()> {
             out.push_str(" }");
             Ok(())
         }
+        // `{"meter": {"key": K, "stmt": S, "size": N, "name": "m"}}` (a timeout: `"key": {"elem":
+        // {"val": K, "timeout": T}}`)
+        "meter" => {
+            let o = as_obj(body, k)?;
+            out.push_str(&format!("meter {}", get_str(o, "name")?));
+            if let Some(n) = opt_u64(o, "size") {
+                out.push_str(&format!(" size {n}"));
+            }
+            out.push_str(" { ");
+            expr(get(o, "key")?, Ctx::default(), out)?;
+            match o.get("stmt") {
+                Some(Value::Array(ss)) => stmts(ss, out)?,
+                Some(s) => stmts(std::slice::from_ref(s), out)?,
+                None => {}
+            }
+            out.push_str(" }");
+            Ok(())
+        }
         "flow" => {
             let o = as_obj(body, "flow")?;
             out.push_str(&format!(

@@ -18,6 +18,10 @@ pub struct PrintOptions {
     pub numeric_proto: bool,
     /// `-y`: chain priorities as numbers
     pub numeric_prio: bool,
+    /// list the sets `meter` statements made (`list meters`); the ruleset's listing leaves them out
+    pub meters: bool,
+    /// an object listing (`list sets`, `list counters`): nft puts no blank line between the blocks
+    pub compact: bool,
 }
 
 impl PrintOptions {
@@ -45,6 +49,14 @@ impl Printer<'_> {
         }
     }
 
+    fn block_gap(&self) -> &'static str {
+        if self.opts.compact {
+            ""
+        } else {
+            "\n"
+        }
+    }
+
     fn handle(&mut self, h: u64) {
         if self.opts.handles {
             self.out.push_str(&format!(" # handle {h}"));
@@ -62,7 +74,7 @@ impl Printer<'_> {
         if !t.flags.is_empty() {
             self.out
                 .push_str(&format!("\tflags {}\n", t.flags.join(",")));
-            delim = "\n";
+            delim = self.block_gap();
         }
         if let Some(c) = &t.comment {
             self.out.push_str(&format!("\tcomment \"{c}\"\n"));
@@ -70,9 +82,9 @@ impl Printer<'_> {
         for o in &t.objs {
             self.out.push_str(delim);
             o.print(self.opts.handles, self.opts.stateless, &mut self.out);
-            delim = "\n";
+            delim = self.block_gap();
         }
-        for s in &t.sets {
+        for s in t.sets.iter().filter(|s| !s.meter || self.opts.meters) {
             self.out.push_str(delim);
             s.print(
                 self.opts.handles,
@@ -80,7 +92,7 @@ impl Printer<'_> {
                 self.opts.stateless,
                 &mut self.out,
             );
-            delim = "\n";
+            delim = self.block_gap();
         }
         for f in &t.flowtables {
             self.out.push_str(delim);
@@ -90,12 +102,12 @@ impl Printer<'_> {
                 self.opts.numeric || self.opts.numeric_prio,
                 &mut self.out,
             );
-            delim = "\n";
+            delim = self.block_gap();
         }
         for c in &t.chains {
             self.out.push_str(delim);
             self.chain(t, c);
-            delim = "\n";
+            delim = self.block_gap();
         }
         self.out.push_str("}\n");
     }

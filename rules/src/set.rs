@@ -71,6 +71,9 @@ pub struct Set {
     /// stateful statements every element gets (`counter`)
     pub stmts: Vec<Stmt>,
     pub elems: Vec<Elem>,
+    /// made by a `meter NAME { … }` statement: an anonymous set with a name, listed by `list meters`
+    /// and not in the ruleset's listing
+    pub meter: bool,
 }
 
 impl Set {
@@ -150,11 +153,12 @@ impl Set {
 
     /// The listing block (`\tset NAME {` ... `\t}\n`).
     pub fn print(&self, handles: bool, fmt: ValFmt, stateless: bool, out: &mut String) {
-        out.push_str(&format!(
-            "\t{} {} {{",
-            if self.is_map { "map" } else { "set" },
-            self.name
-        ));
+        let kind = match (self.meter, self.is_map) {
+            (true, _) => "meter",
+            (_, true) => "map",
+            _ => "set",
+        };
+        out.push_str(&format!("\t{kind} {} {{", self.name));
         if handles {
             out.push_str(&format!(" # handle {}", self.handle));
         }
@@ -304,6 +308,7 @@ impl Parser<'_> {
                 comment: None,
                 stmts: Vec::new(),
                 elems: Vec::new(),
+                meter: false,
             },
         };
         let mut pending_elems: Option<(Vec<Elem>, Span, Vec<Span>)> = None;

@@ -337,3 +337,68 @@ fn maps_written_from_the_packet_path_are_looked_up_expire_and_are_listed() {
         Verdict::Accept
     );
 }
+
+#[test]
+fn meter_statement_makes_an_anonymous_dynamic_set_with_per_source_state() {
+    let src = "table ip t {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		udp dport 53 meter dns { ip saddr limit rate 1/minute burst 2 packets } accept
+		udp dport 53 drop
+		meter pairs size 1024 { ip saddr . udp dport timeout 10s counter }
+	}
+}
+";
+    let rs = compile(parse_ruleset(src, "t.nft").unwrap()).unwrap();
+    let mut c = vec![CounterValue::default(); rs.counter_slots()];
+    let t0 = 100 * SEC;
+    let got: Vec<Verdict> = (0..3)
+        .map(|_| run(&rs, &frame(1, 53, 28), t0, &mut c))
+        .collect();
+    assert_eq!(got, [Verdict::Accept, Verdict::Accept, Verdict::Drop]);
+    // another source has a bucket of its own
+    assert_eq!(run(&rs, &frame(2, 53, 28), t0, &mut c), Verdict::Accept);
+    // the rules list as nft lists them (the size the kernel gives); the sets are not in the listing
+    let listing = print_ruleset(rs.ruleset(), &Default::default(), None);
+    assert_eq!(
+        listing,
+        "table ip t {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		udp dport 53 meter dns size 65535 { ip saddr limit rate 1/minute burst 2 packets } accept
+		udp dport 53 drop
+		meter pairs size 1024 { ip saddr . udp dport timeout 10s counter }
+	}
+}
+"
+    );
+    // `list meters` shows them, as nft does
+    let opts = rules::PrintOptions {
+        meters: true,
+        ..Default::default()
+    };
+    let mut view = rs.ruleset().clone();
+    for t in &mut view.tables {
+        t.chains.clear();
+    }
+    assert_eq!(
+        print_ruleset(&view, &opts, None),
+        "table ip t {
+	meter dns {
+		type ipv4_addr
+		size 65535
+		flags dynamic
+	}
+
+	meter pairs {
+		type ipv4_addr . inet_service
+		size 1024
+		flags dynamic,timeout
+	}
+}
+"
+    );
+    // the listing reads back to the same ruleset
+    let again = parse_ruleset(&listing, "l.nft").unwrap();
+    assert_eq!(print_ruleset(&again, &Default::default(), None), listing);
+}

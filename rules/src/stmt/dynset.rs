@@ -15,11 +15,16 @@ pub struct SetUpdate {
     pub timeout: Option<u64>,
     pub stmts: Vec<super::Stmt>,
     pub data: Option<ValExpr>,
+    /// written as `meter NAME size N { … }` (the meter's size)
+    pub meter: Option<u64>,
 }
 
 impl SetUpdate {
     pub fn print(&self, out: &mut String, fmt: ValFmt, stateless: bool) {
-        out.push_str(&format!("{} @{} {{ ", self.op, self.set));
+        match self.meter {
+            Some(size) => out.push_str(&format!("meter {} size {size} {{ ", self.set)),
+            None => out.push_str(&format!("{} @{} {{ ", self.op, self.set)),
+        }
         self.key.print(fmt, out);
         if let Some(t) = self.timeout {
             out.push_str(" timeout ");
@@ -86,27 +91,9 @@ impl Parser<'_> {
             timeout: None,
             stmts: Vec::new(),
             data: None,
+            meter: None,
         };
-        loop {
-            let w = self.peek_word().unwrap_or_default();
-            match w {
-                "timeout" => {
-                    self.next();
-                    u.timeout = Some(self.time_value()?.0);
-                }
-                "counter" => u.stmts.push(self.counter_stmt()?),
-                "limit" => u.stmts.push(self.limit_stmt()?),
-                "quota" => u.stmts.push(self.quota_stmt()?),
-                "ct" if {
-                    let n2 = self.peek2();
-                    n2.kind == Tok::Word && self.text(n2) == "count"
-                } =>
-                {
-                    u.stmts.push(self.connlimit_stmt()?)
-                }
-                _ => break,
-            }
-        }
+        self.set_update_items(&mut u)?;
         if self.eat(Tok::Colon) {
             let dt = data_types.unwrap_or_else(|| vec![Dtype::Integer(32)]);
             // nft's grammar has no verdict here: the packet path cannot write a verdict map
@@ -143,6 +130,104 @@ impl Parser<'_> {
                 }
             }
         }
+        Ok(super::Stmt::SetUpdate(Box::new(u)))
+    }
+
+    /// After an update's key: `timeout T` and the per-element statements.
+    fn set_update_items(&mut self, u: &mut SetUpdate) -> PResult<()> {
+        loop {
+            let w = self.peek_word().unwrap_or_default();
+            match w {
+                "timeout" => {
+                    self.next();
+                    u.timeout = Some(self.time_value()?.0);
+                }
+                "counter" => u.stmts.push(self.counter_stmt()?),
+                "limit" => u.stmts.push(self.limit_stmt()?),
+                "quota" => u.stmts.push(self.quota_stmt()?),
+                "ct" if {
+                    let n2 = self.peek2();
+                    n2.kind == Tok::Word && self.text(n2) == "count"
+                } =>
+                {
+                    u.stmts.push(self.connlimit_stmt()?)
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// `meter NAME [size N] { KEY [timeout T] STMTS }` (`meter` is next): nft's older form of a set
+    /// the packet path updates. The set is made (anonymous, dynamic, listed by `list meters`) the
+    /// first time its name is used in the table.
+    pub(crate) fn meter_stmt(&mut self, ctx: &mut RuleCtx) -> PResult<super::Stmt> {
+        let kw = self.next();
+        let (name, name_span) = self.name()?;
+        let size = if self.eat_word("size") {
+            Some(self.number()?.0)
+        } else {
+            None
+        };
+        self.expect(Tok::LBrace, "'{'")?;
+        let key = self.value_expr(ctx, &[])?;
+        let mut u = SetUpdate {
+            op: "update",
+            set: name,
+            key,
+            timeout: None,
+            stmts: Vec::new(),
+            data: None,
+            meter: None,
+        };
+        self.set_update_items(&mut u)?;
+        self.skip_newlines();
+        let end = self.expect(Tok::RBrace, "'}'")?;
+        ctx.dep = None;
+        let types = u.key.dtypes();
+        let size = size.unwrap_or(65535);
+        u.meter = Some(size);
+        let mut span = kw.span;
+        span.hi = end.span.hi;
+        let Some((f, tb)) = self.cur_table.clone() else {
+            return Ok(super::Stmt::SetUpdate(Box::new(u)));
+        };
+        let Some(t) = self.rs.table_mut(f, &tb) else {
+            return Ok(super::Stmt::SetUpdate(Box::new(u)));
+        };
+        match t.sets.iter_mut().find(|s| s.name == u.set) {
+            Some(s) if s.meter && s.key_types() == types => {
+                s.flags.timeout |= u.timeout.is_some();
+            }
+            Some(_) => self.sem_err(name_span, "Could not process rule: File exists"),
+            None => {
+                self.new_meters.push((f, tb.clone(), u.set.clone()));
+                let handle = t.alloc_handle();
+                t.sets.push(crate::set::Set {
+                    name: u.set.clone(),
+                    handle,
+                    is_map: false,
+                    key: crate::set::KeySpec::Types(types),
+                    data: None,
+                    flags: crate::set::SetFlags {
+                        dynamic: true,
+                        timeout: u.timeout.is_some(),
+                        ..Default::default()
+                    },
+                    data_interval: false,
+                    timeout: None,
+                    gc_interval: None,
+                    size: Some(size),
+                    policy: None,
+                    auto_merge: false,
+                    comment: None,
+                    stmts: Vec::new(),
+                    elems: Vec::new(),
+                    meter: true,
+                });
+            }
+        }
+        let _ = span;
         Ok(super::Stmt::SetUpdate(Box::new(u)))
     }
 
