@@ -5,8 +5,9 @@
 #
 #   sudo bench/scripts/load-vs-nft.sh [ROUNDS [NFT_ROUNDS]]   # default 3 and 1; prints a markdown table
 #
-# sluice's figures are the best of ROUNDS runs, nft's of NFT_ROUNDS (the machine is shared; the load
-# average is printed). Careful: `nft -f` of the 100k-rule mix (12,500 anonymous sets) keeps one core
+# sluice's figures are the best and the median of ROUNDS runs (CPU time: user + system of the loading
+# thread; other load on a shared VM only adds to it, so the best run is the closest to the cost
+# itself), nft's the best of NFT_ROUNDS (the load average is printed). Careful: `nft -f` of the 100k-rule mix (12,500 anonymous sets) keeps one core
 # busy in the kernel for over two minutes: NFT_SKIP="mix-100000" leaves nft out of that case (and any other
 # KIND-N listed).
 # Needs root (ip netns), nft, /usr/bin/time, and `cargo build --release -p bench --bin rules-mem`.
@@ -21,23 +22,25 @@ trap cleanup EXIT INT TERM
 ip netns add "$ns"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); nft $(nft --version | cut -d' ' -f2)"
 echo
-echo "| workload | rules | source | sluice CPU | sluice peak RSS | nft -f CPU | nft -f wall | nft -f peak RSS | nft list ruleset CPU |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| workload | rules | source | sluice CPU, best (median) | sluice peak RSS | nft -f CPU | nft -f wall | nft -f peak RSS | nft list ruleset CPU | nft -f / sluice CPU |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for kind in simple mix; do
   for n in 10000 100000; do
     f=$dir/$kind-$n.nft
     "$bin" --emit "$n" "$kind" > "$f"
     size=$(stat -c %s "$f")
-    best_cpu=; best_rss=
+    best_rss=
+    : > "$dir/cpus"
     i=0
     while [ $i -lt "$rounds" ]; do
       out=$("$bin" "$f")
-      cpu=$(echo "$out" | sed -n 's/.*total \([0-9.]*\) ms.*/\1/p')
+      echo "$out" | sed -n 's/.*total \([0-9.]*\) ms.*/\1/p' >> "$dir/cpus"
       rss=$(echo "$out" | sed -n 's/.* \([0-9]*\) MB after compiling.*/\1/p')
-      best_cpu=$(printf '%s\n%s\n' "$cpu" "${best_cpu:-$cpu}" | sort -n | head -1)
       best_rss=$(printf '%s\n%s\n' "$rss" "${best_rss:-$rss}" | sort -n | head -1)
       i=$((i + 1))
     done
+    best_cpu=$(sort -n "$dir/cpus" | head -1)
+    med_cpu=$(sort -n "$dir/cpus" | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}')
     nft_cpu=-; nft_wall=-; nft_rss=-; list_cpu=-
     i=0
     case " ${NFT_SKIP:-} " in *" $kind-$n "*) i=$nft_rounds ;; *) nft_cpu=; nft_wall=; nft_rss=; list_cpu= ;; esac
@@ -56,7 +59,9 @@ for kind in simple mix; do
       i=$((i + 1))
     done
     ip netns exec "$ns" nft flush ruleset
-    echo "| $kind | $n | $((size / 1024)) KB | ${best_cpu} ms | ${best_rss} MB | ${nft_cpu} ms | ${nft_wall} ms | ${nft_rss} MB | ${list_cpu} ms |"
+    ratio=-
+    [ "$nft_cpu" != "-" ] && ratio=$(awk -v a="$nft_cpu" -v b="$best_cpu" 'BEGIN {printf "%.1f×", a / b}')
+    echo "| $kind | $n | $((size / 1024)) KB | ${best_cpu} (${med_cpu}) ms | ${best_rss} MB | ${nft_cpu} ms | ${nft_wall} ms | ${nft_rss} MB | ${list_cpu} ms | ${ratio} |"
   done
 done
 echo
