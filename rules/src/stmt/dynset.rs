@@ -84,16 +84,7 @@ impl Parser<'_> {
         };
         self.expect(Tok::LBrace, "'{'")?;
         let key = self.value_expr(ctx, &key_types)?;
-        let mut u = SetUpdate {
-            op,
-            set,
-            key,
-            timeout: None,
-            stmts: Vec::new(),
-            data: None,
-            meter: None,
-        };
-        self.set_update_items(&mut u)?;
+        let mut u = self.set_update_items(op, set, key)?;
         if self.eat(Tok::Colon) {
             let dt = data_types.unwrap_or_else(|| vec![Dtype::Integer(32)]);
             // nft's grammar has no verdict here: the packet path cannot write a verdict map
@@ -134,7 +125,21 @@ impl Parser<'_> {
     }
 
     /// After an update's key: `timeout T` and the per-element statements.
-    fn set_update_items(&mut self, u: &mut SetUpdate) -> PResult<()> {
+    fn set_update_items(
+        &mut self,
+        op: &'static str,
+        set: String,
+        key: ValExpr,
+    ) -> PResult<SetUpdate> {
+        let mut u = SetUpdate {
+            op,
+            set,
+            key,
+            timeout: None,
+            stmts: Vec::new(),
+            data: None,
+            meter: None,
+        };
         loop {
             let w = self.peek_word().unwrap_or_default();
             match w {
@@ -155,7 +160,7 @@ impl Parser<'_> {
                 _ => break,
             }
         }
-        Ok(())
+        Ok(u)
     }
 
     /// `meter NAME [size N] { KEY [timeout T] STMTS }` (`meter` is next): nft's older form of a set
@@ -171,16 +176,7 @@ impl Parser<'_> {
         };
         self.expect(Tok::LBrace, "'{'")?;
         let key = self.value_expr(ctx, &[])?;
-        let mut u = SetUpdate {
-            op: "update",
-            set: name,
-            key,
-            timeout: None,
-            stmts: Vec::new(),
-            data: None,
-            meter: None,
-        };
-        self.set_update_items(&mut u)?;
+        let mut u = self.set_update_items("update", name, key)?;
         self.skip_newlines();
         let end = self.expect(Tok::RBrace, "'}'")?;
         ctx.dep = None;
