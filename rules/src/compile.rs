@@ -1654,7 +1654,7 @@ impl Compiler {
                 offset,
             } => {
                 let sels: Option<crate::expr::Sels> = match &**key {
-                    V::Sel(s) => Some(smallvec::smallvec![s.clone()]),
+                    V::Sel(s) => Some(crate::expr::Sels::one(s.clone())),
                     V::Concat(parts) => parts
                         .iter()
                         .map(|p| match p {
@@ -1842,7 +1842,7 @@ impl Compiler {
             ),
         };
         let sels: crate::expr::Sels = match &u.key {
-            V::Sel(s) => smallvec::smallvec![s.clone()],
+            V::Sel(s) => crate::expr::Sels::one(s.clone()),
             V::Concat(parts) => parts
                 .iter()
                 .map(|p| match p {
@@ -1886,7 +1886,7 @@ impl Compiler {
             // `counter name tcp dport map { 443 : "c1", 80 : "c2" }`: the object the map names
             V::Map(k, m, _) => {
                 let sels: crate::expr::Sels = match &**k {
-                    V::Sel(s) => smallvec::smallvec![s.clone()],
+                    V::Sel(s) => crate::expr::Sels::one(s.clone()),
                     V::Concat(v) => v
                         .iter()
                         .map(|e| match e {
@@ -2170,7 +2170,7 @@ impl Compiler {
             V::Const(_, Part::Val(x)) => Some(VSrc::Const(bx(x.bytes()))),
             V::Sel(s) => Some(VSrc::Load {
                 loads: Self::loads(&Lhs {
-                    sels: smallvec::smallvec![s.clone()],
+                    sels: crate::expr::Sels::one(s.clone()),
                     binop: None,
                 })[..]
                     .into(),
@@ -2215,7 +2215,7 @@ impl Compiler {
             }
             V::Map(k, m, _) => {
                 let sels: crate::expr::Sels = match &**k {
-                    V::Sel(s) => smallvec::smallvec![s.clone()],
+                    V::Sel(s) => crate::expr::Sels::one(s.clone()),
                     V::Concat(v) => v
                         .iter()
                         .map(|e| {

@@ -2611,19 +2611,19 @@ impl<'a> Parser<'a> {
             let key = meta::key("l4proto").unwrap();
             stmts.insert(
                 0,
-                Stmt::Match(Box::new(Match {
+                Stmt::Match(Match {
                     left: Lhs {
-                        sels: smallvec::smallvec![Selector::Meta {
+                        sels: crate::expr::Sels::one(Selector::Meta {
                             key,
                             qualified: true,
-                        }],
+                        }),
                         binop: None,
                     },
                     op: RelOp::Implicit,
                     right: Rhs::Elem(Parts::one(Part::Val(crate::types::Val::from_u128(
                         p as u128, 1,
                     )))),
-                })),
+                }),
             );
         }
         let mut exact = Vec::with_capacity(stmts.len());

@@ -219,55 +219,136 @@ pub enum FibResult {
     Check,
 }
 
-/// Selectors of a match (one, or several concatenated): inline when there is one.
-pub type Sels = smallvec::SmallVec<[Selector; 1]>;
+/// Selectors of a match (one, or several concatenated): inline when there is one (24 bytes).
+pub type Sels = Few<Selector>;
 
-/// Parts of a constant (one, or one per concatenated component): inline when there is one (40 bytes, no
-/// capacity word: a match's value is stored in every match of a 100k-rule ruleset), boxed otherwise.
-/// Derefs to `[Part]`.
+/// Parts of a constant (one, or one per concatenated component): inline when there is one (40 bytes).
+pub type Parts = Few<Part>;
+
+/// One value inline, or none or several in a boxed slice: no capacity word, and no room for more than
+/// one inline (a match's selector and value are stored in every match of a 100k-rule ruleset, and are
+/// nearly always one each). Derefs to `[T]`.
 #[derive(Clone)]
-pub struct Parts(PartsRepr);
+pub struct Few<T>(FewRepr<T>);
 
 #[derive(Clone)]
-enum PartsRepr {
-    One(Part),
-    /// none (the catch-all `*`) or several; never exactly one
-    Many(Box<[Part]>),
+enum FewRepr<T> {
+    One(T),
+    /// none or several; never exactly one
+    Many(Box<[T]>),
 }
 
-impl Parts {
-    pub const fn one(p: Part) -> Parts {
-        Parts(PartsRepr::One(p))
+impl<T> Few<T> {
+    pub const fn one(p: T) -> Few<T> {
+        Few(FewRepr::One(p))
     }
-    pub fn new() -> Parts {
-        Parts(PartsRepr::Many(Box::new([])))
+    pub fn new() -> Few<T> {
+        Few(FewRepr::Many(Box::new([])))
     }
-    /// Like [`Parts::new`]: the room is not kept (concatenations grow one part at a time, rarely).
-    pub fn with_capacity(_n: usize) -> Parts {
-        Parts::new()
+    /// Like [`Few::new`]: the room is not kept (concatenations grow one part at a time, rarely).
+    pub fn with_capacity(_n: usize) -> Few<T> {
+        Few::new()
     }
-    pub fn push(&mut self, p: Part) {
-        *self = match std::mem::replace(self, Parts::new()) {
-            Parts(PartsRepr::Many(b)) if b.is_empty() => Parts::one(p),
-            Parts(PartsRepr::One(a)) => Parts(PartsRepr::Many(Box::new([a, p]))),
-            Parts(PartsRepr::Many(b)) => {
+    pub fn push(&mut self, p: T) {
+        *self = match std::mem::replace(self, Few::new()) {
+            Few(FewRepr::Many(b)) if b.is_empty() => Few::one(p),
+            Few(FewRepr::One(a)) => Few(FewRepr::Many(Box::new([a, p]))),
+            Few(FewRepr::Many(b)) => {
                 let mut v = b.into_vec();
                 v.push(p);
-                Parts(PartsRepr::Many(v.into_boxed_slice()))
+                Few(FewRepr::Many(v.into_boxed_slice()))
             }
         }
     }
-    pub fn as_slice(&self) -> &[Part] {
+    pub fn pop(&mut self) -> Option<T> {
+        let (rest, last) = match std::mem::replace(self, Few::new()) {
+            Few(FewRepr::One(a)) => (Few::new(), Some(a)),
+            Few(FewRepr::Many(b)) => {
+                let mut v = b.into_vec();
+                let last = v.pop();
+                (v.into_iter().collect(), last)
+            }
+        };
+        *self = rest;
+        last
+    }
+    pub fn as_slice(&self) -> &[T] {
         match &self.0 {
-            PartsRepr::One(p) => std::slice::from_ref(p),
-            PartsRepr::Many(b) => b,
+            FewRepr::One(p) => std::slice::from_ref(p),
+            FewRepr::Many(b) => b,
         }
     }
-    pub fn as_mut_slice(&mut self) -> &mut [Part] {
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
         match &mut self.0 {
-            PartsRepr::One(p) => std::slice::from_mut(p),
-            PartsRepr::Many(b) => b,
+            FewRepr::One(p) => std::slice::from_mut(p),
+            FewRepr::Many(b) => b,
         }
+    }
+}
+
+impl<T> Default for Few<T> {
+    fn default() -> Few<T> {
+        Few::new()
+    }
+}
+
+impl<T> std::ops::Deref for Few<T> {
+    type Target = [T];
+    #[inline]
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T> std::ops::DerefMut for Few<T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.as_mut_slice()
+    }
+}
+
+impl<T: PartialEq> PartialEq for Few<T> {
+    fn eq(&self, o: &Few<T>) -> bool {
+        self.as_slice() == o.as_slice()
+    }
+}
+
+impl<T: Eq> Eq for Few<T> {}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Few<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl<T> From<T> for Few<T> {
+    fn from(p: T) -> Few<T> {
+        Few::one(p)
+    }
+}
+
+impl<T> FromIterator<T> for Few<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(it: I) -> Few<T> {
+        let mut it = it.into_iter();
+        let Some(a) = it.next() else {
+            return Few::new();
+        };
+        match it.next() {
+            None => Few::one(a),
+            Some(b) => {
+                let mut v = vec![a, b];
+                v.extend(it);
+                Few(FewRepr::Many(v.into_boxed_slice()))
+            }
+        }
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Few<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
     }
 }
 
@@ -291,72 +372,6 @@ impl Parts {
                 _ => p.print(t, fmt, out),
             }
         }
-    }
-}
-
-impl Default for Parts {
-    fn default() -> Parts {
-        Parts::new()
-    }
-}
-
-impl std::ops::Deref for Parts {
-    type Target = [Part];
-    #[inline]
-    fn deref(&self) -> &[Part] {
-        self.as_slice()
-    }
-}
-
-impl std::ops::DerefMut for Parts {
-    #[inline]
-    fn deref_mut(&mut self) -> &mut [Part] {
-        self.as_mut_slice()
-    }
-}
-
-impl PartialEq for Parts {
-    fn eq(&self, o: &Parts) -> bool {
-        self.as_slice() == o.as_slice()
-    }
-}
-
-impl Eq for Parts {}
-
-impl std::fmt::Debug for Parts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.as_slice()).finish()
-    }
-}
-
-impl From<Part> for Parts {
-    fn from(p: Part) -> Parts {
-        Parts::one(p)
-    }
-}
-
-impl FromIterator<Part> for Parts {
-    fn from_iter<I: IntoIterator<Item = Part>>(it: I) -> Parts {
-        let mut it = it.into_iter();
-        let Some(a) = it.next() else {
-            return Parts::new();
-        };
-        match it.next() {
-            None => Parts::one(a),
-            Some(b) => {
-                let mut v = vec![a, b];
-                v.extend(it);
-                Parts(PartsRepr::Many(v.into_boxed_slice()))
-            }
-        }
-    }
-}
-
-impl<'a> IntoIterator for &'a Parts {
-    type Item = &'a Part;
-    type IntoIter = std::slice::Iter<'a, Part>;
-    fn into_iter(self) -> Self::IntoIter {
-        self.as_slice().iter()
     }
 }
 

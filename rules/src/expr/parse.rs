@@ -490,9 +490,9 @@ impl Parser<'_> {
                     };
                     let (a, b) = if p.name == "icmp" { (0, 8) } else { (128, 129) };
                     let field = p.field("type").unwrap();
-                    ctx.pre.push(Stmt::Match(Box::new(Match {
+                    ctx.pre.push(Stmt::Match(Match {
                         left: Lhs {
-                            sels: smallvec::smallvec![Selector::Payload { proto: p, field }],
+                            sels: Sels::one(Selector::Payload { proto: p, field }),
                             binop: None,
                         },
                         op: RelOp::Implicit,
@@ -500,7 +500,7 @@ impl Parser<'_> {
                             Elem::single(Part::Val(Val::from_u128(a, t.bytes()))),
                             Elem::single(Part::Val(Val::from_u128(b, t.bytes()))),
                         ]),
-                    })));
+                    }));
                     ctx.icmp_type_seen = true;
                 }
                 if field_name == "type" && matches!(p.name, "icmp" | "icmpv6") {
@@ -578,7 +578,7 @@ impl Parser<'_> {
         {
             return Err(self.err(start, "Could not process rule: Operation not supported"));
         }
-        let mut sels: Sels = smallvec::smallvec![sel];
+        let mut sels = Sels::one(sel);
         while self.peek().kind == Tok::Dot {
             self.next();
             let (s, _) = self.selector(ctx)?;
@@ -751,7 +751,7 @@ impl Parser<'_> {
         if ctx.l4.is_some() && ctx.l4_span.is_none() {
             ctx.l4_span = Some(start.to(self.prev));
         }
-        Ok(Stmt::Match(Box::new(m)))
+        Ok(Stmt::Match(m))
     }
 
     /// Remembers protocol facts an explicit match establishes (`meta l4proto tcp`, ...).

@@ -14,11 +14,12 @@ pub mod vmap;
 
 use crate::expr::Match;
 
-/// A statement. Large variants are boxed: a rule's statements are stored inline, and most are small
-/// (counters, verdicts) — 100,000-rule rulesets are common.
+/// A statement. A rule's statements are stored inline, in one allocation: matches (most statements, at
+/// least one in nearly every rule) too, so that a rule is one allocation, not one plus one per match;
+/// the other large variants are boxed — 100,000-rule rulesets are common.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Stmt {
-    Match(Box<Match>),
+    Match(Match),
     Counter(counter::Counter),
     Verdict(verdict::VerdictExpr),
     Vmap(Box<vmap::Vmap>),
@@ -42,10 +43,9 @@ pub enum Stmt {
     },
 }
 
-// a rule's statements are stored inline: 100k-rule rulesets hold ~4 a rule (docs/BENCHMARKS.md)
+// a rule's statements are stored inline: 100k-rule rulesets hold ~3.25 a rule, ~2 of them matches
+// (docs/BENCHMARKS.md)
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Stmt>() <= 32);
-// a boxed match fits a 96-byte allocation (with the allocator's 8-byte header): 2 a rule in 100k-rule
-// rulesets, a third of the memory the parser touches
+const _: () = assert!(std::mem::size_of::<Stmt>() <= 80);
 #[cfg(target_pointer_width = "64")]
-const _: () = assert!(std::mem::size_of::<Match>() <= 88);
+const _: () = assert!(std::mem::size_of::<Match>() <= 80);
