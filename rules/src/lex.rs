@@ -231,10 +231,10 @@ pub(crate) fn scan(src: &str, file: u16, pos: &mut usize) -> Token {
 /// is all hex digits and dots, and followed by `:`; [`literal`] decides).
 #[inline]
 fn word_end(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    while j < b.len() && is_word_char(b[j]) {
-        j += 1;
-    }
+    let j = b[i + 1..]
+        .iter()
+        .position(|&c| !is_word_char(c))
+        .map_or(b.len(), |n| i + 1 + n);
     match b.get(j) {
         Some(b'*') => Some(j + 1),
         Some(b':') if b[i..j].iter().all(|&c| CLASS[c as usize] & HEXDOT != 0) => None,
