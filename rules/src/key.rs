@@ -24,7 +24,19 @@ impl Key {
     pub fn new(v: &[u8]) -> Key {
         if v.len() <= INLINE {
             let mut b = [0; INLINE];
-            b[..v.len()].copy_from_slice(v);
+            let n = v.len();
+            // fixed-size (overlapping) copies instead of a call to memcpy for a few bytes
+            if n >= 8 {
+                b[..8].copy_from_slice(&v[..8]);
+                b[n - 8..n].copy_from_slice(&v[n - 8..]);
+            } else if n >= 4 {
+                b[..4].copy_from_slice(&v[..4]);
+                b[n - 4..n].copy_from_slice(&v[n - 4..]);
+            } else if n > 0 {
+                b[0] = v[0];
+                b[n / 2] = v[n / 2];
+                b[n - 1] = v[n - 1];
+            }
             Key::Inline {
                 len: v.len() as u8,
                 b,
@@ -90,5 +102,23 @@ mod tests {
             assert_eq!(k.clone(), k);
         }
         assert_ne!(Key::new(&[1, 2]), Key::new(&[1, 2, 0]));
+    }
+
+    /// Every inline length keeps its bytes and zeros past them (derived equality and hash see those).
+    #[test]
+    fn inline_copies_every_length() {
+        for n in 0..=INLINE {
+            let v: Vec<u8> = (1..=n as u8).map(|x| x.wrapping_mul(37) | 1).collect();
+            let mut want = [0u8; INLINE];
+            want[..n].copy_from_slice(&v);
+            assert_eq!(
+                Key::new(&v),
+                Key::Inline {
+                    len: n as u8,
+                    b: want
+                },
+                "{n}"
+            );
+        }
     }
 }

@@ -1275,6 +1275,9 @@ impl Parser<'_> {
 
     /// Resolves a symbol; on failure records the error and yields a zero value so parsing goes on.
     fn resolve(&mut self, t: Dtype, text: &str, quoted: bool, span: Span) -> Val {
+        if let Some(v) = t.parse_fast(text) {
+            return v;
+        }
         match t.parse(text, quoted) {
             Ok(v) => v,
             Err(m) => {
