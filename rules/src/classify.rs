@@ -575,6 +575,7 @@ fn intervals(rs: &CompiledRuleset, cond: &Cond<'_>, out: &mut Vec<(u128, u128)>)
             Test::Eq(v) | Test::Ne(v) | Test::Lt(v) | Test::Gt(v) | Test::Le(v) | Test::Ge(v) => {
                 v.len()
             }
+            Test::Range8 { len, .. } => *len as usize,
             Test::Range { lh, .. } if lh.0.len() == lh.1.len() => lh.0.len(),
             Test::Range { .. } => return None,
             Test::AnyBits { mask, .. } => mask.len(),
@@ -621,8 +622,15 @@ fn intervals(rs: &CompiledRuleset, cond: &Cond<'_>, out: &mut Vec<(u128, u128)>)
             Test::Le(v) => out.push((0, be(v))),
             Test::Gt(v) => above(out, be(v)),
             Test::Ge(v) => out.push((be(v), max)),
-            Test::Range { lh, neg } => {
-                let (lo, hi) = (be(&lh.0), be(&lh.1));
+            Test::Range { .. } | Test::Range8 { .. } => {
+                let (lo, hi, neg) = match t {
+                    Test::Range { lh, neg } => (be(&lh.0), be(&lh.1), neg),
+                    Test::Range8 { lo, hi, len, neg } => {
+                        let n = *len as usize;
+                        (be(&lo[..n]), be(&hi[..n]), neg)
+                    }
+                    _ => unreachable!(),
+                };
                 match (neg, lo <= hi) {
                     (false, true) => out.push((lo, hi)),
                     (false, false) => {}
@@ -686,11 +694,12 @@ struct Field<'a, K> {
 
 /// One prefix compare: its rule, its position among the rule's indexable compares (ties in the
 /// choice go to the first), and its intervals (`ivs[iv..iv + n]` of its field; compares with the same
-/// intervals as a recent one on the field share them).
+/// intervals as a recent one on the field share them). 12 bytes: one for most compares of the chain.
 struct Cmp {
     rule: u32,
     iv: u32,
-    pos: u32,
+    /// (saturated: ties among a rule's 65,535th and later compares go to any of them)
+    pos: u16,
     n: u16,
 }
 
@@ -732,7 +741,12 @@ impl<'a, K: Key> Field<'a, K> {
                 self.ivs.push(x);
                 self.ivs.len() as u32 - 1
             });
-            self.cmps.push(Cmp { rule, iv, pos, n });
+            self.cmps.push(Cmp {
+                rule,
+                iv,
+                pos: pos.min(u16::MAX as u32) as u16,
+                n,
+            });
             return;
         }
         let shared = self
@@ -753,7 +767,12 @@ impl<'a, K: Key> Field<'a, K> {
             self.ivs.extend(ivs.iter().map(k));
             s
         });
-        self.cmps.push(Cmp { rule, iv, pos, n });
+        self.cmps.push(Cmp {
+            rule,
+            iv,
+            pos: pos.min(u16::MAX as u32) as u16,
+            n,
+        });
     }
 }
 
@@ -918,8 +937,9 @@ fn cost_field<K: Key>(
         let mut worst = 0;
         cl.visit(field.ivs_of(i), pclass[i], |k| worst = worst.max(den[k]));
         let b = &mut best[(cmp.rule - first) as usize];
-        if (worst, cov[i], cmp.pos) < (b.0, b.1, b.2) {
-            *b = (worst, cov[i], cmp.pos, f, i as u32);
+        let pos = cmp.pos as u32;
+        if (worst, cov[i], pos) < (b.0, b.1, b.2) {
+            *b = (worst, cov[i], pos, f, i as u32);
         }
     }
     // the point table is built again for the index (kept, the tables of all fields would raise the

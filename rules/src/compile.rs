@@ -131,7 +131,15 @@ pub(crate) enum Test {
     Gt(Key),
     Le(Key),
     Ge(Key),
-    /// `lo..=hi` (boxed: rare, and it keeps [`Op`] at 32 bytes)
+    /// `lo..=hi` of at most 8 bytes each (ports, IPv4 prefixes and ranges: half the compares of some
+    /// 100k-rule rulesets), in line: `lo[..len]..=hi[..len]`
+    Range8 {
+        lo: [u8; 8],
+        hi: [u8; 8],
+        len: u8,
+        neg: bool,
+    },
+    /// `lo..=hi` of other widths (boxed: it keeps [`Op`] at 32 bytes)
     Range {
         lh: Box<(Key, Key)>,
         neg: bool,
@@ -2035,9 +2043,21 @@ impl Compiler {
                     }
                 } else if e.len() == 1 {
                     let (lo, hi) = bounds(e);
-                    Test::Range {
-                        lh: Box::new((lo, hi)),
-                        neg,
+                    if lo.len() == hi.len() && lo.len() <= 8 {
+                        let (mut l, mut h) = ([0; 8], [0; 8]);
+                        l[..lo.len()].copy_from_slice(&lo);
+                        h[..hi.len()].copy_from_slice(&hi);
+                        Test::Range8 {
+                            lo: l,
+                            hi: h,
+                            len: lo.len() as u8,
+                            neg,
+                        }
+                    } else {
+                        Test::Range {
+                            lh: Box::new((lo, hi)),
+                            neg,
+                        }
                     }
                 } else {
                     // a concatenation with ranges: a set of one element

@@ -793,6 +793,10 @@ impl CompiledRuleset {
             Test::Le(v) => k <= &v[..],
             Test::Ge(v) => k >= &v[..],
             Test::Range { lh, neg } => (k >= &lh.0[..] && k <= &lh.1[..]) != *neg,
+            Test::Range8 { lo, hi, len, neg } => {
+                let n = *len as usize;
+                (k >= &lo[..n] && k <= &hi[..n]) != *neg
+            }
             Test::AnyBits { mask, neg } => {
                 k.iter().zip(mask.iter()).any(|(a, b)| a & b != 0) != *neg
             }
