@@ -1918,6 +1918,55 @@ mod tests {
         assert_eq!(Dtype::Time.parse_fast("5"), None);
     }
 
+    /// `dotted_quad` accepts what the standard parser accepts, over strings of digits and dots.
+    #[test]
+    fn dotted_quad_is_the_standard_parser() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let alphabet = b"0123456789..0125a";
+        let mut hits = 0;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let s: String = if x % 3 == 0 {
+                // anything of digits, dots and a letter
+                let len = (x >> 60) as usize;
+                (0..len)
+                    .map(|i| alphabet[((x >> (4 * i)) as usize + i) % alphabet.len()] as char)
+                    .collect()
+            } else {
+                // four groups of 0 to 3 digits (sometimes five)
+                let groups = 4 + (x >> 62 == 3) as usize;
+                (0..groups)
+                    .map(|g| {
+                        let y = x >> (12 * g);
+                        let n = (y & 3) as usize;
+                        (0..n)
+                            .map(|i| (b'0' + ((y >> (2 + 3 * i)) % 10) as u8) as char)
+                            .collect::<String>()
+                    })
+                    .collect::<Vec<_>>()
+                    .join(".")
+            };
+            let want = s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets());
+            hits += want.is_some() as u32;
+            assert_eq!(dotted_quad(&s), want, "{s:?}");
+        }
+        assert!(hits > 1000, "{hits}");
+        for s in [
+            "10.0.0.1",
+            "255.255.255.255",
+            "0.0.0.0",
+            "1.2.3.04",
+            "256.1.1.1",
+            "1.2.3.4.",
+            "1..2.3",
+        ] {
+            let want = s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets());
+            assert_eq!(dotted_quad(s), want, "{s:?}");
+        }
+    }
+
     /// The inline constructors agree with the general ones.
     #[test]
     fn inline_constructors() {
