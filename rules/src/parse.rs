@@ -2746,3 +2746,29 @@ impl<'a> Parser<'a> {
         Err(self.unexpected(n, None))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The look-ahead gives the same tokens as the lexer, however far it looks and however the
+    /// tokens looked at are consumed (also when the consumed ones are dropped from a queue that
+    /// never runs empty).
+    #[test]
+    fn look_ahead_is_the_token_stream() {
+        let src = (0..300).map(|i| format!("w{i} ")).collect::<String>();
+        let toks = crate::lex::lex(&src, 0);
+        let mut rs = Ruleset::default();
+        let texts = Texts::default();
+        let mut p = Parser::new(&mut rs, &crate::NoIncludes, &texts, &src, "t.nft");
+        assert_eq!(p.peek_nth(150).span, toks[150].span);
+        let mut at = 0;
+        while at < toks.len() - 3 {
+            assert_eq!(p.peek2().span, toks[at + 1].span, "{at}");
+            assert_eq!(p.peek_nth(2).span, toks[at + 2].span, "{at}");
+            assert_eq!(p.next().span, toks[at].span, "{at}");
+            at += 1;
+        }
+        assert!(p.la.len() < 80, "{}", p.la.len());
+    }
+}

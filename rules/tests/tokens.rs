@@ -105,3 +105,20 @@ fn recursive_variables_end_in_an_error() {
         assert!(parse_ruleset(src, "r.nft").is_err());
     }
 }
+
+#[test]
+fn look_ahead_over_a_long_map() {
+    // deciding whether a map's data has ports scans the whole map (hundreds of tokens ahead); the
+    // tokens looked at are then read one by one, and the rule after it from the file again
+    let map = (1..=60)
+        .map(|i| format!("192.0.2.{i} : 10.0.0.{i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rules = format!(
+        "\t\tmeta l4proto tcp dnat to ip saddr map {{ {map} }}\n\t\tmeta l4proto udp dnat to 10.0.0.1\n"
+    );
+    let src = format!(
+        "table ip t {{\n\tchain n {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n{rules}\t}}\n}}\n"
+    );
+    assert_eq!(list(&src, &rules::NoIncludes), src);
+}
