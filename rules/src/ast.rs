@@ -122,12 +122,16 @@ pub struct BaseChain {
     pub devices: Vec<String>,
 }
 
+/// A rule: 40 bytes (its statements in one exact allocation; 100k-rule chains are common).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     pub handle: u64,
-    pub stmts: Vec<Stmt>,
-    pub comment: Option<String>,
+    pub stmts: Box<[Stmt]>,
+    pub comment: Option<Box<str>>,
 }
+
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Rule>() <= 40);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chain {

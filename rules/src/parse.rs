@@ -2631,8 +2631,8 @@ impl<'a> Parser<'a> {
         self.stmt_buf = stmts;
         Ok(Rule {
             handle: 0,
-            stmts: exact,
-            comment,
+            stmts: exact.into_boxed_slice(),
+            comment: comment.map(String::into_boxed_str),
         })
     }
 
