@@ -328,24 +328,39 @@ impl<K: Key> FieldIndex<K> {
         &self.ids[self.offsets[class] as usize..self.offsets[class + 1] as usize]
     }
 
-    fn new(
-        field: &Field<'_, K>,
-        cl: Classes<K>,
-        rules: &[u32],
-        cover: impl Fn(&Classes<K>, &mut dyn FnMut(u32, usize)),
-    ) -> Self {
+    fn new(field: &Field<'_, K>, cl: Classes<K>, ch: &[usize], pclass: &[u32]) -> Self {
+        // every class each chosen compare covers, with its rule
+        fn cover<K: Key>(
+            field: &Field<'_, K>,
+            cl: &Classes<K>,
+            ch: &[usize],
+            pclass: &[u32],
+            mut g: impl FnMut(u32, usize),
+        ) {
+            for &i in ch {
+                let c = &field.cmps[i];
+                if c.n == 1 && pclass[c.iv as usize] != u32::MAX {
+                    g(c.rule, pclass[c.iv as usize] as usize);
+                } else {
+                    for &iv in field.ivs_of(i) {
+                        cl.cover(iv, |k| g(c.rule, k));
+                    }
+                }
+            }
+        }
         let n = cl.count();
         let mut offsets = vec![0u32; n + 1];
-        cover(&cl, &mut |_, k| offsets[k + 1] += 1);
+        cover(field, &cl, ch, pclass, |_, k| offsets[k + 1] += 1);
         for k in 0..n {
             offsets[k + 1] += offsets[k];
         }
         let mut fill = offsets.clone();
         let mut ids = vec![0u32; offsets[n] as usize];
-        cover(&cl, &mut |rule, k| {
+        cover(field, &cl, ch, pclass, |rule, k| {
             ids[fill[k] as usize] = rule;
             fill[k] += 1;
         });
+        let rules: Vec<u32> = ch.iter().map(|&i| field.cmps[i].rule).collect();
         FieldIndex {
             loads: field.loads.into(),
             bin: field.bin.cloned(),
@@ -354,7 +369,7 @@ impl<K: Key> FieldIndex<K> {
             ranges: Ranges::new(&cl.starts),
             offsets: offsets.into_boxed_slice(),
             ids: ids.into_boxed_slice(),
-            all: rules.into(),
+            all: rules.into_boxed_slice(),
         }
     }
 }
@@ -860,19 +875,26 @@ impl<K: Key> Classes<K> {
         (a, b, m + pa, m + pb)
     }
 
-    /// The class of each compare of `field` (`which` of them) that tests for a single value, or
-    /// `u32::MAX`.
+    /// The class of a point value (one of `points`).
+    #[inline]
+    fn point_class(&self, v: K) -> u32 {
+        match self.table.get(v) {
+            Some(c) => c,
+            None => (self.starts.len() + self.points.partition_point(|&p| p < v)) as u32,
+        }
+    }
+
+    /// Per interval slot of `field`: the class of the slot of each compare (`which` of them) that tests
+    /// for a single value, else `u32::MAX` (compares sharing a slot share its class).
     fn point_classes(&self, field: &Field<'_, K>, which: impl Iterator<Item = usize>) -> Vec<u32> {
-        let mut out = vec![u32::MAX; field.cmps.len()];
+        let mut out = vec![u32::MAX; field.ivs.len()];
         for i in which {
-            if let [(lo, hi)] = field.ivs_of(i) {
+            let c = &field.cmps[i];
+            let s = c.iv as usize;
+            if c.n == 1 && out[s] == u32::MAX {
+                let (lo, hi) = field.ivs[s];
                 if lo == hi {
-                    out[i] = match self.table.get(*lo) {
-                        Some(c) => c,
-                        None => {
-                            (self.starts.len() + self.points.partition_point(|p| p < lo)) as u32
-                        }
-                    };
+                    out[s] = self.point_class(lo);
                 }
             }
         }
@@ -897,49 +919,86 @@ impl<K: Key> Classes<K> {
 /// the narrow ones is `f`, of the wide ones `MAX_FIELDS + f`.
 type Best = (u32, u32, u32, u8, u32);
 
-/// Step 1 for one field: the classes and point classes of its compares, and each compare offered to its
-/// rule's `best` (the first rule is `first`).
+/// Step 1 for one field: the classes and point classes (per interval slot, see
+/// [`Classes::point_classes`]) of its compares, and each compare offered to its rule's `best` (the
+/// first rule is `first`). Compares sharing their intervals (`Cmp::iv`) share their coverage and cost:
+/// both are found once per slot, each slot's classes counted once per compare using it.
 fn cost_field<K: Key>(
     field: &Field<'_, K>,
     f: u8,
     first: u32,
     best: &mut [Best],
 ) -> (Classes<K>, Vec<u32>) {
-    let n = field.cmps.len();
+    let ns = field.ivs.len();
     let cl = Classes::new(field.width, field.ivs.iter());
-    let pclass = cl.point_classes(field, 0..n);
+    // per slot that starts a compare's intervals: their count, and how many compares use them (the
+    // slots of different compares are the same or disjoint)
+    let mut len = vec![0u16; ns];
+    let mut uses = vec![0u32; ns];
+    for c in field.cmps.iter().filter(|c| c.n > 0) {
+        len[c.iv as usize] = c.n;
+        uses[c.iv as usize] += 1;
+    }
+    let mut pclass = vec![u32::MAX; ns];
+    let mut cov = vec![u32::MAX; ns];
     let mut den = vec![0u32; cl.count()];
-    let mut cov = vec![u32::MAX; n];
     // coverage first: only narrow compares are counted and costed (each interval's classes found once)
     let mut spans = Vec::new();
-    for (i, c) in cov.iter_mut().enumerate() {
-        if pclass[i] != u32::MAX {
-            *c = 1;
-            den[pclass[i] as usize] += 1;
+    for s in 0..ns {
+        let (u, n) = (uses[s], len[s] as usize);
+        if u == 0 {
+            continue;
+        }
+        if n == 1 && field.ivs[s].0 == field.ivs[s].1 {
+            let p = cl.point_class(field.ivs[s].0);
+            pclass[s] = p;
+            cov[s] = 1;
+            den[p as usize] += u;
             continue;
         }
         spans.clear();
-        spans.extend(field.ivs_of(i).iter().map(|&iv| cl.span(iv)));
-        *c = spans
+        if n == 1 {
+            spans.push(cl.span(field.ivs[s]));
+        } else {
+            for &iv in &field.ivs[s..s + n] {
+                spans.push(cl.span(iv));
+            }
+        }
+        let c = spans
             .iter()
             .map(|&(a, b, pa, pb)| ((b + 1).saturating_sub(a) + (pb - pa)) as u32)
             .fold(0u32, |x, y| x.saturating_add(y));
-        if *c <= WIDE {
+        cov[s] = c;
+        if c <= WIDE {
             for &(a, b, pa, pb) in &spans {
-                (a..=b).chain(pa..pb).for_each(|k| den[k] += 1);
+                (a..=b).chain(pa..pb).for_each(|k| den[k] += u);
             }
         }
     }
-    for (i, cmp) in field.cmps.iter().enumerate() {
-        if cov[i] > WIDE {
+    // the cost of each slot: the most compares sharing one of its classes
+    let mut worst = uses;
+    for s in 0..ns {
+        if worst[s] == 0 || cov[s] > WIDE {
             continue;
         }
-        let mut worst = 0;
-        cl.visit(field.ivs_of(i), pclass[i], |k| worst = worst.max(den[k]));
+        let mut w = 0;
+        let n = len[s] as usize;
+        cl.visit(&field.ivs[s..s + n], pclass[s], |k| w = w.max(den[k]));
+        worst[s] = w;
+    }
+    for (i, cmp) in field.cmps.iter().enumerate() {
+        // (no intervals: holds for no value, covers no class)
+        let (w, c) = match cmp.n {
+            0 => (0, 0),
+            _ => (worst[cmp.iv as usize], cov[cmp.iv as usize]),
+        };
+        if c > WIDE {
+            continue;
+        }
         let b = &mut best[(cmp.rule - first) as usize];
-        let pos = cmp.pos as u32;
-        if (worst, cov[i], pos) < (b.0, b.1, b.2) {
-            *b = (worst, cov[i], pos, f, i as u32);
+        let key = (w, c, cmp.pos as u32);
+        if key < (b.0, b.1, b.2) {
+            *b = (key.0, key.1, key.2, f, i as u32);
         }
     }
     // the point table is built again for the index (kept, the tables of all fields would raise the
@@ -968,13 +1027,7 @@ fn index_field<K: Key>(
         let pc = cl.point_classes(&field, ch.iter().copied());
         (cl, pc)
     };
-    let cover = |cl: &Classes<K>, g: &mut dyn FnMut(u32, usize)| {
-        for &i in ch {
-            cl.visit(field.ivs_of(i), pclass[i], |k| g(field.cmps[i].rule, k));
-        }
-    };
-    let rules: Vec<u32> = ch.iter().map(|&i| field.cmps[i].rule).collect();
-    FieldIndex::new(&field, cl, &rules, cover)
+    FieldIndex::new(&field, cl, ch, &pclass)
 }
 
 fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<ChainIndex> {
