@@ -576,6 +576,7 @@ enum Cond<'a> {
 fn intervals(rs: &CompiledRuleset, cond: &Cond<'_>, out: &mut Vec<(u128, u128)>) -> Option<usize> {
     if let Cond::Test(Test::Eq(v)) = cond {
         // the common case: one point
+        let v: &[u8] = v;
         let width = v.len();
         if width == 0 || width > 16 {
             return None;
@@ -705,6 +706,10 @@ struct Field<'a, K> {
     cmps: Vec<Cmp>,
     /// their intervals
     ivs: Vec<(K, K)>,
+    /// the last few single intervals added to `ivs`, with their slots (`u32::MAX`: none), replaced in
+    /// turn from `next`
+    recent: [(K, K, u32); 4],
+    next: usize,
 }
 
 /// One prefix compare: its rule, its position among the rule's indexable compares (ties in the
@@ -726,6 +731,8 @@ impl<'a, K: Key> Field<'a, K> {
             width,
             cmps: Vec::new(),
             ivs: Vec::new(),
+            recent: [(K::from_u128(0), K::from_u128(0), u32::MAX); 4],
+            next: 0,
         }
     }
 
@@ -742,19 +749,23 @@ impl<'a, K: Key> Field<'a, K> {
         &self.ivs[c.iv as usize..c.iv as usize + c.n as usize]
     }
 
-    /// Appends a compare with intervals `ivs`, sharing them with one of the last few compares when equal.
+    /// Appends a compare with intervals `ivs`, sharing them when equal: one interval with one of the last
+    /// few single intervals added, several with one of the last few compares.
     fn push(&mut self, rule: u32, pos: u32, ivs: &[(u128, u128)]) {
         let n = ivs.len() as u16;
         let k = |&(lo, hi): &(u128, u128)| (K::from_u128(lo), K::from_u128(hi));
         if let [x] = ivs {
             // one interval (most compares)
             let x = k(x);
-            let shared = (self.cmps.iter().rev().take(4))
-                .find(|c| c.n == 1 && self.ivs[c.iv as usize] == x)
-                .map(|c| c.iv);
+            let shared = (self.recent.iter())
+                .find(|r| r.2 != u32::MAX && (r.0, r.1) == x)
+                .map(|r| r.2);
             let iv = shared.unwrap_or_else(|| {
+                let iv = self.ivs.len() as u32;
                 self.ivs.push(x);
-                self.ivs.len() as u32 - 1
+                self.recent[self.next] = (x.0, x.1, iv);
+                self.next = (self.next + 1) % self.recent.len();
+                iv
             });
             self.cmps.push(Cmp {
                 rule,
