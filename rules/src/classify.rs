@@ -706,10 +706,13 @@ struct Field<'a, K> {
     cmps: Vec<Cmp>,
     /// their intervals
     ivs: Vec<(K, K)>,
-    /// the last few single intervals added to `ivs`, with their slots (`u32::MAX`: none), replaced in
-    /// turn from `next`
-    recent: [(K, K, u32); 4],
-    next: usize,
+    /// the last few single points and single ranges added to `ivs`, with their slots (`u32::MAX`:
+    /// none), each replaced in turn from `next`
+    recent: [[(K, K, u32); 4]; 2],
+    next: [usize; 2],
+    /// the last few groups of several intervals added: (first slot, count; `u32::MAX`: none)
+    groups: [(u32, u16); 4],
+    next_group: usize,
 }
 
 /// One prefix compare: its rule, its position among the rule's indexable compares (ties in the
@@ -731,8 +734,10 @@ impl<'a, K: Key> Field<'a, K> {
             width,
             cmps: Vec::new(),
             ivs: Vec::new(),
-            recent: [(K::from_u128(0), K::from_u128(0), u32::MAX); 4],
-            next: 0,
+            recent: [[(K::from_u128(0), K::from_u128(0), u32::MAX); 4]; 2],
+            next: [0; 2],
+            groups: [(u32::MAX, 0); 4],
+            next_group: 0,
         }
     }
 
@@ -749,22 +754,24 @@ impl<'a, K: Key> Field<'a, K> {
         &self.ivs[c.iv as usize..c.iv as usize + c.n as usize]
     }
 
-    /// Appends a compare with intervals `ivs`, sharing them when equal: one interval with one of the last
-    /// few single intervals added, several with one of the last few compares.
+    /// Appends a compare with intervals `ivs`, sharing them when equal with one of the last few single
+    /// points, single ranges or groups of intervals added.
     fn push(&mut self, rule: u32, pos: u32, ivs: &[(u128, u128)]) {
         let n = ivs.len() as u16;
         let k = |&(lo, hi): &(u128, u128)| (K::from_u128(lo), K::from_u128(hi));
         if let [x] = ivs {
             // one interval (most compares)
             let x = k(x);
-            let shared = (self.recent.iter())
+            // points and ranges remembered apart (many points, few ranges repeated further apart)
+            let kind = (x.0 != x.1) as usize;
+            let shared = (self.recent[kind].iter())
                 .find(|r| r.2 != u32::MAX && (r.0, r.1) == x)
                 .map(|r| r.2);
             let iv = shared.unwrap_or_else(|| {
                 let iv = self.ivs.len() as u32;
                 self.ivs.push(x);
-                self.recent[self.next] = (x.0, x.1, iv);
-                self.next = (self.next + 1) % self.recent.len();
+                self.recent[kind][self.next[kind]] = (x.0, x.1, iv);
+                self.next[kind] = (self.next[kind] + 1) % 4;
                 iv
             });
             self.cmps.push(Cmp {
@@ -775,22 +782,21 @@ impl<'a, K: Key> Field<'a, K> {
             });
             return;
         }
-        let shared = self
-            .cmps
-            .iter()
-            .rev()
-            .take(4)
-            .find(|c| {
-                c.n == n
-                    && self.ivs[c.iv as usize..c.iv as usize + c.n as usize]
+        let shared = (self.groups.iter())
+            .find(|&&(iv, m)| {
+                iv != u32::MAX
+                    && m == n
+                    && self.ivs[iv as usize..iv as usize + m as usize]
                         .iter()
                         .zip(ivs)
                         .all(|(a, b)| *a == k(b))
             })
-            .map(|c| c.iv);
+            .map(|g| g.0);
         let iv = shared.unwrap_or_else(|| {
             let s = self.ivs.len() as u32;
             self.ivs.extend(ivs.iter().map(k));
+            self.groups[self.next_group] = (s, n);
+            self.next_group = (self.next_group + 1) % 4;
             s
         });
         self.cmps.push(Cmp {
@@ -911,19 +917,6 @@ impl<K: Key> Classes<K> {
         }
         out
     }
-
-    /// Calls `f` with every class a compare covers: its intervals, or `pclass` when it is a single
-    /// value whose class is known.
-    #[inline]
-    fn visit(&self, ivs: &[(K, K)], pclass: u32, mut f: impl FnMut(usize)) {
-        if pclass != u32::MAX {
-            f(pclass as usize);
-        } else {
-            for &iv in ivs {
-                self.cover(iv, &mut f);
-            }
-        }
-    }
 }
 
 /// A rule's choice so far: (cost, classes covered, position in the rule, field, compare); field `f` of
@@ -953,8 +946,10 @@ fn cost_field<K: Key>(
     let mut pclass = vec![u32::MAX; ns];
     let mut cov = vec![u32::MAX; ns];
     let mut den = vec![0u32; cl.count()];
-    // coverage first: only narrow compares are counted and costed (each interval's classes found once)
+    // coverage first: only narrow compares are counted and costed (each interval's classes found once,
+    // kept for the costs of narrow slots that are not a point, in slot order)
     let mut spans = Vec::new();
+    let mut kept = Vec::new();
     for s in 0..ns {
         let (u, n) = (uses[s], len[s] as usize);
         if u == 0 {
@@ -984,17 +979,26 @@ fn cost_field<K: Key>(
             for &(a, b, pa, pb) in &spans {
                 (a..=b).chain(pa..pb).for_each(|k| den[k] += u);
             }
+            kept.extend_from_slice(&spans);
         }
     }
     // the cost of each slot: the most compares sharing one of its classes
     let mut worst = uses;
+    let mut at = 0;
     for s in 0..ns {
         if worst[s] == 0 || cov[s] > WIDE {
             continue;
         }
-        let mut w = 0;
+        if pclass[s] != u32::MAX {
+            worst[s] = den[pclass[s] as usize];
+            continue;
+        }
         let n = len[s] as usize;
-        cl.visit(&field.ivs[s..s + n], pclass[s], |k| w = w.max(den[k]));
+        let mut w = 0;
+        for &(a, b, pa, pb) in &kept[at..at + n] {
+            (a..=b).chain(pa..pb).for_each(|k| w = w.max(den[k]));
+        }
+        at += n;
         worst[s] = w;
     }
     for (i, cmp) in field.cmps.iter().enumerate() {
