@@ -541,11 +541,7 @@ mod tests {
             &udp_datagram(1, 2, 1400),
             64,
         );
-        whole[ETH_HLEN + 6] = 0; // no DF
-        let h = &mut whole[ETH_HLEN..ETH_HLEN + 20];
-        h[10..12].fill(0);
-        let c = checksum(h);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+        crate::testkit::clear_df(&mut whole);
         let ip = parse_ipv4(&whole, ETH_HLEN).unwrap();
         let f = fragment_ipv4(&whole, &ip, mtu).unwrap();
         (whole, f)

@@ -150,6 +150,35 @@ pub fn host_frame(packet: &[u8]) -> Vec<u8> {
     frame
 }
 
+/// Sends the fragments of a datagram to `next_hop` on `iface`, or queues them for its neighbour entry;
+/// `true` when the neighbour is to be solicited (ARP or NS).
+fn send_pieces<A: Copy + Eq + std::hash::Hash>(
+    neigh: &mut NeighTable<A>,
+    emitted: &mut Vec<(usize, Vec<u8>)>,
+    stats: &mut WorkerStats,
+    iface: usize,
+    next_hop: A,
+    frags: Vec<Vec<u8>>,
+    now: u64,
+) -> bool {
+    let mut solicit = false;
+    for mut f in frags {
+        match neigh.lookup(iface, next_hop, now) {
+            Some(mac) => {
+                f[0..6].copy_from_slice(&mac);
+                emitted.push((iface, f));
+            }
+            None => match neigh.enqueue(iface, next_hop, &f, now) {
+                Miss::QueuedSendRequest => solicit = true,
+                Miss::Queued => {}
+                Miss::Overflow => stats.neigh_pending_overflow += 1,
+                Miss::Failed => stats.neigh_failed += 1,
+            },
+        }
+    }
+    solicit
+}
+
 /// The fragments a datagram from the host TUN came in (see [`Pipeline::from_host`]).
 struct HostPieces {
     /// The largest fragment (IP length).
@@ -1506,19 +1535,9 @@ impl Pipeline {
             };
             self.stats.fragments_created += frags.len() as u64;
             self.stats.forwarded += 1;
-            for mut f in frags {
-                match self.neigh.lookup(iface, next_hop, now) {
-                    Some(mac) => {
-                        f[0..6].copy_from_slice(&mac);
-                        self.emitted.push((iface, f));
-                    }
-                    None => match self.neigh.enqueue(iface, next_hop, &f, now) {
-                        Miss::QueuedSendRequest => self.send_arp_request(iface, next_hop),
-                        Miss::Queued => {}
-                        Miss::Overflow => self.stats.neigh_pending_overflow += 1,
-                        Miss::Failed => self.stats.neigh_failed += 1,
-                    },
-                }
+            let (neigh, out, stats) = (&mut self.neigh, &mut self.emitted, &mut self.stats);
+            if send_pieces(neigh, out, stats, iface, next_hop, frags, now) {
+                self.send_arp_request(iface, next_hop);
             }
             return Action::Consumed;
         }

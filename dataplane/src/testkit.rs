@@ -15,6 +15,16 @@ pub const SRV_MAC: [u8; 6] = [2, 0, 0, 0, 2, 2];
 pub const CLI: [u8; 4] = [192, 0, 2, 2];
 pub const SRV: [u8; 4] = [198, 51, 100, 2];
 
+/// Clears the DF bit of the IPv4 packet in `frame` and fixes its header checksum (a datagram the path
+/// may fragment).
+pub fn clear_df(frame: &mut [u8]) {
+    let h = &mut frame[ETH_HLEN..ETH_HLEN + 20];
+    h[6] = 0;
+    h[10..12].fill(0);
+    let c = checksum(h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
 /// An Ethernet + IPv4 frame around `l4` with a correct header checksum (MACs 02:00:00:00:00:01 ← :02).
 pub fn ipv4_frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: &[u8], ttl: u8) -> Vec<u8> {
     let mut f = vec![0u8; ETH_HLEN + 20 + l4.len()];

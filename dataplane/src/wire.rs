@@ -354,10 +354,7 @@ pub(crate) mod tests {
             &crate::testkit::udp_datagram(1, 2, 400),
             64,
         );
-        f[ETH_HLEN + 6] = 0; // no DF
-        f[ETH_HLEN + 10..ETH_HLEN + 12].fill(0);
-        let c = checksum(&f[ETH_HLEN..ETH_HLEN + 20]);
-        f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+        crate::testkit::clear_df(&mut f);
         let ip = parse_ipv4(&f, ETH_HLEN).unwrap();
         let lens = |v: Vec<Vec<u8>>| {
             v.iter()

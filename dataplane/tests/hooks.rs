@@ -428,10 +428,7 @@ fn a_datagram_too_big_for_the_link_waits_for_its_neighbour_in_pieces() {
         &udp(1, 53, &[7; 2500]),
         64,
     );
-    big[ETH_HLEN + 6] = 0; // no DF
-    big[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
-    let c = checksum(&big[ETH_HLEN..ETH_HLEN + 20]);
-    big[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    dataplane::testkit::clear_df(&mut big);
     let ip = parse_ipv4(&big, ETH_HLEN).unwrap();
     let pieces = wire::fragment_ipv4(&big, &ip, 1000).unwrap();
     assert_eq!(pieces.len(), 3);

@@ -287,10 +287,7 @@ fn fragmented_echo(src: [u8; 4], dst: [u8; 4], ty: u8, size: usize, mtu: usize) 
     let c = dataplane::wire::checksum(&l4);
     l4[2..4].copy_from_slice(&c.to_be_bytes());
     let mut f = ipv4_frame(src, dst, 1, &l4, 64);
-    f[ETH_HLEN + 6] = 0; // no DF
-    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
-    let c = dataplane::wire::checksum(&f[ETH_HLEN..ETH_HLEN + 20]);
-    f[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
+    dataplane::testkit::clear_df(&mut f);
     let ip = dataplane::wire::parse_ipv4(&f, ETH_HLEN).unwrap();
     dataplane::wire::fragment_ipv4(&f, &ip, mtu).unwrap()
 }

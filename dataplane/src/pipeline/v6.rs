@@ -999,19 +999,9 @@ impl Pipeline {
                 };
                 self.stats.fragments6_created += frags.len() as u64;
                 self.stats.forwarded6 += 1;
-                for mut f in frags {
-                    match self.neigh6.lookup(iface, next_hop, now) {
-                        Some(mac) => {
-                            f[0..6].copy_from_slice(&mac);
-                            self.emitted.push((iface, f));
-                        }
-                        None => match self.neigh6.enqueue(iface, next_hop, &f, now) {
-                            Miss::QueuedSendRequest => self.send_ns(iface, next_hop),
-                            Miss::Queued => {}
-                            Miss::Overflow => self.stats.neigh_pending_overflow += 1,
-                            Miss::Failed => self.stats.neigh_failed += 1,
-                        },
-                    }
+                let (neigh, out, stats) = (&mut self.neigh6, &mut self.emitted, &mut self.stats);
+                if send_pieces(neigh, out, stats, iface, next_hop, frags, now) {
+                    self.send_ns(iface, next_hop);
                 }
                 return Action::Consumed;
             }
