@@ -1045,6 +1045,25 @@ fn index_field<K: Key>(
     FieldIndex::new(&field, cl, ch, &pclass)
 }
 
+/// The field of `fields` a compare of these loads and width is filed under: `last` (the one its selector
+/// was filed under before), the first that matches, or a new one while there is `room`.
+fn field_for<'a, K: Key>(
+    fields: &mut Vec<Field<'a, K>>,
+    last: Option<usize>,
+    loads: &'a [Load],
+    bin: Option<&'a Bin>,
+    width: usize,
+    room: bool,
+) -> Option<usize> {
+    last.or_else(|| fields.iter().position(|f| f.is(loads, bin, width)))
+        .or_else(|| {
+            room.then(|| {
+                fields.push(Field::new(loads, bin, width));
+                fields.len() - 1
+            })
+        })
+}
+
 fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<ChainIndex> {
     // fields of at most 8 bytes, and wider ones (at most MAX_FIELDS in all)
     let mut nf: Vec<Field<'_, u64>> = Vec::new();
@@ -1102,29 +1121,13 @@ fn build_chain(rs: &CompiledRuleset, rules: std::ops::Range<u32>) -> Option<Chai
                     let last =
                         (last.1 != u8::MAX && last.0 as usize == width).then_some(last.1 as usize);
                     let filed = if width <= 8 {
-                        let f = last
-                            .or_else(|| nf.iter().position(|f| f.is(loads, bin, width)))
-                            .or_else(|| {
-                                room.then(|| {
-                                    nf.push(Field::new(loads, bin, width));
-                                    nf.len() - 1
-                                })
-                            });
-                        f.map(|f| {
+                        field_for(&mut nf, last, loads, bin, width, room).map(|f| {
                             sel_field[sel] = (width as u8, f as u8);
                             nf[f].push(r, pos, &scratch)
                         })
                     } else {
-                        let f = last
-                            .map(|f| f - MAX_FIELDS)
-                            .or_else(|| wf.iter().position(|f| f.is(loads, bin, width)))
-                            .or_else(|| {
-                                room.then(|| {
-                                    wf.push(Field::new(loads, bin, width));
-                                    wf.len() - 1
-                                })
-                            });
-                        f.map(|f| {
+                        let last = last.map(|f| f - MAX_FIELDS);
+                        field_for(&mut wf, last, loads, bin, width, room).map(|f| {
                             sel_field[sel] = (width as u8, (MAX_FIELDS + f) as u8);
                             wf[f].push(r, pos, &scratch)
                         })

@@ -1953,18 +1953,6 @@ mod tests {
             assert_eq!(dotted_quad(&s), want, "{s:?}");
         }
         assert!(hits > 1000, "{hits}");
-        for s in [
-            "10.0.0.1",
-            "255.255.255.255",
-            "0.0.0.0",
-            "1.2.3.04",
-            "256.1.1.1",
-            "1.2.3.4.",
-            "1..2.3",
-        ] {
-            let want = s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets());
-            assert_eq!(dotted_quad(s), want, "{s:?}");
-        }
     }
 
     /// The inline constructors agree with the general ones.
@@ -2068,6 +2056,9 @@ mod tests {
             "",
             "192.0.2.00",
             "9.99.199.249",
+            "1.2.3.04",
+            "1.2.3.4.",
+            "1..2.3",
         ] {
             let want = s.parse::<std::net::Ipv4Addr>().ok().map(|a| a.octets());
             assert_eq!(dotted_quad(s), want, "{s:?}");

@@ -402,3 +402,20 @@ fn meter_statement_makes_an_anonymous_dynamic_set_with_per_source_state() {
     let again = parse_ruleset(&listing, "l.nft").unwrap();
     assert_eq!(print_ruleset(&again, &Default::default(), None), listing);
 }
+
+#[test]
+fn a_meter_name_taken_by_a_set_or_another_key_is_refused_as_the_kernel_does() {
+    // nft 1.0.6's first error for each (it then also reports the statement refused)
+    let taken = "table ip t {\n\tset ssh { type ipv4_addr; }\n\tchain c {\n\t\ttcp dport 22 meter ssh { ip saddr limit rate 10/second } accept\n\t}\n}\n";
+    let e = parse_ruleset(taken, "mc.nft").unwrap_err().to_string();
+    assert!(
+        e.starts_with("mc.nft:4:28-35: Error: Could not process rule: File exists"),
+        "{e}"
+    );
+    let rekeyed = "table ip t {\n\tchain c {\n\t\tmeter m { ip saddr counter }\n\t\tmeter m { tcp dport counter }\n\t}\n}\n";
+    let e = parse_ruleset(rekeyed, "mc2.nft").unwrap_err().to_string();
+    assert!(
+        e.starts_with("mc2.nft:4:13-21: Error: Could not process rule: Operation not supported"),
+        "{e}"
+    );
+}

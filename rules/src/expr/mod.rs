@@ -552,27 +552,12 @@ impl Elem {
             opts: None,
         }
     }
-    pub fn print(&self, types: &[Dtype], fmt: crate::types::ValFmt, out: &mut String) {
-        self.print_ex(types, fmt, false, out)
-    }
-
-    /// `or_flags`: print multi-bit flag values as `a | b` (set elements, explicit `==`/`!=`)
-    /// rather than `a,b` (implicit flag tests).
-    pub fn print_ex(
-        &self,
-        types: &[Dtype],
-        fmt: crate::types::ValFmt,
-        or_flags: bool,
-        out: &mut String,
-    ) {
-        self.parts.print_ex(types, fmt, or_flags, out)
-    }
     /// Key, element options and mapped data: `1.2.3.4 counter packets 0 bytes 0 timeout 1h comment "x" : accept`.
     pub fn print_full(&self, f: &ElemFmt<'_>, out: &mut String) {
         if self.parts.is_empty() {
             out.push('*');
         } else {
-            self.print_ex(f.key, f.val, true, out);
+            self.parts.print_ex(f.key, f.val, true, out);
         }
         if let Some(o) = &self.opts {
             // nft's set_elem_expr_print: statements, then timeout, expires and comment

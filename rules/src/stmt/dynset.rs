@@ -167,24 +167,24 @@ impl Parser<'_> {
     /// the packet path updates. The set is made (anonymous, dynamic, listed by `list meters`) the
     /// first time its name is used in the table.
     pub(crate) fn meter_stmt(&mut self, ctx: &mut RuleCtx) -> PResult<super::Stmt> {
-        let kw = self.next();
-        let (name, name_span) = self.name()?;
+        self.next();
+        let (name, _) = self.name()?;
         let size = if self.eat_word("size") {
             Some(self.number()?.0)
         } else {
             None
         };
         self.expect(Tok::LBrace, "'{'")?;
+        let key_start = self.peek().span;
         let key = self.value_expr(ctx, &[])?;
+        let key_span = key_start.to(self.prev);
         let mut u = self.set_update_items("update", name, key)?;
         self.skip_newlines();
-        let end = self.expect(Tok::RBrace, "'}'")?;
+        self.expect(Tok::RBrace, "'}'")?;
         ctx.dep = None;
         let types = u.key.dtypes();
         let size = size.unwrap_or(65535);
         u.meter = Some(size);
-        let mut span = kw.span;
-        span.hi = end.span.hi;
         let Some((f, tb)) = self.cur_table.clone() else {
             return Ok(super::Stmt::SetUpdate(Box::new(u)));
         };
@@ -195,7 +195,11 @@ impl Parser<'_> {
             Some(s) if s.meter && s.key_types() == types => {
                 s.flags.timeout |= u.timeout.is_some();
             }
-            Some(_) => self.sem_err(name_span, "Could not process rule: File exists"),
+            // the kernel's answers (nft 1.0.6 also reports the statement as refused after them)
+            Some(s) if s.meter => {
+                self.sem_err(key_span, "Could not process rule: Operation not supported")
+            }
+            Some(_) => self.sem_err(key_span, "Could not process rule: File exists"),
             None => {
                 self.new_meters.push((f, tb.clone(), u.set.clone()));
                 let handle = t.alloc_handle();
@@ -223,7 +227,6 @@ impl Parser<'_> {
                 });
             }
         }
-        let _ = span;
         Ok(super::Stmt::SetUpdate(Box::new(u)))
     }
 
